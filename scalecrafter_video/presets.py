@@ -1,0 +1,158 @@
+"""Preset files (configs/*.toml) and plan resolution for a model and a target size.
+
+A preset is one reference configuration: family, target size, main and damped rule sets with
+their windows, and the dispersion layers. Every layer it names is checked against the family's
+real UNet (built on the meta device): a name that does not exist is an error, never a skip.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from functools import lru_cache
+from pathlib import Path
+
+from .errors import ScaleCrafterError
+from .families import get_family, meta_unet
+from .layers import spatial_convs
+from .plan import Plan, Rule, derive_plan
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+_TOP_KEYS = {"name", "family", "height", "width", "description", "main", "damped", "dispersion"}
+_SECTION_KEYS = {"stop", "progressive", "factors"}
+_DISPERSION_KEYS = {"stop", "layers"}
+
+
+def _check_keys(found, allowed, where: str) -> None:
+    unknown = sorted(set(found) - allowed)
+    if unknown:
+        raise ScaleCrafterError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+
+
+def _rules(section: dict, where: str) -> tuple[Rule, ...]:
+    _check_keys(section, _SECTION_KEYS, where)
+    if "stop" not in section:
+        raise ScaleCrafterError(f"{where}: missing 'stop' (the window in reference DDIM-50 steps)")
+    stop, progressive = float(section["stop"]), bool(section.get("progressive", False))
+    return tuple(Rule(sel, f, stop, progressive) for sel, f in section.get("factors", {}).items())
+
+
+def plan_from_preset(data: dict, where: str) -> Plan:
+    """Build a Plan from a parsed preset table (no layer check: see `validate_preset`)."""
+    _check_keys(data, _TOP_KEYS, where)
+    for key in ("name", "family", "height", "width", "main"):
+        if key not in data:
+            raise ScaleCrafterError(f"{where}: missing key '{key}'")
+    family = get_family(data["family"])
+    damped = data.get("damped", {})
+    dispersion = data.get("dispersion", {})
+    _check_keys(dispersion, _DISPERSION_KEYS, f"{where} [dispersion]")
+    return Plan(
+        name=data["name"],
+        main=_rules(data["main"], f"{where} [main]"),
+        damped=_rules(damped, f"{where} [damped]") if damped else (),
+        ndcfg_stop=float(damped.get("stop", 0.0)),
+        dispersion=tuple(dispersion.get("layers", ())),
+        dispersion_stop=float(dispersion.get("stop", 0.0)),
+        base=(family.base_height, family.base_width),
+        target=(int(data["height"]), int(data["width"])),
+        units="pixels",
+        source="preset",
+        notes=data.get("description", ""),
+    )
+
+
+def load_preset_file(path: str | Path) -> tuple[str, Plan]:
+    """(family, plan) from a preset file."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ScaleCrafterError(f"preset file '{path}' does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ScaleCrafterError(f"preset file '{path}' is not valid TOML: {exc}") from None
+    return data.get("family", ""), plan_from_preset(data, f"preset {path.name}")
+
+
+@lru_cache(maxsize=None)
+def presets() -> dict[str, tuple[str, Plan]]:
+    """All shipped presets by name: (family, plan)."""
+    found = {}
+    for path in sorted(CONFIG_DIR.glob("*.toml")):
+        family, plan = load_preset_file(path)
+        if plan.name in found:
+            raise ScaleCrafterError(f"two preset files define '{plan.name}'")
+        found[plan.name] = (family, plan)
+    return found
+
+
+@lru_cache(maxsize=None)
+def family_layers(family: str) -> tuple[str, ...]:
+    """Eligible conv names of the family's real UNet (meta device, no weights)."""
+    return tuple(spatial_convs(meta_unet(family)))
+
+
+def validate_preset(name: str) -> None:
+    family, plan = presets()[name]
+    plan.validate(list(family_layers(family)), f"preset '{name}'")
+
+
+def get_preset(name: str) -> tuple[str, Plan]:
+    table = presets()
+    if name not in table:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(table), n=3)
+        hint = f"did you mean {', '.join(close)}?" if close else "run `scv presets` to list them"
+        raise ScaleCrafterError(f"unknown preset '{name}': {hint}")
+    return table[name]
+
+
+def find_reference_preset(family: str, height: int, width: int) -> Plan | None:
+    """The shipped preset of this family for exactly this size (either orientation if isotropic)."""
+    for fam, plan in presets().values():
+        if fam != family or plan.target is None:
+            continue
+        if plan.target == (height, width):
+            return plan
+    for fam, plan in presets().values():
+        isotropic = all(r.factor[0] == r.factor[1] for r in plan.main + plan.damped)
+        if fam == family and plan.target == (width, height) and isotropic:
+            return plan
+    return None
+
+
+def resolve_plan(
+    preset: str | Path | dict | Plan,
+    *,
+    height: int,
+    width: int,
+    base: tuple[int, int],
+    levels: int,
+    family: str | None = None,
+    units: str = "pixels",
+) -> Plan:
+    """Turn a preset argument into a Plan for a `height` x `width` target.
+
+    "auto": the family's reference preset for exactly this size if there is one, else the plan
+    derived from the general rule (`derive_plan`). A name: a shipped preset. A path: a preset
+    file. A dict: a custom plan (`Plan.from_dict`). A Plan: itself.
+    """
+    if isinstance(preset, Plan):
+        return preset
+    if isinstance(preset, dict):
+        return Plan.from_dict(preset)
+    if preset == "auto":
+        if family is not None and units == "pixels":
+            found = find_reference_preset(family, height, width)
+            if found is not None:
+                return found
+        return derive_plan(levels, base, (height, width), units=units)
+    if isinstance(preset, Path) or str(preset).endswith(".toml"):
+        fam, plan = load_preset_file(preset)
+    else:
+        fam, plan = get_preset(str(preset))
+    if family is not None and fam != family:
+        raise ScaleCrafterError(
+            f"preset '{plan.name}' is for family '{fam}' but the model is '{family}': pick a {family} preset or --preset auto"
+        )
+    return plan
