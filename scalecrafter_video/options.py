@@ -32,6 +32,7 @@ class GenerateOptions:
     freeu: bool = False
     vae_tiling: str = "auto"  # auto | on | off
     progress: bool = True
+    command: list[str] | None = None  # the command line that asked for this job (for sidecars)
     # video only
     video: bool = False
     frames: int = 16
