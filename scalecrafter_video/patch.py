@@ -114,10 +114,11 @@ def _make_conv_forward(conv: nn.Conv2d, layer: str, state: _State, original, R):
         if folded:  # inflated conv fed (b, c, f, h, w): fold frames into the batch
             b, c, f, h, w = input.shape
             input = input.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w)
-        if layer in state.dispersed:
-            weight = disperse_kernel(weight, R)
+        padding = conv.padding
+        if layer in state.dispersed:  # the K x K kernel already doubles the receptive field
+            weight, padding = disperse_kernel(weight, R), None
             factor = (max(1.0, factor[0] / 2), max(1.0, factor[1] / 2))
-        out = redilated_conv2d(input, weight, bias, conv.stride, factor, conv.groups, conv.padding)
+        out = redilated_conv2d(input, weight, bias, conv.stride, factor, conv.groups, padding)
         if folded:
             out = out.reshape(b, f, *out.shape[1:]).permute(0, 2, 1, 3, 4)
         return out
