@@ -76,6 +76,10 @@ def load_preset_file(path: str | Path) -> tuple[str, Plan]:
 @lru_cache(maxsize=None)
 def presets() -> dict[str, tuple[str, Plan]]:
     """All shipped presets by name: (family, plan)."""
+    if not CONFIG_DIR.is_dir():
+        raise ScaleCrafterError(
+            f"preset folder {CONFIG_DIR} is missing: install from a checkout with `pip install -e .` (presets live in configs/)"
+        )
     found = {}
     for path in sorted(CONFIG_DIR.glob("*.toml")):
         family, plan = load_preset_file(path)
