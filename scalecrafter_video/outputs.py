@@ -11,7 +11,7 @@ import json
 import os
 import platform
 import re
-import tempfile
+import secrets
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
 from importlib import metadata
@@ -83,15 +83,24 @@ def atomic_path(path: Path):
     On any error (including KeyboardInterrupt) the temporary file is removed and `path` is untouched.
     """
     path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = _reserve_temp(path)
     try:
         yield tmp
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _reserve_temp(path: Path) -> Path:
+    # os.open with mode 0o666 keeps the user's umask (mkstemp would force 0600 on the final file).
+    while True:
+        tmp = path.parent / f".{path.stem}.{secrets.token_hex(4)}.tmp{path.suffix}"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:

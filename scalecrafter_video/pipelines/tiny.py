@@ -36,6 +36,42 @@ _SCHEDULER_CONFIG = dict(
 )
 
 
+_TIME_DIM = 8
+TINY_UNET_CONFIGS: dict[str, dict] = {
+    # SD1.5 layout: 4 levels, cross-attention in the three outer ones.
+    "tiny-sd": dict(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+        block_out_channels=(32, 32, 64, 64),
+        layers_per_block=1,
+        norm_num_groups=8,
+        cross_attention_dim=_TEXT_DIM,
+        attention_head_dim=4,
+    ),
+    # SDXL layout: 3 levels, two text encoders, "text_time" added conditioning.
+    "tiny-sdxl": dict(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        block_out_channels=(32, 64, 64),
+        layers_per_block=1,
+        norm_num_groups=8,
+        cross_attention_dim=2 * _TEXT_DIM,
+        attention_head_dim=(2, 4, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=_TIME_DIM,
+        projection_class_embeddings_input_dim=6 * _TIME_DIM + _TEXT_DIM,
+    ),
+}
+TINY_VAE_SCALE_FACTOR = 8
+
+
 def is_tiny(model: str) -> bool:
     return model in TINY_MODELS
 
@@ -125,18 +161,7 @@ def _build_sd():
     from diffusers import StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextModel
 
-    unet = UNet2DConditionModel(
-        sample_size=8,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-        block_out_channels=(32, 32, 64, 64),
-        layers_per_block=1,
-        norm_num_groups=8,
-        cross_attention_dim=_TEXT_DIM,
-        attention_head_dim=4,
-    )
+    unet = UNet2DConditionModel(**TINY_UNET_CONFIGS["tiny-sd"])
     return StableDiffusionPipeline(
         vae=_vae(),
         text_encoder=CLIPTextModel(_text_config(projection=False)).eval(),
@@ -153,23 +178,7 @@ def _build_sdxl():
     from diffusers import StableDiffusionXLPipeline, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
-    time_dim = 8
-    unet = UNet2DConditionModel(
-        sample_size=8,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-        block_out_channels=(32, 64, 64),
-        layers_per_block=1,
-        norm_num_groups=8,
-        cross_attention_dim=2 * _TEXT_DIM,
-        attention_head_dim=(2, 4, 4),
-        use_linear_projection=True,
-        addition_embed_type="text_time",
-        addition_time_embed_dim=time_dim,
-        projection_class_embeddings_input_dim=6 * time_dim + _TEXT_DIM,
-    )
+    unet = UNet2DConditionModel(**TINY_UNET_CONFIGS["tiny-sdxl"])
     return StableDiffusionXLPipeline(
         vae=_vae(),
         text_encoder=CLIPTextModel(_text_config(projection=False)).eval(),

@@ -1,0 +1,7 @@
+"""`python -m scalecrafter_video` runs the `scv` command line."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

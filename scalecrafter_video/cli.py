@@ -1,0 +1,558 @@
+"""`scv`: generate high-resolution images and videos with ScaleCrafter, inspect plans and presets.
+
+Every user error is a `ScaleCrafterError`, printed as one line `scv: error: ...` with exit code 2
+(argparse mistakes too); Ctrl-C exits 130; tracebacks only with --debug. Each subcommand is a
+small function taking the parsed arguments, so tests can call `main([...])` in-process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from .errors import ScaleCrafterError
+
+logger = logging.getLogger("scalecrafter_video")
+
+MAX_SIDE = 16384
+PLAN_FAMILIES = ("sd15", "sd21", "sdxl", "animatediff", "modelscope", "zeroscope")
+
+GENERATE_EXAMPLES = """\
+examples:
+  scv generate --model sd15 --prompt "a corgi on a beach" --res 2048x2048
+  scv generate --model sdxl --prompts prompts.txt --res 4096x2048 --seed 7 --out out/sdxl
+  scv generate --model sd21 --prompt "a castle" --res 1024x1024 --method direct   # baseline
+  scv generate --model tiny-sd --prompt test --res 128x128 --steps 4              # offline smoke test (noise)
+  scv generate --video --prompt "waves at sunset" --res 1024x1024 --frames 16 --fps 8
+
+--res is WIDTHxHEIGHT: 2048x1024 is 2048 pixels wide and 1024 high.
+"""
+
+PLAN_EXAMPLES = """\
+examples:
+  scv plan --family sd15 --res 2048x2048 --steps 50
+  scv plan --family sdxl --res 4096x2048 --steps 30 --scheduler dpm++ --json
+  scv plan --family sd21 --res 1536x1024 --steps 50 --preset auto
+"""
+
+MAIN_EXAMPLES = """\
+commands:
+  generate   sample images (or videos with --video) at a resolution above the model's training size
+  plan       print the resolved re-dilation / NDCFG plan per sampling step (no weights needed)
+  presets    list the shipped reference presets
+  demo       the small shipped demo model (train, generate, metrics), when installed
+
+examples:
+  scv generate --model sd15 --prompt "a corgi on a beach" --res 2048x2048
+  scv plan --family sd15 --res 2048x2048 --steps 50
+  scv presets
+
+Run `scv COMMAND --help` for the options of a command.
+"""
+
+
+class _ArgumentError(Exception):
+    """An argparse usage error, reported like every other error: one line, exit 2."""
+
+    def __init__(self, prog: str, message: str):
+        super().__init__(message)
+        self.prog = prog
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        raise _ArgumentError(self.prog, message)
+
+
+# ---- parsing helpers ------------------------------------------------------------------------
+def parse_res(text: str) -> tuple[int, int]:
+    """'2048x1024' -> (width 2048, height 1024); one-line errors for anything else."""
+    raw = str(text).strip().lower().replace("×", "x").replace("*", "x")
+    parts = raw.split("x")
+    if len(parts) != 2 or not all(p.strip().lstrip("+-").isdigit() for p in parts):
+        raise ScaleCrafterError(f"--res {text!r} is not WIDTHxHEIGHT, e.g. 2048x1024 (2048 wide, 1024 high)")
+    width, height = (int(p) for p in parts)
+    for side, value in (("width", width), ("height", height)):
+        if value <= 0:
+            raise ScaleCrafterError(f"--res {text}: {side} must be positive, got {value}")
+        if value > MAX_SIDE:
+            raise ScaleCrafterError(f"--res {text}: {side} {value} is larger than the maximum of {MAX_SIDE} pixels")
+    return width, height
+
+
+def read_prompts(path: str | Path) -> list[str]:
+    """One prompt per line; blank lines and lines starting with '#' are skipped."""
+    path = Path(path)
+    if not path.exists():
+        raise ScaleCrafterError(f"--prompts file '{path}' does not exist")
+    if not path.is_file():
+        raise ScaleCrafterError(f"--prompts '{path}' is not a file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ScaleCrafterError(f"--prompts file '{path}' is not UTF-8 text") from None
+    except OSError as exc:
+        raise ScaleCrafterError(f"cannot read --prompts file '{path}': {exc.strerror or exc}") from None
+    if "\x00" in text:
+        raise ScaleCrafterError(f"--prompts file '{path}' is not a text file")
+    prompts = [line.strip() for line in text.splitlines()]
+    prompts = [p for p in prompts if p and not p.startswith("#")]
+    if not prompts:
+        raise ScaleCrafterError(f"--prompts file '{path}' has no prompts (one per line; '#' starts a comment)")
+    return prompts
+
+
+def _positive_int(name: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a whole number, got {text!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{name} must be at least 1, got {value}")
+        return value
+
+    return parse
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seed must be a whole number, got {text!r}") from None
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"seed must be between 0 and 2**63-1, got {value}")
+    return value
+
+
+# ---- the parser -----------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="scv",
+        description="ScaleCrafter for diffusers: images and videos far above a UNet's training size, no training.",
+        epilog=MAIN_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and library logs")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    _add_generate(sub)
+    _add_plan(sub)
+    _add_presets(sub)
+    _add_demo(sub)
+    return parser
+
+
+def _debug_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks and library logs")
+
+
+def _add_generate(sub) -> None:
+    from .options import GenerateOptions
+
+    d = GenerateOptions(prompts=[], height=0, width=0)
+    p = sub.add_parser(
+        "generate",
+        help="sample images (or videos with --video) at a high resolution",
+        description="Sample images (or, with --video, videos) above the model's training resolution.",
+        epilog=GENERATE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    what = p.add_argument_group("what to generate")
+    prompt = what.add_mutually_exclusive_group(required=True)
+    prompt.add_argument("--prompt", metavar="TEXT", help="the prompt")
+    prompt.add_argument("--prompts", metavar="FILE", help="a text file with one prompt per line ('#' comments)")
+    what.add_argument("--res", required=True, metavar="WxH", help="output size WIDTHxHEIGHT in pixels, e.g. 2048x1024")
+    what.add_argument("--negative-prompt", metavar="TEXT", default=d.negative_prompt, help="negative prompt")
+
+    load = p.add_argument_group("loading")
+    load.add_argument(
+        "--model",
+        default=None,
+        help="sd15, sd21, sdxl, a hub id, a local diffusers folder, or tiny-sd / tiny-sdxl (offline, noise); "
+        "default sd15 (animatediff with --video)",
+    )
+    load.add_argument("--dtype", default=d.dtype, choices=("auto", "float32", "float16", "bfloat16"),
+                      help="weights dtype (auto: float16 on CUDA, float32 on CPU)")
+    load.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:N or mps (default auto)")
+
+    method = p.add_argument_group("method")
+    method.add_argument("--method", default=d.method, choices=("scalecrafter", "direct", "attn-sf"),
+                        help="scalecrafter (default), direct (plain sampling at the target size) or attn-sf (baseline)")
+    method.add_argument("--preset", default=d.preset, metavar="NAME|auto|PATH",
+                        help="auto (reference preset of this exact size, else the derived plan), a preset name "
+                        "(`scv presets`) or a .toml file")
+    method.add_argument("--no-ndcfg", dest="ndcfg", action="store_false",
+                        help="ordinary CFG instead of noise-damped CFG")
+    method.add_argument("--dispersion", action="store_true",
+                        help="dispersed convolution on the plan's dispersion layers (opt-in, for 16x pixels)")
+
+    samp = p.add_argument_group("sampling")
+    samp.add_argument("--steps", type=_positive_int("steps"), default=d.steps, help=f"sampling steps (default {d.steps})")
+    samp.add_argument("--guidance", type=float, default=None,
+                      help="classifier-free guidance scale (default: 7.5 SD, 5.0 SDXL, the family's for video)")
+    samp.add_argument("--eta", type=float, default=d.eta, help=f"DDIM eta (default {d.eta}, the reference setting)")
+    samp.add_argument("--scheduler", default=d.scheduler, choices=("ddim", "dpm++", "euler", "euler-a", "pndm", "unipc"),
+                      help=f"sampler (default {d.scheduler}; the reference presets are tuned on DDIM)")
+    samp.add_argument("--seed", type=_seed, default=d.seed, help="seed of the first output; output k uses seed+k")
+    samp.add_argument("--num-per-prompt", type=_positive_int("num-per-prompt"), default=d.num_per_prompt,
+                      metavar="N", help="outputs per prompt (default 1)")
+    samp.add_argument("--freeu", action="store_true", help="FreeU with the reference parameters of the family")
+    samp.add_argument("--vae-tiling", default=d.vae_tiling, choices=("auto", "on", "off"),
+                      help="tiled VAE decode (auto: above 1536 px per side, above 1024 for SDXL)")
+
+    out = p.add_argument_group("output")
+    out.add_argument("--out", default=str(d.out_dir), metavar="DIR", help=f"output folder (default {d.out_dir})")
+    out.add_argument("--overwrite", action="store_true", help="replace existing outputs of the same name")
+    out.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
+
+    video = p.add_argument_group("video")
+    video.add_argument("--video", action="store_true", help="generate videos (default model animatediff)")
+    video.add_argument("--frames", type=_positive_int("frames"), default=d.frames, help=f"frames (default {d.frames})")
+    video.add_argument("--fps", type=_positive_int("fps"), default=d.fps, help=f"frames per second of the MP4 (default {d.fps})")
+    video.add_argument("--motion-adapter", metavar="ID", default=d.motion_adapter,
+                       help="AnimateDiff motion adapter (hub id or folder)")
+    video.add_argument("--save-frames", action="store_true", help="also write every frame as a PNG")
+    video.add_argument("--compare", action="store_true", help="also run direct sampling and write both side by side")
+    _debug_flag(p)
+    p.set_defaults(_handler=cmd_generate)
+
+
+def _add_plan(sub) -> None:
+    p = sub.add_parser(
+        "plan",
+        help="print the resolved plan per sampling step (no weights)",
+        description="Print which convs get which re-dilation factor at each sampling step, and the "
+        "noise-damped (NDCFG) plan, for a model family and a size. Needs no weights.",
+        epilog=PLAN_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--family", required=True, choices=PLAN_FAMILIES, help="model family")
+    p.add_argument("--res", required=True, metavar="WxH", help="target size WIDTHxHEIGHT in pixels")
+    p.add_argument("--steps", type=_positive_int("steps"), default=50, help="sampling steps (default 50)")
+    p.add_argument("--preset", default="auto", metavar="NAME|auto|PATH", help="auto (default), a preset name or a .toml file")
+    p.add_argument("--scheduler", default="ddim", choices=("ddim", "dpm++", "euler", "euler-a", "pndm", "unipc"),
+                   help="sampler whose timesteps are used (default ddim, leading spacing, steps_offset 1)")
+    p.add_argument("--no-ndcfg", dest="ndcfg", action="store_false", help="show the plan with ordinary CFG")
+    p.add_argument("--json", action="store_true", help="print JSON: {\"steps\": [{index, timestep, main, damped}, ...]}")
+    _debug_flag(p)
+    p.set_defaults(_handler=cmd_plan)
+
+
+def _add_presets(sub) -> None:
+    p = sub.add_parser("presets", help="list the shipped reference presets",
+                       description="List the reference presets shipped with scalecrafter_video.")
+    p.add_argument("--family", choices=PLAN_FAMILIES, help="only this family")
+    p.add_argument("--json", action="store_true", help="print the presets as JSON plans")
+    _debug_flag(p)
+    p.set_defaults(_handler=cmd_presets)
+
+
+def _add_demo(sub) -> None:
+    try:
+        from .demo.cli import add_demo_parser, run_demo
+    except ImportError as exc:
+        logger.debug("scv demo unavailable: %s", exc)
+        return
+    p = add_demo_parser(sub)
+    if not isinstance(p, argparse.ArgumentParser):
+        p = sub.choices.get("demo")
+    if isinstance(p, argparse.ArgumentParser):
+        p.set_defaults(_handler=lambda args, argv: run_demo(args))
+        if not any("--debug" in a.option_strings for a in p._actions):
+            _debug_flag(p)
+
+
+# ---- commands -------------------------------------------------------------------------------
+def cmd_generate(args: argparse.Namespace, argv: list[str]) -> int:
+    from .options import GenerateOptions
+
+    width, height = parse_res(args.res)
+    prompts = [args.prompt] if args.prompt is not None else read_prompts(args.prompts)
+    if args.prompt is not None and not args.prompt.strip():
+        raise ScaleCrafterError("--prompt is empty")
+    model = args.model or ("animatediff" if args.video else "sd15")
+    opts = GenerateOptions(
+        prompts=prompts,
+        height=height,
+        width=width,
+        model=model,
+        negative_prompt=args.negative_prompt,
+        method=args.method,
+        preset=args.preset,
+        ndcfg=args.ndcfg,
+        dispersion=args.dispersion,
+        steps=args.steps,
+        guidance=args.guidance,
+        eta=args.eta,
+        scheduler=args.scheduler,
+        seed=args.seed,
+        num_per_prompt=args.num_per_prompt,
+        out_dir=Path(args.out),
+        overwrite=args.overwrite,
+        dtype=args.dtype,
+        device=args.device,
+        freeu=args.freeu,
+        vae_tiling=args.vae_tiling,
+        progress=args.progress,
+        command=["scv", *argv],
+        video=args.video,
+        frames=args.frames,
+        fps=args.fps,
+        motion_adapter=args.motion_adapter,
+        save_frames=args.save_frames,
+        compare=args.compare,
+    )
+    if args.video:
+        try:
+            from .pipelines.video import generate_videos
+        except ImportError as exc:
+            raise ScaleCrafterError(f"video generation is not available in this install ({exc})") from None
+        paths = generate_videos(opts)
+    else:
+        from .pipelines.image import generate_images
+
+        paths = generate_images(opts)
+    for path in paths:
+        print(path)
+    return 0
+
+
+def plan_rows(family: str, width: int, height: int, steps: int, preset: str = "auto",
+              scheduler: str = "ddim", ndcfg: bool = True):
+    """(plan, rows) for a family and size: rows as `Plan.steps` gives them, on the sampler's timesteps."""
+    from .families import get_family
+    from .presets import family_layers, resolve_plan
+
+    fam = get_family(family)
+    plan = resolve_plan(preset, height=height, width=width, base=(fam.base_height, fam.base_width),
+                        levels=fam.levels, family=family)
+    layers = list(family_layers(family))
+    plan.validate(layers)
+    timesteps = sampler_timesteps(steps, scheduler, plan.num_train_timesteps)
+    return plan, plan.steps(timesteps, layers, ndcfg=ndcfg)
+
+
+def sampler_timesteps(steps: int, scheduler: str = "ddim", num_train_timesteps: int = 1000) -> list:
+    """The timesteps a stock SD scheduler visits for `steps` (DDIM: leading spacing, steps_offset 1)."""
+    import diffusers
+
+    from .pipelines.image import SCHEDULERS
+
+    config = dict(
+        num_train_timesteps=num_train_timesteps,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        steps_offset=1,
+        timestep_spacing="leading",
+    )
+    if scheduler not in SCHEDULERS:
+        raise ScaleCrafterError(f"unknown scheduler {scheduler!r}: choose one of {', '.join(SCHEDULERS)}")
+    sched = getattr(diffusers, SCHEDULERS[scheduler]).from_config(config)
+    sched.set_timesteps(steps)
+    return [t.item() for t in sched.timesteps]
+
+
+def cmd_plan(args: argparse.Namespace, argv: list[str]) -> int:
+    width, height = parse_res(args.res)
+    plan, rows = plan_rows(args.family, width, height, args.steps, args.preset, args.scheduler, args.ndcfg)
+    if args.json:
+        print(json.dumps({"steps": rows}))
+        return 0
+    print(format_plan(plan, rows, args.family, width, height, args.scheduler))
+    return 0
+
+
+def format_plan(plan, rows: list[dict], family: str, width: int, height: int, scheduler: str) -> str:
+    """A compact table: consecutive steps with the same factors share one line."""
+    base = f"{plan.base[1]}x{plan.base[0]}" if plan.base else "?"
+    lines = [
+        f"plan {plan.name} ({plan.source}) for {family} {width}x{height} (base {base}), "
+        f"{len(rows)} {scheduler} steps; NDCFG until reference step {plan.ndcfg_stop:g}"
+        + (f"; dispersion layers: {', '.join(plan.dispersion)}" if plan.dispersion else ""),
+    ]
+    groups: list[list[dict]] = []
+    for row in rows:
+        if groups and groups[-1][-1]["main"] == row["main"] and groups[-1][-1]["damped"] == row["damped"]:
+            groups[-1].append(row)
+        else:
+            groups.append([row])
+    width_col = max(len(_step_range(g)) for g in groups) if groups else 0
+    for g in groups:
+        main = _summarise(g[0]["main"]) or "none (plain convs)"
+        line = f"{_step_range(g):<{width_col}}  main: {main}"
+        if g[0]["damped"]:
+            line += f" | damped: {_summarise(g[0]['damped'])}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _step_range(group: list[dict]) -> str:
+    first, last = group[0], group[-1]
+    steps = f"step {first['index']}" if first is last else f"steps {first['index']}-{last['index']}"
+    ts = f"t={first['timestep']:g}" if first is last else f"t={first['timestep']:g}..{last['timestep']:g}"
+    return f"{steps} ({ts})"
+
+
+def _summarise(factors: dict) -> str:
+    """Factors per block (and per down/upsampler) when all its layers agree, else per layer."""
+    from .layers import block_of
+
+    def key(layer: str) -> str:
+        block = block_of(layer)
+        for part in ("downsamplers", "upsamplers"):
+            if f".{part}." in layer:
+                return f"{block}.{part}"
+        return block
+
+    grouped: dict[str, dict[str, object]] = {}
+    for layer, factor in factors.items():
+        grouped.setdefault(key(layer), {})[layer] = factor
+    parts = []
+    for k, members in sorted(grouped.items(), key=lambda item: _block_order(item[0])):
+        values = {json.dumps(v) for v in members.values()}
+        if len(values) == 1:
+            parts.append(f"{_short(k)}={_fmt(next(iter(members.values())))}")
+        else:
+            parts.extend(f"{_short(layer)}={_fmt(v)}" for layer, v in members.items())
+    return " ".join(parts)
+
+
+def _block_order(key: str) -> tuple[int, int, str]:
+    """Down blocks, then the mid block, then up blocks, in UNet order."""
+    kind = 0 if key.startswith("down_blocks") else 1 if key.startswith("mid_block") else 2
+    parts = key.split(".")
+    index = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+    return kind, index, key
+
+
+def _short(name: str) -> str:
+    return (name.replace("down_blocks.", "DB").replace("up_blocks.", "UB").replace("mid_block", "MB")
+            .replace(".downsamplers", ".ds").replace(".upsamplers", ".us").replace(".resnets.", ".r"))
+
+
+def _fmt(factor) -> str:
+    return "x".join(f"{f:g}" for f in factor) if isinstance(factor, list) else f"{factor:g}"
+
+
+def cmd_presets(args: argparse.Namespace, argv: list[str]) -> int:
+    from .presets import presets
+
+    table = sorted(presets().items(), key=lambda item: (item[1][0], item[0]))
+    if args.family:
+        table = [(n, fp) for n, fp in table if fp[0] == args.family]
+    if args.json:
+        print(json.dumps({name: {"family": fam, **plan.to_dict()} for name, (fam, plan) in table}, indent=2))
+        return 0
+    header = ("name", "family", "size (WxH)", "dilate stop", "progressive", "NDCFG stop", "dispersion")
+    rows = [header]
+    for name, (fam, plan) in table:
+        size = f"{plan.target[1]}x{plan.target[0]}" if plan.target else "-"
+        stops = sorted({r.stop for r in plan.main})
+        progressive = "yes" if any(r.progressive for r in plan.main) else "no"
+        rows.append((
+            name, fam, size, "/".join(f"{s:g}" for s in stops) or "-", progressive,
+            f"{plan.ndcfg_stop:g}" if plan.damped and plan.ndcfg_stop else "off",
+            f"{len(plan.dispersion)} blocks (stop {plan.dispersion_stop:g})" if plan.dispersion else "-",
+        ))
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(header))]
+    for r in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
+    return 0
+
+
+# ---- entry point ----------------------------------------------------------------------------
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("scalecrafter_video")
+    except Exception:  # not installed (running from a checkout)
+        return "0.1.0"
+
+
+def _configure_logging(debug: bool) -> None:
+    if not debug:
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+        for name in ("transformers", "diffusers"):
+            module = sys.modules.get(name)
+            if module is not None:
+                module.utils.logging.set_verbosity_error()
+    root = logging.getLogger("scalecrafter_video")
+    if not any(isinstance(h, _StderrHandler) for h in root.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("scv: %(message)s"))
+        root.addHandler(handler)
+    root.setLevel(logging.DEBUG if debug else logging.WARNING)
+
+
+class _StderrHandler(logging.Handler):
+    """Writes to whatever sys.stderr is at the time of the record (tests swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+        except Exception:
+            self.handleError(record)
+
+
+def _err(message: str) -> None:
+    first = " ".join(str(message).strip().split()) or "unknown error"
+    print(f"scv: error: {first}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run `scv` with `argv` (default sys.argv[1:]); returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    _configure_logging(debug)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except _ArgumentError as exc:
+        sub = exc.prog.removeprefix("scv").strip()
+        hint = f"`scv {sub} --help`" if sub else "`scv --help`"
+        _err(f"{exc} (see {hint})")
+        return 2
+    except SystemExit as exc:  # --help / --version
+        return exc.code if isinstance(exc.code, int) else 0
+    if not getattr(args, "_handler", None):
+        _err("choose a command: generate, plan, presets" + (", demo" if "demo" in _commands(parser) else "")
+             + " (see `scv --help`)")
+        return 2
+    try:
+        return int(args._handler(args, argv) or 0)
+    except ScaleCrafterError as exc:
+        if debug:
+            traceback.print_exc()
+        _err(str(exc))
+        return 2
+    except KeyboardInterrupt:
+        print("scv: interrupted (finished outputs were kept; nothing half-written)", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        if type(exc).__name__ == "OutOfMemoryError":
+            _err("out of memory: try a smaller --res, --dtype float16, --vae-tiling on or another --device")
+            return 1
+        _err(f"unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)")
+        return 1
+
+
+def _commands(parser: argparse.ArgumentParser) -> list[str]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return list(action.choices)
+    return []
+
+
+if __name__ == "__main__":
+    sys.exit(main())
