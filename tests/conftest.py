@@ -1,0 +1,60 @@
+"""Shared test setup: offline hub, one CPU thread, tiny pipelines built once per session."""
+
+import os
+import sys
+from pathlib import Path
+
+# Before anything imports huggingface_hub: its constants read the environment once.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def tiny_sd():
+    """The tiny-sd pipeline (random SD1.5 layout, 64 px base), built once; tests must leave it unpatched."""
+    from scalecrafter_video.pipelines.tiny import tiny_pipeline
+
+    return tiny_pipeline("tiny-sd")
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl():
+    from scalecrafter_video.pipelines.tiny import tiny_pipeline
+
+    return tiny_pipeline("tiny-sdxl")
+
+
+@pytest.fixture
+def scv(capsys):
+    """Run `scv` in-process: scv("generate", ...) -> (exit code, stdout, stderr)."""
+    from scalecrafter_video.cli import main
+
+    def run(*argv):
+        code = main([str(a) for a in argv])
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
+
+
+@pytest.fixture
+def empty_hf_cache(tmp_path, monkeypatch):
+    """An empty Hugging Face cache, so "missing model" tests never find a real download."""
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hf-cache"
+    cache.mkdir()
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    return cache
