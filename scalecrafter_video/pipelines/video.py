@@ -496,6 +496,10 @@ def generate_videos(opts: GenerateOptions) -> list[Path]:
     _check_all_targets(jobs, opts.overwrite)
     ref, index, adapter_cfg = inspect_video_model(opts)
     check_frames(opts.frames, max_frames_of(ref, index, adapter_cfg), f"{opts.model!r}")
+    if ref.family is not None:  # the layout is known before loading: check sizes now (re-checked after)
+        from ..families import get_family
+
+        check_size(opts.height, opts.width, size_multiple_for(get_family(ref.family).levels))
 
     device = resolve_device(opts.device)
     dtype = resolve_dtype(opts.dtype, device)

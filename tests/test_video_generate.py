@@ -1,0 +1,128 @@
+"""generate_videos / `scv generate --video` end to end on the tiny offline video pipelines."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import torch
+
+from scalecrafter_video.errors import ScaleCrafterError
+from scalecrafter_video.media import read_video
+from scalecrafter_video.options import GenerateOptions
+from scalecrafter_video.pipelines.video import generate_videos
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def _opts(tmp_path, **kw):
+    base = dict(prompts=["a red fox running"], height=128, width=128, model="tiny-video", steps=3, frames=8,
+                out_dir=tmp_path, video=True, progress=False)
+    base.update(kw)
+    return GenerateOptions(**base)
+
+
+def _sidecar(path):
+    return json.loads(path.with_suffix(".json").read_text())
+
+
+def test_tiny_video_compare_and_frames(tmp_path):
+    paths = generate_videos(_opts(tmp_path, compare=True, save_frames=True, fps=6))
+    main, direct = paths
+    assert main.name == "a-red-fox-running-128x128-scalecrafter-tiny-video-8f-seed0.mp4"
+    assert direct.name == main.stem + "-direct.mp4"
+    for p in paths:
+        v = read_video(p)
+        assert v.shape == (8, 128, 128, 3)
+        assert len(list((tmp_path / f"{p.stem}-frames").glob("frame_*.png"))) == 8
+    meta, dmeta = _sidecar(main), _sidecar(direct)
+    assert meta["kind"] == "video" and meta["frames"] == 8 and meta["fps"] == 6
+    assert (meta["width"], meta["height"]) == (128, 128) and meta["seed"] == 0
+    assert meta["unet_class"] == "UNetMotionModel" and meta["pipeline"] == "AnimateDiffPipeline"
+    assert meta["method"] == "scalecrafter" and meta["family"] == "animatediff" and "noise" in meta["note"]
+    rules = {r["selector"]: r["factor"] for r in meta["plan"]["main"]}
+    assert rules["down_blocks.1"] == 2 and "down_blocks.0" not in rules and meta["patched_convs"] > 0
+    assert meta["versions"]["diffusers"] and meta["guidance"] == 7.5 and meta["eta"] == 1.0
+    assert 0 < meta["motion"]["mean_abs_frame_diff"] < 1 and meta["motion"]["frames"] == 8
+    assert dmeta["method"] == "direct" and dmeta["plan"] is None
+    assert meta["compare"]["direct_motion"] == dmeta["motion"]
+    assert meta["compare"]["motion_ratio"] == pytest.approx(
+        meta["motion"]["mean_abs_frame_diff"] / dmeta["motion"]["mean_abs_frame_diff"], rel=1e-4)
+    # the two runs differ (the plan acts), yet share the seed's starting noise
+    assert meta["motion"] != dmeta["motion"]
+    # existing outputs are refused before any model loads
+    t0 = time.perf_counter()
+    with pytest.raises(ScaleCrafterError, match="already exists"):
+        generate_videos(_opts(tmp_path, compare=True, save_frames=True, fps=6))
+    assert time.perf_counter() - t0 < 2
+
+
+def test_tiny_video3d_through_cli(tmp_path, capsys):
+    from scalecrafter_video.cli import main
+
+    rc = main(["generate", "--video", "--model", "tiny-video3d", "--res", "128x128", "--frames", "8",
+               "--steps", "3", "--out", str(tmp_path), "--prompt", "waves", "--no-progress"])
+    assert rc == 0, capsys.readouterr().err
+    mp4s = sorted(tmp_path.glob("*.mp4"))
+    assert len(mp4s) == 1 and str(mp4s[0]) in capsys.readouterr().out
+    assert read_video(mp4s[0]).shape == (8, 128, 128, 3)
+    meta = _sidecar(mp4s[0])
+    assert meta["unet_class"] == "UNet3DConditionModel" and meta["pipeline"] == "TextToVideoSDPipeline"
+    assert meta["command"][:3] == ["scv", "generate", "--video"] and meta["frames"] == 8
+    assert meta["motion"]["mean_abs_frame_diff"] > 0
+
+
+def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
+    import scalecrafter_video.media as media
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(media, "write_mp4", boom)
+    with pytest.raises(OSError, match="disk full"):
+        generate_videos(_opts(tmp_path, model="tiny-video3d", frames=2, height=64, width=64, save_frames=True))
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(frames=0), "frames must be"),
+        (dict(frames=33), r"33 frames is more than 'tiny-video' supports \(32"),
+        (dict(height=96), "not divisible by 64"),
+        (dict(width=100), "not divisible by 8"),
+        (dict(fps=0), "fps"),
+        (dict(model="tiny-video3d", motion_adapter="guoyww/animatediff-motion-adapter-v1-5-2"), "only applies"),
+        (dict(model="scv-test/no-such-video-model"), "scv-test/no-such-video-model.*not in the local"),
+        (dict(model="animatediff"), "stable-diffusion-v1-5.*HF_HUB_OFFLINE"),
+    ],
+)
+def test_errors_before_loading(tmp_path, kw, match):
+    t0 = time.perf_counter()
+    with pytest.raises(ScaleCrafterError, match=match) as info:
+        generate_videos(_opts(tmp_path / "out", **kw))
+    assert "\n" not in str(info.value)
+    assert time.perf_counter() - t0 < 5
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_motion_adapter_offline(tmp_path):
+    """An SD 1.5 base that is present (local folder) with an adapter that is not: one line, seconds."""
+    base = tmp_path / "sd15-local"
+    base.mkdir()
+    (base / "model_index.json").write_text(json.dumps(
+        {"_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "UNet2DConditionModel"]}))
+    t0 = time.perf_counter()
+    with pytest.raises(ScaleCrafterError, match="motion adapter 'scv-test/no-such-adapter' is not in the local") as e:
+        generate_videos(_opts(tmp_path / "out", model=str(base), motion_adapter="scv-test/no-such-adapter"))
+    assert "huggingface-cli download scv-test/no-such-adapter" in str(e.value)
+    assert time.perf_counter() - t0 < 5
+    # the default adapter is named the same way when --motion-adapter is not given
+    with pytest.raises(ScaleCrafterError, match="guoyww/animatediff-motion-adapter-v1-5-2"):
+        generate_videos(_opts(tmp_path / "out", model=str(base)))
