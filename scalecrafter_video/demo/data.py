@@ -1,0 +1,88 @@
+"""Synthetic "one object per image" data set for the demo model.
+
+Every 32x32 image holds exactly one filled shape (circle, square or triangle, the class) in one of
+six saturated colours on a fixed mid-grey background. Objects fill a good part of the canvas (side
+or diameter 14-20 px), so at 4x per side a base-size object is clearly at the wrong scale, and a
+model that only knows 32x32 images repeats objects when sampled directly on a larger canvas.
+
+Images are generated on the fly from a seeded torch.Generator; values are in [-1, 1] (model space).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+CLASS_NAMES = ("circle", "square", "triangle")
+IMAGE_SIZE = 32
+BACKGROUND = (0.5, 0.5, 0.5)  # in [0, 1]
+SIZE_RANGE = (14.0, 20.0)  # object extent (diameter / side / triangle base) in base pixels
+MARGIN = 2.0  # minimum distance between the object's bounding box and the canvas edge
+PALETTE = (
+    (0.90, 0.15, 0.15),  # red
+    (0.15, 0.80, 0.20),  # green
+    (0.20, 0.30, 0.95),  # blue
+    (0.95, 0.85, 0.10),  # yellow
+    (0.85, 0.20, 0.85),  # magenta
+    (0.10, 0.80, 0.85),  # cyan
+)
+COLOR_JITTER = 0.05
+
+
+def _shape_sdf(kind: torch.Tensor, cx, cy, size, xs, ys) -> torch.Tensor:
+    """Signed distance (pixels, negative inside) of each shape; all args broadcast to (B, H, W)."""
+    dx = xs - cx
+    dy = ys - cy
+    r = size / 2
+    circle = torch.sqrt(dx * dx + dy * dy) - r
+    square = torch.maximum(dx.abs(), dy.abs()) - r
+    # equilateral triangle pointing up, base = size, centred on its bounding box
+    h = size * math.sqrt(3) / 2
+    top = cy - h / 2
+    bottom = cy + h / 2
+    # edges: bottom (y <= bottom), and the two sloped edges through the apex (cx, top), whose
+    # outward normals are (+-cos30, -sin30) in image (y-down) coordinates
+    n = math.sqrt(3) / 2
+    d_bottom = dy - h / 2
+    d_right = dx * n - (ys - top) * 0.5
+    d_left = -dx * n - (ys - top) * 0.5
+    tri = torch.maximum(torch.maximum(d_bottom, d_right), d_left)
+    return torch.where(kind == 0, circle, torch.where(kind == 1, square, tri))
+
+
+def render(labels: torch.Tensor, sizes: torch.Tensor, centers: torch.Tensor, colors: torch.Tensor,
+           image_size: int = IMAGE_SIZE, scale: float = 1.0) -> torch.Tensor:
+    """Render images in [0, 1], shape (B, 3, S, S), S = image_size * scale (all geometry scaled)."""
+    s = int(round(image_size * scale))
+    coords = (torch.arange(s, dtype=torch.float32) + 0.5) / scale
+    ys, xs = torch.meshgrid(coords, coords, indexing="ij")
+    b = labels.shape[0]
+    view = (b, 1, 1)
+    sdf = _shape_sdf(labels.view(view), centers[:, 0].view(view), centers[:, 1].view(view),
+                     sizes.view(view), xs[None], ys[None])
+    alpha = (0.5 - sdf * scale).clamp(0, 1)[:, None]  # one output pixel of antialiasing
+    bg = torch.tensor(BACKGROUND, dtype=torch.float32).view(1, 3, 1, 1)
+    return bg * (1 - alpha) + colors.view(b, 3, 1, 1) * alpha
+
+
+def sample_params(n: int, generator: torch.Generator):
+    """Random labels, sizes, centres (x, y in base pixels) and colours for n images."""
+    labels = torch.randint(0, len(CLASS_NAMES), (n,), generator=generator)
+    lo, hi = SIZE_RANGE
+    sizes = lo + (hi - lo) * torch.rand(n, generator=generator)
+    half = sizes / 2
+    room = IMAGE_SIZE / 2 - half - MARGIN  # max offset of the centre from the canvas centre
+    offs = (torch.rand(n, 2, generator=generator) * 2 - 1) * room[:, None]
+    centers = IMAGE_SIZE / 2 + offs
+    pal = torch.tensor(PALETTE, dtype=torch.float32)
+    colors = pal[torch.randint(0, len(PALETTE), (n,), generator=generator)]
+    colors = (colors + COLOR_JITTER * (torch.rand(n, 3, generator=generator) * 2 - 1)).clamp(0, 1)
+    return labels, sizes, centers, colors
+
+
+def make_batch(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images in [-1, 1] of shape (n, 3, 32, 32), class labels (n,))."""
+    labels, sizes, centers, colors = sample_params(n, generator)
+    images = render(labels, sizes, centers, colors)
+    return images * 2 - 1, labels
