@@ -399,51 +399,75 @@ def sample_video(pipe, opts: GenerateOptions, prompt: str, seed: int, guidance: 
     return latents
 
 
+def base_size(loaded: LoadedVideo) -> tuple[int, int]:
+    """(height, width) in pixels the model was trained at.
+
+    Tiny models: 64. A model named by alias (or with "zeroscope" in its id): its family's size
+    (Zeroscope's UNet config says sample_size 32 though it was tuned at 576x320). Anything else:
+    the UNet's sample_size times the VAE factor, so fine-tunes at other sizes get their own base.
+    """
+    if loaded.tiny:
+        from .tiny_video import TINY_BASE_PX
+
+        return (TINY_BASE_PX, TINY_BASE_PX)
+    from ..families import get_family
+
+    if loaded.ref.family is not None:
+        fam = get_family(loaded.ref.family)
+        return (fam.base_height, fam.base_width)
+    sample = loaded.pipe.unet.config.sample_size
+    h, w = (sample, sample) if isinstance(sample, int) else tuple(sample)
+    scale = int(getattr(loaded.pipe, "vae_scale_factor", 8))
+    return (h * scale, w * scale)
+
+
 class _Method:
-    """Apply the chosen method around one sampling call; the UNet is restored in `exit`."""
+    """Apply the chosen method around one sampling call; the UNet is restored in `exit`.
+
+    When the model's base size is its family's, the family goes to the engine (so "auto" finds the
+    family's reference presets); otherwise the base goes, and "auto" becomes the plan derived for
+    that base, so a 1024 px preset written for a 512 px base never lands on a 64 px model.
+    """
 
     def __init__(self, loaded: LoadedVideo, opts: GenerateOptions, guidance: float):
         self.loaded, self.opts, self.guidance = loaded, opts, guidance
         self.meta: dict[str, Any] = {"plan": None}
 
-    def preset(self):
-        if self.loaded.tiny and self.opts.preset == "auto":
-            from ..plan import derive_plan
-            from .tiny_video import TINY_BASE_PX
+    def _target(self) -> tuple[dict[str, Any], Any]:
+        from ..families import get_family
+        from ..plan import derive_plan
 
+        base = base_size(self.loaded)
+        fam = get_family(self.loaded.family)
+        if base == (fam.base_height, fam.base_width):
+            return {"family": self.loaded.family}, self.opts.preset
+        preset = self.opts.preset
+        if preset == "auto":
             levels = len(self.loaded.pipe.unet.config.block_out_channels)
-            return derive_plan(levels, (TINY_BASE_PX, TINY_BASE_PX), (self.opts.height, self.opts.width))
-        return self.opts.preset
+            preset = derive_plan(levels, base, (self.opts.height, self.opts.width))
+        return {"family": self.loaded.family, "base": base}, preset
 
     def __enter__(self):
         opts, pipe = self.opts, self.loaded.pipe
+        where, preset = self._target()
         if opts.method == "scalecrafter":
             from ..patch import apply_scalecrafter
-            from .tiny_video import TINY_BASE_PX
 
-            extra: dict[str, Any] = {"family": self.loaded.family}
-            if self.loaded.tiny:
-                extra["base"] = (TINY_BASE_PX, TINY_BASE_PX)
             handle = apply_scalecrafter(
                 pipe,
                 height=opts.height,
                 width=opts.width,
-                preset=self.preset(),
+                preset=preset,
                 ndcfg=opts.ndcfg,
                 dispersion=opts.dispersion,
                 cfg=self.guidance > 1.0,  # TextToVideoSDPipeline has no do_classifier_free_guidance
-                **extra,
+                **where,
             )
             self.meta = {"plan": handle.plan.to_dict(), "patched_convs": handle.patched_convs}
         elif opts.method == "attn-sf":
             from ..patch import apply_attn_sf
 
-            extra = {"family": self.loaded.family}
-            if self.loaded.tiny:
-                from .tiny_video import TINY_BASE_PX
-
-                extra = {"base": (TINY_BASE_PX, TINY_BASE_PX)}
-            n = apply_attn_sf(pipe, height=opts.height, width=opts.width, **extra)
+            n = apply_attn_sf(pipe, height=opts.height, width=opts.width, **where)
             self.meta = {"plan": None, "attn_sf_layers": n}
         return self.meta
 
@@ -534,6 +558,7 @@ def generate_videos(opts: GenerateOptions) -> list[Path]:
         "pipeline": type(pipe).__name__,
         "unet_class": type(pipe.unet).__name__,
         "family": loaded.family,
+        "base_size": list(base_size(loaded)),  # (height, width) in pixels
         "method": opts.method,
         "preset": opts.preset if opts.method == "scalecrafter" else None,
         "ndcfg": opts.ndcfg if opts.method == "scalecrafter" else None,
