@@ -479,12 +479,14 @@ def _version() -> str:
 
 def _configure_logging(debug: bool) -> None:
     if not debug:
+        # The libraries' own notices are noise on the command line, and a failed load is reported
+        # once, as our one-line error (diffusers logs it at ERROR level first).
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-        os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
-        for name in ("transformers", "diffusers"):
+        os.environ.setdefault("DIFFUSERS_VERBOSITY", "critical")
+        for name, level in (("transformers", logging.ERROR), ("diffusers", logging.CRITICAL)):
             module = sys.modules.get(name)
             if module is not None:
-                module.utils.logging.set_verbosity_error()
+                module.utils.logging.set_verbosity(level)
     root = logging.getLogger("scalecrafter_video")
     if not any(isinstance(h, _StderrHandler) for h in root.handlers):
         handler = _StderrHandler()

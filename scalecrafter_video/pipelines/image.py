@@ -291,14 +291,14 @@ def _read_component_config(ref: ModelRef, folder: str, component: str) -> dict[s
     return _load_json(Path(cached), ref) if isinstance(cached, str) else None
 
 
-def load_pipeline(model: str | ModelInfo, *, device: str = "cpu", dtype=None) -> LoadedModel:
+def load_pipeline(model: str | ModelInfo, *, device: str = "cpu", dtype=None, progress: bool = True) -> LoadedModel:
     """Load `model` (alias, hub id, folder, tiny name or an inspected model) onto `device`."""
     info = model if isinstance(model, ModelInfo) else inspect_model(model)
     ref = info.ref
     if ref.kind == "tiny":
         pipe = tiny_pipeline(ref.location)
     else:
-        pipe = _from_pretrained(ref, info.folder, info.index, dtype)
+        pipe = _from_pretrained(ref, info.folder, info.index, dtype, progress)
     unet = getattr(pipe, "unet", None)
     unet_class = type(unet).__name__ if unet is not None else None
     if unet_class in VIDEO_UNETS:
@@ -314,26 +314,60 @@ def load_pipeline(model: str | ModelInfo, *, device: str = "cpu", dtype=None) ->
     return LoadedModel(pipe, ref, detect_family(pipe.unet.config))
 
 
-def _from_pretrained(ref: ModelRef, folder: str, index: dict[str, Any], dtype):
+_LOAD_ERRORS = (OSError, ValueError, TypeError, KeyError, AttributeError, ImportError, RuntimeError)
+
+
+def _from_pretrained(ref: ModelRef, folder: str, index: dict[str, Any], dtype, progress: bool = True):
     from diffusers import DiffusionPipeline
 
     source = folder or ref.location
     kwargs: dict[str, Any] = {"torch_dtype": dtype} if dtype is not None else {}
     local_only = bool(folder) or bool(index) or _hub_offline()
-    try:
-        return DiffusionPipeline.from_pretrained(source, local_files_only=local_only, **kwargs)
-    except (OSError, ValueError) as exc:
+    with _loading_output(progress):
+        try:
+            return DiffusionPipeline.from_pretrained(source, local_files_only=local_only, **kwargs)
+        except _LOAD_ERRORS as exc:
+            if type(exc).__name__ == "OutOfMemoryError":
+                raise
+            error = exc
         if local_only and not folder and not _hub_offline():
-            logger.info("cached copy of %s is incomplete (%s); downloading the rest", ref.location, exc)
+            logger.info("cached copy of %s is incomplete (%s); downloading the rest", ref.location, error)
             try:
                 return DiffusionPipeline.from_pretrained(source, **kwargs)
-            except (OSError, ValueError) as exc2:
-                exc = exc2
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        how = "pass --model /path/to/local/diffusers/folder" if folder else (
-            f"run `huggingface-cli download {ref.location}` on a connected machine or pass --model /path/to/local/dir"
-        )
-        raise ScaleCrafterError(f"{_describe(ref)} could not be loaded ({first}): {how}") from None
+            except _LOAD_ERRORS as exc:
+                if type(exc).__name__ == "OutOfMemoryError":
+                    raise
+                error = exc
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    how = "pass a complete diffusers folder (e.g. saved with `pipe.save_pretrained(DIR)`)" if folder else (
+        f"run `huggingface-cli download {ref.location}` on a connected machine or pass --model /path/to/local/dir"
+    )
+    raise ScaleCrafterError(f"{_describe(ref)} could not be loaded ({first}): {how}") from error
+
+
+@contextmanager
+def _loading_output(progress: bool):
+    """Hide the libraries' loading bars unless progress is wanted, and a deprecation notice we cannot act on."""
+    import warnings
+
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    states = [(mod, mod.is_progress_bar_enabled()) for mod in (diffusers_logging, transformers_logging)]
+    if not progress:
+        for mod, _ in states:
+            mod.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            # `torch_dtype` works on every supported diffusers; newer ones only rename it to `dtype`.
+            warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
+            yield
+    finally:
+        for mod, enabled in states:
+            if enabled:
+                mod.enable_progress_bar()
+            else:
+                mod.disable_progress_bar()
 
 
 def configure_scheduler(pipe, name: str) -> None:
@@ -434,7 +468,7 @@ def generate_images(opts: GenerateOptions) -> list[Path]:
     if info.size_multiple:
         check_size(opts.height, opts.width, info.size_multiple)
     t0 = time.perf_counter()
-    loaded = load_pipeline(info, device=device, dtype=dtype)
+    loaded = load_pipeline(info, device=device, dtype=dtype, progress=opts.progress)
     pipe, family = loaded.pipe, loaded.family
     check_size(opts.height, opts.width, size_multiple(pipe))
     logger.info("loaded %s (family %s) in %.1fs", loaded.ref.location, family, time.perf_counter() - t0)
