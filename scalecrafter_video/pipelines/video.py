@@ -47,6 +47,13 @@ TINY_VIDEO_FAMILY = {"tiny-video": "animatediff", "tiny-video3d": "modelscope"}
 DEFAULT_GUIDANCE = {"animatediff": 7.5, "modelscope": 9.0, "zeroscope": 9.0}
 VIDEO_TILING_SIDE = 1024  # --vae-tiling auto: tile the VAE decode above this many pixels per side
 DECODE_PIXELS = 8 * 512 * 512  # pixels decoded per VAE call (8 frames at 512 px, 2 at 1024 px)
+# FreeU (Si et al. 2023): SD 1.5 values for AnimateDiff (the reference code's), the FreeU authors'
+# ModelScope values for the UNet3D models
+FREEU_PARAMS = {
+    "animatediff": dict(b1=1.2, b2=1.4, s1=0.9, s2=0.2),
+    "modelscope": dict(b1=1.5, b2=1.6, s1=0.9, s2=0.2),
+    "zeroscope": dict(b1=1.5, b2=1.6, s1=0.9, s2=0.2),
+}
 MAX_FRAMES_3D = 128  # UNet3D has no hard limit; beyond this it is far outside anything trained
 
 
@@ -225,11 +232,12 @@ def check_frames(frames: int, max_frames: int | None, what: str) -> None:
         )
 
 
-def load_video_pipeline(opts: GenerateOptions, device: str, dtype) -> LoadedVideo:
-    """Load the video pipeline of `opts` (alias, hub id, folder, tiny name); one-line errors offline."""
+def load_video_pipeline(opts: GenerateOptions, device: str, dtype, inspected=None) -> LoadedVideo:
+    """Load the video pipeline of `opts` (alias, hub id, folder, tiny name); one-line errors offline.
+    `inspected`: what `inspect_video_model(opts)` returned, when the caller already has it."""
     import torch
 
-    ref, index, adapter_cfg = inspect_video_model(opts)
+    ref, index, adapter_cfg = inspected or inspect_video_model(opts)
     max_frames = max_frames_of(ref, index, adapter_cfg)
     if ref.kind == "tiny":
         from .tiny_video import tiny_video_pipeline
@@ -267,7 +275,7 @@ def load_video_pipeline(opts: GenerateOptions, device: str, dtype) -> LoadedVide
                 pipe = AnimateDiffPipeline.from_pretrained(
                     source, motion_adapter=adapter, local_files_only=local_only, **kwargs
                 )
-                if ref.name in ("animatediff", "sd15") or unet_class == "UNet2DConditionModel":
+                if unet_class != "UNetMotionModel":  # an image base: give it AnimateDiff's schedule
                     _animatediff_scheduler(pipe)
     except ScaleCrafterError:
         raise
@@ -528,7 +536,7 @@ def generate_videos(opts: GenerateOptions) -> list[Path]:
     device = resolve_device(opts.device)
     dtype = resolve_dtype(opts.dtype, device)
     t0 = time.perf_counter()
-    loaded = load_video_pipeline(opts, device, dtype)
+    loaded = load_video_pipeline(opts, device, dtype, (ref, index, adapter_cfg))
     pipe = loaded.pipe
     check_frames(opts.frames, loaded.max_frames, f"{opts.model!r}")
     levels = len(pipe.unet.config.block_out_channels)
@@ -538,6 +546,11 @@ def generate_videos(opts: GenerateOptions) -> list[Path]:
 
     if opts.scheduler != "ddim" or type(pipe.scheduler).__name__ != "DDIMScheduler":
         configure_scheduler(pipe, opts.scheduler)  # keeps the model's noise schedule (from_config)
+    freeu = FREEU_PARAMS[loaded.family] if opts.freeu else None
+    if freeu:
+        pipe.enable_freeu(**freeu)
+    else:
+        pipe.disable_freeu()
     tiling = opts.vae_tiling == "on" or (opts.vae_tiling == "auto" and max(opts.height, opts.width) > VIDEO_TILING_SIDE)
     if tiling:
         pipe.vae.enable_tiling()
@@ -576,6 +589,7 @@ def generate_videos(opts: GenerateOptions) -> list[Path]:
         "negative_prompt": opts.negative_prompt,
         "dtype": str(dtype).removeprefix("torch."),
         "device": device,
+        "freeu": freeu,
         "vae_tiling": tiling,
         "decode_chunk_frames": chunk,
         "video_codec": "h264 (libx264), yuv420p, crf 18",
