@@ -66,6 +66,10 @@ def test_tiny_layouts(pipe):
     assert temporal, "the tiny video UNet must have temporal layers"
     if type(unet).__name__ == "UNet3DConditionModel":
         assert any(isinstance(m, nn.Conv3d) and m.kernel_size == (3, 1, 1) for m in unet.modules())
+        assert any(".temp_convs." in n for n in temporal) and any(".temp_attentions." in n for n in temporal)
+        assert "transformer_in" in temporal
+    else:
+        assert sum(".motion_modules." in n for n in temporal) >= 8  # every down/up block and the mid block
     # the temporal layers really mix frames (no zero-init identity): a frame-wise model would give
     # the reversed output for reversed frames
     sample, text = _inputs(pipe, size=8)
