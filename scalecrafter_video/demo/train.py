@@ -24,7 +24,7 @@ def _params(unet, embed):
     return list(unet.parameters()) + list(embed.parameters())
 
 
-def train(steps: int = 1500, batch: int = 32, lr: float = 1e-3, seed: int = 0, p_uncond: float = 0.15,
+def train(steps: int = 1000, batch: int = 32, lr: float = 1.5e-3, seed: int = 0, p_uncond: float = 0.15,
           ema_decay: float = 0.995, warmup: int = 100, threads: int = 2, out: Path = ASSET_DIR,
           ckpt_dir: Path | None = None, ckpt_every: int = 500, log=sys.stdout) -> dict:
     torch.set_num_threads(threads)
@@ -90,9 +90,9 @@ def train(steps: int = 1500, batch: int = 32, lr: float = 1e-3, seed: int = 0, p
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="Train the scv demo model (shapes32) on CPU.")
-    ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--lr", type=float, default=1.5e-3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ASSET_DIR)
