@@ -126,3 +126,28 @@ def test_missing_motion_adapter_offline(tmp_path):
     # the default adapter is named the same way when --motion-adapter is not given
     with pytest.raises(ScaleCrafterError, match="guoyww/animatediff-motion-adapter-v1-5-2"):
         generate_videos(_opts(tmp_path / "out", model=str(base)))
+
+
+@pytest.mark.parametrize("model", ["tiny-video", "tiny-video3d"])
+def test_4x_plan_runs_ndcfg_and_dispersion_in_the_pipeline(tmp_path, monkeypatch, model):
+    """At 4x pixels per side the derived plan is graded, with a damped (NDCFG) window and dispersion
+    layers: the pipeline runs the damped pass on the unconditional half (one extra UNet pass while
+    the window is open) and still writes a clean video."""
+    import scalecrafter_video.pipelines.video as video
+
+    real_load = video.load_video_pipeline
+    calls = []
+
+    def load(*a, **k):
+        loaded = real_load(*a, **k)
+        loaded.pipe.unet.conv_in.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+        return loaded
+
+    monkeypatch.setattr(video, "load_video_pipeline", load)
+    (mp4,) = generate_videos(_opts(tmp_path, model=model, height=256, width=256, frames=2, steps=2, dispersion=True))
+    meta = _sidecar(mp4)
+    plan = meta["plan"]
+    assert plan["ndcfg_stop"] == 35 and plan["damped"] and plan["dispersion"] and meta["dispersion"] is True
+    # DDIM-2 timesteps 501 (reference step 24: NDCFG on) and 1 (off): main, damped half, main
+    assert calls == [2 * 2, 1 * 2, 2 * 2]
+    assert read_video(mp4).shape == (2, 256, 256, 3)
