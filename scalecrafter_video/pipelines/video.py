@@ -411,7 +411,7 @@ def base_size(loaded: LoadedVideo) -> tuple[int, int]:
     """(height, width) in pixels the model was trained at.
 
     Tiny models: 64. A model named by alias (or with "zeroscope" in its id): its family's size
-    (Zeroscope's UNet config says sample_size 32 though it was tuned at 576x320). Anything else:
+    (Zeroscope was tuned at 576x320, which a square UNet sample_size cannot say). Anything else:
     the UNet's sample_size times the VAE factor, so fine-tunes at other sizes get their own base.
     """
     if loaded.tiny:
