@@ -32,41 +32,11 @@ def is_tiny_video(model: str) -> bool:
     return model in TINY_VIDEO_MODELS
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    # the byte -> printable-character map of GPT-2 / CLIP byte-level BPE
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-    bs += list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, [chr(c) for c in cs]))
-
-
 def tiny_tokenizer():
-    """A working CLIPTokenizer over single bytes (no merges), built in memory."""
-    try:  # reuse the image front end's tokenizer when it provides one
-        from scalecrafter_video.pipelines import tiny as _tiny_image
+    """The image front end's CLIP tokenizer over single bytes (in-memory vocabulary, no merges)."""
+    from .tiny import tiny_tokenizer as _tiny_tokenizer
 
-        builder = getattr(_tiny_image, "tiny_tokenizer", None)
-        if builder is not None:
-            return builder()
-    except ImportError:
-        pass
-    from transformers import CLIPTokenizer
-
-    chars = list(_bytes_to_unicode().values())
-    vocab: dict[str, int] = {}
-    for c in chars:
-        vocab[c] = len(vocab)
-    for c in chars:
-        vocab[c + "</w>"] = len(vocab)
-    vocab["<|startoftext|>"] = len(vocab)
-    vocab["<|endoftext|>"] = len(vocab)
-    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
+    return _tiny_tokenizer()
 
 
 def tiny_text_encoder(tokenizer, seed: int = 0):
