@@ -73,3 +73,13 @@ def test_text_to_video_from_local_folder(folders, tmp_path):
 def test_image_folder_without_adapter_is_refused_clearly(folders, tmp_path):
     with pytest.raises(ScaleCrafterError, match="motion adapter 'guoyww/animatediff-motion-adapter-v1-5-2'"):
         generate_videos(_opts(tmp_path, model=str(folders / "sd-base")))
+
+
+def test_adapter_folder_without_weights_names_the_adapter(folders, tmp_path):
+    broken = tmp_path / "adapter-config-only"
+    broken.mkdir()
+    (broken / "config.json").write_text((folders / "adapter8" / "config.json").read_text())
+    with pytest.raises(ScaleCrafterError, match=r"^motion adapter '.*adapter-config-only' could not be loaded") as e:
+        generate_videos(_opts(tmp_path / "out", model=str(folders / "sd-base"), motion_adapter=str(broken)))
+    assert "\n" not in str(e.value)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

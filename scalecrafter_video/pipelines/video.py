@@ -271,7 +271,13 @@ def load_video_pipeline(opts: GenerateOptions, device: str, dtype, inspected=Non
                 a_local = _is_local(adapter_name)
                 a_src = str(Path(adapter_name).expanduser()) if a_local else adapter_name
                 a_local_only = a_local or _offline() or not (adapter_cfg or {}).get("_not_cached")
-                adapter = MotionAdapter.from_pretrained(a_src, local_files_only=a_local_only, **kwargs)
+                try:
+                    adapter = MotionAdapter.from_pretrained(a_src, local_files_only=a_local_only, **kwargs)
+                except (OSError, ValueError) as exc:
+                    raise ScaleCrafterError(
+                        f"motion adapter {adapter_name!r} could not be loaded ({_first_line(exc)}): "
+                        f"{_how_to_get(adapter_name)}"
+                    ) from None
                 pipe = AnimateDiffPipeline.from_pretrained(
                     source, motion_adapter=adapter, local_files_only=local_only, **kwargs
                 )
@@ -279,16 +285,21 @@ def load_video_pipeline(opts: GenerateOptions, device: str, dtype, inspected=Non
                     _animatediff_scheduler(pipe)
     except ScaleCrafterError:
         raise
-    except (OSError, ValueError, EnvironmentError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except (OSError, ValueError) as exc:
         raise ScaleCrafterError(
-            f"video model {opts.model!r} ({ref.location}) could not be loaded ({first}): {_how_to_get(ref.location)}"
+            f"video model {opts.model!r} ({ref.location}) could not be loaded ({_first_line(exc)}): "
+            f"{_how_to_get(ref.location)}"
         ) from None
     family = ref.family or ("animatediff" if kind == "animatediff" else "modelscope")
     pipe.to(device)
     if kind == "animatediff":
         max_frames = int(getattr(pipe.unet.config, "motion_max_seq_length", max_frames or 32))
     return LoadedVideo(pipe, ref, family, kind, adapter_name, max_frames)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _offline() -> bool:
