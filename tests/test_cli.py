@@ -192,9 +192,9 @@ def test_sdxl_layout_needs_multiples_of_32(scv, tmp_path):
     assert_one_line_error(code, err, contains=("divisible by 32", "96 or 128"))
 
 
-def write_preset(path: Path, **extra) -> Path:
+def write_preset(path: Path, layer: str = "down_blocks.1", **extra) -> Path:
     lines = ['name = "custom"', 'family = "sd15"', "height = 128", "width = 128", "", "[main]", "stop = 30",
-             'factors = { "down_blocks.1" = 2 }']
+             f'factors = {{ "{layer}" = 2 }}']
     lines += [f"{k} = {v}" for k, v in extra.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -206,6 +206,7 @@ def write_preset(path: Path, **extra) -> Path:
         (lambda d: ["--preset", "sd15-2048x2049"], "unknown preset"),
         (lambda d: ["--preset", str(write_preset(d / "bad.toml", colour='"red"'))], "unknown key"),
         (lambda d: ["--preset", str(d / "missing.toml")], "does not exist"),
+        (lambda d: ["--preset", str(write_preset(d / "layer.toml", layer="down_blocks.7"))], "down_blocks.7"),
         (lambda d: ["--prompts", str(d / "nope.txt")], "does not exist"),
         (lambda d: ["--prompts", str(_write(d / "empty.txt", "# only a comment\n\n"))], "has no prompts"),
         (lambda d: ["--prompts", str(_write(d / "bin.txt", b"\xff\xfe\x00\x01"))], "not UTF-8"),

@@ -178,7 +178,7 @@ def test_cached_hub_model_loads_offline(scv, tmp_path, saved_tiny_sd, empty_hf_c
     assert code == 0, err
     assert time.perf_counter() - start < 30
     meta = json.loads(Path(out.strip()).with_suffix(".json").read_text())
-    assert meta["model_id"] == "someone/tiny-sd" and meta["model_source"] == "hub"
+    assert meta["model_id"] == "someone/tiny-sd" and meta["model_source"] == "hub" and meta["model_revision"] == "0" * 40
 
 
 def test_incomplete_local_folder_is_one_line(scv, tmp_path, saved_tiny_sd):

@@ -253,6 +253,7 @@ class ModelInfo:
     index: dict[str, Any]  # model_index.json ({} when not cached yet)
     unet_config: dict[str, Any] | None
     vae_scale_factor: int = 8
+    revision: str | None = None  # commit of the cached hub snapshot
 
     @property
     def size_multiple(self) -> int | None:
@@ -278,7 +279,16 @@ def inspect_model(model: str) -> ModelInfo:
     unet_config = _read_component_config(ref, folder, "unet")
     vae_config = _read_component_config(ref, folder, "vae") or {}
     vae_levels = len(vae_config.get("block_out_channels") or (0, 0, 0, 0))
-    return ModelInfo(ref, folder, index, unet_config, 2 ** (vae_levels - 1))
+    return ModelInfo(ref, folder, index, unet_config, 2 ** (vae_levels - 1), _cached_revision(ref))
+
+
+def _cached_revision(ref: ModelRef) -> str | None:
+    if ref.kind != "hub":
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(ref.location, "model_index.json")
+    return Path(cached).parent.name if isinstance(cached, str) else None
 
 
 def _read_component_config(ref: ModelRef, folder: str, component: str) -> dict[str, Any] | None:
@@ -467,6 +477,8 @@ def generate_images(opts: GenerateOptions) -> list[Path]:
     info = inspect_model(opts.model)
     if info.size_multiple:
         check_size(opts.height, opts.width, info.size_multiple)
+    if opts.method == "scalecrafter":
+        check_plan(info, opts)
     t0 = time.perf_counter()
     loaded = load_pipeline(info, device=device, dtype=dtype, progress=opts.progress)
     pipe, family = loaded.pipe, loaded.family
@@ -487,13 +499,13 @@ def generate_images(opts: GenerateOptions) -> list[Path]:
     guidance = opts.guidance if opts.guidance is not None else DEFAULT_GUIDANCE[family]
     pipe.set_progress_bar_config(disable=not opts.progress, leave=False)
 
-    outputs.prepare_out_dir(Path(opts.out_dir))
     base_meta = {
         "tool": "scalecrafter_video",
         "kind": "image",
         "model": opts.model,
         "model_id": loaded.ref.location,
         "model_source": loaded.ref.kind,
+        "model_revision": info.revision,
         "family": family,
         "method": opts.method,
         "preset": opts.preset if opts.method == "scalecrafter" else None,
@@ -520,6 +532,7 @@ def generate_images(opts: GenerateOptions) -> list[Path]:
 
     written: list[Path] = []
     with _method(pipe, opts) as method_meta:
+        outputs.prepare_out_dir(Path(opts.out_dir))
         for prompt, index, seed, path in tqdm(jobs, desc="images", unit="img", disable=not opts.progress):
             start = time.perf_counter()
             generator = torch.Generator("cpu").manual_seed(seed)
@@ -547,6 +560,35 @@ def generate_images(opts: GenerateOptions) -> list[Path]:
             logger.info("wrote %s", path)
             written.append(path)
     return written
+
+
+class _MetaPipeline:
+    """Just enough of a pipeline for the engine to resolve and validate a plan: a meta-device UNet."""
+
+    def __init__(self, unet, vae_scale_factor: int):
+        self.unet = unet
+        self.vae_scale_factor = vae_scale_factor
+
+
+def check_plan(info: ModelInfo, opts: GenerateOptions) -> None:
+    """Resolve and validate the ScaleCrafter plan on the model's UNet built on the meta device.
+
+    Preset mistakes (layers the model lacks, a preset of another family) fail here, before any
+    weights load. Skipped when the UNet config is not known yet (a hub model still to download).
+    """
+    if not info.unet_config:
+        return
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    from ..patch import scalecrafter
+
+    config = {k: v for k, v in info.unet_config.items() if not k.startswith("_")}
+    with torch.device("meta"):
+        unet = UNet2DConditionModel.from_config(config)
+    with scalecrafter(_MetaPipeline(unet, info.vae_scale_factor), height=opts.height, width=opts.width,
+                      preset=opts.preset, ndcfg=opts.ndcfg, dispersion=opts.dispersion):
+        pass
 
 
 @contextmanager
