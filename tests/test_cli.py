@@ -215,6 +215,7 @@ def write_preset(path: Path, layer: str = "down_blocks.1", **extra) -> Path:
         (lambda d: ["--model", str(d / "no-such-folder")], "does not exist"),
         (lambda d: ["--model", "not a/valid/id at all"], "does not exist"),
         (lambda d: ["--model", "bad id!"], "valid hub id"),
+        (lambda d: ["--model", "zeroscope"], "pass --video"),
         (lambda d: ["--model", str(_pipeline_folder(d, "UNetMotionModel"))], "--video"),
         (lambda d: ["--model", str(_pipeline_folder(d, "UNet2DModel"))], "unsupported UNet class UNet2DModel"),
         (lambda d: ["--model", str(_pipeline_folder(d, None))], "no model_index.json"),
@@ -409,6 +410,14 @@ def test_presets_lists_reference_presets(scv):
     data = json.loads(out)
     assert set(data) == {"sdxl-2048x2048", "sdxl-2560x2560", "sdxl-4096x2048", "sdxl-4096x4096"}
     assert data["sdxl-4096x4096"]["ndcfg_stop"] == 35
+
+
+def test_demo_is_registered(scv):
+    pytest.importorskip("scalecrafter_video.demo.cli")
+    code, out, err = scv("demo", "--help")
+    assert code == 0 and "usage: scv demo" in out
+    code, out, err = scv("demo", "--samples", "many")
+    assert_one_line_error(code, err, contains=("--samples", "scv demo --help"))
 
 
 def test_help_has_groups_and_examples(scv):

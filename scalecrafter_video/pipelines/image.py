@@ -33,6 +33,7 @@ MODEL_ALIASES: dict[str, str] = {
     "sd21": "stabilityai/stable-diffusion-2-1-base",
     "sdxl": "stabilityai/stable-diffusion-xl-base-1.0",
 }
+VIDEO_MODEL_NAMES = ("animatediff", "zeroscope", "modelscope", "tiny-video", "tiny-video3d")  # pipelines/video.py
 IMAGE_PIPELINES = ("StableDiffusionPipeline", "StableDiffusionXLPipeline")
 VIDEO_UNETS = ("UNetMotionModel", "UNet3DConditionModel", "UNetSpatioTemporalConditionModel")
 METHODS = ("scalecrafter", "direct", "attn-sf")
@@ -99,6 +100,8 @@ def resolve_model(model: str) -> ModelRef:
         raise ScaleCrafterError("--model is empty: pass an alias (sd15, sd21, sdxl), a hub id or a local folder")
     if is_tiny(model):
         return ModelRef(model, "tiny", model)
+    if model in VIDEO_MODEL_NAMES:
+        raise ScaleCrafterError(f"model {model!r} is a video model: pass --video")
     if model in MODEL_ALIASES:
         return ModelRef(model, "hub", MODEL_ALIASES[model])
     path = Path(model).expanduser()
