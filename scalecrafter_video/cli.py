@@ -19,7 +19,6 @@ from .errors import ScaleCrafterError
 
 logger = logging.getLogger("scalecrafter_video")
 
-MAX_SIDE = 16384
 PLAN_FAMILIES = ("sd15", "sd21", "sdxl", "animatediff", "modelscope", "zeroscope")
 
 GENERATE_EXAMPLES = """\
@@ -76,6 +75,8 @@ def parse_res(text: str) -> tuple[int, int]:
     parts = raw.split("x")
     if len(parts) != 2 or not all(p.strip().lstrip("+-").isdigit() for p in parts):
         raise ScaleCrafterError(f"--res {text!r} is not WIDTHxHEIGHT, e.g. 2048x1024 (2048 wide, 1024 high)")
+    from .pipelines.image import MAX_SIDE
+
     width, height = (int(p) for p in parts)
     for side, value in (("width", width), ("height", height)):
         if value <= 0:

@@ -264,7 +264,7 @@ def test_missing_model_offline_fails_fast(scv, tmp_path, empty_hf_cache):
     elapsed = time.perf_counter() - start
     assert_one_line_error(code, err, contains=(
         "'sd15'", "stable-diffusion-v1-5/stable-diffusion-v1-5", "not in the local Hugging Face cache",
-        "huggingface-cli download", "--model /path",
+        "hf download stable-diffusion-v1-5/stable-diffusion-v1-5", "--model /path",
     ))
     assert elapsed < 5, elapsed
     assert not (tmp_path / "o").exists()

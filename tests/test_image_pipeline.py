@@ -141,7 +141,7 @@ def test_vae_tiling_auto_rule():
 def test_hub_unreachable_is_one_line(monkeypatch, empty_hf_cache):
     monkeypatch.setattr(image, "_hub_offline", lambda: False)
     monkeypatch.setattr(image, "_hub_reachable", lambda timeout=0: False)
-    with pytest.raises(ScaleCrafterError, match="hub is unreachable: run `huggingface-cli download owner/model`"):
+    with pytest.raises(ScaleCrafterError, match="hub is unreachable: run `hf download owner/model`"):
         image.inspect_model("owner/model")
 
 

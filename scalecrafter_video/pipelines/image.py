@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from .. import outputs
 from ..errors import ScaleCrafterError
 from ..options import GenerateOptions
-from .. import outputs
 from .tiny import TINY_NOTE, TINY_UNET_CONFIGS, TINY_VAE_SCALE_FACTOR, is_tiny, tiny_pipeline
 
 logger = logging.getLogger(__name__)
@@ -143,7 +143,7 @@ def _hub_reachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> bool:
 
 
 def _read_model_index(ref: ModelRef) -> tuple[str, dict[str, Any]]:
-    """Find model_index.json without touching the network when it is not there: (folder or None, index)."""
+    """Find model_index.json without touching the network: (local folder or "", index or {} if not cached yet)."""
     if ref.kind == "local":
         folder = Path(ref.location)
         if not folder.exists():
@@ -162,10 +162,7 @@ def _read_model_index(ref: ModelRef) -> tuple[str, dict[str, Any]]:
     cached = try_to_load_from_cache(ref.location, "model_index.json")
     if isinstance(cached, str):
         return "", _load_json(Path(cached), ref)
-    how = (
-        f"run `huggingface-cli download {ref.location}` on a connected machine (then copy ~/.cache/huggingface) "
-        "or pass --model /path/to/local/diffusers/folder"
-    )
+    how = _download_hint(ref)
     if _hub_offline():
         raise ScaleCrafterError(
             f"{_describe(ref)} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set: {how}"
@@ -173,6 +170,13 @@ def _read_model_index(ref: ModelRef) -> tuple[str, dict[str, Any]]:
     if not _hub_reachable():
         raise ScaleCrafterError(f"{_describe(ref)} is not in the local Hugging Face cache and the hub is unreachable: {how}")
     return "", {}
+
+
+def _download_hint(ref: ModelRef) -> str:
+    return (
+        f"run `hf download {ref.location}` (older huggingface_hub: `huggingface-cli download`) on a connected "
+        "machine and copy its ~/.cache/huggingface here, or pass --model /path/to/local/diffusers/folder"
+    )
 
 
 def _load_json(path: Path, ref: ModelRef) -> dict[str, Any]:
@@ -352,9 +356,7 @@ def _from_pretrained(ref: ModelRef, folder: str, index: dict[str, Any], dtype, p
                     raise
                 error = exc
     first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    how = "pass a complete diffusers folder (e.g. saved with `pipe.save_pretrained(DIR)`)" if folder else (
-        f"run `huggingface-cli download {ref.location}` on a connected machine or pass --model /path/to/local/dir"
-    )
+    how = "pass a complete diffusers folder (e.g. saved with `pipe.save_pretrained(DIR)`)" if folder else _download_hint(ref)
     raise ScaleCrafterError(f"{_describe(ref)} could not be loaded ({first}): {how}") from error
 
 
