@@ -117,14 +117,16 @@ def detect_family(unet: torch.nn.Module) -> str | None:
     name = type(unet).__name__
     channels = tuple(getattr(config, "block_out_channels", ()) or ())
     sample = getattr(config, "sample_size", None)
+    cross = getattr(config, "cross_attention_dim", None)
+    sd_channels = (320, 640, 1280, 1280)
     if name == "UNetMotionModel":
-        return "animatediff"
-    if name == "UNet3DConditionModel":
-        return "modelscope"
+        return "animatediff" if channels == sd_channels and cross == 768 else None
+    if name == "UNet3DConditionModel":  # Zeroscope shares this layout: pass family="zeroscope"
+        return "modelscope" if channels == sd_channels and cross == 1024 else None
     if name != "UNet2DConditionModel":
         return None
-    if getattr(config, "addition_embed_type", None) == "text_time" and sample == 128:
+    if getattr(config, "addition_embed_type", None) == "text_time" and sample == 128 and channels == (320, 640, 1280):
         return "sdxl"
-    if channels == (320, 640, 1280, 1280) and sample == 64:
-        return {768: "sd15", 1024: "sd21"}.get(getattr(config, "cross_attention_dim", None))
+    if channels == sd_channels and sample == 64:
+        return {768: "sd15", 1024: "sd21"}.get(cross)
     return None

@@ -271,6 +271,12 @@ def _cfg_probe(pipe, cfg) -> Callable[[], bool]:
         return lambda: bool(cfg)
     if pipe is None:
         return lambda: True
+    if not hasattr(type(pipe), "do_classifier_free_guidance"):
+        logger.warning(
+            "%s does not say whether it runs CFG; NDCFG assumes every even batch is [uncond; cond]: "
+            "pass cfg=guidance_scale > 1 to apply_scalecrafter to be sure",
+            type(pipe).__name__,
+        )
     ref = weakref.ref(pipe)
 
     def probe() -> bool:
