@@ -330,7 +330,10 @@ def plan_rows(family: str, width: int, height: int, steps: int, preset: str = "a
     from .families import get_family
     from .presets import family_layers, resolve_plan
 
+    from .pipelines.image import check_size
+
     fam = get_family(family)
+    check_size(height, width, fam.latent_factor * 2 ** (fam.levels - 1))
     plan = resolve_plan(preset, height=height, width=width, base=(fam.base_height, fam.base_width),
                         levels=fam.levels, family=family)
     layers = list(family_layers(family))
@@ -366,17 +369,24 @@ def cmd_plan(args: argparse.Namespace, argv: list[str]) -> int:
     if args.json:
         print(json.dumps({"steps": rows}))
         return 0
-    print(format_plan(plan, rows, args.family, width, height, args.scheduler))
+    print(format_plan(plan, rows, args.family, width, height, args.scheduler, args.ndcfg))
     return 0
 
 
-def format_plan(plan, rows: list[dict], family: str, width: int, height: int, scheduler: str) -> str:
+def format_plan(plan, rows: list[dict], family: str, width: int, height: int, scheduler: str,
+                ndcfg: bool = True) -> str:
     """A compact table: consecutive steps with the same factors share one line."""
     base = f"{plan.base[1]}x{plan.base[0]}" if plan.base else "?"
+    if not ndcfg:
+        nd = "NDCFG off (--no-ndcfg)"
+    elif plan.damped and plan.ndcfg_stop > 0:
+        nd = f"NDCFG until reference step {plan.ndcfg_stop:g}"
+    else:
+        nd = "NDCFG off (this plan has no damped window)"
+    dispersion = f"; dispersion (opt-in) on: {', '.join(plan.dispersion)}" if plan.dispersion else ""
     lines = [
         f"plan {plan.name} ({plan.source}) for {family} {width}x{height} (base {base}), "
-        f"{len(rows)} {scheduler} steps; NDCFG until reference step {plan.ndcfg_stop:g}"
-        + (f"; dispersion layers: {', '.join(plan.dispersion)}" if plan.dispersion else ""),
+        f"{len(rows)} {scheduler} steps; {nd}{dispersion}",
     ]
     groups: list[list[dict]] = []
     for row in rows:

@@ -392,6 +392,7 @@ def test_plan_text_table(scv):
         (["--family", "sd99", "--res", "2048x2048", "--steps", "50"], "invalid choice"),
         (["--family", "sd15", "--res", "big", "--steps", "50"], "WIDTHxHEIGHT"),
         (["--family", "sd15", "--res", "2048x2048", "--steps", "0"], "at least 1"),
+        (["--family", "sd15", "--res", "1000x1000", "--steps", "50"], "divisible by 64"),
     ],
 )
 def test_plan_errors(scv, args, message):
