@@ -592,7 +592,7 @@ def check_plan(info: ModelInfo, opts: GenerateOptions) -> None:
     with torch.device("meta"):
         unet = UNet2DConditionModel.from_config(config)
     with scalecrafter(_MetaPipeline(unet, info.vae_scale_factor), height=opts.height, width=opts.width,
-                      preset=opts.preset, ndcfg=opts.ndcfg, dispersion=opts.dispersion):
+                      preset=opts.preset, ndcfg=opts.ndcfg, dispersion=opts.dispersion, cfg=True):
         pass
 
 
