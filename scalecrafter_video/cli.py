@@ -347,15 +347,9 @@ def sampler_timesteps(steps: int, scheduler: str = "ddim", num_train_timesteps: 
     import diffusers
 
     from .pipelines.image import SCHEDULERS
+    from .pipelines.tiny import SD_SCHEDULER_CONFIG
 
-    config = dict(
-        num_train_timesteps=num_train_timesteps,
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        steps_offset=1,
-        timestep_spacing="leading",
-    )
+    config = dict(SD_SCHEDULER_CONFIG, num_train_timesteps=num_train_timesteps)
     if scheduler not in SCHEDULERS:
         raise ScaleCrafterError(f"unknown scheduler {scheduler!r}: choose one of {', '.join(SCHEDULERS)}")
     sched = getattr(diffusers, SCHEDULERS[scheduler]).from_config(config)

@@ -24,7 +24,8 @@ TINY_NOTE = "tiny random pipeline with untrained weights: the output is noise (f
 
 _TEXT_DIM = 32
 _MAX_TOKENS = 32
-_SCHEDULER_CONFIG = dict(
+# The Stable Diffusion noise schedule and DDIM settings (leading spacing, steps_offset 1).
+SD_SCHEDULER_CONFIG = dict(
     num_train_timesteps=1000,
     beta_start=0.00085,
     beta_end=0.012,
@@ -154,7 +155,7 @@ def _vae():
 def _scheduler():
     from diffusers import DDIMScheduler
 
-    return DDIMScheduler(**_SCHEDULER_CONFIG)
+    return DDIMScheduler(**SD_SCHEDULER_CONFIG)
 
 
 def _build_sd():
