@@ -4,30 +4,32 @@
     apply_scalecrafter(pipe, height=2048, width=2048)   # re-dilation + noise-damped CFG
     image = pipe(prompt, height=2048, width=2048).images[0]
     remove_scalecrafter(pipe)
+
+Names load lazily, so `scv --help` does not pay for importing torch.
 """
 
+from importlib import import_module
+
 from .errors import ScaleCrafterError
-from .patch import (
-    ScaleCrafterHandle,
-    apply_attn_sf,
-    apply_scalecrafter,
-    remove_attn_sf,
-    remove_scalecrafter,
-    scalecrafter,
-)
-from .plan import Plan, Rule, derive_plan
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Plan",
-    "Rule",
-    "ScaleCrafterError",
-    "ScaleCrafterHandle",
-    "apply_attn_sf",
-    "apply_scalecrafter",
-    "derive_plan",
-    "remove_attn_sf",
-    "remove_scalecrafter",
-    "scalecrafter",
-]
+_LAZY = {
+    "ScaleCrafterHandle": "patch",
+    "apply_attn_sf": "patch",
+    "apply_scalecrafter": "patch",
+    "remove_attn_sf": "patch",
+    "remove_scalecrafter": "patch",
+    "scalecrafter": "patch",
+    "Plan": "plan",
+    "Rule": "plan",
+    "derive_plan": "plan",
+}
+
+__all__ = ["ScaleCrafterError", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
