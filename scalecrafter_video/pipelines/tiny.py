@@ -136,9 +136,12 @@ def _text_config(projection: bool):
     return CLIPTextConfig(**kwargs)
 
 
-def _vae():
+def tiny_vae(seed: int | None = None):
+    """A real 8x AutoencoderKL (4 blocks, small channels), random weights (seeded when `seed` is given)."""
     from diffusers import AutoencoderKL
 
+    if seed is not None:
+        torch.manual_seed(seed)
     return AutoencoderKL(
         in_channels=3,
         out_channels=3,
@@ -164,7 +167,7 @@ def _build_sd():
 
     unet = UNet2DConditionModel(**TINY_UNET_CONFIGS["tiny-sd"])
     return StableDiffusionPipeline(
-        vae=_vae(),
+        vae=tiny_vae(),
         text_encoder=CLIPTextModel(_text_config(projection=False)).eval(),
         tokenizer=tiny_tokenizer(),
         unet=unet,
@@ -181,7 +184,7 @@ def _build_sdxl():
 
     unet = UNet2DConditionModel(**TINY_UNET_CONFIGS["tiny-sdxl"])
     return StableDiffusionXLPipeline(
-        vae=_vae(),
+        vae=tiny_vae(),
         text_encoder=CLIPTextModel(_text_config(projection=False)).eval(),
         text_encoder_2=CLIPTextModelWithProjection(_text_config(projection=True)).eval(),
         tokenizer=tiny_tokenizer(),

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import torch
 
+from .tiny import tiny_tokenizer, tiny_vae
+
 TINY_VIDEO_MODELS = ("tiny-video", "tiny-video3d")
 TINY_BASE_PX = 64  # pixels; latent sample_size 8 with the 8x VAE
 TINY_MAX_FRAMES = 32  # the tiny motion adapter's motion_max_seq_length (as AnimateDiff v1-5-2)
@@ -30,13 +32,6 @@ _TEXT_DIM = 32
 
 def is_tiny_video(model: str) -> bool:
     return model in TINY_VIDEO_MODELS
-
-
-def tiny_tokenizer():
-    """The image front end's CLIP tokenizer over single bytes (in-memory vocabulary, no merges)."""
-    from .tiny import tiny_tokenizer as _tiny_tokenizer
-
-    return _tiny_tokenizer()
 
 
 def tiny_text_encoder(tokenizer, seed: int = 0):
@@ -55,24 +50,6 @@ def tiny_text_encoder(tokenizer, seed: int = 0):
         pad_token_id=tokenizer.pad_token_id,
     )
     return CLIPTextModel(cfg).eval()
-
-
-def tiny_vae(seed: int = 0):
-    """A real 8x AutoencoderKL (4 blocks, small channels), random weights."""
-    from diffusers import AutoencoderKL
-
-    torch.manual_seed(seed)
-    return AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(8, 16, 16, 16),
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=8,
-        sample_size=TINY_BASE_PX,
-    ).eval()
 
 
 def tiny_unet2d(seed: int = 0):
@@ -169,7 +146,7 @@ def tiny_video_pipeline(name: str, seed: int = 0, dtype: torch.dtype = torch.flo
 def _build(name: str, seed: int):
     tok = tiny_tokenizer()
     text = tiny_text_encoder(tok, seed)
-    vae = tiny_vae(seed)
+    vae = tiny_vae(seed).eval()
     if name == "tiny-video":
         from diffusers import AnimateDiffPipeline
 
