@@ -24,7 +24,7 @@ def add_demo_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=25, help="DDIM steps (default 25; windows follow the timesteps)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--guidance", type=float, default=3.0)
-    p.add_argument("--eta", type=float, default=0.0, help="DDIM eta (default 0)")
+    p.add_argument("--eta", type=float, default=1.0, help="DDIM eta (default 1.0, as the reference code)")
     p.add_argument("--scales", type=int, nargs="+", default=[2, 4], help="per-side scales (default 2 4)")
     p.add_argument("--batch", type=int, default=8, help="samples per UNet batch (default 8)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")

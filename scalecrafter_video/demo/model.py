@@ -39,13 +39,15 @@ UNET_CONFIG = dict(
     norm_num_groups=8,
 )
 
-# DDPM training schedule; sample with DDIMScheduler.from_config(SCHEDULER_CONFIG) (diffusers
+# DDPM training schedule (scaled_linear as SD 1.5/2.1); sample with DDIMScheduler.from_config(SCHEDULER_CONFIG) (diffusers
 # defaults: timestep_spacing "leading", steps_offset 1, set_alpha_to_one False -> t_i = 981 - 20 i).
 SCHEDULER_CONFIG = dict(
     num_train_timesteps=1000,
-    beta_start=0.0001,
-    beta_end=0.02,
-    beta_schedule="linear",
+    # SD's schedule: the engine's windows (reference DDIM-50 steps, e.g. "dilate while step < 30")
+    # were set on SD, so the same steps mean the same noise levels here
+    beta_start=0.00085,
+    beta_end=0.012,
+    beta_schedule="scaled_linear",
     prediction_type="epsilon",
     clip_sample=True,
     steps_offset=1,

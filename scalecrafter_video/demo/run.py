@@ -70,7 +70,7 @@ def run_case(model: DemoModel, case: Case, labels: torch.Tensor, *, steps: int, 
 
 
 def benchmark(model: DemoModel, *, samples: int = 8, steps: int = 25, guidance: float = 3.0,
-              eta: float = 0.0, seed: int = 0, batch: int = 8, cases: list[Case] | None = None,
+              eta: float = 1.0, seed: int = 0, batch: int = 8, cases: list[Case] | None = None,
               progress_bar: bool = True) -> tuple[list[dict], dict[str, np.ndarray]]:
     """Run every case on the same labels and the same per-sample starting noise (per size).
     Returns (rows, images per case label); rows carry the shares and cleanliness."""

@@ -31,7 +31,7 @@ def initial_noise(n: int, height: int, width: int, seed: int) -> torch.Tensor:
 
 @torch.no_grad()
 def sample(model: DemoModel, labels: torch.Tensor, height: int, width: int, *, steps: int = 50,
-           guidance: float = 3.0, eta: float = 0.0, seed: int = 0, batch: int = 8,
+           guidance: float = 3.0, eta: float = 1.0, seed: int = 0, batch: int = 8,
            progress=None) -> np.ndarray:
     """Images in [0, 1] as a float32 array (N, H, W, 3). `progress` is called with the number of
     UNet steps done after each step (e.g. a tqdm bar's update)."""

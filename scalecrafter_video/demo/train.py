@@ -24,9 +24,12 @@ def _params(unet, embed):
     return list(unet.parameters()) + list(embed.parameters())
 
 
-def train(steps: int = 1000, batch: int = 32, lr: float = 1.5e-3, seed: int = 0, p_uncond: float = 0.15,
+def train(steps: int = 2000, batch: int = 32, lr: float = 1.5e-3, seed: int = 0, p_uncond: float = 0.15,
           ema_decay: float = 0.995, warmup: int = 100, threads: int = 2, out: Path = ASSET_DIR,
-          ckpt_dir: Path | None = None, ckpt_every: int = 500, log=sys.stdout) -> dict:
+          ckpt_dir: Path | None = None, ckpt_every: int = 500, resume: Path | None = None,
+          log=sys.stdout) -> dict:
+    """Train (or, with `resume`, continue from a saved demo checkpoint's weights with a fresh
+    optimizer, schedule and EMA) and save the EMA weights to `out`."""
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     from diffusers import DDPMScheduler
@@ -36,6 +39,16 @@ def train(steps: int = 1000, batch: int = 32, lr: float = 1.5e-3, seed: int = 0,
     alphas = sched.alphas_cumprod.float()
     unet = build_unet()
     embed = ClassEmbedding()
+    history = []
+    if resume is not None:
+        from .model import load_demo_model
+
+        prev = load_demo_model(Path(resume))
+        unet.load_state_dict(prev.unet.state_dict())
+        embed.load_state_dict(prev.embed.state_dict())
+        unet.requires_grad_(True)
+        embed.requires_grad_(True)
+        history = list(prev.config.get("training_history", [])) or [prev.config.get("training", {})]
     ema_unet, ema_embed = copy.deepcopy(unet).requires_grad_(False), copy.deepcopy(embed).requires_grad_(False)
     opt = torch.optim.AdamW(_params(unet, embed), lr=lr, weight_decay=0.0)
     g = torch.Generator().manual_seed(seed + 1)
@@ -76,12 +89,15 @@ def train(steps: int = 1000, batch: int = 32, lr: float = 1.5e-3, seed: int = 0,
                   f"({(i + 1) / el:.2f} it/s)", file=log, flush=True)
         done = i + 1 == steps
         if done or (ckpt_dir and (i + 1) % ckpt_every == 0):
-            info = {"training": {"steps": i + 1, "batch": batch, "lr": lr, "seed": seed,
+            phase = {"steps": i + 1, "batch": batch, "lr": lr, "seed": seed,
                                  "p_uncond": p_uncond, "ema_decay": ema_decay, "warmup": warmup,
                                  "threads": threads, "final_loss_ema": round(run_loss, 5),
                                  "wall_s": round(time.time() - t0, 1),
-                                 "command": "python scripts/train_demo_model.py " + " ".join(
-                                     [f"--steps {steps}", f"--batch {batch}", f"--lr {lr}", f"--seed {seed}"])}}
+                     "command": "python scripts/train_demo_model.py " + " ".join(
+                         [f"--steps {steps}", f"--batch {batch}", f"--lr {lr}", f"--seed {seed}"]
+                         + ([f"--resume {resume}"] if resume else []))}
+            info = {"training": phase, "training_history": history + [phase],
+                    "total_steps": sum(h.get("steps", 0) for h in history) + i + 1}
             target = out if done else Path(ckpt_dir) / f"step{i + 1:06d}"
             save_demo_model(ema_unet, ema_embed, target, extra=info)
             print(f"saved {target}", file=log, flush=True)
@@ -90,7 +106,7 @@ def train(steps: int = 1000, batch: int = 32, lr: float = 1.5e-3, seed: int = 0,
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="Train the scv demo model (shapes32) on CPU.")
-    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1.5e-3)
     ap.add_argument("--seed", type=int, default=0)
@@ -98,8 +114,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=ASSET_DIR)
     ap.add_argument("--ckpt-dir", type=Path, default=None)
     ap.add_argument("--ckpt-every", type=int, default=500)
+    ap.add_argument("--resume", type=Path, default=None, help="continue from this checkpoint folder")
     a = ap.parse_args(argv)
     info = train(steps=a.steps, batch=a.batch, lr=a.lr, seed=a.seed, threads=a.threads, out=a.out,
-                 ckpt_dir=a.ckpt_dir, ckpt_every=a.ckpt_every)
+                 ckpt_dir=a.ckpt_dir, ckpt_every=a.ckpt_every, resume=a.resume)
     print(json.dumps(info))
     return 0
