@@ -19,6 +19,7 @@ from .errors import ScaleCrafterError
 
 logger = logging.getLogger("scalecrafter_video")
 
+SMOKE_PROMPT = "smoke test"  # what tiny models sample when no prompt is given
 PLAN_FAMILIES = ("sd15", "sd21", "sdxl", "animatediff", "modelscope", "zeroscope")
 
 GENERATE_EXAMPLES = """\
@@ -26,7 +27,7 @@ examples:
   scv generate --model sd15 --prompt "a corgi on a beach" --res 2048x2048
   scv generate --model sdxl --prompts prompts.txt --res 4096x2048 --seed 7 --out out/sdxl
   scv generate --model sd21 --prompt "a castle" --res 1024x1024 --method direct   # baseline
-  scv generate --model tiny-sd --prompt test --res 128x128 --steps 4              # offline smoke test (noise)
+  scv generate --model tiny-sd --res 128x128 --steps 4                            # offline smoke test (noise)
   scv generate --video --prompt "waves at sunset" --res 1024x1024 --frames 16 --fps 8
 
 --res is WIDTHxHEIGHT: 2048x1024 is 2048 pixels wide and 1024 high.
@@ -165,8 +166,8 @@ def _add_generate(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     what = p.add_argument_group("what to generate")
-    prompt = what.add_mutually_exclusive_group(required=True)
-    prompt.add_argument("--prompt", metavar="TEXT", help="the prompt")
+    prompt = what.add_mutually_exclusive_group()
+    prompt.add_argument("--prompt", metavar="TEXT", help=f"the prompt (tiny models default to {SMOKE_PROMPT!r})")
     prompt.add_argument("--prompts", metavar="FILE", help="a text file with one prompt per line ('#' comments)")
     what.add_argument("--res", required=True, metavar="WxH", help="output size WIDTHxHEIGHT in pixels, e.g. 2048x1024")
     what.add_argument("--negative-prompt", metavar="TEXT", default=d.negative_prompt, help="negative prompt")
@@ -274,10 +275,14 @@ def cmd_generate(args: argparse.Namespace, argv: list[str]) -> int:
     from .options import GenerateOptions
 
     width, height = parse_res(args.res)
+    model = args.model or ("animatediff" if args.video else "sd15")
+    if args.prompt is None and args.prompts is None:
+        if not model.startswith("tiny-"):
+            raise ScaleCrafterError("no prompt: pass --prompt TEXT or --prompts FILE")
+        args.prompt = SMOKE_PROMPT  # tiny random models draw noise whatever the prompt
     prompts = [args.prompt] if args.prompt is not None else read_prompts(args.prompts)
     if args.prompt is not None and not args.prompt.strip():
         raise ScaleCrafterError("--prompt is empty")
-    model = args.model or ("animatediff" if args.video else "sd15")
     opts = GenerateOptions(
         prompts=prompts,
         height=height,

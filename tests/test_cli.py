@@ -58,6 +58,35 @@ def test_generate_writes_png_and_sidecar(scv, tmp_path, model, family, guidance)
     assert "noise" in err  # the tiny pipelines say what they are
 
 
+def test_issue_command_verbatim_tiny_needs_no_prompt(scv, tmp_path, monkeypatch):
+    """`scv generate --model tiny-sd --res 128x128 --steps 4` (the issue's words) writes PNG + sidecar."""
+    monkeypatch.chdir(tmp_path)
+    code, out, err = scv("generate", "--model", "tiny-sd", "--res", "128x128", "--steps", "4", "--no-progress")
+    assert code == 0, err
+    png = Path(out.strip())
+    assert png.parent == Path("outputs") and Image.open(png).size == (128, 128)
+    assert json.loads(png.with_suffix(".json").read_text())["prompt"] == "smoke test"
+
+
+@pytest.mark.parametrize("model", ["tiny-video", "tiny-video3d"])
+def test_issue_video_command_verbatim(scv, tmp_path, model):
+    """`scv generate --video --model M --res 128x128 --frames 8 --steps 3 --out DIR`: an 8-frame 128x128 MP4."""
+    from scalecrafter_video.media import read_video
+
+    code, out, err = scv("generate", "--video", "--model", model, "--res", "128x128", "--frames", "8",
+                         "--steps", "3", "--out", tmp_path, "--no-progress")
+    assert code == 0, err
+    mp4 = Path(out.strip().splitlines()[0])
+    assert mp4.suffix == ".mp4" and mp4.with_suffix(".json").exists()
+    assert read_video(mp4).shape[:3] == (8, 128, 128)
+
+
+def test_real_models_need_a_prompt(scv, tmp_path):
+    code, out, err = scv("generate", "--model", "sd15", "--res", "1024x1024", "--out", tmp_path)
+    assert_one_line_error(code, err, contains=("no prompt", "--prompt TEXT"))
+    assert files_in(tmp_path) == []
+
+
 def test_res_is_width_by_height(scv, tmp_path):
     code, out, err = scv(*GEN, "--model", "tiny-sdxl", "--prompt", "wide", "--res", "128x64", "--out", tmp_path,
                          "--method", "direct")
