@@ -1,0 +1,55 @@
+"""The shipped demo checkpoint loads, is small, and the reduced benchmark shows the effect:
+at 2x per side direct sampling repeats objects, ScaleCrafter's derived plan draws one."""
+
+import json
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+torch.set_num_threads(1)
+
+from scalecrafter_video.demo.model import ASSET_DIR, CONFIG_NAME, WEIGHTS_NAME, load_demo_model  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_demo_model()
+
+
+def test_checkpoint_is_small_and_loads(model):
+    assert (ASSET_DIR / WEIGHTS_NAME).stat().st_size <= 10 * 1024 * 1024
+    cfg = json.loads((ASSET_DIR / CONFIG_NAME).read_text())
+    assert cfg["unet"]["sample_size"] == 32 and cfg["unet"]["in_channels"] == 3
+    assert cfg["class_names"] == model.class_names and cfg["null_class"] == len(cfg["class_names"])
+    n = sum(p.numel() for p in model.unet.parameters())
+    assert 0.5e6 < n < 5e6
+    # standard diffusers layer names, so the engine's generic plan rules apply
+    names = {k for k, _ in model.unet.named_modules()}
+    for k in ("down_blocks.1.resnets.0.conv1", "down_blocks.2.downsamplers.0.conv", "mid_block.resnets.0.conv2",
+              "up_blocks.0.upsamplers.0.conv", "up_blocks.3.resnets.1.conv2"):
+        assert k in names
+
+
+def test_derived_plan_for_the_demo_model(model):
+    from scalecrafter_video import remove_scalecrafter, scalecrafter
+
+    with scalecrafter(model.unet, height=64, width=64, preset="auto", ndcfg=True) as h2:
+        plan2 = h2.plan.to_dict()
+        assert h2.patched_convs > 0
+    with scalecrafter(model.unet, height=128, width=128, preset="auto", ndcfg=True) as h4:
+        assert h4.plan.damped  # the 4x plan has an NDCFG window
+    assert remove_scalecrafter(model.unet) is False
+    assert "up_blocks.3" not in json.dumps(plan2)
+
+
+def test_reduced_demo_shows_the_effect_at_2x(model):
+    from scalecrafter_video.demo.run import Case, benchmark
+
+    cases = [Case("direct", 2), Case("scalecrafter", 2, ndcfg=True)]
+    rows, images = benchmark(model, samples=8, steps=10, seed=0, batch=8, cases=cases, progress_bar=False)
+    direct, sc = rows
+    assert images["direct 2x"].shape == (8, 64, 64, 3)
+    assert sc["single"] >= direct["single"] + 0.25, rows
+    assert direct["repetition"] >= sc["repetition"] + 0.25, rows
