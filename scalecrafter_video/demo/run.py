@@ -79,7 +79,8 @@ def benchmark(model: DemoModel, *, samples: int = 8, steps: int = 25, guidance: 
     cases = cases or default_cases()
     n_classes = len(model.class_names)
     labels = torch.arange(samples) % n_classes
-    total = sum(steps * -(-samples // batch) * 1 for _ in cases)
+    # progress in base-size UNet batch-steps: a 4x batch-step counts 16 (its pixel count)
+    total = sum(steps * -(-samples // batch) * c.scale ** 2 for c in cases)
     bar = tqdm(total=total, desc="scv demo", unit="step", disable=not progress_bar, leave=False)
     rows, images = [], {}
     base_noise = None
@@ -87,8 +88,9 @@ def benchmark(model: DemoModel, *, samples: int = 8, steps: int = 25, guidance: 
         for case in cases:
             bar.set_postfix_str(case.label)
             t0 = time.time()
+            weight = case.scale ** 2
             imgs, info = run_case(model, case, labels, steps=steps, guidance=guidance, eta=eta,
-                                  seed=seed, batch=batch, progress=bar.update)
+                                  seed=seed, batch=batch, progress=lambda k, w=weight: bar.update(k * w))
             summary = metrics.summarize(imgs, case.scale)
             if case.scale == 1 and case.method == "direct":
                 base_noise = summary["bg_noise"]
