@@ -21,23 +21,15 @@ import torch
 from scalecrafter_video import scalecrafter
 from scalecrafter_video.families import get_family
 
-TINY = dict(
-    sample_size=8,
-    down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-    block_out_channels=(32, 32, 64, 64),
-    layers_per_block=1,
-    norm_num_groups=8,
-    cross_attention_dim=32,
-    attention_head_dim=8,
-)
-
 
 def build(family: str, device, dtype):
     import diffusers
 
     if family == "tiny":
-        unet, base, frames, ctx = diffusers.UNet2DConditionModel(**TINY), 64, 0, 32
+        from scalecrafter_video.pipelines.tiny import TINY_UNET_CONFIGS
+
+        config = TINY_UNET_CONFIGS["tiny-sd"]
+        unet, base, frames, ctx = diffusers.UNet2DConditionModel(**config), 64, 0, config["cross_attention_dim"]
     else:
         fam = get_family(family)
         unet = getattr(diffusers, fam.unet_class)(**fam.unet_config)

@@ -186,20 +186,24 @@ def _load_json(path: Path, ref: ModelRef) -> dict[str, Any]:
         raise ScaleCrafterError(f"{_describe(ref)}: cannot read {path.name}: {exc}") from None
 
 
+def _check_unet_class(ref: ModelRef, unet_class: str | None) -> None:
+    if unet_class in VIDEO_UNETS:
+        raise ScaleCrafterError(f"{_describe(ref)} is a video model ({unet_class}): pass --video")
+    if unet_class != "UNet2DConditionModel":
+        raise ScaleCrafterError(
+            f"{_describe(ref)} has an unsupported UNet class {unet_class}: images need UNet2DConditionModel (SD 1.x/2.x, SDXL)"
+        )
+
+
 def _check_index(ref: ModelRef, index: dict[str, Any]) -> None:
     if not index:
         return
     pipe_class = index.get("_class_name", "?")
     unet_entry = index.get("unet")
     unet_class = unet_entry[1] if isinstance(unet_entry, (list, tuple)) and len(unet_entry) == 2 else None
-    if unet_class in VIDEO_UNETS:
-        raise ScaleCrafterError(f"{_describe(ref)} is a video model ({unet_class}): pass --video")
     if unet_class is None:
         raise ScaleCrafterError(f"{_describe(ref)} ({pipe_class}) has no UNet: ScaleCrafter needs a UNet diffusion model")
-    if unet_class != "UNet2DConditionModel":
-        raise ScaleCrafterError(
-            f"{_describe(ref)} has an unsupported UNet class {unet_class}: images need UNet2DConditionModel (SD 1.x/2.x, SDXL)"
-        )
+    _check_unet_class(ref, unet_class)
     if pipe_class not in IMAGE_PIPELINES:
         raise ScaleCrafterError(
             f"{_describe(ref)} is a {pipe_class}; supported image pipelines: {', '.join(IMAGE_PIPELINES)}"
@@ -318,12 +322,7 @@ def load_pipeline(model: str | ModelInfo, *, device: str = "cpu", dtype=None, pr
         pipe = _from_pretrained(ref, info.folder, info.index, dtype, progress)
     unet = getattr(pipe, "unet", None)
     unet_class = type(unet).__name__ if unet is not None else None
-    if unet_class in VIDEO_UNETS:
-        raise ScaleCrafterError(f"{_describe(ref)} is a video model ({unet_class}): pass --video")
-    if unet_class != "UNet2DConditionModel":
-        raise ScaleCrafterError(
-            f"{_describe(ref)} has an unsupported UNet class {unet_class}: images need UNet2DConditionModel (SD 1.x/2.x, SDXL)"
-        )
+    _check_unet_class(ref, unet_class)
     if dtype is not None:
         pipe.to(device=device, dtype=dtype)
     else:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from .tiny import tiny_tokenizer, tiny_vae
+from .tiny import SD_SCHEDULER_CONFIG, tiny_tokenizer, tiny_vae
 
 TINY_VIDEO_MODELS = ("tiny-video", "tiny-video3d")
 TINY_BASE_PX = 64  # pixels; latent sample_size 8 with the 8x VAE
@@ -117,16 +117,7 @@ def _fill_zero_weights(module: torch.nn.Module, seed: int, std: float = 0.05) ->
 def tiny_scheduler():
     from diffusers import DDIMScheduler
 
-    # SD-1.5's DDIM setup ("leading" spacing, steps_offset 1): DDIM-50 gives t = 981 - 20 i
-    return DDIMScheduler(
-        num_train_timesteps=1000,
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-    )
+    return DDIMScheduler(**SD_SCHEDULER_CONFIG)  # DDIM-50 gives t = 981 - 20 i
 
 
 def tiny_video_pipeline(name: str, seed: int = 0, dtype: torch.dtype = torch.float32):
