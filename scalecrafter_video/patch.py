@@ -178,14 +178,13 @@ class _Patch:
     def __init__(self, unet: nn.Module, plan: Plan, ndcfg: bool, dispersion: bool, cfg: Callable[[], bool]):
         self.unet, self.plan, self.ndcfg, self.dispersion, self.cfg = unet, plan, ndcfg, dispersion, cfg
         self.state = _State()
-        self.layers = {name: convs for name, convs in spatial_convs(unet).items()}
+        self.layers = spatial_convs(unet)
         self.layer_names = list(self.layers)
         plan.validate(self.layer_names)
         self.dispersed = plan.dispersed_layers(self.layer_names) if dispersion else set()
         self.R = dispersion_transform() if self.dispersed else None
         self.saved: list[tuple[nn.Conv2d, object]] = []
         self.handles = []
-        self.calls = 0
         try:
             for name, convs in self.layers.items():
                 for conv in convs:
@@ -212,7 +211,6 @@ class _Patch:
         self.state.dispersed = frozenset(self.dispersed) if active else frozenset()
 
     def _pre(self, module, args, kwargs):
-        self.calls += 1
         self._select(_timestep(args, kwargs), "main")
 
     def _post(self, module, args, kwargs, output):
