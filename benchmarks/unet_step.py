@@ -40,8 +40,11 @@ def build(family: str, device, dtype):
 def inputs(unet, family, height, width, frames, ctx, device, dtype):
     h, w = height // 8, width // 8
     shape = (2, 4, frames, h, w) if frames else (2, 4, h, w)
+    # UNetMotionModel takes the text context already repeated per frame (AnimateDiffPipeline does
+    # that); UNet3DConditionModel repeats it itself
+    ctx_batch = 2 * frames if type(unet).__name__ == "UNetMotionModel" else 2
     kw = dict(sample=torch.randn(shape, device=device, dtype=dtype),
-              encoder_hidden_states=torch.randn(2, 77, ctx, device=device, dtype=dtype))
+              encoder_hidden_states=torch.randn(ctx_batch, 77, ctx, device=device, dtype=dtype))
     if family == "sdxl":
         kw["added_cond_kwargs"] = dict(text_embeds=torch.randn(2, 1280, device=device, dtype=dtype),
                                        time_ids=torch.randn(2, 6, device=device, dtype=dtype))
