@@ -191,6 +191,8 @@ def _add_generate(sub) -> None:
                         "(`scv presets`) or a .toml file")
     method.add_argument("--no-ndcfg", dest="ndcfg", action="store_false",
                         help="ordinary CFG instead of noise-damped CFG")
+    method.add_argument("--no-progressive", dest="progressive", action="store_const", const=False, default=None,
+                        help="hold each re-dilation factor for its whole window (the reference 4x plans decay it)")
     method.add_argument("--dispersion", action="store_true",
                         help="dispersed convolution on the plan's dispersion layers (opt-in, for 16x pixels)")
 
@@ -241,6 +243,8 @@ def _add_plan(sub) -> None:
     p.add_argument("--scheduler", default="ddim", choices=("ddim", "dpm++", "euler", "euler-a", "pndm", "unipc"),
                    help="sampler whose timesteps are used (default ddim, leading spacing, steps_offset 1)")
     p.add_argument("--no-ndcfg", dest="ndcfg", action="store_false", help="show the plan with ordinary CFG")
+    p.add_argument("--no-progressive", dest="progressive", action="store_false",
+                   help="show the plan with every factor held for its whole window")
     p.add_argument("--json", action="store_true", help="print JSON: {\"steps\": [{index, timestep, main, damped}, ...]}")
     _debug_flag(p)
     p.set_defaults(_handler=cmd_plan)
@@ -293,6 +297,7 @@ def cmd_generate(args: argparse.Namespace, argv: list[str]) -> int:
         preset=args.preset,
         ndcfg=args.ndcfg,
         dispersion=args.dispersion,
+        progressive=args.progressive,
         steps=args.steps,
         guidance=args.guidance,
         eta=args.eta,
@@ -330,7 +335,7 @@ def cmd_generate(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def plan_rows(family: str, width: int, height: int, steps: int, preset: str = "auto",
-              scheduler: str = "ddim", ndcfg: bool = True):
+              scheduler: str = "ddim", ndcfg: bool = True, progressive: bool = True):
     """(plan, rows) for a family and size: rows as `Plan.steps` gives them, on the sampler's timesteps."""
     from .families import get_family
     from .presets import family_layers, resolve_plan
@@ -341,6 +346,8 @@ def plan_rows(family: str, width: int, height: int, steps: int, preset: str = "a
     check_size(height, width, fam.latent_factor * 2 ** (fam.levels - 1))
     plan = resolve_plan(preset, height=height, width=width, base=(fam.base_height, fam.base_width),
                         levels=fam.levels, family=family)
+    if not progressive:
+        plan = plan.with_progressive(False)
     layers = list(family_layers(family))
     plan.validate(layers)
     timesteps = sampler_timesteps(steps, scheduler, plan.num_train_timesteps)
@@ -364,7 +371,8 @@ def sampler_timesteps(steps: int, scheduler: str = "ddim", num_train_timesteps: 
 
 def cmd_plan(args: argparse.Namespace, argv: list[str]) -> int:
     width, height = parse_res(args.res)
-    plan, rows = plan_rows(args.family, width, height, args.steps, args.preset, args.scheduler, args.ndcfg)
+    plan, rows = plan_rows(args.family, width, height, args.steps, args.preset, args.scheduler, args.ndcfg,
+                             args.progressive)
     if args.json:
         print(json.dumps({"steps": rows}))
         return 0

@@ -19,6 +19,7 @@ class GenerateOptions:
     preset: str = "auto"  # a preset name, a path to a preset file, or "auto"
     ndcfg: bool = True  # noise-damped CFG where the plan has a damped window
     dispersion: bool = False  # dispersed convolution where the plan lists dispersion layers
+    progressive: bool | None = None  # None: the plan's own decay; False: hold factors for the whole window
     steps: int = 50
     guidance: float | None = None
     eta: float = 1.0

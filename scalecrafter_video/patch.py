@@ -301,6 +301,7 @@ def apply_scalecrafter(
     family: str | None = None,
     base: int | tuple[int, int] | None = None,
     cfg: bool | Callable[[], bool] | None = None,
+    progressive: bool | None = None,
 ) -> ScaleCrafterHandle:
     """Patch a diffusers pipeline (sizes in pixels) or a bare UNet (sizes in sample units).
 
@@ -308,6 +309,8 @@ def apply_scalecrafter(
     a preset name, a .toml path, a plan dict, or a Plan. ndcfg: noise-damped CFG where the plan
     has a damped window (on a bare UNet every call's batch must be [uncond; cond]).
     dispersion: dispersed kernels on the plan's dispersion layers (opt-in, as in the reference).
+    progressive: None keeps the plan's own decay (reference and derived 4x plans decay); False
+    holds every factor for its whole window, True decays every rule.
     family / base / cfg are for tinkering: the preset family, the base size, and whether the
     pipeline is doing CFG (default: the pipeline's own `do_classifier_free_guidance`).
     Applying again replaces the previous patch.
@@ -321,6 +324,8 @@ def apply_scalecrafter(
         preset, height=height, width=width, base=base_hw, levels=levels,
         family=family if units == "pixels" else None, units=units,
     )
+    if progressive is not None:
+        plan = plan.with_progressive(progressive)
     remove_scalecrafter(unet)
     _SCALECRAFTER[unet] = _Patch(unet, plan, ndcfg, dispersion, _cfg_probe(pipe, cfg))
     logger.info("ScaleCrafter plan '%s' (%s) on %d convs", plan.name, plan.source, _SCALECRAFTER[unet].patched_convs)

@@ -141,6 +141,14 @@ class Plan:
     def without_ndcfg(self) -> Plan:
         return replace(self, ndcfg_stop=0.0)
 
+    def with_progressive(self, on: bool) -> Plan:
+        """Every rule (main and damped) with the progressive decay switched on or off; off holds
+        each factor for its whole window."""
+        def switch(rules):
+            return tuple(replace(r, progressive=bool(on)) for r in rules)
+
+        return replace(self, main=switch(self.main), damped=switch(self.damped))
+
     def to_dict(self) -> dict:
         def rules(rs):
             return [

@@ -431,8 +431,8 @@ def validate_options(opts: GenerateOptions) -> None:
         raise ScaleCrafterError(f"seed must be between 0 and 2**63-1, got {opts.seed}")
     if opts.method == "scalecrafter":
         _check_preset(opts.preset)
-    elif opts.preset != "auto" or opts.dispersion or not opts.ndcfg:
-        logger.warning("--preset, --dispersion and --no-ndcfg only apply to --method scalecrafter; ignored")
+    elif opts.preset != "auto" or opts.dispersion or not opts.ndcfg or opts.progressive is not None:
+        logger.warning("--preset, --dispersion, --no-ndcfg and --no-progressive only apply to --method scalecrafter; ignored")
 
 
 def _check_preset(preset: str) -> None:
@@ -515,6 +515,7 @@ def generate_images(opts: GenerateOptions) -> list[Path]:
         "preset": opts.preset if opts.method == "scalecrafter" else None,
         "ndcfg": opts.ndcfg if opts.method == "scalecrafter" else None,
         "dispersion": opts.dispersion if opts.method == "scalecrafter" else None,
+        "progressive": opts.progressive if opts.method == "scalecrafter" else None,
         "width": opts.width,
         "height": opts.height,
         "steps": opts.steps,
@@ -591,7 +592,8 @@ def check_plan(info: ModelInfo, opts: GenerateOptions) -> None:
     with torch.device("meta"):
         unet = UNet2DConditionModel.from_config(config)
     with scalecrafter(_MetaPipeline(unet, info.vae_scale_factor), height=opts.height, width=opts.width,
-                      preset=opts.preset, ndcfg=opts.ndcfg, dispersion=opts.dispersion, cfg=True):
+                      preset=opts.preset, ndcfg=opts.ndcfg, dispersion=opts.dispersion, cfg=True,
+                      progressive=opts.progressive):
         pass
 
 
@@ -608,6 +610,7 @@ def _method(pipe, opts: GenerateOptions):
             preset=opts.preset,
             ndcfg=opts.ndcfg,
             dispersion=opts.dispersion,
+            progressive=opts.progressive,
         ) as handle:
             yield {"plan": _plan_dict(handle)}
     elif opts.method == "attn-sf":

@@ -479,6 +479,7 @@ class _Method:
                 preset=preset,
                 ndcfg=opts.ndcfg,
                 dispersion=opts.dispersion,
+                progressive=opts.progressive,
                 cfg=self.guidance > 1.0,  # TextToVideoSDPipeline has no do_classifier_free_guidance
                 **where,
             )
@@ -587,6 +588,7 @@ def generate_videos(opts: GenerateOptions) -> list[Path]:
         "preset": opts.preset if opts.method == "scalecrafter" else None,
         "ndcfg": opts.ndcfg if opts.method == "scalecrafter" else None,
         "dispersion": opts.dispersion if opts.method == "scalecrafter" else None,
+        "progressive": opts.progressive if opts.method == "scalecrafter" else None,
         "width": opts.width,
         "height": opts.height,
         "frames": opts.frames,
@@ -630,7 +632,7 @@ def generate_videos(opts: GenerateOptions) -> list[Path]:
             d_frames = decode_latents(pipe, d_latents, chunk=chunk, progress=opts.progress)[0]
             d_motion = motion_stats(d_frames)
             d_meta = {"prompt": job["prompt"], "seed": job["seed"], "index": job["index"], **base_meta,
-                      "method": "direct", "preset": None, "ndcfg": None, "dispersion": None, "plan": None,
+                      "method": "direct", "preset": None, "ndcfg": None, "dispersion": None, "progressive": None, "plan": None,
                       "motion": d_motion, "compare_of": str(job["mp4"])}
             d_meta["seconds"] = round(time.perf_counter() - d_start, 3)
             d_meta["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
