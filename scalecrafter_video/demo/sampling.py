@@ -36,23 +36,24 @@ def sample(model: DemoModel, labels: torch.Tensor, height: int, width: int, *, s
     """Images in [0, 1] as a float32 array (N, H, W, 3). `progress` is called with the number of
     UNet steps done after each step (e.g. a tqdm bar's update)."""
     n = labels.shape[0]
+    device = next(model.unet.parameters()).device  # noise and labels are made on the CPU, then moved
     noise = initial_noise(n, height, width, seed)
-    null = torch.full((1,), model.config["null_class"], dtype=torch.long)
+    null = torch.full((1,), model.config["null_class"], dtype=torch.long, device=device)
     outs = []
     for lo in range(0, n, batch):
-        x = noise[lo:lo + batch].clone()
-        lab = labels[lo:lo + batch]
+        x = noise[lo:lo + batch].clone().to(device)
+        lab = labels[lo:lo + batch].to(device)
         b = x.shape[0]
         ctx = torch.cat([model.context(null.expand(b)), model.context(lab)])
         sched = make_scheduler(model, steps)
         g = torch.Generator().manual_seed(seed * 7919 + lo + 1)
         for t in sched.timesteps:
-            tt = torch.full((2 * b,), int(t), dtype=torch.long)
+            tt = torch.full((2 * b,), int(t), dtype=torch.long, device=device)
             eps = model.unet(torch.cat([x, x]), tt, encoder_hidden_states=ctx).sample
             u, c = eps.chunk(2)
             eps = u + guidance * (c - u)
             x = sched.step(eps, t, x, eta=eta, generator=g).prev_sample
             if progress is not None:
                 progress(1)
-        outs.append(((x.clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).float().numpy())
+        outs.append(((x.clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).float().cpu().numpy())
     return np.concatenate(outs)
