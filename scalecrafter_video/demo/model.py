@@ -2,9 +2,9 @@
 
 Class conditioning goes through cross-attention: a learned embedding table (one row per class plus
 a final "null" row for classifier-free guidance) gives encoder_hidden_states of shape (B, 1, dim).
-Four down levels with the standard diffusers names (down_blocks.i.resnets.j.conv1/2,
-down_blocks.i.downsamplers.0.conv, mid_block, up_blocks...), so the engine's generic plan rules
-apply to it exactly as to SD1.5.
+Three down levels with the standard diffusers names (down_blocks.i.resnets.j.conv1/2,
+down_blocks.i.downsamplers.0.conv, mid_block, up_blocks...), as SDXL has, so the engine's generic
+plan rules apply to it exactly as to the real models.
 """
 
 from __future__ import annotations
@@ -28,11 +28,13 @@ UNET_CONFIG = dict(
     sample_size=32,
     in_channels=3,
     out_channels=3,
-    # attention (self + class cross-attention) only at the deepest level and the mid block: the
-    # cheapest layout that trains in well under an hour on 2 shared CPU cores
-    down_block_types=("DownBlock2D", "DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D"),
-    up_block_types=("CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D"),
-    block_out_channels=(16, 32, 32, 64),
+    # three levels (32, 16, 8 px at base size), attention (self + class cross-attention) only at the
+    # deepest level and the mid block. Chosen by scripts/demo_model_sweep.py on a GPU: 4-level
+    # variants (deepest level 4x4) did not recover one object at 4x per side under the derived plan
+    # (6-40 % single), 3-level ones did (docs/demo.md)
+    down_block_types=("DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+    block_out_channels=(16, 32, 64),
     layers_per_block=1,
     cross_attention_dim=CONTEXT_DIM,
     attention_head_dim=4,  # diffusers' legacy name: the number of heads
@@ -93,20 +95,23 @@ class DemoModel:
         return self.embed(labels)
 
 
-def save_demo_model(unet, embed: ClassEmbedding, out_dir: Path, extra: dict | None = None) -> None:
+def save_demo_model(unet, embed: ClassEmbedding, out_dir: Path, extra: dict | None = None,
+                    unet_config: dict | None = None) -> None:
+    """Write EMA weights (float16 safetensors) and the JSON config; `unet_config` is the dict the
+    UNet was built from (default UNET_CONFIG), stored so that load_demo_model rebuilds it."""
     from safetensors.torch import save_file
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tensors = {f"unet.{k}": v.detach().to(torch.float16 if v.is_floating_point() else v.dtype).contiguous()
+    tensors = {f"unet.{k}": v.detach().cpu().to(torch.float16 if v.is_floating_point() else v.dtype).contiguous()
                for k, v in unet.state_dict().items()}
-    tensors["class_embedding.weight"] = embed.table.weight.detach().to(torch.float16).contiguous()
+    tensors["class_embedding.weight"] = embed.table.weight.detach().cpu().to(torch.float16).contiguous()
     tmp = out_dir / (WEIGHTS_NAME + ".tmp")
     save_file(tensors, str(tmp))
     tmp.replace(out_dir / WEIGHTS_NAME)
     cfg = {
-        "unet": {k: list(v) if isinstance(v, tuple) else v for k, v in dict(unet.config).items()
-                 if k in UNET_CONFIG or k in ("cross_attention_dim",)},
+        "unet": {k: list(v) if isinstance(v, tuple) else v
+                 for k, v in dict(unet.config).items() if k in (unet_config or UNET_CONFIG)},
         "class_names": list(CLASS_NAMES),
         "null_class": len(CLASS_NAMES),
         "context_dim": embed.table.weight.shape[1],

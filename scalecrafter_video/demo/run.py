@@ -20,10 +20,11 @@ from .sampling import sample
 
 @dataclass(frozen=True)
 class Case:
-    method: str  # direct | attn-sf | scalecrafter-redilate | scalecrafter | scalecrafter-dispersion
+    method: str  # direct | attn-sf | scalecrafter[-redilate|-dispersion][-nodecay]
     scale: int  # per side
     ndcfg: bool = False
     dispersion: bool = False
+    progressive: bool | None = None  # None: the derived plan's own decay; False: factors held
 
     @property
     def label(self) -> str:
@@ -34,10 +35,12 @@ def default_cases(scales=(2, 4)) -> list[Case]:
     cases = [Case("direct", 1)]
     for s in scales:
         cases += [Case("direct", s), Case("attn-sf", s)]
-        if s >= 3:  # the derived plan has an NDCFG window (and dispersion layers) only from 3x
+        if s >= 3:  # the derived plan has an NDCFG window, dispersion layers and the decay only from 3x
             cases += [Case("scalecrafter-redilate", s, ndcfg=False),
                       Case("scalecrafter", s, ndcfg=True),
-                      Case("scalecrafter-dispersion", s, ndcfg=True, dispersion=True)]
+                      Case("scalecrafter-dispersion", s, ndcfg=True, dispersion=True),
+                      Case("scalecrafter-redilate-nodecay", s, ndcfg=False, progressive=False),
+                      Case("scalecrafter-nodecay", s, ndcfg=True, progressive=False)]
         else:
             cases += [Case("scalecrafter", s, ndcfg=True)]
     return cases
@@ -53,7 +56,7 @@ def run_case(model: DemoModel, case: Case, labels: torch.Tensor, *, steps: int, 
     kw = dict(steps=steps, guidance=guidance, eta=eta, seed=seed, batch=batch, progress=progress)
     if case.method.startswith("scalecrafter"):
         with scalecrafter(model.unet, height=size, width=size, preset="auto", ndcfg=case.ndcfg,
-                          dispersion=case.dispersion) as handle:
+                          dispersion=case.dispersion, progressive=case.progressive) as handle:
             info["plan"] = handle.plan.name
             info["patched_convs"] = handle.patched_convs
             images = sample(model, labels, size, size, **kw)
