@@ -1,5 +1,5 @@
 """The shipped demo checkpoint loads, is small, and the reduced benchmark shows the effect:
-at 2x per side direct sampling repeats objects, ScaleCrafter's derived plan draws one."""
+at 2x and 4x per side direct sampling repeats objects, ScaleCrafter's derived plan draws one."""
 
 import json
 import os
@@ -53,3 +53,17 @@ def test_reduced_demo_shows_the_effect_at_2x(model):
     assert images["direct 2x"].shape == (8, 64, 64, 3)
     assert sc["single"] >= direct["single"] + 0.25, rows
     assert direct["repetition"] >= sc["repetition"] + 0.25, rows
+
+
+def test_reduced_demo_shows_the_effect_at_4x(model):
+    from scalecrafter_video.demo.run import Case, benchmark
+
+    cases = [Case("direct", 4), Case("scalecrafter-redilate", 4),
+             Case("scalecrafter-redilate-nodecay", 4, progressive=False)]
+    rows, images = benchmark(model, samples=4, steps=10, seed=0, batch=4, cases=cases, progress_bar=False)
+    direct, decay, held = rows
+    assert images["direct 4x"].shape == (4, 128, 128, 3)
+    assert direct["repetition"] >= 0.75 and direct["mean_objects"] >= 3, rows
+    for sc in (decay, held):  # the derived plan removes the repetition, with or without the decay
+        assert sc["repetition"] <= direct["repetition"] - 0.5 and sc["mean_objects"] <= 1.5, rows
+    assert held["single"] >= direct["single"] + 0.5, rows
