@@ -14,7 +14,8 @@ def add_demo_parser(subparsers) -> argparse.ArgumentParser:
         "demo",
         help="repetition benchmark on the shipped small model (direct vs Attn-SF vs ScaleCrafter)",
         description="Sample the shipped 32x32 shapes model at 32, 64 and 128 px per side, directly, "
-                    "with Attn-SF and with ScaleCrafter (re-dilation, NDCFG, dispersion), and print per "
+                    "with Attn-SF and with ScaleCrafter (re-dilation, NDCFG, dispersion; from 3x also with the "
+                    "progressive decay held off), and print per "
                     "case the share of samples with exactly one well-formed object, the share with "
                     "repeated objects, and background cleanliness relative to base-size samples.",
     )
