@@ -65,3 +65,12 @@ def test_apply_with_progressive_false_changes_late_steps_only(unet):
     late_decay, _ = run(981 - 20 * 20)
     late_held, _ = run(981 - 20 * 20, progressive=False)
     assert not torch.allclose(late_decay, late_held)  # step 20: factor 2 vs 4 on the deepest level
+
+
+def test_generate_no_progressive_is_recorded(scv, tmp_path):
+    code, out, err = scv("generate", "--model", "tiny-sd", "--res", "512x512", "--steps", "2",
+                         "--no-progressive", "--out", tmp_path)
+    assert code == 0, err
+    sidecar = json.loads(next(tmp_path.glob("*.json")).read_text())
+    assert sidecar["progressive"] is False
+    assert sidecar["plan"]["main"] and not any(r["progressive"] for r in sidecar["plan"]["main"])
