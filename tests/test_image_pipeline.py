@@ -27,7 +27,7 @@ def test_tiny_sd_layout_and_speed(tiny_sd):
     assert [type(b).__name__ for b in unet.down_blocks] == ["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"]
     assert [type(b).__name__ for b in unet.up_blocks] == ["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3
     assert tiny_sd.vae_scale_factor == 8 and unet.config.sample_size == 8
-    assert image.detect_family(unet.config) == "sd15"
+    assert image.defaults_family(unet.config) == "sd15"
     assert type(tiny_sd.scheduler).__name__ == "DDIMScheduler"
     assert tiny_sd.scheduler.config.steps_offset == 1 and tiny_sd.scheduler.config.timestep_spacing == "leading"
     start = time.perf_counter()
@@ -41,7 +41,7 @@ def test_tiny_sdxl_layout(tiny_sdxl):
     assert [type(b).__name__ for b in unet.down_blocks] == ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"]
     assert unet.config.addition_embed_type == "text_time"
     assert type(tiny_sdxl.text_encoder_2).__name__ == "CLIPTextModelWithProjection"
-    assert image.detect_family(unet.config) == "sdxl"
+    assert image.defaults_family(unet.config) == "sdxl"
     assert sample(tiny_sdxl, steps=2).shape == (1, 4, 16, 16)
 
 
@@ -124,10 +124,10 @@ def test_resolve_model_aliases_and_paths(tmp_path):
         image.resolve_model("no spaces allowed")
 
 
-def test_detect_family_reads_the_config_not_the_name():
-    assert image.detect_family({"cross_attention_dim": 768}) == "sd15"
-    assert image.detect_family({"cross_attention_dim": 1024}) == "sd21"
-    assert image.detect_family({"cross_attention_dim": 2048, "addition_embed_type": "text_time"}) == "sdxl"
+def test_defaults_family_reads_the_config_not_the_name():
+    assert image.defaults_family({"cross_attention_dim": 768}) == "sd15"
+    assert image.defaults_family({"cross_attention_dim": 1024}) == "sd21"
+    assert image.defaults_family({"cross_attention_dim": 2048, "addition_embed_type": "text_time"}) == "sdxl"
 
 
 def test_vae_tiling_auto_rule():

@@ -210,8 +210,10 @@ def _check_index(ref: ModelRef, index: dict[str, Any]) -> None:
         )
 
 
-def detect_family(unet_config) -> str:
-    """sdxl when the UNet takes "text_time" added conditioning, else sd21 (1024-d text) or sd15."""
+def defaults_family(unet_config) -> str:
+    """The family whose sampling defaults (guidance, FreeU) suit any SD-like fine-tune: sdxl when the
+    UNet takes "text_time" added conditioning, else sd21 (1024-d text) or sd15. Loose on purpose;
+    `families.detect_family` is the strict check of which reference presets apply."""
     get = unet_config.get if isinstance(unet_config, dict) else lambda k, d=None: getattr(unet_config, k, d)
     if get("addition_embed_type", None) == "text_time":
         return "sdxl"
@@ -327,7 +329,7 @@ def load_pipeline(model: str | ModelInfo, *, device: str = "cpu", dtype=None, pr
         pipe.to(device=device, dtype=dtype)
     else:
         pipe.to(device)
-    return LoadedModel(pipe, ref, detect_family(pipe.unet.config))
+    return LoadedModel(pipe, ref, defaults_family(pipe.unet.config))
 
 
 _LOAD_ERRORS = (OSError, ValueError, TypeError, KeyError, AttributeError, ImportError, RuntimeError)
