@@ -30,8 +30,8 @@ UNET_CONFIG = dict(
     out_channels=3,
     # three levels (32, 16, 8 px at base size), attention (self + class cross-attention) only at the
     # deepest level and the mid block. Chosen by scripts/demo_model_sweep.py on a GPU: 4-level
-    # variants (deepest level 4x4) did not recover one object at 4x per side under the derived plan
-    # (6-40 % single), 3-level ones did (docs/demo.md)
+    # variants (deepest level 4x4) stayed at 0-38 % single objects at 4x per side under the derived
+    # plan, 3-level ones reached 42-77 % (docs/demo.md, samples/demo/sweep/)
     down_block_types=("DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D"),
     up_block_types=("CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
     block_out_channels=(16, 32, 64),

@@ -69,18 +69,16 @@ def train(steps: int = SHIPPED["steps"], batch: int = SHIPPED["batch"], lr: floa
     sched = DDPMScheduler(**{k: v for k, v in SCHEDULER_CONFIG.items()
                              if k not in ("steps_offset", "set_alpha_to_one", "timestep_spacing")})
     alphas = sched.alphas_cumprod.float().to(device)
-    unet = build_unet(unet_config)
-    embed = ClassEmbedding()
     history = []
-    if resume is not None:
+    if resume is not None:  # the architecture comes from the checkpoint
         from .model import load_demo_model
 
         prev = load_demo_model(Path(resume))
         unet_config = {k: tuple(v) if isinstance(v, list) else v for k, v in prev.config["unet"].items()}
-        unet = build_unet(unet_config)
-        unet.load_state_dict(prev.unet.state_dict())
-        embed.load_state_dict(prev.embed.state_dict())
+        unet, embed = prev.unet, prev.embed
         history = list(prev.config.get("training_history", [])) or [prev.config.get("training", {})]
+    else:
+        unet, embed = build_unet(unet_config), ClassEmbedding()
     unet.to(device).train().requires_grad_(True)
     embed.to(device).train().requires_grad_(True)
     ema_unet, ema_embed = copy.deepcopy(unet).requires_grad_(False), copy.deepcopy(embed).requires_grad_(False)
