@@ -243,7 +243,7 @@ def _add_plan(sub) -> None:
     p.add_argument("--scheduler", default="ddim", choices=("ddim", "dpm++", "euler", "euler-a", "pndm", "unipc"),
                    help="sampler whose timesteps are used (default ddim, leading spacing, steps_offset 1)")
     p.add_argument("--no-ndcfg", dest="ndcfg", action="store_false", help="show the plan with ordinary CFG")
-    p.add_argument("--no-progressive", dest="progressive", action="store_false",
+    p.add_argument("--no-progressive", dest="progressive", action="store_const", const=False, default=None,
                    help="show the plan with every factor held for its whole window")
     p.add_argument("--json", action="store_true", help="print JSON: {\"steps\": [{index, timestep, main, damped}, ...]}")
     _debug_flag(p)
@@ -335,7 +335,7 @@ def cmd_generate(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def plan_rows(family: str, width: int, height: int, steps: int, preset: str = "auto",
-              scheduler: str = "ddim", ndcfg: bool = True, progressive: bool = True):
+              scheduler: str = "ddim", ndcfg: bool = True, progressive: bool | None = None):
     """(plan, rows) for a family and size: rows as `Plan.steps` gives them, on the sampler's timesteps."""
     from .families import get_family
     from .presets import family_layers, resolve_plan
@@ -345,9 +345,7 @@ def plan_rows(family: str, width: int, height: int, steps: int, preset: str = "a
     fam = get_family(family)
     check_size(height, width, fam.latent_factor * 2 ** (fam.levels - 1))
     plan = resolve_plan(preset, height=height, width=width, base=(fam.base_height, fam.base_width),
-                        levels=fam.levels, family=family)
-    if not progressive:
-        plan = plan.with_progressive(False)
+                        levels=fam.levels, family=family, progressive=progressive)
     layers = list(family_layers(family))
     plan.validate(layers)
     timesteps = sampler_timesteps(steps, scheduler, plan.num_train_timesteps)

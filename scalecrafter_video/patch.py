@@ -322,10 +322,8 @@ def apply_scalecrafter(
     base_hw, units = _base_size(unet, pipe, family, base)
     plan = resolve_plan(
         preset, height=height, width=width, base=base_hw, levels=levels,
-        family=family if units == "pixels" else None, units=units,
+        family=family if units == "pixels" else None, units=units, progressive=progressive,
     )
-    if progressive is not None:
-        plan = plan.with_progressive(progressive)
     remove_scalecrafter(unet)
     _SCALECRAFTER[unet] = _Patch(unet, plan, ndcfg, dispersion, _cfg_probe(pipe, cfg))
     logger.info("ScaleCrafter plan '%s' (%s) on %d convs", plan.name, plan.source, _SCALECRAFTER[unet].patched_convs)

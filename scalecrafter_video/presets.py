@@ -134,13 +134,20 @@ def resolve_plan(
     levels: int,
     family: str | None = None,
     units: str = "pixels",
+    progressive: bool | None = None,
 ) -> Plan:
-    """Turn a preset argument into a Plan for a `height` x `width` target.
+    """Turn a preset argument into a Plan for a `height` x `width` target; `progressive` not None
+    switches every rule's decay on or off (`Plan.with_progressive`).
 
     "auto": the family's reference preset for exactly this size if there is one, else the plan
     derived from the general rule (`derive_plan`). A name: a shipped preset. A path: a preset
     file. A dict: a custom plan (`Plan.from_dict`). A Plan: itself.
     """
+    plan = _resolve(preset, height=height, width=width, base=base, levels=levels, family=family, units=units)
+    return plan if progressive is None else plan.with_progressive(progressive)
+
+
+def _resolve(preset, *, height, width, base, levels, family, units) -> Plan:
     if isinstance(preset, Plan):
         return preset
     if isinstance(preset, dict):
