@@ -5,7 +5,10 @@ six saturated colours on a fixed mid-grey background. Objects fill a good part o
 or diameter 14-20 px), so at 4x per side a base-size object is clearly at the wrong scale, and a
 model that only knows 32x32 images repeats objects when sampled directly on a larger canvas.
 
-Images are generated on the fly from a seeded torch.Generator; values are in [-1, 1] (model space).
+Clips (for the motion model) hold the same kind of object moving at constant velocity (random
+direction, SPEED_RANGE px per frame) and bouncing off the borders (the centre stays as far from the
+edges as in the still images). Images and clips are generated on the fly from a seeded
+torch.Generator; values are in [-1, 1] (model space).
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ PALETTE = (
     (0.10, 0.80, 0.85),  # cyan
 )
 COLOR_JITTER = 0.05
+FRAMES = 8  # frames per training clip
+SPEED_RANGE = (0.5, 1.5)  # object speed in base pixels per frame
 
 
 def _shape_sdf(kind: torch.Tensor, cx, cy, size, xs, ys) -> torch.Tensor:
@@ -86,3 +91,35 @@ def make_batch(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.
     labels, sizes, centers, colors = sample_params(n, generator)
     images = render(labels, sizes, centers, colors)
     return images * 2 - 1, labels
+
+
+def bounce(start: torch.Tensor, velocity: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
+           frames: int) -> torch.Tensor:
+    """Positions (n, frames, 2) of points moving from `start` at `velocity` per frame and reflected
+    at the walls [lo, hi] (per point, broadcast over x and y): the triangle wave of the free path."""
+    t = torch.arange(frames, dtype=torch.float32).view(1, -1, 1)
+    span = (hi - lo).clamp_min(1e-6).view(-1, 1, 1)
+    q = torch.remainder(start[:, None] + velocity[:, None] * t - lo.view(-1, 1, 1), 2 * span)
+    return lo.view(-1, 1, 1) + torch.where(q > span, 2 * span - q, q)
+
+
+def clip_params(n: int, generator: torch.Generator, frames: int = FRAMES):
+    """Labels, sizes, colours (one per clip) and centres per frame (n, frames, 2) for n clips."""
+    labels, sizes, centers, colors = sample_params(n, generator)
+    lo, hi = SPEED_RANGE
+    speed = lo + (hi - lo) * torch.rand(n, generator=generator)
+    angle = 2 * math.pi * torch.rand(n, generator=generator)
+    velocity = torch.stack([speed * torch.cos(angle), speed * torch.sin(angle)], dim=1)
+    room = IMAGE_SIZE / 2 - sizes / 2 - MARGIN
+    path = bounce(centers, velocity, IMAGE_SIZE / 2 - room, IMAGE_SIZE / 2 + room, frames)
+    return labels, sizes, path, colors
+
+
+def make_clips(n: int, generator: torch.Generator, frames: int = FRAMES) -> tuple[torch.Tensor, torch.Tensor]:
+    """(clips in [-1, 1] of shape (n, 3, frames, 32, 32), class labels (n,)): the layout
+    UNetMotionModel takes (batch, channels, frames, height, width)."""
+    labels, sizes, path, colors = clip_params(n, generator, frames)
+    frame_images = render(labels.repeat_interleave(frames), sizes.repeat_interleave(frames),
+                          path.reshape(-1, 2), colors.repeat_interleave(frames, dim=0))
+    clips = frame_images.view(n, frames, 3, IMAGE_SIZE, IMAGE_SIZE).permute(0, 2, 1, 3, 4)
+    return clips * 2 - 1, labels
