@@ -8,13 +8,15 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .data import BACKGROUND, SIZE_RANGE
+from .data import BACKGROUND, CLASS_NAMES, SIZE_RANGE
 
 FG_THRESHOLD = 0.2  # max-abs channel difference from the background that counts as foreground
 MIN_OBJECT_FRACTION = 0.2  # a component is an object if its area >= this x the smallest base object
 FILL_MIN = 0.35  # area / bounding-box area of a well-formed object (triangle 0.5, circle 0.79)
 INTERIOR_STD_MAX = 0.15  # colour std inside an object's eroded interior (flat fill)
 SCALE_LO, SCALE_HI = 0.75, 1.3  # accepted extent: [lo * min_size * s, hi * max_size * s]
+SQUARE_FILL_MIN = (1 + np.pi / 4) / 2  # fill of a square 1, of a circle pi/4, of a triangle 0.5
+CIRCLE_FILL_MIN = (np.pi / 4 + 0.5) / 2
 
 
 def foreground_mask(img: np.ndarray, background=BACKGROUND, threshold: float = FG_THRESHOLD) -> np.ndarray:
@@ -90,8 +92,43 @@ class Structure:
         return asdict(self)
 
 
-def structure(img: np.ndarray, scale: float, background=BACKGROUND) -> Structure:
-    """Judge one sample drawn at `scale` x the base size per side (base canvas 32 px)."""
+@dataclass
+class ObjectInfo:
+    """The largest object of an image: where it is, what shape and colour it has."""
+
+    centroid: tuple[float, float]  # (x, y) in pixels of the image
+    extent: float
+    fill: float  # area / bounding-box area
+    shape: str  # one of CLASS_NAMES, from the fill (see shape_from_fill)
+    color: tuple[float, float, float]  # median colour of the eroded interior (or of the whole object)
+
+
+def shape_from_fill(fill: float) -> str:
+    """Shape class from the fill of the bounding box: square 1.0, circle pi/4, triangle 0.5
+    (the thresholds are the midpoints)."""
+    if fill >= SQUARE_FILL_MIN:
+        return CLASS_NAMES[1]
+    if fill >= CIRCLE_FILL_MIN:
+        return CLASS_NAMES[0]
+    return CLASS_NAMES[2]
+
+
+def _centroid(img: np.ndarray, comp: np.ndarray, color: np.ndarray, background) -> tuple[float, float]:
+    """Sub-pixel centre (x, y) of an object: pixels of the object and a one-pixel ring around it,
+    weighted by how far each is from the background towards the object's colour (its coverage)."""
+    bg = np.asarray(background, dtype=np.float32)
+    span = color - bg
+    coverage = ((img - bg) @ span) / max(float(span @ span), 1e-6)
+    weight = np.where(_dilate(comp, 1), np.clip(coverage, 0.0, 1.0), 0.0)
+    ys, xs = np.mgrid[: img.shape[0], : img.shape[1]]
+    total = float(weight.sum())
+    return float((weight * xs).sum() / total) + 0.5, float((weight * ys).sum() / total) + 0.5
+
+
+def analyse(img: np.ndarray, scale: float, background=BACKGROUND) -> tuple[Structure, ObjectInfo | None]:
+    """Judge one sample drawn at `scale` x the base size per side (base canvas 32 px) and describe
+    its largest object (None when there is no object-sized component)."""
+    img = np.asarray(img, dtype=np.float32)
     mask = foreground_mask(img, background)
     labels, n = label_components(mask)
     lo, hi = SIZE_RANGE
@@ -100,30 +137,46 @@ def structure(img: np.ndarray, scale: float, background=BACKGROUND) -> Structure
     objs = [i + 1 for i, a in enumerate(areas) if a >= min_area]
     k = len(objs)
     if k == 0:
-        return Structure(0, False, False, 0.0, "no object")
+        return Structure(0, False, False, 0.0, "no object"), None
     big = max(objs, key=lambda i: areas[i - 1])
-    ys, xs = np.nonzero(labels == big)
+    comp = labels == big
+    ys, xs = np.nonzero(comp)
     bh, bw = ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
     extent = float(max(bh, bw))
-    if k >= 2:
-        return Structure(k, False, True, extent, f"{k} objects")
-    comp = labels == big
     fill = areas[big - 1] / float(bh * bw)
+    inner = _erode(_erode(comp))
+    pixels = img[inner] if inner.sum() >= 4 else img[comp]
+    color = np.median(pixels, axis=0)
+    info = ObjectInfo(_centroid(img, comp, color, background), extent, float(fill), shape_from_fill(fill),
+                      tuple(float(v) for v in color))
+    if k >= 2:
+        return Structure(k, False, True, extent, f"{k} objects"), info
     e_lo = SCALE_LO * lo * scale
     if scale >= 1.5:  # must also be larger than any base-size object
         e_lo = max(e_lo, 1.05 * hi)
     e_hi = SCALE_HI * hi * scale
     if not (e_lo <= extent <= e_hi):
-        return Structure(1, False, False, extent, f"wrong scale (extent {extent:.0f}, want {e_lo:.0f}-{e_hi:.0f})")
+        return Structure(1, False, False, extent, f"wrong scale (extent {extent:.0f}, want {e_lo:.0f}-{e_hi:.0f})"), info
     if fill < FILL_MIN:
-        return Structure(1, False, False, extent, f"ill-formed (fill {fill:.2f})")
-    inner = _erode(_erode(comp))
+        return Structure(1, False, False, extent, f"ill-formed (fill {fill:.2f})"), info
     if inner.sum() < 4:
-        return Structure(1, False, False, extent, "ill-formed (no interior)")
-    std = float(np.asarray(img, np.float32)[inner].std(axis=0).max())
+        return Structure(1, False, False, extent, "ill-formed (no interior)"), info
+    std = float(img[inner].std(axis=0).max())
     if std > INTERIOR_STD_MAX:
-        return Structure(1, False, False, extent, f"ill-formed (interior std {std:.2f})")
-    return Structure(1, True, False, extent, "")
+        return Structure(1, False, False, extent, f"ill-formed (interior std {std:.2f})"), info
+    return Structure(1, True, False, extent, ""), info
+
+
+def structure(img: np.ndarray, scale: float, background=BACKGROUND) -> Structure:
+    """Judge one sample drawn at `scale` x the base size per side (base canvas 32 px)."""
+    return analyse(img, scale, background)[0]
+
+
+def background_pixels(img: np.ndarray, background=BACKGROUND, margin: int | None = None) -> np.ndarray:
+    """Pixels more than `margin` px (default ~1 base pixel, at least 2) from any foreground pixel."""
+    if margin is None:
+        margin = max(2, int(round(np.shape(img)[0] / 32)))
+    return ~_dilate(foreground_mask(img, background, threshold=0.35), margin)
 
 
 def background_noise(img: np.ndarray, background=BACKGROUND, margin: int | None = None) -> float:
@@ -132,13 +185,10 @@ def background_noise(img: np.ndarray, background=BACKGROUND, margin: int | None 
     Speckles count (they are the residual noise); object edges do not."""
     img = np.asarray(img, dtype=np.float32)
     h, w = img.shape[:2]
-    if margin is None:
-        margin = max(2, int(round(h / 32)))
-    fg = _dilate(foreground_mask(img, background, threshold=0.35), margin)
     p = np.pad(img, ((1, 1), (1, 1), (0, 0)), mode="edge")
     blur = sum(p[dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3)) / 9.0
     hp = img - blur
-    bg = ~fg
+    bg = background_pixels(img, background, margin)
     if bg.sum() < 16:
         return float("nan")
     return float(np.sqrt((hp[bg] ** 2).mean()))
