@@ -71,6 +71,14 @@ class ClassEmbedding(nn.Module):
     def null_id(self) -> int:
         return self.num_classes
 
+    @property
+    def device(self) -> torch.device:  # what diffusers pipelines ask of their components
+        return self.table.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.table.weight.dtype
+
     def forward(self, labels: torch.Tensor) -> torch.Tensor:
         return self.table(labels)[:, None, :]
 

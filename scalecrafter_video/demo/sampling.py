@@ -1,59 +1,46 @@
-"""DDIM sampling with classifier-free guidance over the bare demo UNet.
-
-Each UNet call gets the batch [uncond; cond] and guidance is eps = u + w (c - u), so the engine's
-NDCFG hook (which rewrites the output to [u_damped; u_damped + c_main - u_main]) applies unchanged.
-"""
+"""Seeded batch sampling for the demo benchmarks, through ShapesPipeline (DDIM + CFG with the
+batch [uncond; cond], so the engine's NDCFG hook applies unchanged)."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from .model import DemoModel
+from .pipeline import ShapesPipeline
 
 
-def make_scheduler(model: DemoModel, steps: int):
-    from diffusers import DDIMScheduler
-
-    sched = DDIMScheduler.from_config(model.config["scheduler"])
-    sched.set_timesteps(steps)
-    return sched
-
-
-def initial_noise(n: int, height: int, width: int, seed: int) -> torch.Tensor:
-    """Per-sample seeded noise: sample i of any case at a given size starts from the same noise."""
-    out = torch.empty(n, 3, height, width)
+def initial_noise(n: int, height: int, width: int, seed: int, frames: int | None = None) -> torch.Tensor:
+    """Per-sample seeded noise: sample i of any case at a given size starts from the same noise.
+    (n, 3, H, W), or (n, 3, frames, H, W) for clips."""
+    shape = (3, height, width) if frames is None else (3, frames, height, width)
+    out = torch.empty(n, *shape)
     for i in range(n):
         g = torch.Generator().manual_seed(seed * 100003 + i)
-        out[i] = torch.randn(3, height, width, generator=g)
+        out[i] = torch.randn(shape, generator=g)
     return out
 
 
 @torch.no_grad()
-def sample(model: DemoModel, labels: torch.Tensor, height: int, width: int, *, steps: int = 50,
-           guidance: float = 3.0, eta: float = 1.0, seed: int = 0, batch: int = 8,
+def sample(model, labels: torch.Tensor, height: int, width: int, *, steps: int = 50, guidance: float = 3.0,
+           eta: float = 1.0, seed: int = 0, batch: int = 8, frames: int | None = None,
            progress=None) -> np.ndarray:
-    """Images in [0, 1] as a float32 array (N, H, W, 3). `progress` is called with the number of
-    UNet steps done after each step (e.g. a tqdm bar's update)."""
+    """Images (N, H, W, 3) from a DemoModel, or clips (N, frames, H, W, 3) from a DemoVideoModel,
+    in [0, 1] as float32. `progress` is called with the number of UNet steps done after each step
+    (e.g. a tqdm bar's update)."""
+    pipe = ShapesPipeline.from_model(model)
+    pipe.set_progress_bar_config(disable=True)
+    if pipe.is_video and frames is None:
+        frames = pipe.config.default_frames
     n = labels.shape[0]
-    device = next(model.unet.parameters()).device  # noise and labels are made on the CPU, then moved
-    noise = initial_noise(n, height, width, seed)
-    null = torch.full((1,), model.config["null_class"], dtype=torch.long, device=device)
+    device = next(model.unet.parameters()).device  # noise is made on the CPU, then moved
+    noise = initial_noise(n, height, width, seed, frames)
+    names = pipe.config.class_names
+    step_done = None if progress is None else (lambda *_: progress(1))
     outs = []
     for lo in range(0, n, batch):
-        x = noise[lo:lo + batch].clone().to(device)
-        lab = labels[lo:lo + batch].to(device)
-        b = x.shape[0]
-        ctx = torch.cat([model.context(null.expand(b)), model.context(lab)])
-        sched = make_scheduler(model, steps)
         g = torch.Generator().manual_seed(seed * 7919 + lo + 1)
-        for t in sched.timesteps:
-            tt = torch.full((2 * b,), int(t), dtype=torch.long, device=device)
-            eps = model.unet(torch.cat([x, x]), tt, encoder_hidden_states=ctx).sample
-            u, c = eps.chunk(2)
-            eps = u + guidance * (c - u)
-            x = sched.step(eps, t, x, eta=eta, generator=g).prev_sample
-            if progress is not None:
-                progress(1)
-        outs.append(((x.clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).float().cpu().numpy())
+        out = pipe([names[int(i)] for i in labels[lo:lo + batch]], height, width, num_frames=frames,
+                   num_inference_steps=steps, guidance_scale=guidance, eta=eta, generator=g,
+                   latents=noise[lo:lo + batch].to(device), callback_on_step_end=step_done)
+        outs.append(out.frames if pipe.is_video else out.images)
     return np.concatenate(outs)
