@@ -44,6 +44,23 @@ def lr_schedule(lr: float, steps: int, warmup: int, schedule: str):
     return lr_at
 
 
+def training_alphas(device) -> torch.Tensor:
+    """alpha_bar_t of the DDPM training schedule (SCHEDULER_CONFIG), float32 on `device`."""
+    from diffusers import DDPMScheduler
+
+    sched = DDPMScheduler(**{k: v for k, v in SCHEDULER_CONFIG.items()
+                             if k not in ("steps_offset", "set_alpha_to_one", "timestep_spacing")})
+    return sched.alphas_cumprod.float().to(device)
+
+
+@torch.no_grad()
+def ema_update(ema_params: list, params: list, decay: float, step: int) -> None:
+    """EMA with the usual warm-up: the decay is min(decay, (1 + step) / (10 + step))."""
+    d = min(decay, (1 + step) / (10 + step))
+    torch._foreach_mul_(ema_params, d)
+    torch._foreach_add_(ema_params, [p.detach() for p in params], alpha=1 - d)
+
+
 # the recipe of the shipped checkpoint (see its JSON "training" record and docs/demo.md)
 SHIPPED = dict(steps=2913, batch=256, lr=1e-3, ema_decay=0.999, schedule="constant", warmup=200)
 
@@ -62,13 +79,9 @@ def train(steps: int = SHIPPED["steps"], batch: int = SHIPPED["batch"], lr: floa
     `ckpt_every` steps and at the end (e.g. to keep copies for evaluation)."""
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    from diffusers import DDPMScheduler
-
     unet_config = dict(unet_config or UNET_CONFIG)
     lr_at = lr_schedule(lr, steps, warmup, schedule)
-    sched = DDPMScheduler(**{k: v for k, v in SCHEDULER_CONFIG.items()
-                             if k not in ("steps_offset", "set_alpha_to_one", "timestep_spacing")})
-    alphas = sched.alphas_cumprod.float().to(device)
+    alphas = training_alphas(device)
     history = []
     if resume is not None:  # the architecture comes from the checkpoint
         from .model import load_demo_model
@@ -109,10 +122,7 @@ def train(steps: int = SHIPPED["steps"], batch: int = SHIPPED["batch"], lr: floa
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        d = min(ema_decay, (1 + i) / (10 + i))
-        with torch.no_grad():
-            torch._foreach_mul_(ema_params, d)
-            torch._foreach_add_(ema_params, [p.detach() for p in params], alpha=1 - d)
+        ema_update(ema_params, params, ema_decay, i)
         log_now = (i + 1) % 25 == 0 or i == 0
         if log_now or run_loss is None:
             value = loss.item()
