@@ -89,11 +89,13 @@ def train_motion(steps: int = 100000, batch: int = RECIPE["batch"], frames: int 
                  device: str = "cpu", max_seconds: float | None = None, out: Path | None = None,
                  resume: Path | None = None, ckpt_dir: Path | None = None, ckpt_every: int = 0,
                  probe_every: int = 50, probe_clips: int = 6, probe_steps: int = 10,
-                 adapter_config: dict | None = None, progress_bar: bool = False, log=sys.stdout) -> dict:
+                 adapter_config: dict | None = None, write_json: bool = True, progress_bar: bool = False,
+                 log=sys.stdout) -> dict:
     """Train the adapter (from zero-initialised output projections, or from `resume`: a saved
     adapter's weights with a fresh optimizer and EMA) for `steps` steps or until `max_seconds`,
-    and save the EMA weights to `out` (a .safetensors path or a folder). Returns the training
-    record (also stored in the saved config), with every probe."""
+    and save the EMA weights to `out` (a .safetensors path or a folder; the config goes into the
+    file's metadata and, with `write_json`, beside it). Returns the training record (also stored
+    in the saved config), with every probe."""
     from tqdm import tqdm
 
     torch.set_num_threads(threads)
@@ -130,16 +132,16 @@ def train_motion(steps: int = 100000, batch: int = RECIPE["batch"], frames: int 
     record: dict = {}
 
     def probe(step):
-        t0 = time.time()
+        t0, cpu0 = time.time(), time.process_time()
         p = coherence_probe(ema_model, clips=probe_clips, steps=probe_steps, frames=frames, seed=seed)
-        p.update(step=step, seconds=round(time.time() - t0, 1))
+        p.update(step=step, seconds=round(time.time() - t0, 1), cpu_seconds=round(time.process_time() - cpu0, 1))
         probes.append(p)
         print(_format_probe(step, p), file=log, flush=True)
 
     if probe_every:
         probe(0)
-    t0 = time.time()
-    probe_time = 0.0  # probes after step 0 run inside the wall-clock window but are not training time
+    t0, cpu0 = time.time(), time.process_time()
+    probe_time = probe_cpu = 0.0  # probes after step 0 run inside the wall-clock window but are not training
     bar = tqdm(total=steps if max_seconds is None else None, desc="motion training", unit="step",
                disable=not progress_bar, leave=False)
     try:
@@ -172,35 +174,42 @@ def train_motion(steps: int = 100000, batch: int = RECIPE["batch"], frames: int 
                         v = float(per_clip[sel].mean())
                         key = f"{lo}-{hi}"
                         band_loss[key] = v if key not in band_loss else 0.8 * band_loss[key] + 0.2 * v
-                el = time.time() - t0 - probe_time
+                el, cpu = time.time() - t0 - probe_time, time.process_time() - cpu0 - probe_cpu
                 bands = " ".join(f"t{k} {v:.4f}" for k, v in band_loss.items())
                 print(f"step {i + 1} loss {loss.item():.4f} ({bands}) lr {lr_at(i):.2e} {el:.0f}s "
-                      f"({el / (i + 1):.2f} s/step)", file=log, flush=True)
+                      f"({el / (i + 1):.2f} s/step, {cpu / (i + 1):.2f} CPU s/step)", file=log, flush=True)
                 bar.set_postfix_str(f"loss {loss.item():.4f}")
             done = i + 1 == steps or (max_seconds is not None and time.time() - t0 >= max_seconds)
             if probe_every and ((i + 1) % probe_every == 0 or done):
                 probe(i + 1)
                 probe_time += probes[-1]["seconds"]
+                probe_cpu += probes[-1]["cpu_seconds"]
             if done or (ckpt_dir and ckpt_every and (i + 1) % ckpt_every == 0):
-                train_s = time.time() - t0 - probe_time
+                train_s, train_cpu = time.time() - t0 - probe_time, time.process_time() - cpu0 - probe_cpu
                 phase = {"steps": i + 1, "planned_steps": steps, "batch": batch, "frames": frames, "lr": lr,
                          "warmup": warmup, "schedule": schedule, "ema_decay": ema_decay, "p_uncond": p_uncond,
                          "high_noise_share": high_noise_share, "seed": seed, "device": device,
                          "threads": threads, "train_s": round(train_s, 1),
-                         "s_per_step": round(train_s / (i + 1), 3), "loss_by_noise_band": band_loss,
+                         "s_per_step": round(train_s / (i + 1), 3),
+                         "cpu_s_per_step": round(train_cpu / (i + 1), 3), "loss_by_noise_band": band_loss,
                          "probes": probes, "resumed_from": str(resume) if resume else None}
                 record = {"training": phase, "training_history": history + [phase],
                           "total_steps": sum(h.get("steps", 0) for h in history) + i + 1}
                 target = out if done else Path(ckpt_dir) / f"step{i + 1:06d}.safetensors"
                 if target is not None:
                     cfg = motion_config(adapter_config, frames, record)
-                    path = save_motion_adapter(ema, target, cfg, write_json=done)
+                    path = save_motion_adapter(ema, target, cfg, write_json=done and write_json)
                     print(f"saved {path}", file=log, flush=True)
             if done:
                 break
     finally:
         bar.close()
     return record
+
+
+def _heads(text: str) -> int | tuple[int, ...]:
+    values = tuple(int(v) for v in text.split(","))
+    return values[0] if len(values) == 1 else values
 
 
 def main(argv=None) -> int:
@@ -222,8 +231,8 @@ def main(argv=None) -> int:
     ap.add_argument("--p-uncond", type=float, default=RECIPE["p_uncond"])
     ap.add_argument("--high-noise-share", type=float, default=RECIPE["high_noise_share"],
                     help=f"share of each batch with timesteps in [{HIGH_NOISE_FROM}, 1000)")
-    ap.add_argument("--heads", type=int, default=ADAPTER_CONFIG["motion_num_attention_heads"],
-                    help="motion-module attention heads")
+    ap.add_argument("--heads", type=_heads, default=ADAPTER_CONFIG["motion_num_attention_heads"],
+                    help="motion-module attention heads, one number or one per level (default 1,2,4)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=2)
