@@ -19,10 +19,12 @@ def add_demo_parser(subparsers) -> argparse.ArgumentParser:
                     "case the share of samples with exactly one well-formed object, the share with "
                     "repeated objects, and background cleanliness relative to base-size samples.",
     )
-    p.add_argument("--out", type=Path, default=Path("out/demo"), help="folder for grid.png, table.md, results.json (default out/demo)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="folder for grid.png, table.md, results.json (default out/demo; --video out/demo-video)")
     p.add_argument("--json", type=Path, default=None, help="also write {\"cases\": [...]} to this file")
-    p.add_argument("--samples", type=int, default=8, help="samples per case (default 8)")
-    p.add_argument("--steps", type=int, default=25, help="DDIM steps (default 25; windows follow the timesteps)")
+    p.add_argument("--samples", type=int, default=None, help="samples per case (default 8; --video 3)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="DDIM steps (default 25; --video 20; windows follow the timesteps)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--guidance", type=float, default=3.0)
     p.add_argument("--eta", type=float, default=1.0, help="DDIM eta (default 1.0, as the reference code)")
@@ -30,6 +32,13 @@ def add_demo_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=8, help="samples per UNet batch (default 8)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    video = p.add_argument_group("video (the motion model on top of shapes32)")
+    video.add_argument("--video", action="store_true",
+                       help="clips instead of images: MP4 per case, contact_sheet.png, table.md, results.json; "
+                            "adds consistency and motion ratio to the table")
+    video.add_argument("--frames", type=int, default=None, help="frames per clip (default: the adapter's, 8)")
+    video.add_argument("--motion-model", type=Path, default=None,
+                       help="adapter .safetensors (or folder) to use instead of the shipped one")
     return p
 
 
@@ -41,6 +50,13 @@ def run_demo(args) -> int:
     from .model import load_demo_model
     from .run import benchmark, default_cases, format_table, write_outputs
 
+    if args.video:
+        from .video_demo import run_video_demo
+
+        return run_video_demo(args)
+    args.out = Path("out/demo") if args.out is None else args.out
+    args.samples = 8 if args.samples is None else args.samples
+    args.steps = 25 if args.steps is None else args.steps
     if args.samples < 1 or args.steps < 1:
         raise ScaleCrafterError("--samples and --steps must be at least 1")
     if any(s < 1 for s in args.scales):

@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import metrics
+from . import metrics, video_metrics
 from .model import DemoModel
+from .motion_model import DemoVideoModel
 from .sampling import sample
 
 
@@ -32,29 +33,31 @@ class Case:
         return f"{self.method} {self.scale}x"
 
 
-def default_cases(scales=(2, 4)) -> list[Case]:
+def default_cases(scales=(2, 4), variants: bool = True) -> list[Case]:
+    """Base size, then per scale direct, Attn-SF and ScaleCrafter; from 3x re-dilation alone and
+    with NDCFG, and with `variants` also dispersion and the decay held off."""
     cases = [Case("direct", 1)]
     for s in scales:
         cases += [Case("direct", s), Case("attn-sf", s)]
         if s >= 3:  # the derived plan has an NDCFG window, dispersion layers and the decay only from 3x
-            cases += [Case("scalecrafter-redilate", s, ndcfg=False),
-                      Case("scalecrafter", s, ndcfg=True),
-                      Case("scalecrafter-dispersion", s, ndcfg=True, dispersion=True),
-                      Case("scalecrafter-redilate-nodecay", s, ndcfg=False, progressive=False),
-                      Case("scalecrafter-nodecay", s, ndcfg=True, progressive=False)]
+            cases += [Case("scalecrafter-redilate", s, ndcfg=False), Case("scalecrafter", s, ndcfg=True)]
+            if variants:
+                cases += [Case("scalecrafter-dispersion", s, ndcfg=True, dispersion=True),
+                          Case("scalecrafter-redilate-nodecay", s, ndcfg=False, progressive=False),
+                          Case("scalecrafter-nodecay", s, ndcfg=True, progressive=False)]
         else:
             cases += [Case("scalecrafter", s, ndcfg=True)]
     return cases
 
 
-def run_case(model: DemoModel, case: Case, labels: torch.Tensor, *, steps: int, guidance: float,
-             eta: float, seed: int, batch: int, progress=None) -> tuple[np.ndarray, dict]:
+def run_case(model: DemoModel | DemoVideoModel, case: Case, labels: torch.Tensor, *, steps: int, guidance: float,
+             eta: float, seed: int, batch: int, frames: int | None = None, progress=None) -> tuple[np.ndarray, dict]:
     from ..patch import apply_attn_sf, remove_attn_sf, remove_scalecrafter, scalecrafter
 
-    base = int(model.config["unet"]["sample_size"])
+    base = int(model.unet.config.sample_size)
     size = base * case.scale
     info: dict = {}
-    kw = dict(steps=steps, guidance=guidance, eta=eta, seed=seed, batch=batch, progress=progress)
+    kw = dict(steps=steps, guidance=guidance, eta=eta, seed=seed, batch=batch, frames=frames, progress=progress)
     if case.method.startswith("scalecrafter"):
         with scalecrafter(model.unet, height=size, width=size, preset="auto", ndcfg=case.ndcfg,
                           dispersion=case.dispersion, progressive=case.progressive) as handle:
@@ -73,45 +76,52 @@ def run_case(model: DemoModel, case: Case, labels: torch.Tensor, *, steps: int, 
     return images, info
 
 
-def benchmark(model: DemoModel, *, samples: int = 8, steps: int = 25, guidance: float = 3.0,
+def benchmark(model: DemoModel | DemoVideoModel, *, samples: int = 8, steps: int = 25, guidance: float = 3.0,
               eta: float = 1.0, seed: int = 0, batch: int = 8, cases: list[Case] | None = None,
-              progress_bar: bool = True) -> tuple[list[dict], dict[str, np.ndarray]]:
+              frames: int | None = None, progress_bar: bool = True) -> tuple[list[dict], dict[str, np.ndarray]]:
     """Run every case on the same labels and the same per-sample starting noise (per size).
-    Returns (rows, images per case label); rows carry the shares and cleanliness."""
+    Returns (rows, images (or clips) per case label); rows carry the shares and cleanliness, and
+    for clips (a DemoVideoModel; `frames` per clip, default the adapter's) the video metrics with
+    motion relative to the base-size case."""
     from tqdm import tqdm
 
     cases = cases or default_cases()
+    video = isinstance(model, DemoVideoModel)
+    if video and frames is None:
+        frames = int(model.config["frames"])
     n_classes = len(model.class_names)
     labels = torch.arange(samples) % n_classes
-    # progress in base-size UNet batch-steps: a 4x batch-step counts 16 (its pixel count)
-    total = sum(steps * -(-samples // batch) * c.scale ** 2 for c in cases)
+    # progress in base-size UNet frame-steps: a 4x step counts 16 (its pixel count) per frame
+    total = sum(steps * -(-samples // batch) * c.scale ** 2 * (frames or 1) for c in cases)
     bar = tqdm(total=total, desc="scv demo", unit="step", disable=not progress_bar, leave=False)
     rows, images = [], {}
-    base_noise = None
+    base = None
     try:
         for case in cases:
             bar.set_postfix_str(case.label)
             t0 = time.time()
-            weight = case.scale ** 2
-            imgs, info = run_case(model, case, labels, steps=steps, guidance=guidance, eta=eta,
-                                  seed=seed, batch=batch, progress=lambda k, w=weight: bar.update(k * w))
-            summary = metrics.summarize(imgs, case.scale)
+            weight = case.scale ** 2 * (frames or 1)
+            imgs, info = run_case(model, case, labels, steps=steps, guidance=guidance, eta=eta, seed=seed,
+                                  batch=batch, frames=frames, progress=lambda k, w=weight: bar.update(k * w))
+            if video:
+                summary = video_metrics.summarize_clips(imgs, case.scale)
+                summary["per_sample"] = summary.pop("per_clip")
+            else:
+                summary = metrics.summarize(imgs, case.scale)
             if case.scale == 1 and case.method == "direct":
-                base_noise = summary["bg_noise"]
-            rows.append({
-                "method": case.method, "scale": case.scale, "n": summary["n"],
-                "single": summary["single"], "repetition": summary["repetition"],
-                "mean_objects": summary["mean_objects"], "bg_noise": summary["bg_noise"],
-                "seconds": round(time.time() - t0, 1), **info,
-                "per_sample": summary["per_sample"],
-            })
+                base = summary
+            per_sample = summary.pop("per_sample")
+            rows.append({"method": case.method, "scale": case.scale, **summary,
+                         "seconds": round(time.time() - t0, 1), **info, "per_sample": per_sample})
             images[case.label] = imgs
     finally:
         bar.close()
-    if base_noise is None:
-        base_noise = min(r["bg_noise"] for r in rows)
+    if base is None:
+        base = {"bg_noise": min(r["bg_noise"] for r in rows), "motion": float("nan")}
     for r in rows:
-        r["clean"] = metrics.cleanliness(r["bg_noise"], base_noise)
+        r["clean"] = metrics.cleanliness(r["bg_noise"], base["bg_noise"])
+        if video:
+            r["motion_ratio"] = video_metrics.motion_ratio(r["motion"], base["motion"])
     return rows, images
 
 
@@ -126,8 +136,15 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def image_caption(row: dict) -> str:
+    return (f"{row['method']}\n{row['scale']}x ({32 * row['scale']}px)\n"
+            f"single {row['single']:.0%}  rep {row['repetition']:.0%}\nclean {row['clean']:.2f}")
+
+
 def save_grid(rows: list[dict], images: dict[str, np.ndarray], path: Path, columns: int = 6,
-              cell: int = 128) -> None:
+              cell: int = 128, caption=image_caption) -> None:
+    """One row per case (its caption on the left), the case's first `columns` images across
+    (for a video contact sheet: one clip's frames)."""
     from PIL import Image, ImageDraw
 
     label_w, pad = 230, 4
@@ -139,9 +156,7 @@ def save_grid(rows: list[dict], images: dict[str, np.ndarray], path: Path, colum
     draw = ImageDraw.Draw(canvas)
     for r_i, (row, key) in enumerate(zip(rows, keys)):
         y = pad + r_i * (cell + pad)
-        text = (f"{row['method']}\n{row['scale']}x ({32 * row['scale']}px)\n"
-                f"single {row['single']:.0%}  rep {row['repetition']:.0%}\nclean {row['clean']:.2f}")
-        draw.multiline_text((6, y + 8), text, fill=(0, 0, 0), spacing=4)
+        draw.multiline_text((6, y + 8), caption(row), fill=(0, 0, 0), spacing=4)
         for c in range(ncol):
             im = Image.fromarray((np.clip(images[key][c], 0, 1) * 255).round().astype(np.uint8))
             im = im.resize((cell, cell), Image.NEAREST)

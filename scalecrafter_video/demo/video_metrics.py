@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .data import BACKGROUND, CLASS_NAMES
-from .metrics import analyse, background_noise, background_pixels, cleanliness
+from .metrics import analyse, background_noise, background_pixels
 
 COLOR_TOL = 0.2  # max channel difference from the clip's median object colour that counts as the same colour
 
@@ -91,9 +91,9 @@ def analyse_clip(clip, scale: float, background=BACKGROUND) -> ClipReport:
 
 
 def summarize_clips(clips, scale: float, prompts: list[str] | None = None, background=BACKGROUND) -> dict:
-    """Shares and means over the clips of one case (motion_ratio and clean need the base case:
-    see relative_to_base). With `prompts` (the class asked for, per clip), `class_match` is the
-    share of clips whose object has that shape."""
+    """Shares and means over the clips of one case (motion_ratio and clean are relative to the
+    base-size case: motion_ratio() here, metrics.cleanliness()). With `prompts` (the class asked
+    for, per clip), `class_match` is the share of clips whose object has that shape."""
     reports = [analyse_clip(c, scale, background) for c in clips]
     n = len(reports)
     frames = sum(r.frames for r in reports)
@@ -123,10 +123,3 @@ def motion_ratio(motion: float, base_motion: float) -> float:
     if not (np.isfinite(motion) and np.isfinite(base_motion)) or base_motion <= 0:
         return float("nan")
     return float(motion / base_motion)
-
-
-def relative_to_base(rows: list[dict], base: dict) -> None:
-    """Add `motion_ratio` and `clean` to every row (in place), relative to the base-size row."""
-    for r in rows:
-        r["motion_ratio"] = motion_ratio(r["motion"], base["motion"])
-        r["clean"] = cleanliness(r["bg_noise"], base["bg_noise"])
