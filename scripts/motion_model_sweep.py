@@ -1,0 +1,211 @@
+#!/usr/bin/env python
+"""Train several motion-adapter recipes side by side (one process each, one GPU) for a fixed time,
+then score each with the video metrics: base size, and 2x (and more with --scales) per side
+directly and with the engine's derived ScaleCrafter plan for the bare motion UNet.
+
+    python scripts/motion_model_sweep.py --device cuda --minutes 3 --out runs/motion_sweep
+
+Writes at most 8 files, all directly in OUT: one float16 adapter per variant (NAME.safetensors,
+its config and training record in the file's metadata, loadable with
+scalecrafter_video.demo.motion_model.load_motion_model), results.json (every variant: recipe,
+training record with the coherence probes, evaluation rows) and log.txt (all processes' logs,
+each line prefixed with its variant). `--device cpu --minutes 0.3 --variants b4-lr2e-3,b4-lr2e-3-uniform
+--eval-clips 3 --eval-steps 2 --probe-clips 3 --probe-steps 2` is a smoke run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+MAX_FILES = 8  # what OUT may hold: variants' weights + results.json + log.txt
+# each variant overrides the training recipe (scalecrafter_video/demo/train_motion.py RECIPE)
+VARIANTS = {
+    "b32-lr2e-3": dict(batch=32, lr=2e-3, high_noise_share=0.5),
+    "b32-lr2e-3-uniform": dict(batch=32, lr=2e-3, high_noise_share=0.0),  # without the high-noise share
+    "b32-lr1e-3": dict(batch=32, lr=1e-3, high_noise_share=0.5),
+    "b64-lr3e-3-high75": dict(batch=64, lr=3e-3, high_noise_share=0.75),
+    "b32-lr2e-3-heads4": dict(batch=32, lr=2e-3, high_noise_share=0.5, heads=4),  # 4 heads at every level
+    "b4-lr2e-3": dict(batch=4, lr=2e-3, high_noise_share=0.5),  # CPU smoke runs
+    "b4-lr2e-3-uniform": dict(batch=4, lr=2e-3, high_noise_share=0.0),
+}
+DEFAULT_VARIANTS = ("b32-lr2e-3", "b32-lr2e-3-uniform", "b32-lr1e-3", "b64-lr3e-3-high75")
+
+
+class PrefixedLog:
+    """A text sink that appends whole lines, each prefixed with the variant, to the shared log."""
+
+    def __init__(self, path: Path, prefix: str):
+        self.file = open(path, "a", buffering=1)
+        self.prefix = prefix
+        self.pending = ""
+
+    def write(self, text: str) -> int:
+        self.pending += text
+        *lines, self.pending = self.pending.split("\n")
+        for line in lines:
+            self.file.write(f"[{self.prefix}] {line}\n")
+        return len(text)
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
+def one(args) -> int:
+    """Train one variant for the time limit, evaluate its EMA weights, print the result as JSON."""
+    import torch
+
+    from scalecrafter_video.demo.motion_model import ADAPTER_CONFIG, load_motion_model
+    from scalecrafter_video.demo.run import Case, benchmark
+    from scalecrafter_video.demo.train_motion import train_motion
+
+    out = Path(args.out)
+    log = PrefixedLog(out / "log.txt", args.one)
+    recipe = dict(VARIANTS[args.one])
+    heads = recipe.pop("heads", ADAPTER_CONFIG["motion_num_attention_heads"])
+    weights = out / f"{args.one}.safetensors"
+    result: dict = {"variant": args.one, "recipe": VARIANTS[args.one]}
+    try:
+        record = train_motion(**recipe, frames=args.frames, seed=args.seed, threads=args.threads,
+                              device=args.device, max_seconds=args.minutes * 60, out=weights,
+                              probe_every=args.probe_every, probe_clips=args.probe_clips,
+                              probe_steps=args.probe_steps,
+                              adapter_config=dict(ADAPTER_CONFIG, motion_num_attention_heads=heads),
+                              write_json=False, log=log)
+        result.update(weights=weights.name, training=record["training"],
+                      error="killed before its evaluation finished")
+        print(json.dumps(result), flush=True)  # the parent keeps the last line: this one if evaluation dies
+        if args.device.startswith("cuda"):  # sample in full float32, as on the CPU
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = False
+        model = load_motion_model(weights)
+        model.unet.to(args.device)
+        model.embed.to(args.device)
+        cases = [Case("direct", 1)]
+        for s in args.scales:
+            cases += [Case("direct", s), Case("scalecrafter", s, ndcfg=True)]
+            if s >= 3:  # the derived plan has an NDCFG window from 3x: also re-dilation alone
+                cases.append(Case("scalecrafter-redilate", s))
+        t0 = time.time()
+        rows, _ = benchmark(model, samples=args.eval_clips, steps=args.eval_steps, guidance=3.0, eta=1.0,
+                            seed=0, batch=args.eval_clips, cases=cases, progress_bar=False)
+        for r in rows:
+            r["reasons"] = sorted({c["reason"] for c in r.pop("per_sample") if c["reason"]})
+        print(f"evaluated {len(cases)} cases x {args.eval_clips} clips in {time.time() - t0:.0f}s", file=log)
+        del result["error"]
+        result.update(eval_seconds=round(time.time() - t0, 1), rows=rows)
+    except Exception as exc:  # noqa: BLE001 - reported in results.json, the other variants go on
+        print(f"failed: {type(exc).__name__}: {exc}", file=log)
+        result["error"] = f"{type(exc).__name__}: {exc}"
+    print(json.dumps(result))
+    return 0 if "error" not in result else 1
+
+
+def summarize(results: list[dict]) -> str:
+    head = ("| variant | steps | s/step | probe consistent (first -> last) | motion px/f | "
+            "base single | base consistent | scale | direct rep | SC single | SC consistent | SC motion ratio |")
+    lines = [head, "|" + "---|" * 12]
+    for res in results:
+        if "rows" not in res:
+            tr = res.get("training")
+            done = f"{tr['steps']} | {tr['s_per_step']}" if tr else "- | -"
+            lines.append(f"| {res['variant']} | {done} | {res['error']} |" + " |" * 8)
+            continue
+        tr, rows = res["training"], {(r["method"], r["scale"]): r for r in res["rows"]}
+        probes = tr.get("probes") or [{}]
+        base = rows[("direct", 1)]
+        for scale in sorted({s for _, s in rows if s > 1}):
+            d, sc = rows[("direct", scale)], rows[("scalecrafter", scale)]
+            lines.append(
+                f"| {res['variant']} | {tr['steps']} | {tr['s_per_step']} | "
+                f"{probes[0].get('consistent', 0):.0%} -> {probes[-1].get('consistent', 0):.0%} | "
+                f"{base['motion']:.2f} | {base['single']:.0%} | {base['consistent']:.0%} | {scale}x | "
+                f"{d['repetition']:.0%} | {sc['single']:.0%} | {sc['consistent']:.0%} | {sc['motion_ratio']:.2f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--variants", default=",".join(DEFAULT_VARIANTS), help="comma-separated: " + ", ".join(VARIANTS))
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--out", default="runs/motion_sweep")
+    p.add_argument("--minutes", type=float, default=3.0, help="training time per variant (all run at once)")
+    p.add_argument("--deadline", type=float, default=None,
+                   help="kill unfinished variants after this many seconds (default: minutes + 4 min)")
+    p.add_argument("--frames", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2, help="CPU threads per variant")
+    p.add_argument("--probe-every", type=int, default=100)
+    p.add_argument("--probe-clips", type=int, default=12)
+    p.add_argument("--probe-steps", type=int, default=10)
+    p.add_argument("--eval-clips", type=int, default=24)
+    p.add_argument("--eval-steps", type=int, default=25)
+    p.add_argument("--scales", type=int, nargs="+", default=[2, 4], help="per-side scales to evaluate (default 2 4)")
+    p.add_argument("--one", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    if args.one:
+        return one(args)
+    names = [v for v in args.variants.split(",") if v]
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown:
+        p.error(f"unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}")
+    if len(names) + 2 > MAX_FILES:
+        p.error(f"at most {MAX_FILES - 2} variants (one weights file each, plus results.json and log.txt)")
+    if any(s < 2 for s in args.scales):
+        p.error("--scales must be integers >= 2 (the base size is always evaluated)")
+    if out.exists() and any(out.iterdir()):
+        p.error(f"{out} is not empty; choose a new --out")
+    out.mkdir(parents=True, exist_ok=True)
+    deadline = args.deadline or args.minutes * 60 + 240
+    t0 = time.time()
+    passthrough = list(argv if argv is not None else sys.argv[1:])
+    procs = {n: subprocess.Popen([sys.executable, __file__, *passthrough, "--one", n], stdout=subprocess.PIPE,
+                                 text=True) for n in names}
+    outputs: dict[str, str] = {}
+    readers = [threading.Thread(target=lambda n=n, pr=pr: outputs.__setitem__(n, pr.stdout.read()), daemon=True)
+               for n, pr in procs.items()]
+    for r in readers:
+        r.start()
+    try:
+        while any(pr.poll() is None for pr in procs.values()):
+            if time.time() - t0 > deadline:
+                for n, pr in procs.items():
+                    if pr.poll() is None:
+                        print(f"sweep: deadline reached, stopping {n}", file=sys.stderr)
+                        pr.kill()
+                break
+            time.sleep(2)
+    finally:
+        for pr in procs.values():
+            if pr.poll() is None:
+                pr.kill()
+        for r in readers:
+            r.join(timeout=10)
+    results = []
+    for n in names:
+        lines = [ln for ln in outputs.get(n, "").splitlines() if ln.startswith("{")]
+        results.append(json.loads(lines[-1]) if lines else {"variant": n, "error": "no result (killed or crashed)"})
+    table = summarize(results)
+    doc = {"args": {k: v for k, v in vars(args).items() if k != "one"}, "wall_s": round(time.time() - t0, 1),
+           "summary": table, "variants": results}
+    from scalecrafter_video.demo.video_demo import json_safe
+
+    (out / "results.json").write_text(json.dumps(json_safe(doc), indent=1, allow_nan=False) + "\n")
+    print(table)
+    print(f"sweep: {time.time() - t0:.0f}s; exit codes {({n: pr.returncode for n, pr in procs.items()})}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
