@@ -34,12 +34,13 @@ VARIANTS = {
     "b32-lr2e-3": dict(batch=32, lr=2e-3, high_noise_share=0.5),
     "b32-lr2e-3-uniform": dict(batch=32, lr=2e-3, high_noise_share=0.0),  # without the high-noise share
     "b32-lr1e-3": dict(batch=32, lr=1e-3, high_noise_share=0.5),
+    "b32-lr2e-3-x0w10": dict(batch=32, lr=2e-3, high_noise_share=0.5, x0_weight_cap=10.0),  # clean-clip loss
     "b64-lr3e-3-high75": dict(batch=64, lr=3e-3, high_noise_share=0.75),
     "b32-lr2e-3-heads4": dict(batch=32, lr=2e-3, high_noise_share=0.5, heads=4),  # 4 heads at every level
     "b4-lr2e-3": dict(batch=4, lr=2e-3, high_noise_share=0.5),  # CPU smoke runs
     "b4-lr2e-3-uniform": dict(batch=4, lr=2e-3, high_noise_share=0.0),
 }
-DEFAULT_VARIANTS = ("b32-lr2e-3", "b32-lr2e-3-uniform", "b32-lr1e-3", "b64-lr3e-3-high75")
+DEFAULT_VARIANTS = ("b32-lr2e-3", "b32-lr2e-3-uniform", "b32-lr2e-3-x0w10", "b64-lr3e-3-high75")
 
 
 class PrefixedLog:
@@ -91,23 +92,28 @@ def one(args) -> int:
         model = load_motion_model(weights)
         model.unet.to(args.device)
         model.embed.to(args.device)
-        cases = [Case("direct", 1)]
-        for s in args.scales:
-            cases += [Case("direct", s), Case("scalecrafter", s, ndcfg=True)]
+        t0 = time.time()
+        result["rows"] = []
+        for s in args.scales:  # one scale at a time, each with the (cheap) base case for its ratios
+            cases = [Case("direct", 1), Case("direct", s), Case("scalecrafter", s, ndcfg=True)]
             if s >= 3:  # the derived plan has an NDCFG window from 3x: also re-dilation alone
                 cases.append(Case("scalecrafter-redilate", s))
-        t0 = time.time()
-        rows, _ = benchmark(model, samples=args.eval_clips, steps=args.eval_steps, guidance=3.0, eta=1.0,
-                            seed=0, batch=args.eval_clips, cases=cases, progress_bar=False)
-        for r in rows:
-            r["reasons"] = sorted({c["reason"] for c in r.pop("per_sample") if c["reason"]})
-        print(f"evaluated {len(cases)} cases x {args.eval_clips} clips in {time.time() - t0:.0f}s", file=log)
-        del result["error"]
-        result.update(eval_seconds=round(time.time() - t0, 1), rows=rows)
+            rows, _ = benchmark(model, samples=args.eval_clips, steps=args.eval_steps, guidance=3.0, eta=1.0,
+                                seed=0, batch=args.eval_clips, cases=cases, progress_bar=False)
+            for r in rows:
+                r["reasons"] = sorted({c["reason"] for c in r.pop("per_sample") if c["reason"]})
+            result["rows"] += rows[1:] if result["rows"] else rows
+            result["eval_seconds"] = round(time.time() - t0, 1)
+            if s == args.scales[-1]:
+                del result["error"]
+            else:
+                result["error"] = f"killed after evaluating up to {s}x"
+            print(f"evaluated up to {s}x ({args.eval_clips} clips per case) in {time.time() - t0:.0f}s", file=log)
+            print(json.dumps(result), flush=True)  # so a deadline kill keeps the scales already done
     except Exception as exc:  # noqa: BLE001 - reported in results.json, the other variants go on
         print(f"failed: {type(exc).__name__}: {exc}", file=log)
         result["error"] = f"{type(exc).__name__}: {exc}"
-    print(json.dumps(result))
+        print(json.dumps(result))
     return 0 if "error" not in result else 1
 
 
@@ -116,7 +122,7 @@ def summarize(results: list[dict]) -> str:
             "base single | base consistent | scale | direct rep | SC single | SC consistent | SC motion ratio |")
     lines = [head, "|" + "---|" * 12]
     for res in results:
-        if "rows" not in res:
+        if not res.get("rows"):
             tr = res.get("training")
             done = f"{tr['steps']} | {tr['s_per_step']}" if tr else "- | -"
             lines.append(f"| {res['variant']} | {done} | {res['error']} |" + " |" * 8)
@@ -126,8 +132,9 @@ def summarize(results: list[dict]) -> str:
         base = rows[("direct", 1)]
         for scale in sorted({s for _, s in rows if s > 1}):
             d, sc = rows[("direct", scale)], rows[("scalecrafter", scale)]
+            note = f" ({res['error']})" if res.get("error") else ""
             lines.append(
-                f"| {res['variant']} | {tr['steps']} | {tr['s_per_step']} | "
+                f"| {res['variant']}{note} | {tr['steps']} | {tr['s_per_step']} | "
                 f"{probes[0].get('consistent', 0):.0%} -> {probes[-1].get('consistent', 0):.0%} | "
                 f"{base['motion']:.2f} | {base['single']:.0%} | {base['consistent']:.0%} | {scale}x | "
                 f"{d['repetition']:.0%} | {sc['single']:.0%} | {sc['consistent']:.0%} | {sc['motion_ratio']:.2f} |")
@@ -139,13 +146,14 @@ def main(argv=None) -> int:
     p.add_argument("--variants", default=",".join(DEFAULT_VARIANTS), help="comma-separated: " + ", ".join(VARIANTS))
     p.add_argument("--device", default="cuda")
     p.add_argument("--out", default="runs/motion_sweep")
-    p.add_argument("--minutes", type=float, default=3.0, help="training time per variant (all run at once)")
+    p.add_argument("--minutes", type=float, default=2.5, help="training time per variant (all run at once)")
     p.add_argument("--deadline", type=float, default=None,
-                   help="kill unfinished variants after this many seconds (default: minutes + 4 min)")
+                   help="kill unfinished variants after this many seconds (default: minutes + 150 s, so the "
+                        "defaults end within 5 minutes; what a killed variant finished is kept)")
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="CPU threads per variant")
-    p.add_argument("--probe-every", type=int, default=100)
+    p.add_argument("--probe-every", type=int, default=50)
     p.add_argument("--probe-clips", type=int, default=12)
     p.add_argument("--probe-steps", type=int, default=10)
     p.add_argument("--eval-clips", type=int, default=24)
@@ -160,14 +168,16 @@ def main(argv=None) -> int:
     unknown = [v for v in names if v not in VARIANTS]
     if unknown:
         p.error(f"unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}")
+    if len(set(names)) != len(names):
+        p.error("each variant may be named once (each writes NAME.safetensors)")
     if len(names) + 2 > MAX_FILES:
         p.error(f"at most {MAX_FILES - 2} variants (one weights file each, plus results.json and log.txt)")
-    if any(s < 2 for s in args.scales):
-        p.error("--scales must be integers >= 2 (the base size is always evaluated)")
+    if any(s < 2 for s in args.scales) or len(set(args.scales)) != len(args.scales):
+        p.error("--scales must be distinct integers >= 2 (the base size is always evaluated)")
     if out.exists() and any(out.iterdir()):
         p.error(f"{out} is not empty; choose a new --out")
     out.mkdir(parents=True, exist_ok=True)
-    deadline = args.deadline or args.minutes * 60 + 240
+    deadline = args.deadline or args.minutes * 60 + 150
     t0 = time.time()
     passthrough = list(argv if argv is not None else sys.argv[1:])
     procs = {n: subprocess.Popen([sys.executable, __file__, *passthrough, "--one", n], stdout=subprocess.PIPE,

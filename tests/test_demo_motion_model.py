@@ -24,7 +24,7 @@ from scalecrafter_video.demo.motion_model import (
     save_motion_adapter,
 )
 from scalecrafter_video.demo.train_motion import main as train_main
-from scalecrafter_video.demo.train_motion import sample_timesteps, train_motion
+from scalecrafter_video.demo.train_motion import loss_weights, sample_timesteps, train_motion
 
 torch.set_num_threads(1)
 TINY_RUN = dict(batch=2, frames=4, threads=1, warmup=1, probe_clips=3, probe_steps=1, log=io.StringIO())
@@ -96,6 +96,13 @@ def test_high_noise_share_draws_noisy_timesteps():
     assert 0.7 < (half >= 500).float().mean() < 0.8
 
 
+def test_x0_weights_are_inverse_snr_capped():
+    alpha_bar = torch.tensor([0.9, 0.5, 0.2, 0.01])
+    assert loss_weights(alpha_bar, None) is None and loss_weights(alpha_bar, 0) is None
+    w = loss_weights(alpha_bar, 10.0)
+    assert torch.allclose(w, torch.tensor([1 / 9, 1.0, 4.0, 10.0]))
+
+
 def test_training_moves_only_the_motion_modules_and_probes_coherence(tmp_path, image_model):
     log = io.StringIO()
     record = train_motion(**dict(TINY_RUN, steps=2, probe_every=1, log=log), out=tmp_path / "a.safetensors")
@@ -120,8 +127,9 @@ def test_training_is_seeded_stops_on_time_and_resumes(tmp_path):
                            out=tmp_path / "c.safetensors")
     assert stopped["training"]["steps"] == 1 and stopped["training"]["planned_steps"] == 100
     resumed = train_motion(**dict(TINY_RUN, steps=1, probe_every=0), resume=tmp_path / "a.safetensors",
-                           out=tmp_path / "d.safetensors")
+                           x0_weight_cap=10.0, out=tmp_path / "d.safetensors")
     assert resumed["total_steps"] == 3 and len(resumed["training_history"]) == 2
+    assert resumed["training"]["x0_weight_cap"] == 10.0
 
 
 def test_training_script_refuses_bad_arguments(tmp_path, capsys):

@@ -6,7 +6,9 @@ What makes cross-frame coherence learnable quickly here:
   frame (the per-frame loss is already low) and every gradient goes to what the frames share;
 - a large learning rate on the small adapter (1e-3..3e-3) and many clips per batch;
 - `high_noise_share` of each batch draws its timesteps from the noisy half (t >= 500), where one
-  frame alone cannot tell the object's colour and place and the frames must agree;
+  frame alone cannot tell the object's colour and place and the frames must agree; and
+  `x0_weight_cap` optionally weights the loss towards those steps (plain epsilon MSE scales an
+  error in the clean clip by the SNR, i.e. almost ignores it where the noise is strong);
 - motion modules at every level and in the mid block (AnimateDiff's layout).
 
 Coherence is measured while training, from step 0: every `probe_every` steps a few clips are
@@ -48,7 +50,16 @@ NOISE_BANDS = ((0, 300), (300, 700), (700, 1000))
 
 # the recipe of the shipped adapter (see its JSON "training" record and docs/demo.md)
 RECIPE = dict(batch=16, lr=2e-3, warmup=50, schedule="constant", ema_decay=0.995, p_uncond=0.15,
-              high_noise_share=0.5)
+              high_noise_share=0.5, x0_weight_cap=None)
+
+
+def loss_weights(alpha_bar: torch.Tensor, x0_weight_cap: float | None) -> torch.Tensor | None:
+    """Per-clip weights on the noise-prediction error: None (plain epsilon MSE), or 1/SNR capped
+    at `x0_weight_cap`, which turns the loss into the error of the implied clean clip (x0), so the
+    noisy steps, where the frames' shared colour and place are decided, count in full."""
+    if not x0_weight_cap:
+        return None
+    return ((1 - alpha_bar) / alpha_bar).clamp(max=x0_weight_cap)
 
 
 def sample_timesteps(n: int, generator: torch.Generator, high_noise_share: float) -> torch.Tensor:
@@ -85,7 +96,8 @@ def _format_probe(step: int, p: dict) -> str:
 def train_motion(steps: int = 100000, batch: int = RECIPE["batch"], frames: int = FRAMES, lr: float = RECIPE["lr"],
                  warmup: int = RECIPE["warmup"], schedule: str = RECIPE["schedule"],
                  ema_decay: float = RECIPE["ema_decay"], p_uncond: float = RECIPE["p_uncond"],
-                 high_noise_share: float = RECIPE["high_noise_share"], seed: int = 0, threads: int = 2,
+                 high_noise_share: float = RECIPE["high_noise_share"],
+                 x0_weight_cap: float | None = RECIPE["x0_weight_cap"], seed: int = 0, threads: int = 2,
                  device: str = "cpu", max_seconds: float | None = None, out: Path | None = None,
                  resume: Path | None = None, ckpt_dir: Path | None = None, ckpt_every: int = 0,
                  probe_every: int = 50, probe_clips: int = 6, probe_steps: int = 10,
@@ -126,7 +138,8 @@ def train_motion(steps: int = 100000, batch: int = RECIPE["batch"], frames: int 
     g = torch.Generator().manual_seed(seed + 1)
     n_params = sum(p.numel() for p in params)
     print(f"training {n_params / 1e6:.2f}M motion parameters on {device} (spatial UNet frozen): batch {batch} "
-          f"clips x {frames} frames, lr {lr} ({schedule}), high-noise share {high_noise_share}", file=log, flush=True)
+          f"clips x {frames} frames, lr {lr} ({schedule}), high-noise share {high_noise_share}, "
+          f"x0 weight cap {x0_weight_cap}", file=log, flush=True)
 
     probes, band_loss = [], {}
     record: dict = {}
@@ -159,7 +172,8 @@ def train_motion(steps: int = 100000, batch: int = RECIPE["batch"], frames: int 
             context = embed(labels).repeat_interleave(frames, dim=0)
             pred = unet(xt, t, encoder_hidden_states=context).sample
             per_clip = (pred - noise).pow(2).mean(dim=(1, 2, 3, 4))
-            loss = per_clip.mean()
+            weights = loss_weights(alphas[t], x0_weight_cap)
+            loss = per_clip.mean() if weights is None else (weights * per_clip).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -188,7 +202,8 @@ def train_motion(steps: int = 100000, batch: int = RECIPE["batch"], frames: int 
                 train_s, train_cpu = time.time() - t0 - probe_time, time.process_time() - cpu0 - probe_cpu
                 phase = {"steps": i + 1, "planned_steps": steps, "batch": batch, "frames": frames, "lr": lr,
                          "warmup": warmup, "schedule": schedule, "ema_decay": ema_decay, "p_uncond": p_uncond,
-                         "high_noise_share": high_noise_share, "seed": seed, "device": device,
+                         "high_noise_share": high_noise_share, "x0_weight_cap": x0_weight_cap,
+                         "seed": seed, "device": device,
                          "threads": threads, "train_s": round(train_s, 1),
                          "s_per_step": round(train_s / (i + 1), 3),
                          "cpu_s_per_step": round(train_cpu / (i + 1), 3), "loss_by_noise_band": band_loss,
@@ -231,6 +246,9 @@ def main(argv=None) -> int:
     ap.add_argument("--p-uncond", type=float, default=RECIPE["p_uncond"])
     ap.add_argument("--high-noise-share", type=float, default=RECIPE["high_noise_share"],
                     help=f"share of each batch with timesteps in [{HIGH_NOISE_FROM}, 1000)")
+    ap.add_argument("--x0-weight-cap", type=float, default=RECIPE["x0_weight_cap"],
+                    help="weight each clip's noise error by 1/SNR capped at this (the clean-clip error); "
+                         "default: plain epsilon MSE")
     ap.add_argument("--heads", type=_heads, default=ADAPTER_CONFIG["motion_num_attention_heads"],
                     help="motion-module attention heads, one number or one per level (default 1,2,4)")
     ap.add_argument("--seed", type=int, default=0)
@@ -272,7 +290,8 @@ def main(argv=None) -> int:
     adapter = dict(ADAPTER_CONFIG, motion_num_attention_heads=a.heads)
     record = train_motion(
         steps=a.steps, batch=a.batch, frames=a.frames, lr=a.lr, warmup=a.warmup, schedule=a.schedule,
-        ema_decay=a.ema_decay, p_uncond=a.p_uncond, high_noise_share=a.high_noise_share, seed=a.seed,
+        ema_decay=a.ema_decay, p_uncond=a.p_uncond, high_noise_share=a.high_noise_share,
+        x0_weight_cap=a.x0_weight_cap, seed=a.seed,
         threads=a.threads, device=a.device, max_seconds=a.minutes * 60 if a.minutes else None,
         out=a.out or ASSET_DIR / MOTION_WEIGHTS_NAME, resume=a.resume, ckpt_dir=a.ckpt_dir,
         ckpt_every=a.ckpt_every if a.ckpt_dir else 0, probe_every=a.probe_every, probe_clips=a.probe_clips,
