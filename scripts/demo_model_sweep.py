@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -25,6 +24,8 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from scalecrafter_video.demo.side_by_side import run_side_by_side  # noqa: E402
 
 D, CD, U, CU = "DownBlock2D", "CrossAttnDownBlock2D", "UpBlock2D", "CrossAttnUpBlock2D"
 FOUR_LEVELS = dict(block_out_channels=(16, 32, 32, 64), down_block_types=(D, D, D, CD), up_block_types=(CU, U, U, U))
@@ -148,25 +149,12 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    passthrough = [a for a in (argv if argv is not None else sys.argv[1:])]
-    procs = {n: subprocess.Popen([sys.executable, __file__, *passthrough, "--one", n]) for n in names}
-    try:
-        while any(pr.poll() is None for pr in procs.values()):
-            if args.deadline and time.time() - t0 > args.deadline:
-                for n, pr in procs.items():
-                    if pr.poll() is None:
-                        print(f"sweep: deadline reached, stopping {n}", file=sys.stderr)
-                        pr.kill()
-                break
-            time.sleep(2)
-    finally:
-        for pr in procs.values():
-            if pr.poll() is None:
-                pr.kill()
+    passthrough = list(argv if argv is not None else sys.argv[1:])
+    codes = {n: code for n, (code, _) in run_side_by_side(__file__, passthrough, names, args.deadline).items()}
     table = summarize(out)
     (out / "summary.md").write_text(table + "\n")
     print(table)
-    print(f"sweep: {time.time() - t0:.0f}s; exit codes {({n: pr.returncode for n, pr in procs.items()})}")
+    print(f"sweep: {time.time() - t0:.0f}s; exit codes {codes}")
     return 0
 
 

@@ -18,15 +18,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from scalecrafter_video.demo.side_by_side import run_side_by_side  # noqa: E402
 
 MAX_FILES = 8  # what OUT may hold: variants' weights + results.json + log.txt
 # each variant overrides the training recipe (scalecrafter_video/demo/train_motion.py RECIPE)
@@ -180,31 +180,10 @@ def main(argv=None) -> int:
     deadline = args.deadline or args.minutes * 60 + 150
     t0 = time.time()
     passthrough = list(argv if argv is not None else sys.argv[1:])
-    procs = {n: subprocess.Popen([sys.executable, __file__, *passthrough, "--one", n], stdout=subprocess.PIPE,
-                                 text=True) for n in names}
-    outputs: dict[str, str] = {}
-    readers = [threading.Thread(target=lambda n=n, pr=pr: outputs.__setitem__(n, pr.stdout.read()), daemon=True)
-               for n, pr in procs.items()]
-    for r in readers:
-        r.start()
-    try:
-        while any(pr.poll() is None for pr in procs.values()):
-            if time.time() - t0 > deadline:
-                for n, pr in procs.items():
-                    if pr.poll() is None:
-                        print(f"sweep: deadline reached, stopping {n}", file=sys.stderr)
-                        pr.kill()
-                break
-            time.sleep(2)
-    finally:
-        for pr in procs.values():
-            if pr.poll() is None:
-                pr.kill()
-        for r in readers:
-            r.join(timeout=10)
+    finished = run_side_by_side(__file__, passthrough, names, deadline, capture=True)
     results = []
     for n in names:
-        lines = [ln for ln in outputs.get(n, "").splitlines() if ln.startswith("{")]
+        lines = [ln for ln in finished[n][1].splitlines() if ln.startswith("{")]
         results.append(json.loads(lines[-1]) if lines else {"variant": n, "error": "no result (killed or crashed)"})
     table = summarize(results)
     doc = {"args": {k: v for k, v in vars(args).items() if k != "one"}, "wall_s": round(time.time() - t0, 1),
@@ -213,7 +192,7 @@ def main(argv=None) -> int:
 
     (out / "results.json").write_text(json.dumps(json_safe(doc), indent=1, allow_nan=False) + "\n")
     print(table)
-    print(f"sweep: {time.time() - t0:.0f}s; exit codes {({n: pr.returncode for n, pr in procs.items()})}")
+    print(f"sweep: {time.time() - t0:.0f}s; exit codes {({n: code for n, (code, _) in finished.items()})}")
     return 0
 
 
