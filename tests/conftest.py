@@ -58,3 +58,19 @@ def empty_hf_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     return cache
+
+
+@pytest.fixture(scope="session")
+def interacting_motion_unet():
+    """shapes32 + a motion adapter with seeded random output projections (a fresh adapter's are
+    zero, which makes the motion model the image model per frame): frames really interact."""
+    from scalecrafter_video.demo.model import load_demo_model
+    from scalecrafter_video.demo.motion_model import assemble, build_motion_adapter
+
+    adapter = build_motion_adapter(seed=3)
+    g = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        for name, p in adapter.named_parameters():
+            if "proj_out" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+    return assemble(load_demo_model().unet, adapter).eval().requires_grad_(False)

@@ -26,16 +26,8 @@ def video_model(image_model):
 
 
 @pytest.fixture(scope="module")
-def trained_like(image_model):
-    """shapes32 + an adapter with random (non-zero) output projections: frames really interact."""
-    adapter = build_motion_adapter(seed=3)
-    g = torch.Generator().manual_seed(4)
-    with torch.no_grad():
-        for name, p in adapter.named_parameters():
-            if "proj_out" in name:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.05)
-    unet = assemble(image_model.unet, adapter).eval().requires_grad_(False)
-    return DemoVideoModel(unet, image_model.embed, motion_config({}, 8), image_model.config)
+def trained_like(image_model, interacting_motion_unet):
+    return DemoVideoModel(interacting_motion_unet, image_model.embed, motion_config({}, 8), image_model.config)
 
 
 def _pipe(model):

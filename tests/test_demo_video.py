@@ -6,29 +6,16 @@ import json
 import pytest
 import torch
 
-from scalecrafter_video.demo.model import load_demo_model
-from scalecrafter_video.demo.motion_model import (
-    ADAPTER_CONFIG,
-    assemble,
-    build_motion_adapter,
-    motion_config,
-    save_motion_adapter,
-)
+from scalecrafter_video.demo.motion_model import ADAPTER_CONFIG, motion_config, save_motion_adapter
 
 torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
-def adapter_file(tmp_path_factory):
-    adapter = build_motion_adapter(seed=2)
-    g = torch.Generator().manual_seed(3)
-    with torch.no_grad():
-        for name, p in adapter.named_parameters():
-            if "proj_out" in name:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.05)
-    unet = assemble(load_demo_model().unet, adapter)
+def adapter_file(tmp_path_factory, interacting_motion_unet):
     path = tmp_path_factory.mktemp("adapter") / "random.safetensors"
-    return save_motion_adapter(unet, path, motion_config(ADAPTER_CONFIG, 8, {"note": "random, for tests"}))
+    return save_motion_adapter(interacting_motion_unet, path,
+                               motion_config(ADAPTER_CONFIG, 8, {"note": "random, for tests"}))
 
 
 def test_reduced_video_demo_writes_everything(scv, tmp_path, adapter_file):
