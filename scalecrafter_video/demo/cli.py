@@ -17,14 +17,16 @@ def add_demo_parser(subparsers) -> argparse.ArgumentParser:
                     "with Attn-SF and with ScaleCrafter (re-dilation, NDCFG, dispersion; from 3x also with the "
                     "progressive decay held off), and print per "
                     "case the share of samples with exactly one well-formed object, the share with "
-                    "repeated objects, and background cleanliness relative to base-size samples.",
+                    "repeated objects, and background cleanliness relative to base-size samples. With --video, "
+                    "clips from the motion model on top of it, also scored for consistency across frames and "
+                    "motion relative to base size.",
     )
     p.add_argument("--out", type=Path, default=None,
                    help="folder for grid.png, table.md, results.json (default out/demo; --video out/demo-video)")
     p.add_argument("--json", type=Path, default=None, help="also write {\"cases\": [...]} to this file")
     p.add_argument("--samples", type=int, default=None, help="samples per case (default 8; --video 3)")
     p.add_argument("--steps", type=int, default=None,
-                   help="DDIM steps (default 25; --video 20; windows follow the timesteps)")
+                   help="DDIM steps (default 25; --video 10; windows follow the timesteps)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--guidance", type=float, default=3.0)
     p.add_argument("--eta", type=float, default=1.0, help="DDIM eta (default 1.0, as the reference code)")

@@ -13,7 +13,7 @@ import numpy as np
 
 from .run import Case, save_grid
 
-VIDEO_DEFAULTS = dict(samples=3, steps=20)  # one clip per class; the default run must fit 10 min on 2 CPU cores
+VIDEO_DEFAULTS = dict(samples=3, steps=10)  # one clip per class; the default run must fit 10 min on 2 CPU cores
 FPS = 4
 DISPLAY = 128  # pixels per clip side in the MP4s and the contact sheet (nearest-neighbour upscaling)
 PAD = 4
