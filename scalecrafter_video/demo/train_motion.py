@@ -54,12 +54,14 @@ RECIPE = dict(batch=16, lr=2e-3, warmup=50, schedule="constant", ema_decay=0.995
 
 
 def loss_weights(alpha_bar: torch.Tensor, x0_weight_cap: float | None) -> torch.Tensor | None:
-    """Per-clip weights on the noise-prediction error: None (plain epsilon MSE), or 1/SNR capped
-    at `x0_weight_cap`, which turns the loss into the error of the implied clean clip (x0), so the
-    noisy steps, where the frames' shared colour and place are decided, count in full."""
+    """Per-clip weights on the noise-prediction error: None (plain epsilon MSE), or 1/SNR clamped
+    to [1, x0_weight_cap]: where the noise dominates (SNR < 1) the loss becomes the error of the
+    implied clean clip (x0), so the noisy steps, where the frames' shared colour and place are
+    decided, count in full; the less noisy steps keep the plain loss, so the motion modules are
+    not free to spoil the per-frame detail the frozen UNet already draws."""
     if not x0_weight_cap:
         return None
-    return ((1 - alpha_bar) / alpha_bar).clamp(max=x0_weight_cap)
+    return ((1 - alpha_bar) / alpha_bar).clamp(min=1.0, max=max(1.0, x0_weight_cap))
 
 
 def sample_timesteps(n: int, generator: torch.Generator, high_noise_share: float) -> torch.Tensor:
