@@ -116,6 +116,9 @@ def test_training_moves_only_the_motion_modules_and_probes_coherence(tmp_path, i
     assert all(torch.equal(v, shipped[k]) for k, v in _spatial(model.unet).items())
     assert any(torch.any(v) for k, v in motion_state(model.unet).items() if "proj_out" in k)
     assert record["training"]["steps"] == 2 and record["training"]["s_per_step"] > 0
+    # the recorded command reproduces the run (constant LR: the steps actually done)
+    assert "--steps 2 --batch 2 --frames 4" in record["training"]["command"]
+    assert "--heads 1,2,4" in record["training"]["command"]
 
 
 def test_training_is_seeded_stops_on_time_and_resumes(tmp_path):

@@ -209,7 +209,15 @@ def train_motion(steps: int = 100000, batch: int = RECIPE["batch"], frames: int 
                          "threads": threads, "train_s": round(train_s, 1),
                          "s_per_step": round(train_s / (i + 1), 3),
                          "cpu_s_per_step": round(train_cpu / (i + 1), 3), "loss_by_noise_band": band_loss,
-                         "probes": probes, "resumed_from": str(resume) if resume else None}
+                         "probes": probes, "resumed_from": str(resume) if resume else None,
+                         "command": "python scripts/train_motion_model.py " + " ".join(
+                             [f"--steps {i + 1}" if schedule == "constant" else f"--steps {steps}",
+                              f"--batch {batch}", f"--frames {frames}", f"--lr {lr}", f"--warmup {warmup}",
+                              f"--schedule {schedule}", f"--ema-decay {ema_decay}", f"--p-uncond {p_uncond}",
+                              f"--high-noise-share {high_noise_share}", f"--seed {seed}", f"--device {device}"]
+                             + ([f"--x0-weight-cap {x0_weight_cap}"] if x0_weight_cap else [])
+                             + [f"--heads {','.join(map(str, _as_tuple(adapter_config['motion_num_attention_heads'])))}"]
+                             + ([f"--resume {resume}"] if resume else []))}
                 record = {"training": phase, "training_history": history + [phase],
                           "total_steps": sum(h.get("steps", 0) for h in history) + i + 1}
                 target = out if done else Path(ckpt_dir) / f"step{i + 1:06d}.safetensors"
@@ -222,6 +230,10 @@ def train_motion(steps: int = 100000, batch: int = RECIPE["batch"], frames: int 
     finally:
         bar.close()
     return record
+
+
+def _as_tuple(value) -> tuple:
+    return tuple(value) if isinstance(value, (list, tuple)) else (value,)
 
 
 def _heads(text: str) -> int | tuple[int, ...]:
@@ -237,7 +249,8 @@ def main(argv=None) -> int:
                     "Logs the loss per noise band and, every --probe-every steps from step 0, a coherence "
                     "probe (share of sampled clips whose object keeps shape, colour and presence; motion; "
                     "frame-to-frame background and colour change).")
-    ap.add_argument("--minutes", type=float, default=None, help="wall-clock limit for training (default: none)")
+    ap.add_argument("--minutes", type=float, default=90.0,
+                    help="wall-clock limit for training (default 90: the CPU budget of issue 11)")
     ap.add_argument("--steps", type=int, default=100000, help="step limit (default 100000: --minutes decides)")
     ap.add_argument("--batch", type=int, default=RECIPE["batch"], help="clips per step")
     ap.add_argument("--frames", type=int, default=FRAMES)
