@@ -1,16 +1,20 @@
 #!/usr/bin/env python
 """Train several motion-adapter recipes side by side (one process each, one GPU) for a fixed time,
-then score each with the video metrics: base size, and 2x (and more with --scales) per side
+then score each with the video metrics at base size and at --scales per side (default 2 and 4),
 directly and with the engine's derived ScaleCrafter plan for the bare motion UNet.
 
-    python scripts/motion_model_sweep.py --device cuda --minutes 3 --out runs/motion_sweep
+    python scripts/motion_model_sweep.py --device cuda --out runs/motion_sweep
 
-Writes at most 8 files, all directly in OUT: one float16 adapter per variant (NAME.safetensors,
-its config and training record in the file's metadata, loadable with
+Defaults: 4 recipes, 2.5 min of training each (all at once), a coherence probe every 50 steps
+from step 0, then 24 clips x 25 DDIM steps per case; every variant is stopped 5 min after the
+start, keeping what it finished (its weights and training record; evaluated scales). Writes at
+most 8 files, all directly in OUT: one float16 adapter per variant (NAME.safetensors, its config
+and training record in the file's metadata, loadable with
 scalecrafter_video.demo.motion_model.load_motion_model), results.json (every variant: recipe,
-training record with the coherence probes, evaluation rows) and log.txt (all processes' logs,
-each line prefixed with its variant). `--device cpu --minutes 0.3 --variants b4-lr2e-3,b4-lr2e-3-uniform
---eval-clips 3 --eval-steps 2 --probe-clips 3 --probe-steps 2` is a smoke run.
+training record with the probes, evaluation rows; and a summary table) and log.txt (all
+processes' logs, each line prefixed with its variant). A CPU smoke run (about 5 min here):
+`--device cpu --minutes 0.3 --variants b4-lr2e-3,b4-lr2e-3-uniform --frames 4 --threads 1
+--eval-clips 2 --eval-steps 2 --probe-clips 3 --probe-steps 2 --probe-every 5 --deadline 900`.
 """
 
 from __future__ import annotations
