@@ -104,6 +104,9 @@ def test_two_objects_in_one_frame_is_repetition():
     clip[2][32:, 32:] = _frame(0, 16, 16, 16)
     r = analyse_clip(clip, 2)
     assert r.repetition and r.single_frames < 8
+    assert r.motion == pytest.approx(0.5, abs=0.02)  # followed across the single-object frames only
+    copies = np.stack([clip[2]] * 4)
+    assert math.isnan(analyse_clip(copies, 2).motion)
 
 
 def test_background_flicker_and_noise():

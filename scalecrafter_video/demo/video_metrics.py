@@ -5,10 +5,11 @@ A clip is a float array (frames, H, W, 3) in [0, 1] drawn at `scale` x the base 
 - single: share of frames with exactly one well-formed object at the expected scale (the image
   rule, per frame);
 - repetition: share of clips with any frame of two or more objects;
-- consistent: share of clips whose object keeps its class (shape) and colour and is present in
-  every frame;
-- motion: mean per-frame displacement of the object's centre, in base pixels (pixels / scale);
-  motion_ratio = motion / motion at base size (1.0 = motion kept, below 1 = suppressed);
+- consistent: share of clips whose object (the largest, where there are copies) keeps its class
+  (shape) and colour and is present in every frame;
+- motion: mean per-frame displacement of the object's centre, in base pixels (pixels / scale),
+  between consecutive frames that both hold exactly one object; motion_ratio = motion / motion at
+  base size (1.0 = motion kept, below 1 = suppressed);
 - clean: background noise relative to base size, as in the image demo (per frame, averaged);
 - bg_change / color_change: mean frame-to-frame change of the background pixels and of the
   object's colour (temporal flicker; 0 for a perfectly coherent clip).
@@ -33,10 +34,11 @@ class ClipReport:
     repetition: bool  # some frame has two or more objects
     consistent: bool  # an object in every frame, same shape and colour throughout
     shape: str  # the most common shape of the object over the frames ("" if never present)
-    motion: float  # mean displacement of the object's centre per frame, base pixels (nan if < 2 frames with it)
+    motion: float  # mean displacement of the object's centre per frame, base pixels (nan: no two
+    # consecutive frames with exactly one object)
     bg_noise: float
     bg_change: float  # mean |x[t+1] - x[t]| over pixels that are background (away from objects) in both frames
-    color_change: float  # mean max-channel change of the object's colour between frames (nan if absent)
+    color_change: float  # mean max-channel change of the object's colour between frames (same pairs as motion)
     reason: str  # why the clip is not consistent ("" when it is)
 
     def to_dict(self):
@@ -66,10 +68,12 @@ def analyse_clip(clip, scale: float, background=BACKGROUND) -> ClipReport:
         reason = "colour changes"
     else:
         reason = ""
-    steps = [np.hypot(b.centroid[0] - a.centroid[0], b.centroid[1] - a.centroid[1]) / scale
-             for a, b in zip(infos, infos[1:]) if a is not None and b is not None]
-    color_steps = [float(np.abs(np.subtract(b.color, a.color)).max())
-                   for a, b in zip(infos, infos[1:]) if a is not None and b is not None]
+    # follow the object only between frames that hold exactly one: with copies the largest one
+    # can switch from copy to copy, which is not motion
+    alone = [info if s.objects == 1 else None for s, info in judged]
+    pairs = [(a, b) for a, b in zip(alone, alone[1:]) if a is not None and b is not None]
+    steps = [np.hypot(b.centroid[0] - a.centroid[0], b.centroid[1] - a.centroid[1]) / scale for a, b in pairs]
+    color_steps = [float(np.abs(np.subtract(b.color, a.color)).max()) for a, b in pairs]
     bg = [background_pixels(frame, background) for frame in clip]
     bg_steps = []
     for t in range(len(clip) - 1):
