@@ -46,6 +46,8 @@ commands:
   plan       print the resolved re-dilation / NDCFG plan per sampling step (no weights needed)
   presets    list the shipped reference presets
   demo       the small shipped demo model (train, generate, metrics), when installed
+  sweep      generate a prompts x seeds x methods x sizes grid (resumable, multi-process)
+  eval       FID/KID (real, base-size, crops) per method and size of generated images
 
 examples:
   scv generate --model sd15 --prompt "a corgi on a beach" --res 2048x2048
@@ -147,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_plan(sub)
     _add_presets(sub)
     _add_demo(sub)
+    _add_sweep(sub)
+    _add_eval(sub)
     return parser
 
 
@@ -272,6 +276,22 @@ def _add_demo(sub) -> None:
         p.set_defaults(_handler=lambda args, argv: run_demo(args))
         if not any("--debug" in a.option_strings for a in p._actions):
             _debug_flag(p)
+
+
+def _add_sweep(sub) -> None:
+    from .sweep.cli import add_sweep_parser, run_sweep_command
+
+    p = add_sweep_parser(sub)
+    _debug_flag(p)
+    p.set_defaults(_handler=run_sweep_command)
+
+
+def _add_eval(sub) -> None:
+    from .evaluation.cli import add_eval_parser, run_eval_command
+
+    p = add_eval_parser(sub)
+    _debug_flag(p)
+    p.set_defaults(_handler=run_eval_command)
 
 
 # ---- commands -------------------------------------------------------------------------------
@@ -508,6 +528,9 @@ def _configure_logging(debug: bool) -> None:
         handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("scv: %(message)s"))
         root.addHandler(handler)
+    for handler in root.handlers:
+        if isinstance(handler, _StderrHandler):  # the terminal gets warnings; log files (sweep) may want more
+            handler.setLevel(logging.DEBUG if debug else logging.WARNING)
     root.setLevel(logging.DEBUG if debug else logging.WARNING)
 
 
@@ -543,7 +566,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 0
     if not getattr(args, "_handler", None):
         _err("choose a command: generate, plan, presets" + (", demo" if "demo" in _commands(parser) else "")
-             + " (see `scv --help`)")
+             + ", sweep, eval (see `scv --help`)")
         return 2
     try:
         return int(args._handler(args, argv) or 0)

@@ -538,7 +538,7 @@ def generate_images(opts: GenerateOptions) -> list[Path]:
     base_meta["command"] = opts.command
 
     written: list[Path] = []
-    with _method(pipe, opts) as method_meta:
+    with method_context(pipe, opts) as method_meta:
         outputs.prepare_out_dir(Path(opts.out_dir))
         for prompt, index, seed, path in tqdm(jobs, desc="images", unit="img", disable=not opts.progress):
             start = time.perf_counter()
@@ -600,7 +600,7 @@ def check_plan(info: ModelInfo, opts: GenerateOptions) -> None:
 
 
 @contextmanager
-def _method(pipe, opts: GenerateOptions):
+def method_context(pipe, opts: GenerateOptions):
     """Apply the chosen method for the whole job; the UNet is restored in `finally`."""
     if opts.method == "scalecrafter":
         from ..patch import scalecrafter

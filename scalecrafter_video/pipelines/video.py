@@ -440,7 +440,7 @@ def base_size(loaded: LoadedVideo) -> tuple[int, int]:
     return (h * scale, w * scale)
 
 
-class _Method:
+class VideoMethod:
     """Apply the chosen method around one sampling call; the UNet is restored in `exit`.
 
     When the model's base size is its family's, the family goes to the engine (so "auto" finds the
@@ -618,7 +618,7 @@ def generate_videos(opts: GenerateOptions) -> list[Path]:
     written: list[Path] = []
     for job in tqdm(jobs, desc="videos", unit="video", disable=not opts.progress or len(jobs) == 1):
         start = time.perf_counter()
-        with _Method(loaded, opts, guidance) as method_meta:
+        with VideoMethod(loaded, opts, guidance) as method_meta:
             latents = sample_video(pipe, opts, job["prompt"], job["seed"], guidance)
         frames = decode_latents(pipe, latents, chunk=chunk, progress=opts.progress)[0]
         motion = motion_stats(frames)
