@@ -95,6 +95,7 @@ def _can_download(timeout: float = 3.0) -> bool:
 def inception_extractor(weights: str | Path | None = None) -> nn.Module:
     """torchmetrics' FID Inception v3 (2048-d pool features) loaded from local weights; downloads
     them into torch's hub cache only when none are found and the network is reachable."""
+    path = inception_weights(weights)
     try:
         from torchmetrics.image.fid import NoTrainInceptionV3
         from torchmetrics.utilities.imports import _TORCH_FIDELITY_AVAILABLE
@@ -104,7 +105,6 @@ def inception_extractor(weights: str | Path | None = None) -> nn.Module:
     if not _TORCH_FIDELITY_AVAILABLE:
         raise ScaleCrafterError("the Inception extractor needs torch-fidelity (and torchvision matching your torch): "
                                 "pip install 'scalecrafter_video[inception]', or use --features random")
-    path = inception_weights(weights)
     if path is None:
         if not _can_download():
             raise ScaleCrafterError(f"Inception weights not found and the network is unreachable: {_how_to_get_weights()}")
