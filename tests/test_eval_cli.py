@@ -29,7 +29,7 @@ def _shapes(n, size, seed):
 def shapes_outputs(tmp_path_factory):
     """Base-size shapes; at 64 px "direct" repeats base-size objects 2x2, "scalecrafter" draws true 64 px shapes."""
     root = tmp_path_factory.mktemp("shapes-out")
-    n = 16
+    n = 40
     _write_set(root / "base", _shapes(n, 32, 1), "direct", 32, base=True)
     _write_set(root / "direct", [np.tile(im, (2, 2, 1)) for im in _shapes(n, 32, 2)], "direct", 64)
     _write_set(root / "scalecrafter", _shapes(n, 64, 3), "scalecrafter", 64)
@@ -39,11 +39,11 @@ def shapes_outputs(tmp_path_factory):
 def test_eval_reference_shapes_table_json_plot(scv, shapes_outputs, tmp_path):
     out_json, out_png = tmp_path / "eval.json", tmp_path / "eval.png"
     code, out, err = scv("eval", "--generated", shapes_outputs, "--reference-shapes", "--features", "random",
-                         "--num-reference", 24, "--crops", 1, "--json", out_json, "--plot", out_png, "--no-progress")
+                         "--num-reference", 64, "--crops", 1, "--json", out_json, "--plot", out_png, "--no-progress")
     assert code == 0, err
     rows = json.loads(out_json.read_text())["rows"]
     assert [(r["method"], r["res"], r["n"], r["base"]) for r in rows] == [
-        ("direct", "32x32", 16, True), ("direct", "64x64", 16, False), ("scalecrafter", "64x64", 16, False)]
+        ("direct", "32x32", 40, True), ("direct", "64x64", 40, False), ("scalecrafter", "64x64", 40, False)]
     base, direct, crafted = rows
     # true 64 px shapes are closer to the 64 px data than repeated 32 px ones, in full view and in crops
     assert crafted["fid_r"] < direct["fid_r"] and crafted["kid_r"] < direct["kid_r"]

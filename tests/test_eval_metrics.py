@@ -37,7 +37,7 @@ def test_identical_image_sets_give_fid_zero_through_the_extractor():
     rng = np.random.default_rng(0)
     images = [clean_resize(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)) for _ in range(12)]
     f = extract(RandomConvFeatures(), images, batch=5)
-    assert f.shape == (12, 480) and f.dtype == torch.float64
+    assert f.shape == (12, 1120) and f.dtype == torch.float64
     assert abs(fid(f, f)) < 1e-6
 
 

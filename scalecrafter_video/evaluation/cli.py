@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -58,6 +59,10 @@ def run_eval_command(args: argparse.Namespace, argv: list[str]) -> int:
     if args.plot and not args.plot.lower().endswith(".png"):
         raise ScaleCrafterError(f"--plot {args.plot!r} must be a .png file")
     from ..outputs import check_targets
+
+    for module, needed in (("torchmetrics", True), ("matplotlib", bool(args.plot))):
+        if needed and importlib.util.find_spec(module) is None:
+            raise ScaleCrafterError(f"scv eval needs {module}: pip install 'scalecrafter_video[eval]'")
 
     check_targets([Path(v) for v in (args.json, args.plot) if v], args.overwrite)
     if args.crop_size is not None and args.crop_size < 1:
