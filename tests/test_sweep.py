@@ -148,3 +148,19 @@ def test_the_launcher_reruns_the_same_command_without_num_processes():
     assert cmd[i:] == ["-m", "scalecrafter_video", "sweep", "--model", "m", "--out", "o"]
     assert cmd[cmd.index("--num_processes") + 1] == "3" and "--multi_gpu" in cmd
     assert os.environ.get("WORLD_SIZE") is None
+
+
+def test_video_sweep_writes_mp4s_with_sidecars_and_eval_refuses_it(scv, tmp_path):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("waves\n")
+    out = tmp_path / "video"
+    code, stdout, err = scv("sweep", "--video", "--model", "tiny-video", "--prompts", prompts, "--res", "128x128",
+                            "--base", "--frames", 2, "--steps", 2, "--methods", "scalecrafter", "--out", out,
+                            "--device", "cpu", "--no-progress")
+    assert code == 0 and "2 items; 0 finished before this run, 2 generated" in stdout, err
+    done = read_manifest(out)
+    side = json.loads((out / done["p0-s0-scalecrafter-128x128"]["sidecar"]).read_text())
+    assert side["kind"] == "video" and side["plan"] is not None and side["motion"]["frames"] == 2
+    assert (out / done["p0-s0-direct-64x64"]["path"]).stat().st_size > 0
+    code, _, err = scv("eval", "--generated", out, "--features", "random")
+    assert code == 2 and "video sweep" in err
