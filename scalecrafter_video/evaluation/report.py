@@ -69,15 +69,18 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     nrows = -(-len(columns) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.3 * nrows), squeeze=False)
     ticks = sorted({(r["width"] * r["height"], r["res"]) for r in rows})
+    # one line per (model, method), starting at the model's base-size row (every method samples as
+    # trained there); one colour per line in every panel
+    lines = list(dict.fromkeys((r["model"], r["method"]) for r in rows if not r["base"]))
+    lines = lines or list(dict.fromkeys((r["model"], r["method"]) for r in rows))
+    colours = {line: f"C{i % 10}" for i, line in enumerate(lines)}
     for ax, column in zip(axes.flat, columns):
-        lines: dict[str, list[tuple[int, float]]] = {}
-        for r in rows:
-            if r.get(column) is not None:
-                label = (f"{r['model']} " if several_models else "") + ("base" if r["base"] else r["method"])
-                lines.setdefault(label, []).append((r["width"] * r["height"], r[column]))
-        for label, points in lines.items():
-            points.sort()
-            ax.plot([p for p, _ in points], [v for _, v in points], marker="o", label=label)
+        for model, method in lines:
+            points = sorted((r["width"] * r["height"], r[column]) for r in rows if r["model"] == model
+                            and (r["base"] or r["method"] == method) and r.get(column) is not None)
+            if points:
+                ax.plot([p for p, _ in points], [v for _, v in points], marker="o", color=colours[model, method],
+                        label=(f"{model} " if several_models else "") + method)
         ax.set_xscale("log")
         ax.set_xticks([p for p, _ in ticks], [res for _, res in ticks], rotation=30)
         ax.minorticks_off()
