@@ -64,7 +64,7 @@ def test_eval_identical_reference_gives_fid_zero(scv, shapes_outputs, tmp_path):
                        shapes_outputs / "scalecrafter", "--features", "random", "--json", out_json, "--no-progress")
     assert code == 0, err
     (row,) = json.loads(out_json.read_text())["rows"]
-    assert abs(row["fid_r"]) < 1e-6 and row["fid_b"] is None
+    assert abs(row["fid_r"]) < 1e-4 and row["fid_b"] is None  # distinct sets score above 0.5 here
 
 
 def test_eval_refuses_to_overwrite_and_bad_input_is_one_line(scv, shapes_outputs, tmp_path):

@@ -38,7 +38,7 @@ def test_identical_image_sets_give_fid_zero_through_the_extractor():
     images = [clean_resize(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)) for _ in range(12)]
     f = extract(RandomConvFeatures(), images, batch=5)
     assert f.shape == (12, 1120) and f.dtype == torch.float64
-    assert abs(fid(f, f)) < 1e-6
+    assert abs(fid(f, f)) < 1e-4
 
 
 def test_fid_of_two_gaussian_sets_matches_the_closed_form():

@@ -33,7 +33,8 @@ def add_eval_parser(sub) -> argparse.ArgumentParser:
                      help="the shapes demo data set drawn at each size as the real images; adds structure metrics")
     p.add_argument("--base", metavar="DIR", help="base-size generations for FID_b (default: the sweep's --base items)")
     p.add_argument("--crops", type=int, default=0, metavar="N", help="random full-resolution crops per image (FID_c)")
-    p.add_argument("--crop-size", type=int, default=None, metavar="PX", help="crop side (default the model's base size)")
+    p.add_argument("--crop-size", type=int, default=None, metavar="PX",
+                   help="crop side (default the model's base size)")
     p.add_argument("--features", default="inception", choices=("inception", "random"),
                    help="inception (published FIDs; needs its weights) or random (offline, not comparable)")
     p.add_argument("--inception-weights", metavar="FILE", help="torch-fidelity's Inception weights file")

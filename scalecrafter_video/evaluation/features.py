@@ -101,15 +101,17 @@ def inception_extractor(weights: str | Path | None = None) -> nn.Module:
     try:
         from torchmetrics.image.fid import NoTrainInceptionV3
         from torchmetrics.utilities.imports import _TORCH_FIDELITY_AVAILABLE
-    except ImportError as exc:
-        raise ScaleCrafterError(f"the Inception extractor cannot be imported ({exc}): "
-                                "pip install 'scalecrafter_video[inception]'") from None
+    except Exception as exc:  # torch-fidelity imports torchvision: a wheel built for another torch fails here
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ScaleCrafterError(f"the Inception extractor cannot be imported ({first}): pip install "
+                                "'scalecrafter_video[inception]' with torchvision matching your torch") from None
     if not _TORCH_FIDELITY_AVAILABLE:
         raise ScaleCrafterError("the Inception extractor needs torch-fidelity (and torchvision matching your torch): "
                                 "pip install 'scalecrafter_video[inception]', or use --features random")
     if path is None:
         if not _can_download():
-            raise ScaleCrafterError(f"Inception weights not found and the network is unreachable: {_how_to_get_weights()}")
+            raise ScaleCrafterError(
+                f"Inception weights not found and the network is unreachable: {_how_to_get_weights()}")
         logger.warning("downloading the FID Inception weights into %s", torch.hub.get_dir())
     module = NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"],
                                 feature_extractor_weights_path=str(path) if path else None)

@@ -52,7 +52,8 @@ def evaluate(cfg: EvalConfig, progress: Callable[[int], None] | None = None) -> 
     if cfg.crops < 0 or cfg.num_reference < 2:
         raise ScaleCrafterError("--crops must be >= 0 and --num-reference >= 2")
     if cfg.crops and cfg.reference is None and not cfg.reference_shapes:
-        raise ScaleCrafterError("--crops compares crops with crops of real images: pass --reference DIR or --reference-shapes")
+        raise ScaleCrafterError(
+            "--crops compares crops with crops of real images: pass --reference DIR or --reference-shapes")
     generated = find_generated(cfg.generated)
     extractor = feat.build_extractor(cfg.features, cfg.inception_weights, cfg.seed)
     scorer = _Scorer(extractor, cfg, progress)
@@ -61,6 +62,8 @@ def evaluate(cfg: EvalConfig, progress: Callable[[int], None] | None = None) -> 
     for g in generated:
         groups.setdefault((g.model, g.method, g.width, g.height), []).append(g)
     base_sets = _base_sets(cfg, generated)
+    logger.info("%d generated images in %d groups; %d base-size sets; %s features", len(generated), len(groups),
+                len(base_sets), extractor.name)
     crop_size = (cfg.crop_size or _default_crop_size(generated, base_sets)) if cfg.crops else None
 
     real_full = real_crops = None
@@ -137,7 +140,8 @@ def _default_crop_size(generated: list[Generated], base_sets: dict) -> int:
     sizes = [min(g.base_size) for g in generated if g.base_size]
     sizes += [min(g.width, g.height) for items in base_sets.values() for g in items if g.width]
     if not sizes:
-        raise ScaleCrafterError("--crops needs --crop-size PIXELS here (the sidecars do not record the model's base size)")
+        raise ScaleCrafterError(
+            "--crops needs --crop-size PIXELS here (the sidecars do not record the model's base size)")
     return min(sizes)
 
 

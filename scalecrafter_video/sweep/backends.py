@@ -4,7 +4,6 @@ fields; `write(output, path)` writes it atomically."""
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -14,9 +13,6 @@ from typing import Any, Protocol
 from .. import outputs
 from ..options import GenerateOptions
 from .grid import SweepItem
-
-logger = logging.getLogger(__name__)
-
 
 class Backend(Protocol):
     suffix: str

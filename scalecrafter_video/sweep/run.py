@@ -10,7 +10,7 @@ import os
 import socket
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -69,8 +69,6 @@ def validate(cfg: SweepConfig) -> None:
                                 f"choose from {', '.join(METHODS)}")
     if not cfg.sizes and not cfg.include_base:
         raise ScaleCrafterError("no sizes: pass --res WxH[,WxH...] and/or --base")
-    from dataclasses import replace
-
     from ..pipelines.image import validate_options
     from ..pipelines.video import validate_video_options
 
