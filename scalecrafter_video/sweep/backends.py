@@ -53,10 +53,8 @@ class ImageBackend:
         self.pipe, family = loaded.pipe, loaded.family
         image.configure_scheduler(self.pipe, template.scheduler)
         self.freeu = image.FREEU_PARAMS[family] if template.freeu else None
-        if self.freeu:
+        if self.freeu:  # a freshly loaded pipeline has FreeU off; pipelines without FreeU are left alone
             self.pipe.enable_freeu(**self.freeu)
-        else:
-            self.pipe.disable_freeu()
         self.pipe.set_progress_bar_config(disable=True)
         self.family = family
         self.guidance = template.guidance if template.guidance is not None else image.DEFAULT_GUIDANCE[family]
@@ -93,13 +91,16 @@ class ImageBackend:
 
         opts = item_options(self.template, item)
         start = time.perf_counter()
-        tiling = image.wants_vae_tiling(opts.vae_tiling, self.family, item.height, item.width)
-        self.pipe.vae.enable_tiling() if tiling else self.pipe.vae.disable_tiling()
+        vae = getattr(self.pipe, "vae", None)  # pixel-space pipelines have none
+        tiling = vae is not None and image.wants_vae_tiling(opts.vae_tiling, self.family, item.height, item.width)
+        if vae is not None:
+            vae.enable_tiling() if tiling else vae.disable_tiling()
+        # the diffusers call signature; negative_prompt only when given (not every pipeline takes one)
+        extra = {"negative_prompt": opts.negative_prompt} if opts.negative_prompt is not None else {}
         with image.method_context(self.pipe, opts) as method_meta:
-            result = self.pipe(prompt=item.prompt, negative_prompt=opts.negative_prompt, height=item.height,
-                               width=item.width, num_inference_steps=opts.steps, guidance_scale=self.guidance,
-                               eta=opts.eta, generator=torch.Generator("cpu").manual_seed(item.seed),
-                               output_type="pil")
+            result = self.pipe(prompt=item.prompt, height=item.height, width=item.width,
+                               num_inference_steps=opts.steps, guidance_scale=self.guidance, eta=opts.eta,
+                               generator=torch.Generator("cpu").manual_seed(item.seed), output_type="pil", **extra)
         meta = {**self.meta, **method_meta, "vae_tiling": tiling, **_item_meta(item, start)}
         return result.images[0], meta
 
