@@ -150,4 +150,5 @@ def test_4x_plan_runs_ndcfg_and_dispersion_in_the_pipeline(tmp_path, monkeypatch
     assert plan["ndcfg_stop"] == 35 and plan["damped"] and plan["dispersion"] and meta["dispersion"] is True
     # DDIM-2 timesteps 501 (reference step 24: NDCFG on) and 1 (off): main, damped half, main
     assert calls == [2 * 2, 1 * 2, 2 * 2]
+    assert (meta["ndcfg_layout"], meta["unet_calls"], meta["damped_passes"]) == ("uncond,cond", 2, 1)
     assert read_video(mp4).shape == (2, 256, 256, 3)

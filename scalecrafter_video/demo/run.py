@@ -16,7 +16,7 @@ import torch
 
 from . import metrics
 from .model import DemoModel
-from .sampling import sample
+from .sampling import BATCH_LAYOUT, sample
 
 
 @dataclass(frozen=True)
@@ -57,10 +57,12 @@ def run_case(model: DemoModel, case: Case, labels: torch.Tensor, *, steps: int, 
     kw = dict(steps=steps, guidance=guidance, eta=eta, seed=seed, batch=batch, progress=progress)
     if case.method.startswith("scalecrafter"):
         with scalecrafter(model.unet, height=size, width=size, preset="auto", ndcfg=case.ndcfg,
-                          dispersion=case.dispersion, progressive=case.progressive) as handle:
+                          dispersion=case.dispersion, progressive=case.progressive,
+                          batch_layout=BATCH_LAYOUT) as handle:
             info["plan"] = handle.plan.name
             info["patched_convs"] = handle.patched_convs
             images = sample(model, labels, size, size, **kw)
+            info["damped_passes"] = handle.damped_passes
     elif case.method == "attn-sf":
         try:
             info["attn_layers_scaled"] = apply_attn_sf(model.unet, height=size, width=size)
