@@ -44,6 +44,7 @@ def test_derived_plan_for_the_demo_model(model):
     assert "up_blocks.2" not in json.dumps(plan2)  # the outermost up block is never dilated
 
 
+@pytest.mark.slow
 def test_reduced_demo_shows_the_effect_at_2x(model):
     from scalecrafter_video.demo.run import Case, benchmark
 
@@ -55,6 +56,7 @@ def test_reduced_demo_shows_the_effect_at_2x(model):
     assert direct["repetition"] >= sc["repetition"] + 0.25, rows
 
 
+@pytest.mark.slow
 def test_reduced_demo_shows_the_effect_at_4x(model):
     from scalecrafter_video.demo.run import Case, benchmark
 
