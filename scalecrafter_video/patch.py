@@ -153,7 +153,6 @@ class _Patch:
     top of `stack` (the most recent handle still in place) is the one that runs."""
 
     def __init__(self, unet: nn.Module, layers: dict[str, list[nn.Conv2d]]):
-        self.unet, self.layers = unet, layers
         self.layer_names = list(layers)
         self.state = _State()
         self.stack: list[ScaleCrafterHandle] = []

@@ -1,8 +1,8 @@
 """The repetition benchmark behind `scv demo`: base size, then 2x and 4x per side, directly, with
 Attn-SF, and with ScaleCrafter (re-dilation; + NDCFG; + dispersion; from 3x also re-dilation and
 + NDCFG with the progressive decay held off), all from the engine's derived plan for this model
-(`apply_scalecrafter(unet, height=H, width=W, preset="auto")` on the bare UNet, sizes in sample
-units)."""
+(`apply_scalecrafter(unet, height=H, width=W, preset="auto", batch_layout="uncond,cond")` on the
+bare UNet, sizes in sample units)."""
 
 from __future__ import annotations
 
