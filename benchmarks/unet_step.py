@@ -96,9 +96,12 @@ def main(argv=None) -> int:
             if opts is None:
                 seconds = time_step(unet, kw, 981, device, args.repeats)
             else:
-                with scalecrafter(unet, height // 8, width // 8, base=base // 8, **opts) as handle:
+                # inputs() builds a [uncond; cond] CFG batch: declare it so NDCFG runs
+                with scalecrafter(unet, height // 8, width // 8, base=base // 8, batch_layout="uncond,cond",
+                                  **opts) as handle:
                     seconds = time_step(unet, kw, 981, device, args.repeats)
                     row["plan"] = handle.plan.name
+                row[f"{name}_damped_passes"] = handle.damped_passes
             row[f"{name}_s"] = round(seconds, 5)
             if device.type == "cuda":
                 row[f"{name}_peak_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)

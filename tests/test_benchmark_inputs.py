@@ -26,6 +26,7 @@ def test_motion_unet_inputs_and_timing():
     assert kw["sample"].shape == (2, 4, 4, 32, 32)
     assert kw["encoder_hidden_states"].shape[0] == 2 * 4  # one context per frame
     assert unet_step.time_step(unet, kw, 981, dev, repeats=1) > 0
-    with scalecrafter(unet, 32, 32, base=8, ndcfg=True) as handle:
+    with scalecrafter(unet, 32, 32, base=8, ndcfg=True, batch_layout="uncond,cond") as handle:
         assert handle.plan.damped  # 4x: the NDCFG pass runs on the unconditional half of every frame
         assert unet_step.time_step(unet, kw, 981, dev, repeats=1) > 0
+    assert handle.damped_passes == handle.unet_calls > 0

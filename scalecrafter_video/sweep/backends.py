@@ -49,7 +49,7 @@ class ImageBackend:
         self.template = template
         dtype = image.resolve_dtype(template.dtype, device)
         self.info = image.inspect_model(template.model)
-        loaded = image.load_pipeline(self.info, device=device, dtype=dtype, progress=False)
+        loaded = image.load_pipeline(self.info, device=device, dtype=dtype, progress=False, family=template.family)
         self.pipe, family = loaded.pipe, loaded.family
         image.configure_scheduler(self.pipe, template.scheduler)
         self.freeu = image.FREEU_PARAMS[family] if template.freeu else None
@@ -97,10 +97,12 @@ class ImageBackend:
             vae.enable_tiling() if tiling else vae.disable_tiling()
         # the diffusers call signature; negative_prompt only when given (not every pipeline takes one)
         extra = {"negative_prompt": opts.negative_prompt} if opts.negative_prompt is not None else {}
-        with image.method_context(self.pipe, opts) as method_meta:
+        with image.method_context(self.pipe, opts) as (method_meta, handle):
             result = self.pipe(prompt=item.prompt, height=item.height, width=item.width,
                                num_inference_steps=opts.steps, guidance_scale=self.guidance, eta=opts.eta,
                                generator=torch.Generator("cpu").manual_seed(item.seed), output_type="pil", **extra)
+            if handle is not None:  # what ran: UNet calls and noise-damped passes among them
+                method_meta = {**method_meta, "unet_calls": handle.unet_calls, "damped_passes": handle.damped_passes}
         meta = {**self.meta, **method_meta, "vae_tiling": tiling, **_item_meta(item, start)}
         return result.images[0], meta
 

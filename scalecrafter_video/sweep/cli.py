@@ -21,6 +21,7 @@ the seed number. Rerunning the same command resumes: finished items (OUT/manifes
 
 
 def add_sweep_parser(sub) -> argparse.ArgumentParser:
+    from ..cli import PLAN_FAMILIES
     from ..options import GenerateOptions
 
     d = GenerateOptions(prompts=[], height=0, width=0)
@@ -31,6 +32,8 @@ def add_sweep_parser(sub) -> argparse.ArgumentParser:
         epilog=SWEEP_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     grid = p.add_argument_group("grid")
     grid.add_argument("--model", default=None, help="as for `scv generate` (default sd15; animatediff with --video)")
+    grid.add_argument("--family", default=None, choices=PLAN_FAMILIES,
+                      help="the model's family, where its id or architecture cannot tell (as for `scv generate`)")
     grid.add_argument("--prompts", required=True, metavar="FILE", help="one prompt per line ('#' comments)")
     grid.add_argument("--methods", default="direct,scalecrafter", metavar="M[,M...]",
                       help="from direct, attn-sf, scalecrafter (default direct,scalecrafter)")
@@ -79,6 +82,7 @@ def run_sweep_command(args: argparse.Namespace, argv: list[str]) -> int:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     template = GenerateOptions(
         prompts=[], height=0, width=0, model=args.model or ("animatediff" if args.video else "sd15"),
+        family=args.family,
         negative_prompt=args.negative_prompt, preset=args.preset, ndcfg=args.ndcfg, steps=args.steps,
         guidance=args.guidance, eta=args.eta, scheduler=args.scheduler, dtype=args.dtype, device=args.device,
         out_dir=Path(args.out), progress=False, command=["scv", *argv], video=args.video, frames=args.frames,

@@ -39,8 +39,8 @@ class SweepConfig:
     def settings(self) -> dict[str, Any]:
         """What must not change between runs into one folder (it decides what each item looks like)."""
         t = self.template
-        return {"model": t.model, "video": t.video, "steps": t.steps, "guidance": t.guidance, "eta": t.eta,
-                "scheduler": t.scheduler, "negative_prompt": t.negative_prompt, "dtype": t.dtype,
+        return {"model": t.model, "family": t.family, "video": t.video, "steps": t.steps, "guidance": t.guidance,
+                "eta": t.eta, "scheduler": t.scheduler, "negative_prompt": t.negative_prompt, "dtype": t.dtype,
                 "preset": t.preset, "ndcfg": t.ndcfg, "dispersion": t.dispersion, "progressive": t.progressive,
                 "freeu": t.freeu, "frames": t.frames if t.video else None, "fps": t.fps if t.video else None,
                 "motion_adapter": t.motion_adapter, "prompts": self.prompts}
