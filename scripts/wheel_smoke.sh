@@ -26,5 +26,7 @@ cd "$WORK"
 "$SCV" generate --model tiny-sd --res 128x128 --steps 2 --no-progress --out out/image > image.txt
 "$SCV" generate --video --model tiny-video --res 128x128 --frames 4 --steps 2 --no-progress --out out/video > video.txt
 "$SCV" demo --samples 1 --steps 2 --out out/demo > demo.txt
+printf "a red fox\n" > prompts.txt
+"$SCV" sweep --model tiny-sd --prompts prompts.txt --res 128x128 --base --steps 2 --out out/sweep --device cpu --no-progress > sweep.txt
 echo "wheel-smoke: scv commands done at ${SECONDS}s"
 "$PY" wheel_smoke.py "$ROOT"

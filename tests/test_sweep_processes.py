@@ -15,6 +15,8 @@ from PIL import Image
 from scalecrafter_video.sweep.launch import free_port
 from scalecrafter_video.sweep.manifest import read_manifest
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 ENV = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
 
