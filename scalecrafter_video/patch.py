@@ -8,6 +8,8 @@
   work in either order). The pre-hook reads the timestep and selects the main plan's factors;
   the forward hook runs the damped pass on the unconditional half and returns
   [u_damped; u_damped + c_main - u_main], which stock pipelines turn into noise-damped CFG.
+  The damped pass reuses the units it shares with the main pass (`reuse.PrefixReuse`) and is
+  skipped where both plans agree at a step.
 - No UNet copy, no weight change: `remove_scalecrafter` leaves the UNet bit-identical.
 """
 
@@ -26,11 +28,13 @@ from .errors import ScaleCrafterError
 from .families import detect_family, get_family
 from .layers import spatial_convs
 from .ops.attn_sf import attn_sf_scale
-from .ops.dispersion import disperse_kernel, dispersion_transform
+from .dispersed import DispersedKernels
+from .ops.dispersion import dispersion_transform
 from .ops.guidance import ndcfg_batch
 from .ops.redilate import redilated_conv2d
 from .plan import Plan
 from .presets import resolve_plan
+from .reuse import PrefixReuse, differing_layers, rows_of, supports_reuse
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +109,9 @@ class _State:
     dispersed: frozenset = frozenset()  # layers using the dispersed kernel now
 
 
-def _make_conv_forward(conv: nn.Conv2d, layer: str, state: _State, original, R):
+def _make_conv_forward(conv: nn.Conv2d, layer: str, state: _State, original, kernels: DispersedKernels | None):
+    slot: dict = {}  # this conv's dispersed kernel
+
     def _conv_forward(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None):
         factor = state.factors.get(layer)
         if factor is None:
@@ -116,7 +122,7 @@ def _make_conv_forward(conv: nn.Conv2d, layer: str, state: _State, original, R):
             input = input.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w)
         padding = conv.padding
         if layer in state.dispersed:  # the K x K kernel already doubles the receptive field
-            weight, padding = disperse_kernel(weight, R), None
+            weight, padding = kernels.kernel(weight, slot), None
             factor = (max(1.0, factor[0] / 2), max(1.0, factor[1] / 2))
         out = redilated_conv2d(input, weight, bias, conv.stride, factor, conv.groups, padding)
         if folded:
@@ -175,24 +181,30 @@ def _with_sample(output, sample):
 class _Patch:
     """One applied plan on one UNet; `remove()` undoes everything it did."""
 
-    def __init__(self, unet: nn.Module, plan: Plan, ndcfg: bool, dispersion: bool, cfg: Callable[[], bool]):
+    def __init__(self, unet: nn.Module, plan: Plan, ndcfg: bool, dispersion: bool, cfg: Callable[[], bool],
+                 reuse: bool = True):
         self.unet, self.plan, self.ndcfg, self.dispersion, self.cfg = unet, plan, ndcfg, dispersion, cfg
         self.state = _State()
+        self.damped: dict | None = None  # the damped plan's factors when this call runs NDCFG
+        self.skip_equal = reuse
+        self.prefix: PrefixReuse | None = None
         self.layers = spatial_convs(unet)
         self.layer_names = list(self.layers)
         plan.validate(self.layer_names)
         self.dispersed = plan.dispersed_layers(self.layer_names) if dispersion else set()
-        self.R = dispersion_transform() if self.dispersed else None
+        self.kernels = DispersedKernels(dispersion_transform()) if self.dispersed else None
         self.saved: list[tuple[nn.Conv2d, object]] = []
         self.handles = []
         try:
+            if reuse and ndcfg and plan.damped and supports_reuse(unet):
+                self.prefix = PrefixReuse(unet)
             for name, convs in self.layers.items():
                 for conv in convs:
                     if not _patchable(name, conv):
                         continue
                     before = conv.__dict__.get("_conv_forward", _MISSING)
                     original = conv._conv_forward
-                    conv._conv_forward = _make_conv_forward(conv, name, self.state, original, self.R)
+                    conv._conv_forward = _make_conv_forward(conv, name, self.state, original, self.kernels)
                     self.saved.append((conv, before))
             self.handles.append(unet.register_forward_pre_hook(self._pre, with_kwargs=True))
             self.handles.append(unet.register_forward_hook(self._post, with_kwargs=True))
@@ -211,29 +223,43 @@ class _Patch:
         self.state.dispersed = frozenset(self.dispersed) if active else frozenset()
 
     def _pre(self, module, args, kwargs):
-        self._select(_timestep(args, kwargs), "main")
+        t = _timestep(args, kwargs)
+        self._select(t, "main")
+        self.damped = self._damped_factors(t, args[0] if args else kwargs["sample"])
+
+    def _damped_factors(self, t: float, sample: torch.Tensor) -> dict | None:
+        """The damped plan's factors if this call runs NDCFG; arms the prefix cache for the main pass."""
+        if not (self.ndcfg and self.plan.ndcfg_active(t)) or sample.shape[0] % 2 or not self.cfg():
+            return None
+        damped = self.plan.factors(t, self.layer_names, "damped")
+        if self.prefix is not None:
+            self.prefix.arm(differing_layers(self.state.factors, damped), rows_of(sample))
+        return damped
 
     def _post(self, module, args, kwargs, output):
-        t = _timestep(args, kwargs)
-        if not (self.ndcfg and self.plan.ndcfg_active(t)):
-            return None
+        damped = self.damped
+        if damped is None or (self.skip_equal and damped == self.state.factors):
+            return None  # both plans agree at this step: the damped pass would return u_main
         sample = args[0] if args else kwargs["sample"]
         batch = sample.shape[0]
-        if batch % 2 or not self.cfg():
-            return None
         half_args = tuple(_first_half(a, batch) for a in args)
         half_kwargs = {k: _first_half(v, batch) for k, v in kwargs.items()}
-        self._select(t, "damped")
-        uncond_damped = _sample_of(module.forward(*half_args, **half_kwargs))
+        self.state.factors = damped
+        with self.prefix.replay() if self.prefix is not None else contextlib.nullcontext():
+            uncond_damped = _sample_of(module.forward(*half_args, **half_kwargs))
         return _with_sample(output, ndcfg_batch(_sample_of(output), uncond_damped))
 
     def _clear(self, module, args, output):
-        self.state.factors, self.state.dispersed = {}, frozenset()
+        self.state.factors, self.state.dispersed, self.damped = {}, frozenset(), None
+        if self.prefix is not None:
+            self.prefix.clear()
 
     def remove(self) -> None:
         for handle in self.handles:
             handle.remove()
         self.handles.clear()
+        if self.prefix is not None:
+            self.prefix.remove()
         for conv, before in reversed(self.saved):
             if before is _MISSING:
                 conv.__dict__.pop("_conv_forward", None)
@@ -257,6 +283,12 @@ class ScaleCrafterHandle:
     def patched_convs(self) -> int:
         patch = _SCALECRAFTER.get(self.unet)
         return patch.patched_convs if patch else 0
+
+    @property
+    def prefix_reuse(self) -> PrefixReuse | None:
+        """The damped pass's prefix cache (its `peak_bytes`, `reused_units`), None when not in use."""
+        patch = _SCALECRAFTER.get(self.unet)
+        return patch.prefix if patch else None
 
     def remove(self) -> None:
         remove_scalecrafter(self.unet)
@@ -302,6 +334,7 @@ def apply_scalecrafter(
     base: int | tuple[int, int] | None = None,
     cfg: bool | Callable[[], bool] | None = None,
     progressive: bool | None = None,
+    reuse: bool = True,
 ) -> ScaleCrafterHandle:
     """Patch a diffusers pipeline (sizes in pixels) or a bare UNet (sizes in sample units).
 
@@ -311,6 +344,8 @@ def apply_scalecrafter(
     dispersion: dispersed kernels on the plan's dispersion layers (opt-in, as in the reference).
     progressive: None keeps the plan's own decay (reference and derived 4x plans decay); False
     holds every factor for its whole window, True decays every rule.
+    reuse: the damped pass takes what it shares with the main pass from it, and is skipped where
+    both plans agree (same result; False runs the whole damped pass, for tests and benchmarks).
     family / base / cfg are for tinkering: the preset family, the base size, and whether the
     pipeline is doing CFG (default: the pipeline's own `do_classifier_free_guidance`).
     Applying again replaces the previous patch.
@@ -325,7 +360,7 @@ def apply_scalecrafter(
         family=family if units == "pixels" else None, units=units, progressive=progressive,
     )
     remove_scalecrafter(unet)
-    _SCALECRAFTER[unet] = _Patch(unet, plan, ndcfg, dispersion, _cfg_probe(pipe, cfg))
+    _SCALECRAFTER[unet] = _Patch(unet, plan, ndcfg, dispersion, _cfg_probe(pipe, cfg), reuse)
     logger.info("ScaleCrafter plan '%s' (%s) on %d convs", plan.name, plan.source, _SCALECRAFTER[unet].patched_convs)
     return ScaleCrafterHandle(unet, plan, family, ndcfg, dispersion)
 
