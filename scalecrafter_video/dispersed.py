@@ -1,10 +1,13 @@
-"""Dispersed kernels for one patch, computed once per weight version.
+"""Dispersed kernels for one patch: R once, each conv's kernel once per weight version and UNet call.
 
 The transform R (`ops.dispersion.dispersion_transform`) is built once per patch and kept as a
-float32 tensor per device. Each conv's dispersed kernel b = R a is kept until its weight changes:
-the cache key is the weight tensor's identity, in-place version counter, storage address,
-device, dtype and shape, so a LoRA swap, an in-place update (fuse, load_state_dict) or CPU
-offload moving the weight all give a fresh kernel.
+float32 tensor per device. Each conv's dispersed kernel b = R a is computed on first use and
+reused while its weight is the same tensor, at the same version, address, device and dtype: the
+main and the damped pass of one UNet call share it, and a weight that moves or changes in
+between (sequential CPU offload, an in-place update) gets a fresh one. The kernels are dropped
+at the end of every UNet call (`clear`), because updates through `.data` (peft's LoRA merge,
+hence `fuse_lora`) change a weight without bumping its version: a kernel kept across calls
+could silently be stale. One small matmul per dispersed conv per UNet call is the price.
 """
 
 from __future__ import annotations
@@ -26,19 +29,25 @@ def _weight_key(weight: torch.Tensor) -> tuple | None:
 
 
 class DispersedKernels:
-    """R per device, and per conv the dispersed kernel of the weight it last saw."""
+    """R per device, and per conv (one `slot` each) the dispersed kernel of the weight it last saw."""
 
     def __init__(self, R: np.ndarray):
         self._R_host = torch.as_tensor(R, dtype=torch.float32)
         self._R: dict[torch.device, torch.Tensor] = {}
+        self._slots: list[dict] = []
 
     def transform(self, device: torch.device) -> torch.Tensor:
         if device not in self._R:
             self._R[device] = self._R_host.to(device)
         return self._R[device]
 
+    def slot(self) -> dict:
+        """A cache entry for one conv."""
+        self._slots.append({})
+        return self._slots[-1]
+
     def kernel(self, weight: torch.Tensor, slot: dict) -> torch.Tensor:
-        """The dispersed kernel of `weight`; `slot` is the calling conv's own cache entry."""
+        """The dispersed kernel of `weight`, computed again only when the weight changed."""
         key = _weight_key(weight)
         if key is not None and slot.get("key") == key:
             return slot["kernel"]
@@ -47,3 +56,8 @@ class DispersedKernels:
         if key is not None:
             slot.update(key=key, kernel=kernel)
         return kernel
+
+    def clear(self) -> None:
+        """Drop every kept kernel (end of a UNet call)."""
+        for slot in self._slots:
+            slot.clear()

@@ -110,7 +110,7 @@ class _State:
 
 
 def _make_conv_forward(conv: nn.Conv2d, layer: str, state: _State, original, kernels: DispersedKernels | None):
-    slot: dict = {}  # this conv's dispersed kernel
+    slot = kernels.slot() if kernels is not None else None  # this conv's dispersed kernel
 
     def _conv_forward(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None):
         factor = state.factors.get(layer)
@@ -253,6 +253,8 @@ class _Patch:
         self.state.factors, self.state.dispersed, self.damped = {}, frozenset(), None
         if self.prefix is not None:
             self.prefix.clear()
+        if self.kernels is not None:
+            self.kernels.clear()
 
     def remove(self) -> None:
         for handle in self.handles:
