@@ -196,7 +196,7 @@ class _Patch:
         self.saved: list[tuple[nn.Conv2d, object]] = []
         self.handles = []
         try:
-            if reuse and ndcfg and plan.damped and supports_reuse(unet):
+            if reuse and ndcfg and plan.ndcfg_stop > 0 and supports_reuse(unet):
                 self.prefix = PrefixReuse(unet)
             for name, convs in self.layers.items():
                 for conv in convs:
