@@ -45,6 +45,7 @@ commands:
   generate   sample images (or videos with --video) at a resolution above the model's training size
   plan       print the resolved re-dilation / NDCFG plan per sampling step (no weights needed)
   presets    list the shipped reference presets
+  bench      what ScaleCrafter costs: FLOPs (no GPU), time per step and per run, peak memory
   demo       the small shipped demo model (train, generate, metrics), when installed
 
 examples:
@@ -146,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_generate(sub)
     _add_plan(sub)
     _add_presets(sub)
+    _add_bench(sub)
     _add_demo(sub)
     return parser
 
@@ -257,6 +259,14 @@ def _add_presets(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the presets as JSON plans")
     _debug_flag(p)
     p.set_defaults(_handler=cmd_presets)
+
+
+def _add_bench(sub) -> None:
+    from .bench.cli import add_bench_parser, run_bench
+
+    p = add_bench_parser(sub)
+    _debug_flag(p)
+    p.set_defaults(_handler=run_bench)
 
 
 def _add_demo(sub) -> None:
@@ -542,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help / --version
         return exc.code if isinstance(exc.code, int) else 0
     if not getattr(args, "_handler", None):
-        _err("choose a command: generate, plan, presets" + (", demo" if "demo" in _commands(parser) else "")
+        _err("choose a command: generate, plan, presets, bench" + (", demo" if "demo" in _commands(parser) else "")
              + " (see `scv --help`)")
         return 2
     try:
