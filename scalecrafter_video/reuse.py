@@ -70,24 +70,21 @@ def rows_of(sample: torch.Tensor) -> int:
     return sample.shape[0] * (sample.shape[2] if sample.ndim == 5 else 1)
 
 
-def _first_rows(output, rows: int):
-    """A copy of the first half of the rows of every tensor in `output`, or None if some tensor
-    does not have `rows` rows (then the output's layout is unknown and it is not cached)."""
+def _first_rows(output, rows: int, copies: dict[int, torch.Tensor]):
+    """A copy of the first half of the rows of every tensor in `output` (one per distinct tensor:
+    a down block returns its last hidden states twice), or None if some tensor does not have
+    `rows` rows (then the output's layout is unknown and it is not cached)."""
     if torch.is_tensor(output):
         if output.ndim == 0 or output.shape[0] != rows:
             return None
-        # a copy, not a view: the main pass may still change its tensors in place (FreeU, adapters)
-        return output[: rows // 2].clone()
+        if id(output) not in copies:
+            # a copy, not a view: the main pass may still change its tensors in place (FreeU, adapters)
+            copies[id(output)] = output[: rows // 2].clone()
+        return copies[id(output)]
     if isinstance(output, (tuple, list)):
-        parts = [_first_rows(part, rows) for part in output]
+        parts = [_first_rows(part, rows, copies) for part in output]
         return None if any(p is None for p in parts) else type(output)(parts)
     return None
-
-
-def _nbytes(output) -> int:
-    if torch.is_tensor(output):
-        return output.numel() * output.element_size()
-    return sum(_nbytes(part) for part in output)
 
 
 class PrefixReuse:
@@ -117,12 +114,13 @@ class PrefixReuse:
         def hook(module, args, output):
             if name not in self._prefix:
                 return None
-            half = _first_rows(output, self._rows)
+            copies: dict[int, torch.Tensor] = {}
+            half = _first_rows(output, self._rows, copies)
             if half is None:
                 logger.debug("prefix reuse: %s returned an output of unknown layout; it runs again", name)
                 return None
             self.cache[name] = half
-            self.cached_bytes += _nbytes(half)
+            self.cached_bytes += sum(t.numel() * t.element_size() for t in copies.values())
             self.peak_bytes = max(self.peak_bytes, self.cached_bytes)
             return None
 

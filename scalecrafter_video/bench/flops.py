@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -78,16 +79,23 @@ def step_signature(plan: Plan, layers: list[str], t: float, *, ndcfg: bool, disp
     return _signature(main, dispersed), damped
 
 
+@dataclass(frozen=True)
+class RunCount:
+    flops: int  # every UNet call of the run
+    plan: str | None  # None: direct inference
+    cache_bytes: int = 0  # most bytes the prefix-reuse cache held (in the inputs' dtype)
+
+
 def whole_run_flops(unet: torch.nn.Module, inputs: dict, timesteps: Sequence[float], apply: dict | None,
-                    vae_scale_factor: int = 8, group: bool = True) -> tuple[int, str | None]:
-    """(FLOPs of the UNet calls of one sampling run, plan name): `unet` on the meta device called
-    with the CFG batch `inputs` at every timestep, patched with `apply_scalecrafter(**apply)` on a
-    pipeline stand-in (sizes in pixels), or unpatched when `apply` is None."""
+                    vae_scale_factor: int = 8, group: bool = True) -> RunCount:
+    """The UNet work of one sampling run: `unet` (on the meta device) called with the CFG batch
+    `inputs` at every timestep, patched with `apply_scalecrafter(**apply)` on a pipeline stand-in
+    (sizes in pixels), or unpatched when `apply` is None."""
     def call(t):
         return count_flops(lambda: unet(**inputs, timestep=t))
 
     if apply is None:
-        return (call(timesteps[0]) * len(timesteps) if group else sum(call(t) for t in timesteps)), None
+        return RunCount(call(timesteps[0]) * len(timesteps) if group else sum(call(t) for t in timesteps), None)
     counts: dict = {}
     total = 0
     with scalecrafter(UNetHolder(unet, vae_scale_factor), **apply) as handle:
@@ -100,4 +108,5 @@ def whole_run_flops(unet: torch.nn.Module, inputs: dict, timesteps: Sequence[flo
                 counts[key] = call(t)
             total += counts[key]
         logger.debug("%s: %d distinct step configurations over %d steps", handle.plan.name, len(counts), len(timesteps))
-        return total, handle.plan.name
+        reuse = handle.prefix_reuse
+        return RunCount(total, handle.plan.name, reuse.peak_bytes if reuse is not None else 0)

@@ -30,10 +30,11 @@ def _cell(value, digits: int | None = None) -> str:
 
 
 def flops_markdown(rows: list[dict]) -> str:
-    lines = ["| family | res | frames | variant | plan | PFLOP per run | ratio to direct |", "|---|---|---|---|---|---|---|"]
+    lines = ["| family | res | frames | variant | plan | PFLOP per run | ratio to direct | reuse cache GiB (fp16) |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['family']} | {r['res']} | {r['frames'] or '-'} | {r['variant']} | {_cell(r['plan'])} | "
-                     f"{r['flops'] / 1e15:.4g} | {r['ratio']:.3f} |")
+                     f"{r['flops'] / 1e15:.4g} | {r['ratio']:.3f} | {r['cache_gib']:g} |")
     return "\n".join(lines)
 
 

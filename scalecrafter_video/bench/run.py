@@ -47,19 +47,19 @@ def flop_rows(families: Sequence[str], sizes: dict[str, list[tuple[int, int]]], 
     rows = []
     bar = tqdm(total=len(jobs) * len(variants), desc="flops", unit="run", disable=not progress, leave=False)
     for family in families:
-        unet = meta_unet_for(family)
+        unet = meta_unet_for(family).to(torch.float16)  # float16: the reuse cache's bytes as on a GPU
         model = bench_model(family)
         n_frames = frames if model.video else 0
         for width, height in sizes[family]:
-            inputs = unet_inputs(unet, height, width, n_frames, "meta", torch.float32)
-            direct, _ = whole_run_flops(unet, inputs, timesteps, None)
+            inputs = unet_inputs(unet, height, width, n_frames, "meta", torch.float16)
+            direct = whole_run_flops(unet, inputs, timesteps, None)
             for variant in variants:
                 options = VARIANTS[variant]
                 apply = None if options is None else dict(height=height, width=width, family=model.family, **options)
-                flops, plan = (direct, None) if apply is None else whole_run_flops(unet, inputs, timesteps, apply)
+                run = direct if apply is None else whole_run_flops(unet, inputs, timesteps, apply)
                 rows.append({"family": family, "res": f"{width}x{height}", "frames": n_frames, "variant": variant,
-                             "plan": plan, "flops": flops, "ratio": round(flops / direct, 4),
-                             "steps": steps, "scheduler": scheduler})
+                             "plan": run.plan, "flops": run.flops, "ratio": round(run.flops / direct.flops, 4),
+                             "cache_gib": round(run.cache_bytes / 2**30, 3), "steps": steps, "scheduler": scheduler})
                 bar.update()
     bar.close()
     return rows
