@@ -184,3 +184,34 @@ def test_prefix_ends_at_the_first_differing_unit():
     assert shared_prefix(units, differing_layers(main, damped)) == units[:-1]
     assert shared_prefix(units, {"down_blocks.10.resnets.0.conv1"}) == units[:3]
     assert shared_prefix(units, set()) == units
+
+
+def test_units_with_offload_hooks_keep_them():
+    """accelerate's hooks replace a module's forward (sequential CPU offload hooks every module with
+    weights): the damped pass serves the cached units around them, and puts them back."""
+    from accelerate.hooks import ModelHook, add_hook_to_module, remove_hook_from_module
+
+    class Count(ModelHook):
+        def __init__(self):
+            super().__init__()
+            self.calls = 0
+
+        def pre_forward(self, module, *args, **kwargs):
+            self.calls += 1
+            return args, kwargs
+
+    unet, kwargs = _unet_and_inputs("tiny-sd")
+    want, _ = _predict(unet, kwargs, STEP_0, reuse=False)
+    hooks = {name: Count() for name in ("conv_in", "down_blocks.0", "down_blocks.1")}
+    for name, hook in hooks.items():
+        add_hook_to_module(unet.get_submodule(name), hook)
+    forwards = {name: unet.get_submodule(name).__dict__["forward"] for name in hooks}
+    try:
+        got, units = _predict(unet, kwargs, STEP_0)
+        assert units == 2 and torch.allclose(got, want, rtol=0, atol=1e-6 * want.abs().max())
+        # conv_in and down_blocks.0 ran once (main pass), down_blocks.1 twice (it differs)
+        assert [hooks[n].calls for n in hooks] == [1, 1, 2]
+        assert {name: unet.get_submodule(name).__dict__["forward"] for name in hooks} == forwards
+    finally:
+        for name in hooks:
+            remove_hook_from_module(unet.get_submodule(name))

@@ -73,8 +73,13 @@ def reset_peak(device: torch.device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
-def peak_gib(device: torch.device) -> float | None:
-    return round(torch.cuda.max_memory_allocated(device) / GIB, 2) if device.type == "cuda" else None
+def peaks(device: torch.device) -> dict:
+    """Peak GPU memory since `reset_peak`: allocated by tensors, and reserved by the caching allocator
+    (what the card must hold, besides the CUDA context)."""
+    if device.type != "cuda":
+        return {"peak_gib": None, "reserved_gib": None}
+    return {"peak_gib": round(torch.cuda.max_memory_allocated(device) / GIB, 2),
+            "reserved_gib": round(torch.cuda.max_memory_reserved(device) / GIB, 2)}
 
 
 def apply_kwargs(case: Case, variant: str) -> dict | None:
@@ -85,38 +90,40 @@ def apply_kwargs(case: Case, variant: str) -> dict | None:
     return dict(height=case.height, width=case.width, family=case.model.family, **options)
 
 
-def _patched(pipe_or_holder, apply: dict | None, **extra):
-    return scalecrafter(pipe_or_holder, **apply, **extra) if apply else contextlib.nullcontext()
+def _patched(pipe, apply: dict | None, **extra):
+    return scalecrafter(pipe, **apply, **extra) if apply else contextlib.nullcontext()
 
 
 def time_step(pipe, case: Case, variant: str, *, warmup: int = 1, repeats: int = 3,
-              channels_last: bool = False) -> dict:
-    """Median seconds of one UNet call on the CFG batch at t = the first DDIM-50 timestep (the first
-    warm-up call counts its FLOPs)."""
+              channels_last: bool = False, flops: int | None = None, t: int = 981) -> dict:
+    """Median seconds of one UNet call on the CFG batch at timestep `t` (default the first DDIM-50
+    step: every window of the plan open). The first warm-up call counts its FLOPs unless `flops`
+    gives them (a compiled UNet is not run under the counter)."""
     unet = pipe.unet
     device, dtype = unet.device, unet.dtype
     scale = pipe.vae_scale_factor
     inputs = unet_inputs(unet, case.height, case.width, case.frames, device, dtype, scale)
     if channels_last and inputs["sample"].ndim == 4:
         inputs["sample"] = inputs["sample"].contiguous(memory_format=torch.channels_last)
-    timestep = torch.tensor(981, device=device)  # reference step 0: every window of the plan is open
+    timestep = torch.tensor(t, device=device)
     apply = apply_kwargs(case, variant)
     reset_peak(device)
     with torch.no_grad(), _patched(pipe, apply, cfg=True) as handle:
         def call():
             unet(**inputs, timestep=timestep)
 
-        flops = count_flops(call)
-        for _ in range(warmup - 1):
+        if flops is None:
+            flops = count_flops(call)
+            warmup -= 1
+        for _ in range(warmup):
             call()
         sync(device)
         seconds = statistics.median(timed(call, device) for _ in range(repeats))
         reuse = getattr(handle, "prefix_reuse", None)
         cache = reuse.peak_bytes if reuse is not None else 0
         plan = handle.plan.name if handle is not None else None
-    return {"kind": "step", "variant": variant, "plan": plan, "seconds": round(seconds, 4), "flops": flops,
-            "tflops_per_s": _sig(flops / seconds / 1e12), "peak_gib": peak_gib(device),
-            "cache_gib": _sig(cache / GIB)}
+    return {"kind": "step", "variant": variant, "plan": plan, "timestep": t, "seconds": round(seconds, 4), "flops": flops,
+            "tflops_per_s": _sig(flops / seconds / 1e12), **peaks(device), "cache_gib": _sig(cache / GIB)}
 
 
 class _DecodeClock:
@@ -198,7 +205,7 @@ def time_whole_run(pipe, case: Case, variant: str, steps: int) -> dict:
         clock.remove()
     return {"kind": "whole", "variant": variant, "plan": plan, "seconds": round(seconds, 2),
             "decode_s": round(clock.seconds, 2) if clock.seconds is not None else None, "vae_tiling": tiling,
-            "steps": steps, "source": "measured", "peak_gib": peak_gib(device), "cache_gib": _sig(cache / GIB)}
+            "steps": steps, "source": "measured", **peaks(device), "cache_gib": _sig(cache / GIB)}
 
 
 def computed_whole_run(step_row: dict, decode_s: float | None, steps: int) -> dict:
@@ -206,4 +213,4 @@ def computed_whole_run(step_row: dict, decode_s: float | None, steps: int) -> di
     seconds = step_row["seconds"] * steps + (decode_s or 0.0)
     return {"kind": "whole", "variant": step_row["variant"], "plan": step_row["plan"], "seconds": round(seconds, 2),
             "decode_s": decode_s, "steps": steps, "source": "computed from the step time", "peak_gib": None,
-            "cache_gib": step_row["cache_gib"]}
+            "reserved_gib": None, "cache_gib": step_row["cache_gib"]}
