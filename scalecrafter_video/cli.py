@@ -181,6 +181,9 @@ def _add_generate(sub) -> None:
         help="sd15, sd21, sdxl, a hub id, a local diffusers folder, or tiny-sd / tiny-sdxl (offline, noise); "
         "default sd15 (animatediff with --video)",
     )
+    load.add_argument("--family", default=None, choices=PLAN_FAMILIES,
+                      help="the model's family (base size, presets, defaults); needed where the architecture cannot "
+                      "tell, e.g. a local ModelScope or Zeroscope folder; default: from the model id or architecture")
     load.add_argument("--dtype", default=d.dtype, choices=("auto", "float32", "float16", "bfloat16"),
                       help="weights dtype (auto: float16 on CUDA, float32 on CPU)")
     load.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:N or mps (default auto)")
@@ -302,6 +305,7 @@ def cmd_generate(args: argparse.Namespace, argv: list[str]) -> int:
         height=height,
         width=width,
         model=model,
+        family=args.family,
         negative_prompt=args.negative_prompt,
         method=args.method,
         preset=args.preset,

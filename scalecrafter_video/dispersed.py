@@ -29,35 +29,32 @@ def _weight_key(weight: torch.Tensor) -> tuple | None:
 
 
 class DispersedKernels:
-    """R per device, and per conv (one `slot` each) the dispersed kernel of the weight it last saw."""
+    """R per device, and per conv the dispersed kernel of the weight it last saw."""
 
     def __init__(self, R: np.ndarray):
         self._R_host = torch.as_tensor(R, dtype=torch.float32)
         self._R: dict[torch.device, torch.Tensor] = {}
-        self._slots: list[dict] = []
+        self._kept: dict[object, tuple[tuple, torch.Tensor]] = {}  # conv -> (weight key, kernel)
 
     def transform(self, device: torch.device) -> torch.Tensor:
         if device not in self._R:
             self._R[device] = self._R_host.to(device)
         return self._R[device]
 
-    def slot(self) -> dict:
-        """A cache entry for one conv."""
-        self._slots.append({})
-        return self._slots[-1]
-
-    def kernel(self, weight: torch.Tensor, slot: dict) -> torch.Tensor:
-        """The dispersed kernel of `weight`, computed again only when the weight changed."""
+    def kernel(self, weight: torch.Tensor, owner: object) -> torch.Tensor:
+        """The dispersed kernel of `weight` (the weight `owner`, a conv, runs with), computed again
+        only when the weight changed since the owner's last call."""
         key = _weight_key(weight)
-        if key is not None and slot.get("key") == key:
-            return slot["kernel"]
+        kept = self._kept.get(owner)
+        if key is not None and kept is not None and kept[0] == key:
+            return kept[1]
         kernel = disperse_kernel(weight, self.transform(weight.device))
-        slot.clear()
-        if key is not None:
-            slot.update(key=key, kernel=kernel)
+        if key is None:
+            self._kept.pop(owner, None)
+        else:
+            self._kept[owner] = (key, kernel)
         return kernel
 
     def clear(self) -> None:
         """Drop every kept kernel (end of a UNet call)."""
-        for slot in self._slots:
-            slot.clear()
+        self._kept.clear()

@@ -14,6 +14,7 @@ class GenerateOptions:
     height: int
     width: int
     model: str = "sd15"
+    family: str | None = None  # the preset family; None: from the model id or the UNet's architecture
     negative_prompt: str | None = None
     method: str = "scalecrafter"  # scalecrafter | direct | attn-sf
     preset: str = "auto"  # a preset name, a path to a preset file, or "auto"

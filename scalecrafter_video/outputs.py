@@ -1,8 +1,10 @@
 """Output files: deterministic names, no-overwrite checks, atomic writes and JSON sidecars.
 
-Every output is written to a temporary file in the target folder and moved into place with
-`os.replace`, so an interrupted run leaves finished files and nothing half-written. All targets of
-a job are checked before anything is generated, so a refused job writes nothing at all.
+Every output (PNG, MP4, sidecar, frame folder) is written to a temporary file or folder in the
+target folder and moved into place with `os.replace` (`atomic_path`, `atomic_dir`), so an
+interrupted run leaves finished files and nothing half-written. Temporaries are created with the
+user's umask (files 0666 & ~umask, folders 0777 & ~umask), as a plain write would be. All targets
+of a job are checked before anything is generated, so a refused job writes nothing at all.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import os
 import platform
 import re
 import secrets
+import shutil
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
 from importlib import metadata
@@ -92,12 +95,37 @@ def atomic_path(path: Path):
         raise
 
 
-def _reserve_temp(path: Path) -> Path:
-    # os.open with mode 0o666 keeps the user's umask (mkstemp would force 0600 on the final file).
+@contextmanager
+def atomic_dir(path: Path, replace: bool = False):
+    """Yield a new empty folder next to `path`; on success it becomes `path` (an existing `path` is
+    replaced only when `replace`). On any error the temporary folder is removed, `path` untouched."""
+    path = Path(path)
+    tmp = _reserve_temp(path, folder=True)
+    try:
+        yield tmp
+        if path.exists():
+            if not replace:
+                raise ScaleCrafterError(f"{path} exists; pass --overwrite to replace it or choose another --out")
+            old = _reserve_temp(path, folder=True)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _reserve_temp(path: Path, folder: bool = False) -> Path:
+    # os.open / os.mkdir with 0o666 / 0o777 keep the user's umask (mkstemp and mkdtemp force 0600 / 0700).
     while True:
-        tmp = path.parent / f".{path.stem}.{secrets.token_hex(4)}.tmp{path.suffix}"
+        tmp = path.parent / f".{path.stem}.{secrets.token_hex(4)}.tmp{'' if folder else path.suffix}"
         try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            if folder:
+                os.mkdir(tmp, 0o777)
+            else:
+                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
             return tmp
         except FileExistsError:
             continue

@@ -1,14 +1,18 @@
-"""Preset files (configs/*.toml) and plan resolution for a model and a target size.
+"""Preset files and plan resolution for a model and a target size.
 
-A preset is one reference configuration: family, target size, main and damped rule sets with
-their windows, and the dispersion layers. Every layer it names is checked against the family's
-real UNet (built on the meta device): a name that does not exist is an error, never a skip.
+The shipped presets are package data (`scalecrafter_video/configs/*.toml`, read with
+importlib.resources, so they work from a wheel); the checkout's top-level `configs/` is a copy
+for people to read, kept identical by a test. A preset is one reference configuration: family,
+target size, main and damped rule sets with their windows, and the dispersion layers. Every
+layer it names is checked against the family's real UNet (built on the meta device): a name
+that does not exist is an error, never a skip.
 """
 
 from __future__ import annotations
 
 import tomllib
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 
 from .errors import ScaleCrafterError
@@ -16,7 +20,7 @@ from .families import get_family, meta_unet
 from .layers import spatial_convs
 from .plan import Plan, Rule, derive_plan
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+PRESET_FOLDER = "configs"  # inside the package
 _TOP_KEYS = {"name", "family", "height", "width", "description", "main", "damped", "dispersion"}
 _SECTION_KEYS = {"stop", "progressive", "factors"}
 _DISPERSION_KEYS = {"stop", "layers"}
@@ -61,28 +65,36 @@ def plan_from_preset(data: dict, where: str) -> Plan:
     )
 
 
+def _parse_preset(text: str, path: str, name: str) -> tuple[str, Plan]:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScaleCrafterError(f"preset file '{path}' is not valid TOML: {exc}") from None
+    return data.get("family", ""), plan_from_preset(data, f"preset {name}")
+
+
 def load_preset_file(path: str | Path) -> tuple[str, Plan]:
     """(family, plan) from a preset file."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
         raise ScaleCrafterError(f"preset file '{path}' does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ScaleCrafterError(f"preset file '{path}' is not valid TOML: {exc}") from None
-    return data.get("family", ""), plan_from_preset(data, f"preset {path.name}")
+    return _parse_preset(text, str(path), path.name)
+
+
+def shipped_preset_files() -> dict[str, str]:
+    """File name -> text of every preset shipped in the package."""
+    folder = resources.files("scalecrafter_video") / PRESET_FOLDER
+    return {f.name: f.read_text(encoding="utf-8") for f in folder.iterdir() if f.name.endswith(".toml")}
 
 
 @lru_cache(maxsize=None)
 def presets() -> dict[str, tuple[str, Plan]]:
     """All shipped presets by name: (family, plan)."""
-    if not CONFIG_DIR.is_dir():
-        raise ScaleCrafterError(
-            f"preset folder {CONFIG_DIR} is missing: install from a checkout with `pip install -e .` (presets live in configs/)"
-        )
     found = {}
-    for path in sorted(CONFIG_DIR.glob("*.toml")):
-        family, plan = load_preset_file(path)
+    for file_name, text in sorted(shipped_preset_files().items()):
+        family, plan = _parse_preset(text, f"scalecrafter_video/{PRESET_FOLDER}/{file_name}", file_name)
         if plan.name in found:
             raise ScaleCrafterError(f"two preset files define '{plan.name}'")
         found[plan.name] = (family, plan)

@@ -58,3 +58,17 @@ def empty_hf_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     return cache
+
+
+@pytest.fixture
+def no_weights_or_network(monkeypatch):
+    """Fail the test if the code under test loads a pipeline or probes the hub: what "fails fast"
+    means here, checked without a clock (timings flake on a loaded machine)."""
+    from scalecrafter_video.pipelines import image, video
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a pipeline was loaded or the hub probed")
+
+    monkeypatch.setattr(image, "load_pipeline", forbidden)
+    monkeypatch.setattr(image, "_hub_reachable", forbidden)
+    monkeypatch.setattr(video, "load_video_pipeline", forbidden)

@@ -34,20 +34,19 @@ def counted(monkeypatch):
 
 def test_kernel_is_kept_per_weight_version():
     kernels = DispersedKernels(dispersion_transform())
-    weight = torch.randn(4, 3, 3, 3)
-    slot = kernels.slot()
-    first = kernels.kernel(weight, slot)
-    assert kernels.kernel(weight, slot) is first
+    weight, conv = torch.randn(4, 3, 3, 3), "a conv"
+    first = kernels.kernel(weight, conv)
+    assert kernels.kernel(weight, conv) is first
+    assert kernels.kernel(weight, "another conv") is not first
     with torch.no_grad():
         weight.mul_(2)  # in place: a new version
-    second = kernels.kernel(weight, slot)
+    second = kernels.kernel(weight, conv)
     assert second is not first and torch.equal(second, disperse_kernel(weight, dispersion_transform()))
-    half = weight.to(torch.float16)
-    assert kernels.kernel(half, slot).dtype == torch.float16
-    assert kernels.kernel(weight.to("meta"), slot).device.type == "meta"
+    assert kernels.kernel(weight.to(torch.float16), conv).dtype == torch.float16
+    assert kernels.kernel(weight.to("meta"), conv).device.type == "meta"
     assert kernels.transform(torch.device("cpu")) is kernels.transform(torch.device("cpu"))
     kernels.clear()
-    assert slot == {}
+    assert kernels.kernel(weight, conv) is not second
 
 
 def test_one_kernel_per_conv_per_call_shared_by_both_passes(counted, monkeypatch):
@@ -55,7 +54,7 @@ def test_one_kernel_per_conv_per_call_shared_by_both_passes(counted, monkeypatch
     monkeypatch.setattr(patch, "dispersion_transform", lambda: transforms.append(1) or dispersion_transform())
     unet = tiny_unet()
     x = inputs(batch=2, size=32, t=981)
-    with torch.no_grad(), scalecrafter(unet, 32, 32, dispersion=True, reuse=False):
+    with torch.no_grad(), scalecrafter(unet, 32, 32, dispersion=True, reuse=False, batch_layout="uncond,cond"):
         unet(**x)
         per_call = len(counted)
         assert per_call > 0 and len({id(w) for w in counted}) == per_call  # each conv once

@@ -81,3 +81,21 @@ def test_versions():
     v = outputs.versions()
     assert {"python", "scalecrafter_video", "torch", "diffusers", "transformers"} <= set(v)
     assert all(isinstance(x, str) and x for x in v.values())
+
+
+def test_atomic_dir_all_or_nothing(tmp_path):
+    target = tmp_path / "frames"
+    target.mkdir()
+    (target / "old.png").write_text("old")
+    with pytest.raises(KeyboardInterrupt):
+        with outputs.atomic_dir(target, replace=True) as tmp:
+            (tmp / "new.png").write_text("half")
+            raise KeyboardInterrupt
+    assert [p.name for p in tmp_path.iterdir()] == ["frames"] and (target / "old.png").exists()
+    with pytest.raises(ScaleCrafterError, match="exists; pass --overwrite"):
+        with outputs.atomic_dir(target) as tmp:
+            (tmp / "new.png").write_text("new")
+    with outputs.atomic_dir(target, replace=True) as tmp:
+        (tmp / "new.png").write_text("new")
+    assert [p.name for p in target.iterdir()] == ["new.png"]
+    assert [p.name for p in tmp_path.iterdir()] == ["frames"]

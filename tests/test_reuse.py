@@ -18,6 +18,7 @@ torch.set_num_threads(1)
 
 FRAMES = 2
 SIZE = 16  # latent side: 2x the tiny models' sample_size of 8
+CFG = "uncond,cond"  # every call's batch is [uncond; cond], as a CFG pipeline passes it
 # Main and damped plans whose first differing layer moves with the progressive decay:
 # reference steps 0-11 differ from down_blocks.1 on (main 3 vs damped 2), steps 12-17 only at
 # up_blocks.0 (main decayed to 3 vs 2), steps 18-34 not at all (both at 2), 35+ no NDCFG.
@@ -72,7 +73,7 @@ def _cast(value, dtype):
 
 
 def _predict(unet, kwargs, t, **apply_kwargs):
-    with torch.no_grad(), scalecrafter(unet, SIZE, SIZE, PLAN, **apply_kwargs) as handle:
+    with torch.no_grad(), scalecrafter(unet, SIZE, SIZE, PLAN, batch_layout=CFG, **apply_kwargs) as handle:
         out = unet(**kwargs, timestep=t, return_dict=False)[0]
         reuse = handle.prefix_reuse
         return out, (reuse.reused_units if reuse else 0)
@@ -134,7 +135,7 @@ def test_outside_the_ndcfg_window_nothing_is_cached(model):
 
 def test_cache_is_freed_after_each_call_and_after_errors(model):
     unet, kwargs = model
-    with torch.no_grad(), scalecrafter(unet, SIZE, SIZE, PLAN) as handle:
+    with torch.no_grad(), scalecrafter(unet, SIZE, SIZE, PLAN, batch_layout=CFG) as handle:
         reuse = handle.prefix_reuse
         unet(**kwargs, timestep=STEP_0)
         assert reuse.cache == {} and reuse.cached_bytes == 0 and reuse.peak_bytes > 0
@@ -164,7 +165,7 @@ def test_remove_leaves_the_unet_bit_identical(model):
     hooks = {n: (dict(m._forward_pre_hooks), dict(m._forward_hooks)) for n, m in unet.named_modules()}
     with torch.no_grad():
         before = unet(**kwargs, timestep=STEP_0, return_dict=False)[0]
-        apply_scalecrafter(unet, SIZE, SIZE, PLAN)
+        apply_scalecrafter(unet, SIZE, SIZE, PLAN, batch_layout=CFG)
         unet(**kwargs, timestep=STEP_0)
         unet(**kwargs, timestep=STEP_14)
         remove_scalecrafter(unet)

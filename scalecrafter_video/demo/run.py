@@ -1,8 +1,8 @@
 """The repetition benchmark behind `scv demo`: base size, then 2x and 4x per side, directly, with
 Attn-SF, and with ScaleCrafter (re-dilation; + NDCFG; + dispersion; from 3x also re-dilation and
 + NDCFG with the progressive decay held off), all from the engine's derived plan for this model
-(`apply_scalecrafter(unet, height=H, width=W, preset="auto")` on the bare UNet, sizes in sample
-units)."""
+(`apply_scalecrafter(unet, height=H, width=W, preset="auto", batch_layout="uncond,cond")` on the
+bare UNet, sizes in sample units)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import torch
 
 from . import metrics
 from .model import DemoModel
-from .sampling import sample
+from .sampling import BATCH_LAYOUT, sample
 
 
 @dataclass(frozen=True)
@@ -57,10 +57,12 @@ def run_case(model: DemoModel, case: Case, labels: torch.Tensor, *, steps: int, 
     kw = dict(steps=steps, guidance=guidance, eta=eta, seed=seed, batch=batch, progress=progress)
     if case.method.startswith("scalecrafter"):
         with scalecrafter(model.unet, height=size, width=size, preset="auto", ndcfg=case.ndcfg,
-                          dispersion=case.dispersion, progressive=case.progressive) as handle:
+                          dispersion=case.dispersion, progressive=case.progressive,
+                          batch_layout=BATCH_LAYOUT) as handle:
             info["plan"] = handle.plan.name
             info["patched_convs"] = handle.patched_convs
             images = sample(model, labels, size, size, **kw)
+            info["damped_passes"] = handle.damped_passes
     elif case.method == "attn-sf":
         try:
             info["attn_layers_scaled"] = apply_attn_sf(model.unet, height=size, width=size)

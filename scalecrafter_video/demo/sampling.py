@@ -11,6 +11,8 @@ import torch
 
 from .model import DemoModel
 
+BATCH_LAYOUT = "uncond,cond"  # every UNet call below gets [uncond; cond]: NDCFG may run (apply_scalecrafter's batch_layout)
+
 
 def make_scheduler(model: DemoModel, steps: int):
     from diffusers import DDIMScheduler

@@ -314,7 +314,15 @@ def _read_component_config(ref: ModelRef, folder: str, component: str) -> dict[s
     return _load_json(Path(cached), ref) if isinstance(cached, str) else None
 
 
-def load_pipeline(model: str | ModelInfo, *, device: str = "cpu", dtype=None, progress: bool = True) -> LoadedModel:
+def image_family(ref: ModelRef, unet_config, family: str | None = None) -> str:
+    """`family` (--family) if given, else a known hub id's, else the one its UNet config suggests."""
+    from ..families import family_of_model_id
+
+    return family or (family_of_model_id(ref.location) if ref.kind == "hub" else None) or defaults_family(unet_config)
+
+
+def load_pipeline(model: str | ModelInfo, *, device: str = "cpu", dtype=None, progress: bool = True,
+                  family: str | None = None) -> LoadedModel:
     """Load `model` (alias, hub id, folder, tiny name or an inspected model) onto `device`."""
     info = model if isinstance(model, ModelInfo) else inspect_model(model)
     ref = info.ref
@@ -329,7 +337,7 @@ def load_pipeline(model: str | ModelInfo, *, device: str = "cpu", dtype=None, pr
         pipe.to(device=device, dtype=dtype)
     else:
         pipe.to(device)
-    return LoadedModel(pipe, ref, defaults_family(pipe.unet.config))
+    return LoadedModel(pipe, ref, image_family(ref, pipe.unet.config, family))
 
 
 _LOAD_ERRORS = (OSError, ValueError, TypeError, KeyError, AttributeError, ImportError, RuntimeError)
@@ -431,6 +439,12 @@ def validate_options(opts: GenerateOptions) -> None:
         raise ScaleCrafterError(f"eta must be between 0 and 1, got {opts.eta}")
     if not (0 <= opts.seed < 2**63):
         raise ScaleCrafterError(f"seed must be between 0 and 2**63-1, got {opts.seed}")
+    if opts.family is not None:
+        from ..families import get_family
+
+        if not opts.video and get_family(opts.family).video:
+            raise ScaleCrafterError(f"--family {opts.family} is a video family: pass --video, or an image family "
+                                    f"({', '.join(DEFAULT_GUIDANCE)})")
     if opts.method == "scalecrafter":
         _check_preset(opts.preset)
     elif opts.preset != "auto" or opts.dispersion or not opts.ndcfg or opts.progressive is not None:
@@ -486,7 +500,7 @@ def generate_images(opts: GenerateOptions) -> list[Path]:
     if opts.method == "scalecrafter":
         check_plan(info, opts)
     t0 = time.perf_counter()
-    loaded = load_pipeline(info, device=device, dtype=dtype, progress=opts.progress)
+    loaded = load_pipeline(info, device=device, dtype=dtype, progress=opts.progress, family=opts.family)
     pipe, family = loaded.pipe, loaded.family
     check_size(opts.height, opts.width, size_multiple(pipe))
     logger.info("loaded %s (family %s) in %.1fs", loaded.ref.location, family, time.perf_counter() - t0)
@@ -538,11 +552,12 @@ def generate_images(opts: GenerateOptions) -> list[Path]:
     base_meta["command"] = opts.command
 
     written: list[Path] = []
-    with _method(pipe, opts) as method_meta:
+    with _method(pipe, opts) as (method_meta, handle):
         outputs.prepare_out_dir(Path(opts.out_dir))
         for prompt, index, seed, path in tqdm(jobs, desc="images", unit="img", disable=not opts.progress):
             start = time.perf_counter()
             generator = torch.Generator("cpu").manual_seed(seed)
+            calls_before = (handle.unet_calls, handle.damped_passes) if handle else None
             result = pipe(
                 prompt=prompt,
                 negative_prompt=opts.negative_prompt,
@@ -556,6 +571,9 @@ def generate_images(opts: GenerateOptions) -> list[Path]:
             )
             image = result.images[0]
             meta = {"prompt": prompt, "seed": seed, "index": index, **base_meta, **method_meta}
+            if handle is not None:  # what ran for this image: UNet calls and noise-damped passes among them
+                meta["unet_calls"] = handle.unet_calls - calls_before[0]
+                meta["damped_passes"] = handle.damped_passes - calls_before[1]
             meta["seconds"] = round(time.perf_counter() - start, 3)
             meta["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
             nsfw = getattr(result, "nsfw_content_detected", None)
@@ -593,15 +611,17 @@ def check_plan(info: ModelInfo, opts: GenerateOptions) -> None:
     config = {k: v for k, v in info.unet_config.items() if not k.startswith("_")}
     with torch.device("meta"):
         unet = UNet2DConditionModel.from_config(config)
+    # ndcfg off: this only validates the plan (main, damped and dispersion layers alike)
     with scalecrafter(_MetaPipeline(unet, info.vae_scale_factor), height=opts.height, width=opts.width,
-                      preset=opts.preset, ndcfg=opts.ndcfg, dispersion=opts.dispersion, cfg=True,
-                      progressive=opts.progressive):
+                      preset=opts.preset, ndcfg=False, dispersion=opts.dispersion,
+                      progressive=opts.progressive, family=opts.family):
         pass
 
 
 @contextmanager
 def _method(pipe, opts: GenerateOptions):
-    """Apply the chosen method for the whole job; the UNet is restored in `finally`."""
+    """Apply the chosen method for the whole job; the UNet is restored in `finally`.
+    Yields (sidecar fields, the ScaleCrafter handle or None)."""
     if opts.method == "scalecrafter":
         from ..patch import scalecrafter
 
@@ -613,18 +633,19 @@ def _method(pipe, opts: GenerateOptions):
             ndcfg=opts.ndcfg,
             dispersion=opts.dispersion,
             progressive=opts.progressive,
+            family=opts.family,
         ) as handle:
-            yield {"plan": _plan_dict(handle)}
+            yield {"plan": _plan_dict(handle), "ndcfg_layout": handle.ndcfg_layout}, handle
     elif opts.method == "attn-sf":
         from ..patch import apply_attn_sf, remove_attn_sf
 
         layers = apply_attn_sf(pipe, height=opts.height, width=opts.width)
         try:
-            yield {"plan": None, "attn_sf_layers": layers}
+            yield {"plan": None, "attn_sf_layers": layers}, None
         finally:
             remove_attn_sf(pipe)
     else:
-        yield {"plan": None}
+        yield {"plan": None}, None
 
 
 def _plan_dict(handle) -> dict[str, Any] | None:

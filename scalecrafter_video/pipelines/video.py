@@ -37,11 +37,11 @@ logger = logging.getLogger(__name__)
 
 SD15_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 DEFAULT_MOTION_ADAPTER = "guoyww/animatediff-motion-adapter-v1-5-2"
-VIDEO_ALIASES: dict[str, tuple[str, str]] = {  # alias -> (repo id, family)
-    "animatediff": (SD15_ID, "animatediff"),
-    "sd15": (SD15_ID, "animatediff"),  # an SD 1.5 base with --video is AnimateDiff
-    "zeroscope": ("cerspense/zeroscope_v2_576w", "zeroscope"),
-    "modelscope": ("ali-vilab/text-to-video-ms-1.7b", "modelscope"),
+VIDEO_ALIASES: dict[str, str] = {  # alias -> repo id (its family: families.KNOWN_MODELS)
+    "animatediff": SD15_ID,
+    "sd15": SD15_ID,  # an SD 1.5 base with --video is AnimateDiff
+    "zeroscope": "cerspense/zeroscope_v2_576w",
+    "modelscope": "ali-vilab/text-to-video-ms-1.7b",
 }
 TINY_VIDEO_FAMILY = {"tiny-video": "animatediff", "tiny-video3d": "modelscope"}
 DEFAULT_GUIDANCE = {"animatediff": 7.5, "modelscope": 9.0, "zeroscope": 9.0}
@@ -78,18 +78,28 @@ class VideoModelRef:
     name: str  # what the user passed
     kind: str  # "tiny" | "local" | "hub"
     location: str  # tiny name, folder or repo id
-    family: str | None  # from the alias; None = decide from the UNet class
+    family: str | None  # named (--family, tiny model, known hub id); None = decide from the UNet
 
 
-def resolve_video_model(model: str) -> VideoModelRef:
+def video_family_of_id(model_id: str) -> str | None:
+    """The video family of a known hub id: an SD 1.5 base is sampled as AnimateDiff."""
+    from ..families import family_of_model_id
+
+    family = family_of_model_id(model_id)
+    return "animatediff" if family == "sd15" else family if family in DEFAULT_GUIDANCE else None
+
+
+def resolve_video_model(model: str, family: str | None = None) -> VideoModelRef:
+    """Where `model` points and its family: `family` (--family) if given, else the tiny model's or
+    the known hub id's; None leaves it to the UNet's architecture."""
     from .image import resolve_model
     from .tiny_video import is_tiny_video
 
     if is_tiny_video(model):
-        return VideoModelRef(model, "tiny", model, TINY_VIDEO_FAMILY[model])
+        return VideoModelRef(model, "tiny", model, family or TINY_VIDEO_FAMILY[model])
     if model in VIDEO_ALIASES:
-        repo, family = VIDEO_ALIASES[model]
-        return VideoModelRef(model, "hub", repo, family)
+        repo = VIDEO_ALIASES[model]
+        return VideoModelRef(model, "hub", repo, family or video_family_of_id(repo))
     try:
         ref = resolve_model(model)
     except ScaleCrafterError:
@@ -99,8 +109,7 @@ def resolve_video_model(model: str) -> VideoModelRef:
         ) from None
     if ref.kind == "tiny":
         raise ScaleCrafterError(f"{model!r} is an image model; video test models are tiny-video and tiny-video3d")
-    family = "zeroscope" if "zeroscope" in ref.location.lower() else None
-    return VideoModelRef(model, ref.kind, ref.location, family)
+    return VideoModelRef(model, ref.kind, ref.location, family or (video_family_of_id(ref.location) if ref.kind == "hub" else None))
 
 
 def _how_to_get(repo: str) -> str:
@@ -176,7 +185,7 @@ def inspect_video_model(opts: GenerateOptions) -> tuple[VideoModelRef, dict[str,
 
     Fails fast (seconds, no weights read) when the model or its motion adapter is missing offline.
     """
-    ref = resolve_video_model(opts.model)
+    ref = resolve_video_model(opts.model, opts.family)
     if ref.kind == "tiny":
         if opts.motion_adapter and ref.name != "tiny-video":
             raise ScaleCrafterError(f"--motion-adapter only applies to AnimateDiff models, not {ref.name}")
@@ -192,6 +201,8 @@ def inspect_video_model(opts: GenerateOptions) -> tuple[VideoModelRef, dict[str,
             raise ScaleCrafterError(
                 f"--motion-adapter only applies to AnimateDiff (an SD 1.5 base); {opts.model!r} is a UNet3D video model"
             )
+        if ref.family is None:
+            _check_unet3d_family(ref)
     elif unet_class in (None, "UNet2DConditionModel") or (unet_class == "UNetMotionModel" and opts.motion_adapter):
         # an SD 1.5 base (or an AnimateDiff pipeline given another adapter): the adapter must be here too
         loc = _adapter_location(opts)
@@ -203,6 +214,37 @@ def inspect_video_model(opts: GenerateOptions) -> tuple[VideoModelRef, dict[str,
             "use an SD 1.5 base (AnimateDiff), an AnimateDiff pipeline, or a ModelScope/Zeroscope UNet3D pipeline"
         )
     return ref, index, adapter_cfg
+
+
+def _check_unet3d_family(ref: VideoModelRef) -> None:
+    """ModelScope and Zeroscope share one UNet3D layout: refuse before loading when the config says
+    it is that layout and nothing names the family (checked again on the loaded UNet)."""
+    from ..families import ambiguous_family_error, families_of_layout
+
+    if ref.kind == "local":
+        path = Path(ref.location).expanduser() / "unet" / "config.json"
+        config = _read_json(path, "model") if path.is_file() else None
+    else:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(ref.location, "unet/config.json")
+        config = _read_json(Path(cached), "model") if isinstance(cached, str) else None
+    candidates = families_of_layout("UNet3DConditionModel", config)
+    if len(candidates) > 1:
+        raise ambiguous_family_error("UNet3DConditionModel", candidates)
+
+
+def _architecture_family(pipe, kind: str) -> str:
+    """The family of a loaded video UNet nothing named: the one its layout fits, or for a layout of
+    no family (e.g. a small fine-tune) the defaults of its kind, with its own base size."""
+    from ..families import ambiguous_family_error, layout_families
+
+    candidates = layout_families(pipe.unet)
+    if len(candidates) > 1:
+        raise ambiguous_family_error(type(pipe.unet).__name__, candidates)
+    if candidates:
+        return candidates[0]
+    return "animatediff" if kind == "animatediff" else "modelscope"
 
 
 def _unet_class(index: dict) -> str | None:
@@ -290,7 +332,7 @@ def load_video_pipeline(opts: GenerateOptions, device: str, dtype, inspected=Non
             f"video model {opts.model!r} ({ref.location}) could not be loaded ({_first_line(exc)}): "
             f"{_how_to_get(ref.location)}"
         ) from None
-    family = ref.family or ("animatediff" if kind == "animatediff" else "modelscope")
+    family = ref.family or _architecture_family(pipe, kind)
     pipe.to(device)
     if kind == "animatediff":
         max_frames = int(getattr(pipe.unet.config, "motion_max_seq_length", max_frames or 32))
@@ -329,6 +371,8 @@ def validate_video_options(opts: GenerateOptions) -> None:
     from .image import validate_options
 
     validate_options(opts)
+    if opts.family is not None and opts.family not in DEFAULT_GUIDANCE:
+        raise ScaleCrafterError(f"--family {opts.family} is an image family; video families: {', '.join(DEFAULT_GUIDANCE)}")
     check_frames(opts.frames, None, "")
     if isinstance(opts.fps, bool) or not isinstance(opts.fps, int) or opts.fps < 1:
         raise ScaleCrafterError(f"fps must be a whole number of at least 1, got {opts.fps!r}")
@@ -421,9 +465,10 @@ def sample_video(pipe, opts: GenerateOptions, prompt: str, seed: int, guidance: 
 def base_size(loaded: LoadedVideo) -> tuple[int, int]:
     """(height, width) in pixels the model was trained at.
 
-    Tiny models: 64. A model named by alias (or with "zeroscope" in its id): its family's size
-    (Zeroscope was tuned at 576x320, which a square UNet sample_size cannot say). Anything else:
-    the UNet's sample_size times the VAE factor, so fine-tunes at other sizes get their own base.
+    Tiny models: 64. A model whose family is named (--family, a known hub id or alias): its
+    family's size (Zeroscope was tuned at 576x320, which a square UNet sample_size cannot say).
+    Anything else: the UNet's sample_size times the VAE factor, so fine-tunes at other sizes get
+    their own base.
     """
     if loaded.tiny:
         from .tiny_video import TINY_BASE_PX
@@ -451,6 +496,7 @@ class _Method:
     def __init__(self, loaded: LoadedVideo, opts: GenerateOptions, guidance: float):
         self.loaded, self.opts, self.guidance = loaded, opts, guidance
         self.meta: dict[str, Any] = {"plan": None}
+        self.handle = None
 
     def _target(self) -> tuple[dict[str, Any], Any]:
         from ..families import get_family
@@ -472,7 +518,7 @@ class _Method:
         if opts.method == "scalecrafter":
             from ..patch import apply_scalecrafter
 
-            handle = apply_scalecrafter(
+            self.handle = handle = apply_scalecrafter(
                 pipe,
                 height=opts.height,
                 width=opts.width,
@@ -483,7 +529,8 @@ class _Method:
                 cfg=self.guidance > 1.0,  # TextToVideoSDPipeline has no do_classifier_free_guidance
                 **where,
             )
-            self.meta = {"plan": handle.plan.to_dict(), "patched_convs": handle.patched_convs}
+            self.meta = {"plan": handle.plan.to_dict(), "patched_convs": handle.patched_convs,
+                         "ndcfg_layout": handle.ndcfg_layout}
         elif opts.method == "attn-sf":
             from ..patch import apply_attn_sf
 
@@ -492,9 +539,11 @@ class _Method:
         return self.meta
 
     def __exit__(self, *exc):
-        from ..patch import remove_attn_sf, remove_scalecrafter
+        from ..patch import remove_attn_sf
 
-        remove_scalecrafter(self.loaded.pipe)
+        if self.handle is not None:
+            self.handle.remove()
+            self.meta.update(unet_calls=self.handle.unet_calls, damped_passes=self.handle.damped_passes)
         remove_attn_sf(self.loaded.pipe)
         return False
 
