@@ -10,13 +10,14 @@ call at or below the base size runs the UNet as trained.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from torch import nn
 
 from .errors import ScaleCrafterError
 from .families import ambiguous_family_error, get_family, layout_families
 from .plan import Plan
-from .presets import resolve_plan
+from .presets import load_preset, resolve_plan
 
 DEFAULT_MAX_SCALE = 8.0
 
@@ -101,7 +102,7 @@ class PlanResolver:
         if self.target is not None:
             self.plan_for(*self.target)
         elif self.preset != "auto":  # a named, file or custom plan: its mistakes fail now, not mid-sampling
-            self._resolve(*self.base)
+            self._resolve(*self._preset_target())
 
     @property
     def fixed_plan(self) -> Plan | None:
@@ -111,8 +112,10 @@ class PlanResolver:
         """The plan for a `height` x `width` target (in this resolver's units)."""
         key = (height, width)
         if key not in self._cache:
+            check_size(height, width)
+            plan = self._resolve(height, width)  # a preset that does not fit says so before the scale check
             self._check_scale(height, width)
-            self._cache[key] = self._resolve(height, width)
+            self._cache[key] = plan
         return self._cache[key]
 
     def plan_for_sample(self, sample_hw: tuple[int, int]) -> Plan:
@@ -132,7 +135,6 @@ class PlanResolver:
         return self.plan_for(*size)
 
     def _check_scale(self, height: int, width: int) -> None:
-        check_size(height, width)
         scale = max(height / self.base[0], width / self.base[1])
         if scale > self.max_scale:
             raise ScaleCrafterError(
@@ -140,6 +142,15 @@ class PlanResolver:
                 f"width={self.base[1]}) per side, above max_scale={self.max_scale:g}; sizes were read as "
                 f"{_units_text(self.units)}: pass sizes in those units, or raise max_scale if you mean it"
             )
+
+    def _preset_target(self) -> tuple[int, int]:
+        """The size a named or file preset was written for (it is checked against the model there);
+        a dict or Plan is applied as written at any size."""
+        if isinstance(self.preset, (str, Path)):
+            target = load_preset(self.preset)[1].target
+            if target is not None:
+                return target
+        return self.base
 
     def _resolve(self, height: int, width: int) -> Plan:
         plan = resolve_plan(

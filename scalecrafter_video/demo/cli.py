@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
 
 def add_demo_parser(subparsers) -> argparse.ArgumentParser:
@@ -19,8 +18,9 @@ def add_demo_parser(subparsers) -> argparse.ArgumentParser:
                     "case the share of samples with exactly one well-formed object, the share with "
                     "repeated objects, and background cleanliness relative to base-size samples.",
     )
-    p.add_argument("--out", type=Path, default=Path("out/demo"), help="folder for grid.png, table.md, results.json (default out/demo)")
-    p.add_argument("--json", type=Path, default=None, help="also write {\"cases\": [...]} to this file")
+    p.add_argument("--out", default="out/demo", help="folder for grid.png, table.md, results.json (default out/demo)")
+    p.add_argument("--json", default=None, help="also write {\"cases\": [...]} to this file")
+    p.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run")
     p.add_argument("--samples", type=int, default=8, help="samples per case (default 8)")
     p.add_argument("--steps", type=int, default=25, help="DDIM steps (default 25; windows follow the timesteps)")
     p.add_argument("--seed", type=int, default=0)
@@ -37,14 +37,22 @@ def run_demo(args) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
+    from .. import outputs
     from ..errors import ScaleCrafterError
     from .model import load_demo_model
-    from .run import benchmark, default_cases, format_table, write_outputs
+    from .run import benchmark, default_cases, format_table, output_paths, write_outputs
 
     if args.samples < 1 or args.steps < 1:
         raise ScaleCrafterError("--samples and --steps must be at least 1")
     if any(s < 1 for s in args.scales):
         raise ScaleCrafterError("--scales must be positive integers (per-side factors, e.g. 2 4)")
+    out_dir = outputs.path_argument(args.out)
+    json_path = None if args.json is None else outputs.path_argument(args.json, "--json", "file")
+    targets = output_paths(out_dir, json_path)
+    outputs.check_targets(targets.values(), args.overwrite)
+    for flag, folder in (("--out", out_dir), ("--json", json_path and json_path.parent)):
+        if folder is not None:
+            outputs.check_writable(folder, flag)
     if args.threads:
         torch.set_num_threads(args.threads)
     model = load_demo_model()
@@ -54,7 +62,7 @@ def run_demo(args) -> int:
                              progress_bar=not args.no_progress)
     meta = {"model": "shapes32", "samples": args.samples, "steps": args.steps, "guidance": args.guidance,
             "eta": args.eta, "seed": args.seed, "sampler": "DDIM", "torch_threads": torch.get_num_threads()}
-    written = write_outputs(rows, images, args.out, args.json, meta)
+    written = write_outputs(rows, images, out_dir, json_path, meta)
     print(format_table(rows))
     for k, v in written.items():
         print(f"{k}: {v}", file=sys.stderr)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import outputs
 from . import metrics
 from .model import DemoModel
 from .sampling import BATCH_LAYOUT, sample
@@ -148,25 +149,31 @@ def save_grid(rows: list[dict], images: dict[str, np.ndarray], path: Path, colum
             im = Image.fromarray((np.clip(images[key][c], 0, 1) * 255).round().astype(np.uint8))
             im = im.resize((cell, cell), Image.NEAREST)
             canvas.paste(im, (label_w + pad + c * (cell + pad), y))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(path)
+    outputs.save_image(canvas, path)
+
+
+def output_paths(out_dir: Path | None, json_path: Path | None) -> dict[str, Path]:
+    """What `write_outputs` writes, by name: the folder's grid, table and results, and the --json file."""
+    paths = {}
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        paths.update(grid=out_dir / "grid.png", table=out_dir / "table.md", results=out_dir / "results.json")
+    if json_path is not None:
+        paths["json"] = Path(json_path)
+    return paths
 
 
 def write_outputs(rows: list[dict], images: dict, out_dir: Path | None, json_path: Path | None,
                   meta: dict) -> dict:
-    public = [{k: v for k, v in r.items() if k != "per_sample"} for r in rows]
-    doc = {"cases": public, **meta}
-    written = {}
-    if out_dir is not None:
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        save_grid(rows, images, out_dir / "grid.png")
-        (out_dir / "table.md").write_text(format_table(rows) + "\n")
-        full = {"cases": rows, **meta}
-        (out_dir / "results.json").write_text(json.dumps(full, indent=1) + "\n")
-        written.update(grid=out_dir / "grid.png", table=out_dir / "table.md", results=out_dir / "results.json")
-    if json_path is not None:
-        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_path).write_text(json.dumps(doc, indent=1) + "\n")
-        written["json"] = Path(json_path)
-    return written
+    """Write every output of `output_paths`, each atomically; returns them by name."""
+    paths = output_paths(out_dir, json_path)
+    for path in paths.values():
+        outputs.prepare_out_dir(path.parent)
+    if "grid" in paths:
+        save_grid(rows, images, paths["grid"])
+        outputs.atomic_write_text(paths["table"], format_table(rows) + "\n")
+        outputs.atomic_write_text(paths["results"], json.dumps({"cases": rows, **meta}, indent=1) + "\n")
+    if "json" in paths:
+        public = [{k: v for k, v in r.items() if k != "per_sample"} for r in rows]
+        outputs.atomic_write_text(paths["json"], json.dumps({"cases": public, **meta}, indent=1) + "\n")
+    return paths
