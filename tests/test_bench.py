@@ -116,6 +116,7 @@ def test_tiny_timing_mode_json(scv):
     assert whole["direct"]["source"].startswith("computed")
 
 
+@pytest.mark.slow
 def test_tiny_gpu_suite_writes_results_and_checks(tmp_path):
     result = run_suite(tmp_path, tiny=True, steps=2)
     assert {p.name for p in tmp_path.iterdir()} == {"bench.json", "bench.md"}
