@@ -47,6 +47,7 @@ commands:
   generate   sample images (or videos with --video) at a resolution above the model's training size
   plan       print the resolved re-dilation / NDCFG plan per sampling step (no weights needed)
   presets    list the shipped reference presets
+  bench      what ScaleCrafter costs: FLOPs (no GPU), time per step and per run, peak memory
   demo       the small shipped demo model (train, generate, metrics), when installed
   sweep      generate a prompts x seeds x methods x sizes grid (resumable, multi-process)
   eval       FID/KID (real, base-size, crops) per method and size of generated images
@@ -161,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_generate(sub)
     _add_plan(sub)
     _add_presets(sub)
+    _add_bench(sub)
     _add_demo(sub)
     _add_sweep(sub)
     _add_eval(sub)
@@ -289,6 +291,14 @@ def _add_presets(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the presets as JSON plans")
     _debug_flag(p)
     p.set_defaults(_handler=cmd_presets)
+
+
+def _add_bench(sub) -> None:
+    from .bench.cli import add_bench_parser, run_bench
+
+    p = add_bench_parser(sub)
+    _debug_flag(p)
+    p.set_defaults(_handler=run_bench)
 
 
 def _add_demo(sub) -> None:
@@ -606,7 +616,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help / --version
         return exc.code if isinstance(exc.code, int) else 0
     if not getattr(args, "_handler", None):
-        _err("choose a command: generate, plan, presets" + (", demo" if "demo" in _commands(parser) else "")
+        _err("choose a command: generate, plan, presets, bench" + (", demo" if "demo" in _commands(parser) else "")
              + ", sweep, eval (see `scv --help`)")
         return 2
     try:

@@ -8,7 +8,8 @@
   work in either order). The pre-hook reads the timestep and the sample's size and selects the
   main plan's factors; the forward hook runs the damped pass on the unconditional half and
   returns [u_damped; u_damped + c_main - u_main], which the pipeline turns into noise-damped CFG
-  (only where the CFG batch layout is known: `layouts`).
+  (only where the CFG batch layout is known: `layouts`). The damped pass takes the units it shares
+  with the main pass from it (`reuse.PrefixReuse`) and is skipped where both plans agree.
 - One set of conv wrappers and hooks per UNet, shared by the handles applied to it: the most
   recent handle still in place runs; removing a handle takes off only its own plan (the one
   below runs again) and the last removal restores the UNet bit for bit. No UNet copy, no
@@ -26,15 +27,17 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from .dispersed import DispersedKernels
 from .errors import ScaleCrafterError
 from .layers import spatial_convs
 from .layouts import batch_layout as layout_of
 from .layouts import cfg_probe, unknown_layout_warning
 from .ops.attn_sf import attn_sf_scale
-from .ops.dispersion import disperse_kernel, dispersion_transform
+from .ops.dispersion import dispersion_transform
 from .ops.guidance import ndcfg_batch
 from .ops.redilate import redilated_conv2d
 from .plan import Plan
+from .reuse import PrefixReuse, differing_layers, rows_of, supports_reuse
 from .sizing import DEFAULT_MAX_SCALE, PlanResolver, base_size, check_size, pixels_per_sample, resolve_family
 
 logger = logging.getLogger(__name__)
@@ -74,7 +77,7 @@ class _State:
 
     factors: dict = field(default_factory=dict)  # logical layer -> (dh, dw)
     dispersed: frozenset = frozenset()  # layers using the dispersed kernel now
-    R: torch.Tensor | None = None  # the dispersion transform, made when first needed
+    kernels: DispersedKernels | None = None  # made when dispersion is first needed
 
 
 def _make_conv_forward(conv: nn.Conv2d, layer: str, state: _State, original):
@@ -88,7 +91,7 @@ def _make_conv_forward(conv: nn.Conv2d, layer: str, state: _State, original):
             input = input.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w)
         padding = conv.padding
         if layer in state.dispersed:  # the K x K kernel already doubles the receptive field
-            weight, padding = disperse_kernel(weight, state.R), None
+            weight, padding = state.kernels.kernel(weight, conv), None
             factor = (max(1.0, factor[0] / 2), max(1.0, factor[1] / 2))
         out = redilated_conv2d(input, weight, bias, conv.stride, factor, conv.groups, padding)
         if folded:
@@ -157,9 +160,13 @@ class _Patch:
         self.state = _State()
         self.stack: list[ScaleCrafterHandle] = []
         self.plan: Plan | None = None  # the plan of the UNet call in progress
+        self.damped: dict | None = None  # the damped plan's factors when the call in progress runs NDCFG
+        self.prefix: PrefixReuse | None = None
         self.saved: list[tuple[nn.Conv2d, object]] = []
         self.hooks = []
         try:
+            if supports_reuse(unet):
+                self.prefix = PrefixReuse(unet)
             for name, convs in layers.items():
                 for conv in convs:
                     if not _patchable(name, conv):
@@ -184,34 +191,53 @@ class _Patch:
         self.state.factors = self.plan.factors(timestep, self.layer_names, variant)
         active = handle.dispersion and self.plan.dispersion_active(timestep)
         self.state.dispersed = frozenset(self.plan.dispersed_layers(self.layer_names)) if active else frozenset()
-        if active and self.state.R is None:
-            self.state.R = dispersion_transform()
+        if active and self.state.kernels is None:
+            self.state.kernels = DispersedKernels(dispersion_transform())
 
     def _pre(self, module, args, kwargs):
         handle = self.stack[-1]
         handle.unet_calls += 1
-        self.plan = handle._plan_for_call(tuple(_sample(args, kwargs).shape[-2:]))
-        self._select(_timestep(args, kwargs), "main")
+        sample, t = _sample(args, kwargs), _timestep(args, kwargs)
+        self.plan = handle._plan_for_call(tuple(sample.shape[-2:]))
+        self._select(t, "main")
+        self.damped = self._damped_factors(handle, t, sample)
+
+    def _damped_factors(self, handle: ScaleCrafterHandle, t: float, sample: torch.Tensor) -> dict | None:
+        """The damped plan's factors if this call runs NDCFG; arms the prefix cache for the main pass."""
+        if not handle._runs_ndcfg(self.plan, t, sample.shape[0]):
+            return None
+        damped = self.plan.factors(t, self.layer_names, "damped")
+        if handle.reuse and self.prefix is not None and damped != self.state.factors:
+            self.prefix.arm(differing_layers(self.state.factors, damped), rows_of(sample))
+        return damped
 
     def _post(self, module, args, kwargs, output):
-        t, batch = _timestep(args, kwargs), _sample(args, kwargs).shape[0]
-        handle = self.stack[-1]
-        if not handle._runs_ndcfg(self.plan, t, batch):
-            return None
+        handle, damped = self.stack[-1], self.damped
+        if damped is None or (handle.reuse and damped == self.state.factors):
+            return None  # both plans agree at this step: the damped pass would return u_main
+        batch = _sample(args, kwargs).shape[0]
         half_args = tuple(_first_half(a, batch) for a in args)
         half_kwargs = {k: _first_half(v, batch) for k, v in kwargs.items()}
-        self._select(t, "damped")
-        uncond_damped = _sample_of(module.forward(*half_args, **half_kwargs))
+        self.state.factors = damped
+        reuse = self.prefix.replay() if handle.reuse and self.prefix is not None else contextlib.nullcontext()
+        with reuse:
+            uncond_damped = _sample_of(module.forward(*half_args, **half_kwargs))
         handle.damped_passes += 1
         return _with_sample(output, ndcfg_batch(_sample_of(output), uncond_damped))
 
     def _clear(self, module, args, output):
-        self.state.factors, self.state.dispersed = {}, frozenset()
+        self.state.factors, self.state.dispersed, self.damped = {}, frozenset(), None
+        if self.prefix is not None:
+            self.prefix.clear()
+        if self.state.kernels is not None:
+            self.state.kernels.clear()
 
     def uninstall(self) -> None:
         for hook in self.hooks:
             hook.remove()
         self.hooks.clear()
+        if self.prefix is not None:
+            self.prefix.remove()
         for conv, before in reversed(self.saved):
             if before is _MISSING:
                 conv.__dict__.pop("_conv_forward", None)
@@ -226,14 +252,16 @@ class ScaleCrafterHandle:
     """What `apply_scalecrafter` returns: the plan in force, what ran, and a way to take it off.
 
     `unet_calls` counts the UNet calls this handle ran (while it was the one in force) and
-    `damped_passes` the noise-damped passes among them; `ndcfg_layout` is the CFG batch layout
-    NDCFG relies on, None when NDCFG cannot run (off, or the layout is unknown).
+    `damped_passes` the noise-damped passes among them (none where both plans agree at a step);
+    `ndcfg_layout` is the CFG batch layout NDCFG relies on, None when NDCFG cannot run (off, or
+    the layout is unknown); `reuse` whether the damped pass reuses the main pass's prefix.
     """
 
     def __init__(self, unet: nn.Module, plans: PlanResolver, family: str | None, ndcfg: bool, dispersion: bool,
-                 ndcfg_layout: str | None, cfg: Callable[[], bool]):
+                 ndcfg_layout: str | None, cfg: Callable[[], bool], reuse: bool = True):
         self.unet, self.plans, self.family = unet, plans, family
         self.ndcfg, self.dispersion, self.ndcfg_layout, self.cfg = ndcfg, dispersion, ndcfg_layout, cfg
+        self.reuse = reuse
         self.unet_calls = 0
         self.damped_passes = 0
         self._last: Plan | None = plans.fixed_plan
@@ -256,6 +284,15 @@ class ScaleCrafterHandle:
     def patched_convs(self) -> int:
         patch = _SCALECRAFTER.get(self.unet)
         return patch.patched_convs if patch is not None and self in patch.stack else 0
+
+    @property
+    def prefix_reuse(self) -> PrefixReuse | None:
+        """The damped pass's prefix cache (`peak_bytes`, `reused_units`); None when this handle does
+        not reuse (reuse=False, NDCFG off, or a UNet class whose unit order is not known)."""
+        patch = _SCALECRAFTER.get(self.unet)
+        if patch is None or self not in patch.stack or not (self.reuse and self.ndcfg_layout):
+            return None
+        return patch.prefix
 
     def remove(self) -> bool:
         """Take off this handle's plan only (idempotent). Returns whether it was in place."""
@@ -290,6 +327,7 @@ def apply_scalecrafter(
     cfg: bool | Callable[[], bool] | None = None,
     batch_layout: str | None = None,
     max_scale: float = DEFAULT_MAX_SCALE,
+    reuse: bool = True,
 ) -> ScaleCrafterHandle:
     """Patch a diffusers pipeline (sizes in pixels) or a bare UNet (sizes in sample units).
 
@@ -302,7 +340,9 @@ def apply_scalecrafter(
     declaring `scalecrafter_batch_layout`, or `batch_layout="uncond,cond"`; elsewhere a warning
     and re-dilation alone). dispersion: dispersed kernels on the plan's dispersion layers (opt-in,
     as in the reference). progressive: None keeps the plan's own decay; False holds every factor
-    for its whole window, True decays every rule.
+    for its whole window, True decays every rule. reuse: the damped pass takes what it shares with
+    the main pass from it, and is skipped where both plans agree (the same prediction; False runs
+    the whole damped pass, for tests and benchmarks).
     family / base / cfg are for tinkering: the preset family (required where the architecture
     cannot tell, e.g. ModelScope vs Zeroscope), the base size, and whether the pipeline is doing
     CFG (default: the pipeline's own `do_classifier_free_guidance`).
@@ -328,7 +368,7 @@ def apply_scalecrafter(
     if ndcfg and layout is None and (fixed is None or fixed.ndcfg_stop > 0):
         logger.warning(unknown_layout_warning(pipe))
     handle = ScaleCrafterHandle(unet, plans, family, ndcfg, dispersion, layout,
-                                cfg_probe(pipe, cfg) if layout else (lambda: False))
+                                cfg_probe(pipe, cfg) if layout else (lambda: False), reuse)
     patch = _SCALECRAFTER.get(unet)
     if patch is None:
         patch = _SCALECRAFTER[unet] = _Patch(unet, layers)
