@@ -29,8 +29,10 @@ examples:
   scv generate --model sd21 --prompt "a castle" --res 1024x1024 --method direct   # baseline
   scv generate --model tiny-sd --res 128x128 --steps 4                            # offline smoke test (noise)
   scv generate --video --prompt "waves at sunset" --res 1024x1024 --frames 16 --fps 8
+  cat prompts.txt | scv generate --prompts - --res 1024x1024 --skip-existing      # resume a batch
 
---res is WIDTHxHEIGHT: 2048x1024 is 2048 pixels wide and 1024 high.
+--res is WIDTHxHEIGHT: 2048x1024 is 2048 pixels wide and 1024 high. Output names hold the prompt,
+size, method, seed and a hash of every other setting that changes the output.
 """
 
 PLAN_EXAMPLES = """\
@@ -45,7 +47,10 @@ commands:
   generate   sample images (or videos with --video) at a resolution above the model's training size
   plan       print the resolved re-dilation / NDCFG plan per sampling step (no weights needed)
   presets    list the shipped reference presets
+  bench      what ScaleCrafter costs: FLOPs (no GPU), time per step and per run, peak memory
   demo       the small shipped demo model (train, generate, metrics), when installed
+  sweep      generate a prompts x seeds x methods x sizes grid (resumable, multi-process)
+  eval       FID/KID (real, base-size, crops) per method and size of generated images
 
 examples:
   scv generate --model sd15 --prompt "a corgi on a beach" --res 2048x2048
@@ -88,24 +93,35 @@ def parse_res(text: str) -> tuple[int, int]:
 
 
 def read_prompts(path: str | Path) -> list[str]:
-    """One prompt per line; blank lines and lines starting with '#' are skipped."""
-    path = Path(path)
-    if not path.exists():
-        raise ScaleCrafterError(f"--prompts file '{path}' does not exist")
-    if not path.is_file():
-        raise ScaleCrafterError(f"--prompts '{path}' is not a file")
+    """One prompt per line from a file, or from standard input for '-'. A UTF-8 byte-order mark
+    is dropped; blank lines and lines starting with '#' are skipped."""
+    if str(path) == "-":
+        where = "--prompts - (standard input)"
+        if sys.stdin is None:
+            raise ScaleCrafterError(f"{where}: there is no standard input")
+        buffer = getattr(sys.stdin, "buffer", None)
+        data = buffer.read() if buffer is not None else sys.stdin.read().encode("utf-8")
+    else:
+        path = Path(path)
+        where = f"--prompts file '{path}'"
+        if not path.exists():
+            raise ScaleCrafterError(f"{where} does not exist")
+        if not path.is_file():
+            raise ScaleCrafterError(f"--prompts '{path}' is not a file")
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ScaleCrafterError(f"cannot read {where}: {exc.strerror or exc}") from None
     try:
-        text = path.read_text(encoding="utf-8")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise ScaleCrafterError(f"--prompts file '{path}' is not UTF-8 text") from None
-    except OSError as exc:
-        raise ScaleCrafterError(f"cannot read --prompts file '{path}': {exc.strerror or exc}") from None
+        raise ScaleCrafterError(f"{where} is not UTF-8 text") from None
     if "\x00" in text:
-        raise ScaleCrafterError(f"--prompts file '{path}' is not a text file")
+        raise ScaleCrafterError(f"{where} is not a text file")
     prompts = [line.strip() for line in text.splitlines()]
     prompts = [p for p in prompts if p and not p.startswith("#")]
     if not prompts:
-        raise ScaleCrafterError(f"--prompts file '{path}' has no prompts (one per line; '#' starts a comment)")
+        raise ScaleCrafterError(f"{where} has no prompts (one per line; '#' starts a comment)")
     return prompts
 
 
@@ -146,7 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_generate(sub)
     _add_plan(sub)
     _add_presets(sub)
+    _add_bench(sub)
     _add_demo(sub)
+    _add_sweep(sub)
+    _add_eval(sub)
     return parser
 
 
@@ -168,7 +187,8 @@ def _add_generate(sub) -> None:
     what = p.add_argument_group("what to generate")
     prompt = what.add_mutually_exclusive_group()
     prompt.add_argument("--prompt", metavar="TEXT", help=f"the prompt (tiny models default to {SMOKE_PROMPT!r})")
-    prompt.add_argument("--prompts", metavar="FILE", help="a text file with one prompt per line ('#' comments)")
+    prompt.add_argument("--prompts", metavar="FILE",
+                        help="a text file with one prompt per line ('#' comments); - reads standard input")
     what.add_argument("--res", required=True, metavar="WxH", help="output size WIDTHxHEIGHT in pixels, e.g. 2048x1024")
     what.add_argument("--negative-prompt", metavar="TEXT", default=d.negative_prompt, help="negative prompt")
 
@@ -179,6 +199,9 @@ def _add_generate(sub) -> None:
         help="sd15, sd21, sdxl, a hub id, a local diffusers folder, or tiny-sd / tiny-sdxl (offline, noise); "
         "default sd15 (animatediff with --video)",
     )
+    load.add_argument("--family", default=None, choices=PLAN_FAMILIES,
+                      help="the model's family (base size, presets, defaults); needed where the architecture cannot "
+                      "tell, e.g. a local ModelScope or Zeroscope folder; default: from the model id or architecture")
     load.add_argument("--dtype", default=d.dtype, choices=("auto", "float32", "float16", "bfloat16"),
                       help="weights dtype (auto: float16 on CUDA, float32 on CPU)")
     load.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:N or mps (default auto)")
@@ -195,6 +218,9 @@ def _add_generate(sub) -> None:
                         help="hold each re-dilation factor for its whole window (the reference 4x plans decay it)")
     method.add_argument("--dispersion", action="store_true",
                         help="dispersed convolution on the plan's dispersion layers (opt-in, for 16x pixels)")
+    method.add_argument("--force-preset", action="store_true",
+                        help="apply --preset even to a model of another family or base size, or at another size "
+                        "than it was written for (an error otherwise)")
 
     samp = p.add_argument_group("sampling")
     samp.add_argument("--steps", type=_positive_int("steps"), default=d.steps, help=f"sampling steps (default {d.steps})")
@@ -209,18 +235,24 @@ def _add_generate(sub) -> None:
     samp.add_argument("--freeu", action="store_true", help="FreeU with the reference parameters of the family")
     samp.add_argument("--vae-tiling", default=d.vae_tiling, choices=("auto", "on", "off"),
                       help="tiled VAE decode (auto: above 1536 px per side, above 1024 for SDXL)")
+    samp.add_argument("--force-memory", action="store_true",
+                      help="run even when the memory estimate (latents, UNet activations, VAE decode; checked before "
+                      "loading) exceeds the device's free memory")
 
     out = p.add_argument_group("output")
     out.add_argument("--out", default=str(d.out_dir), metavar="DIR", help=f"output folder (default {d.out_dir})")
-    out.add_argument("--overwrite", action="store_true", help="replace existing outputs of the same name")
+    exist = out.add_mutually_exclusive_group()
+    exist.add_argument("--overwrite", action="store_true", help="replace existing outputs of the same name")
+    exist.add_argument("--skip-existing", action="store_true",
+                       help="leave outputs whose file and sidecar exist and do the rest (resume a stopped batch)")
     out.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
 
     video = p.add_argument_group("video")
     video.add_argument("--video", action="store_true", help="generate videos (default model animatediff)")
-    video.add_argument("--frames", type=_positive_int("frames"), default=d.frames, help=f"frames (default {d.frames})")
-    video.add_argument("--fps", type=_positive_int("fps"), default=d.fps, help=f"frames per second of the MP4 (default {d.fps})")
-    video.add_argument("--motion-adapter", metavar="ID", default=d.motion_adapter,
-                       help="AnimateDiff motion adapter (hub id or folder)")
+    video.add_argument("--frames", type=_positive_int("frames"), default=None, help=f"frames (default {d.frames})")
+    video.add_argument("--fps", type=_positive_int("fps"), default=None, help=f"frames per second of the MP4 (default {d.fps})")
+    video.add_argument("--motion-adapter", metavar="ID", default=None,
+                       help="AnimateDiff motion adapter (hub id or folder; AnimateDiff models only)")
     video.add_argument("--save-frames", action="store_true", help="also write every frame as a PNG")
     video.add_argument("--compare", action="store_true", help="also run direct sampling and write both side by side")
     _debug_flag(p)
@@ -240,6 +272,8 @@ def _add_plan(sub) -> None:
     p.add_argument("--res", required=True, metavar="WxH", help="target size WIDTHxHEIGHT in pixels")
     p.add_argument("--steps", type=_positive_int("steps"), default=50, help="sampling steps (default 50)")
     p.add_argument("--preset", default="auto", metavar="NAME|auto|PATH", help="auto (default), a preset name or a .toml file")
+    p.add_argument("--force-preset", action="store_true",
+                   help="show --preset even for another family or size than it was written for")
     p.add_argument("--scheduler", default="ddim", choices=("ddim", "dpm++", "euler", "euler-a", "pndm", "unipc"),
                    help="sampler whose timesteps are used (default ddim, leading spacing, steps_offset 1)")
     p.add_argument("--no-ndcfg", dest="ndcfg", action="store_false", help="show the plan with ordinary CFG")
@@ -259,6 +293,14 @@ def _add_presets(sub) -> None:
     p.set_defaults(_handler=cmd_presets)
 
 
+def _add_bench(sub) -> None:
+    from .bench.cli import add_bench_parser, run_bench
+
+    p = add_bench_parser(sub)
+    _debug_flag(p)
+    p.set_defaults(_handler=run_bench)
+
+
 def _add_demo(sub) -> None:
     try:
         from .demo.cli import add_demo_parser, run_demo
@@ -274,10 +316,34 @@ def _add_demo(sub) -> None:
             _debug_flag(p)
 
 
+def _add_sweep(sub) -> None:
+    from .sweep.cli import add_sweep_parser, run_sweep_command
+
+    p = add_sweep_parser(sub)
+    _debug_flag(p)
+    p.set_defaults(_handler=run_sweep_command)
+
+
+def _add_eval(sub) -> None:
+    from .evaluation.cli import add_eval_parser, run_eval_command
+
+    p = add_eval_parser(sub)
+    _debug_flag(p)
+    p.set_defaults(_handler=run_eval_command)
+
+
 # ---- commands -------------------------------------------------------------------------------
+VIDEO_ONLY_FLAGS = ("frames", "fps", "motion_adapter", "save_frames", "compare")
+
+
 def cmd_generate(args: argparse.Namespace, argv: list[str]) -> int:
     from .options import GenerateOptions
+    from .outputs import path_argument
 
+    given = [f"--{name.replace('_', '-')}" for name in VIDEO_ONLY_FLAGS if getattr(args, name) not in (None, False)]
+    if given and not args.video:
+        raise ScaleCrafterError(f"{', '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} to videos: add --video")
+    out_dir = path_argument(args.out)
     width, height = parse_res(args.res)
     model = args.model or ("animatediff" if args.video else "sd15")
     if args.prompt is None and args.prompts is None:
@@ -292,6 +358,7 @@ def cmd_generate(args: argparse.Namespace, argv: list[str]) -> int:
         height=height,
         width=width,
         model=model,
+        family=args.family,
         negative_prompt=args.negative_prompt,
         method=args.method,
         preset=args.preset,
@@ -304,8 +371,11 @@ def cmd_generate(args: argparse.Namespace, argv: list[str]) -> int:
         scheduler=args.scheduler,
         seed=args.seed,
         num_per_prompt=args.num_per_prompt,
-        out_dir=Path(args.out),
+        out_dir=out_dir,
         overwrite=args.overwrite,
+        skip_existing=args.skip_existing,
+        force_memory=args.force_memory,
+        force_preset=args.force_preset,
         dtype=args.dtype,
         device=args.device,
         freeu=args.freeu,
@@ -313,8 +383,8 @@ def cmd_generate(args: argparse.Namespace, argv: list[str]) -> int:
         progress=args.progress,
         command=["scv", *argv],
         video=args.video,
-        frames=args.frames,
-        fps=args.fps,
+        frames=args.frames or GenerateOptions.frames,
+        fps=args.fps or GenerateOptions.fps,
         motion_adapter=args.motion_adapter,
         save_frames=args.save_frames,
         compare=args.compare,
@@ -335,17 +405,20 @@ def cmd_generate(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def plan_rows(family: str, width: int, height: int, steps: int, preset: str = "auto",
-              scheduler: str = "ddim", ndcfg: bool = True, progressive: bool | None = None):
+              scheduler: str = "ddim", ndcfg: bool = True, progressive: bool | None = None,
+              force_preset: bool = False):
     """(plan, rows) for a family and size: rows as `Plan.steps` gives them, on the sampler's timesteps."""
     from .families import get_family
-    from .presets import family_layers, resolve_plan
+    from .presets import family_layers, preset_argument, resolve_plan
 
-    from .pipelines.image import check_size
+    from .pipelines.image import check_size, check_steps
 
     fam = get_family(family)
     check_size(height, width, fam.latent_factor * 2 ** (fam.levels - 1))
-    plan = resolve_plan(preset, height=height, width=width, base=(fam.base_height, fam.base_width),
-                        levels=fam.levels, family=family, progressive=progressive)
+    check_steps(steps)
+    plan = resolve_plan(preset_argument(preset, force_preset), height=height, width=width,
+                        base=(fam.base_height, fam.base_width), levels=fam.levels, family=family,
+                        progressive=progressive)
     layers = list(family_layers(family))
     plan.validate(layers)
     timesteps = sampler_timesteps(steps, scheduler, plan.num_train_timesteps)
@@ -353,28 +426,26 @@ def plan_rows(family: str, width: int, height: int, steps: int, preset: str = "a
 
 
 def sampler_timesteps(steps: int, scheduler: str = "ddim", num_train_timesteps: int = 1000) -> list:
-    """The timesteps a stock SD scheduler visits for `steps` (DDIM: leading spacing, steps_offset 1)."""
-    import diffusers
-
-    from .pipelines.image import SCHEDULERS
+    """The timesteps `generate`'s scheduler visits for `steps` on the SD noise schedule (DDIM:
+    leading spacing, steps_offset 1), built by the same factory."""
+    from .pipelines.image import make_scheduler
     from .pipelines.tiny import SD_SCHEDULER_CONFIG
 
-    config = dict(SD_SCHEDULER_CONFIG, num_train_timesteps=num_train_timesteps)
-    if scheduler not in SCHEDULERS:
-        raise ScaleCrafterError(f"unknown scheduler {scheduler!r}: choose one of {', '.join(SCHEDULERS)}")
-    sched = getattr(diffusers, SCHEDULERS[scheduler]).from_config(config)
+    sched = make_scheduler(scheduler, dict(SD_SCHEDULER_CONFIG, num_train_timesteps=num_train_timesteps))
     sched.set_timesteps(steps)
     return [t.item() for t in sched.timesteps]
 
 
 def cmd_plan(args: argparse.Namespace, argv: list[str]) -> int:
+    from .plan import idle_notice
+
     width, height = parse_res(args.res)
     plan, rows = plan_rows(args.family, width, height, args.steps, args.preset, args.scheduler, args.ndcfg,
-                             args.progressive)
+                           args.progressive, args.force_preset)
     if args.json:
         print(json.dumps({"steps": rows}))
         return 0
-    print(format_plan(plan, rows, args.family, width, height, args.scheduler, args.ndcfg))
+    print(idle_notice(plan) or format_plan(plan, rows, args.family, width, height, args.scheduler, args.ndcfg))
     return 0
 
 
@@ -508,6 +579,9 @@ def _configure_logging(debug: bool) -> None:
         handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("scv: %(message)s"))
         root.addHandler(handler)
+    for handler in root.handlers:
+        if isinstance(handler, _StderrHandler):  # the terminal gets warnings; log files (sweep) may want more
+            handler.setLevel(logging.DEBUG if debug else logging.WARNING)
     root.setLevel(logging.DEBUG if debug else logging.WARNING)
 
 
@@ -542,8 +616,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help / --version
         return exc.code if isinstance(exc.code, int) else 0
     if not getattr(args, "_handler", None):
-        _err("choose a command: generate, plan, presets" + (", demo" if "demo" in _commands(parser) else "")
-             + " (see `scv --help`)")
+        _err("choose a command: generate, plan, presets, bench" + (", demo" if "demo" in _commands(parser) else "")
+             + ", sweep, eval (see `scv --help`)")
         return 2
     try:
         return int(args._handler(args, argv) or 0)

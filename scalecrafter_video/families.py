@@ -109,24 +109,62 @@ def meta_unet(family: str | Family) -> torch.nn.Module:
         return cls(**fam.unet_config)
 
 
-def detect_family(unet: torch.nn.Module) -> str | None:
-    """The family whose reference presets fit this UNet, from its class and config (never its hub name)."""
-    config = getattr(unet, "config", None)
+# Hub ids whose family is known (the weights decide the trained size, which the architecture alone
+# may not: ModelScope and Zeroscope share one UNet3D layout). Exact ids only: fine-tunes and local
+# folders go by their architecture, or by family= / --family where that cannot decide.
+KNOWN_MODELS: dict[str, str] = {
+    "stable-diffusion-v1-5/stable-diffusion-v1-5": "sd15",
+    "runwayml/stable-diffusion-v1-5": "sd15",
+    "stabilityai/stable-diffusion-2-1-base": "sd21",
+    "stabilityai/stable-diffusion-xl-base-1.0": "sdxl",
+    "ali-vilab/text-to-video-ms-1.7b": "modelscope",
+    "damo-vilab/text-to-video-ms-1.7b": "modelscope",
+    "cerspense/zeroscope_v2_576w": "zeroscope",
+}
+
+
+def family_of_model_id(model_id: str) -> str | None:
+    """The family of a known hub id (exact match), else None."""
+    return KNOWN_MODELS.get(model_id)
+
+
+def layout_families(unet: torch.nn.Module) -> tuple[str, ...]:
+    """Every family whose UNet layout this UNet has, from its class and config (never its name).
+    Empty: no family's layout; more than one: the architecture cannot tell them apart."""
+    return families_of_layout(type(unet).__name__, getattr(unet, "config", None))
+
+
+def families_of_layout(unet_class: str, config) -> tuple[str, ...]:
+    """`layout_families` from a UNet class name and its config (a dict, e.g. read from config.json, or an object)."""
     if config is None:
-        return None
-    name = type(unet).__name__
-    channels = tuple(getattr(config, "block_out_channels", ()) or ())
-    sample = getattr(config, "sample_size", None)
-    cross = getattr(config, "cross_attention_dim", None)
+        return ()
+    get = config.get if isinstance(config, dict) else lambda k, d=None: getattr(config, k, d)
+    channels = tuple(get("block_out_channels", ()) or ())
+    sample = get("sample_size", None)
+    cross = get("cross_attention_dim", None)
     sd_channels = (320, 640, 1280, 1280)
-    if name == "UNetMotionModel":
-        return "animatediff" if channels == sd_channels and cross == 768 else None
-    if name == "UNet3DConditionModel":  # Zeroscope shares this layout: pass family="zeroscope"
-        return "modelscope" if channels == sd_channels and cross == 1024 else None
-    if name != "UNet2DConditionModel":
-        return None
-    if getattr(config, "addition_embed_type", None) == "text_time" and sample == 128 and channels == (320, 640, 1280):
-        return "sdxl"
-    if channels == sd_channels and sample == 64:
-        return {768: "sd15", 1024: "sd21"}.get(cross)
-    return None
+    if unet_class == "UNetMotionModel":
+        return ("animatediff",) if channels == sd_channels and cross == 768 else ()
+    if unet_class == "UNet3DConditionModel":
+        return ("modelscope", "zeroscope") if channels == sd_channels and cross == 1024 else ()
+    if unet_class != "UNet2DConditionModel":
+        return ()
+    if get("addition_embed_type", None) == "text_time" and sample == 128 and channels == (320, 640, 1280):
+        return ("sdxl",)
+    if channels == sd_channels and sample == 64 and cross in (768, 1024):
+        return ("sd15",) if cross == 768 else ("sd21",)
+    return ()
+
+
+def detect_family(unet: torch.nn.Module) -> str | None:
+    """The one family whose reference presets fit this UNet, or None (no family's layout, or several)."""
+    found = layout_families(unet)
+    return found[0] if len(found) == 1 else None
+
+
+def ambiguous_family_error(unet_class: str, candidates: tuple[str, ...]) -> ScaleCrafterError:
+    sizes = ", ".join(f"{n} (trained at {get_family(n).base_width}x{get_family(n).base_height} WxH)" for n in candidates)
+    return ScaleCrafterError(
+        f"this {unet_class} has the layout of several model families, {sizes}, and the architecture "
+        f"cannot tell which: pass family= one of {', '.join(candidates)} (scv: --family)"
+    )

@@ -1,9 +1,9 @@
 """Video files and the motion statistic.
 
 - `write_mp4`: H.264 (libx264), yuv420p, even width and height (odd sizes are padded by repeating the
-  last row / column), `+faststart`, so the file plays in browsers. Written to a temporary file in the
-  target folder and moved into place with `os.replace`: a failed encode leaves nothing behind.
-- `write_png_frames`: one PNG per frame in a folder, all or nothing (temp folder + rename).
+  last row / column), `+faststart`, so the file plays in browsers. Written atomically
+  (`outputs.atomic_path`, permissions from the umask): a failed encode leaves nothing behind.
+- `write_png_frames`: one PNG per frame in a folder, all or nothing (`outputs.atomic_dir`).
 - `motion_stats`: how much a clip moves, measured on [0, 1] frames before encoding (no optical flow).
 
 Frames everywhere here are float arrays in [0, 1] or uint8 arrays, shaped (frames, height, width, 3).
@@ -12,13 +12,12 @@ Frames everywhere here are float arrays in [0, 1] or uint8 arrays, shaped (frame
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from scalecrafter_video.errors import ScaleCrafterError
+from scalecrafter_video.outputs import atomic_dir, atomic_path
 
 
 def to_uint8(frames) -> np.ndarray:
@@ -51,14 +50,6 @@ def pad_even(frames: np.ndarray) -> np.ndarray:
     return frames
 
 
-def _tmp_path(path: Path) -> Path:
-    # same folder (os.replace must not cross file systems), same suffix (ffmpeg picks the
-    # container from it), a dot-name so a half-written file is never mistaken for a result
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
-
-
 def write_mp4(path: str | os.PathLike, frames, fps: int, *, overwrite: bool = False, crf: int = 18) -> Path:
     """Encode frames as an H.264 / yuv420p MP4 at `path`, atomically. Returns the path."""
     import imageio_ffmpeg
@@ -72,8 +63,7 @@ def write_mp4(path: str | os.PathLike, frames, fps: int, *, overwrite: bool = Fa
     if a.shape[0] < 1:
         raise ScaleCrafterError("no frames to write")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_path(path)
-    try:
+    with atomic_path(path) as tmp:  # keeps the suffix: ffmpeg picks the container from it
         writer = imageio_ffmpeg.write_frames(
             str(tmp),
             (a.shape[2], a.shape[1]),
@@ -90,10 +80,6 @@ def write_mp4(path: str | os.PathLike, frames, fps: int, *, overwrite: bool = Fa
         for f in a:
             writer.send(f)
         writer.close()
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path
 
 
@@ -106,16 +92,9 @@ def write_png_frames(folder: str | os.PathLike, frames, *, overwrite: bool = Fal
         raise ScaleCrafterError(f"{folder} exists; pass --overwrite to replace it or choose another --out")
     a = to_uint8(frames)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with atomic_dir(folder, replace=overwrite) as tmp:
         for i, f in enumerate(a):
             Image.fromarray(f).save(tmp / f"frame_{i:04d}.png")
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return folder
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 @dataclass
@@ -14,6 +16,7 @@ class GenerateOptions:
     height: int
     width: int
     model: str = "sd15"
+    family: str | None = None  # the preset family; None: from the model id or the UNet's architecture
     negative_prompt: str | None = None
     method: str = "scalecrafter"  # scalecrafter | direct | attn-sf
     preset: str = "auto"  # a preset name, a path to a preset file, or "auto"
@@ -28,11 +31,14 @@ class GenerateOptions:
     num_per_prompt: int = 1
     out_dir: Path = field(default_factory=lambda: Path("outputs"))
     overwrite: bool = False
+    skip_existing: bool = False  # resume: leave items whose files all exist, do the others
     dtype: str = "auto"  # auto | float32 | float16 | bfloat16
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     freeu: bool = False
     vae_tiling: str = "auto"  # auto | on | off
     progress: bool = True
+    force_memory: bool = False  # run even when the memory estimate exceeds the device's memory
+    force_preset: bool = False  # apply a named preset / preset file to another family, base or size
     command: list[str] | None = None  # the command line that asked for this job (for sidecars)
     # video only
     video: bool = False
@@ -41,3 +47,27 @@ class GenerateOptions:
     motion_adapter: str | None = None
     save_frames: bool = False
     compare: bool = False
+
+    def output_settings(self) -> dict[str, Any]:
+        """Every setting that changes an output besides its prompt, size and seed (what output
+        names hash). Method options count only for the method that reads them; a preset file
+        counts by its content, so editing it gives new names."""
+        settings: dict[str, Any] = {
+            "model": self.model, "negative_prompt": self.negative_prompt, "method": self.method,
+            "steps": self.steps, "guidance": self.guidance, "eta": self.eta, "scheduler": self.scheduler,
+            "dtype": self.dtype, "freeu": self.freeu, "vae_tiling": self.vae_tiling,
+        }
+        if self.method == "scalecrafter":
+            preset_sha256 = _file_sha256(self.preset) if self.preset != "auto" else None
+            settings.update(preset=self.preset, preset_sha256=preset_sha256, ndcfg=self.ndcfg,
+                            dispersion=self.dispersion, progressive=self.progressive)
+        if self.video:
+            settings.update(frames=self.frames, fps=self.fps, motion_adapter=self.motion_adapter)
+        return settings
+
+
+def _file_sha256(path: str) -> str | None:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except (OSError, ValueError):  # a preset name, not a file
+        return None

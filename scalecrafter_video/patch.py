@@ -5,10 +5,15 @@
   attributes (dilation, padding, weight) are never rewritten. Removal deletes the attribute,
   or puts back one that was there before.
 - The UNet gets torch forward hooks (not a replaced `forward`, so accelerate's CPU offload hooks
-  work in either order). The pre-hook reads the timestep and selects the main plan's factors;
-  the forward hook runs the damped pass on the unconditional half and returns
-  [u_damped; u_damped + c_main - u_main], which stock pipelines turn into noise-damped CFG.
-- No UNet copy, no weight change: `remove_scalecrafter` leaves the UNet bit-identical.
+  work in either order). The pre-hook reads the timestep and the sample's size and selects the
+  main plan's factors; the forward hook runs the damped pass on the unconditional half and
+  returns [u_damped; u_damped + c_main - u_main], which the pipeline turns into noise-damped CFG
+  (only where the CFG batch layout is known: `layouts`). The damped pass takes the units it shares
+  with the main pass from it (`reuse.PrefixReuse`) and is skipped where both plans agree.
+- One set of conv wrappers and hooks per UNet, shared by the handles applied to it: the most
+  recent handle still in place runs; removing a handle takes off only its own plan (the one
+  below runs again) and the last removal restores the UNet bit for bit. No UNet copy, no
+  weight change.
 """
 
 from __future__ import annotations
@@ -16,21 +21,24 @@ from __future__ import annotations
 import contextlib
 import logging
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 from torch import nn
 
+from .dispersed import DispersedKernels
 from .errors import ScaleCrafterError
-from .families import detect_family, get_family
 from .layers import spatial_convs
+from .layouts import batch_layout as layout_of
+from .layouts import cfg_probe, unknown_layout_warning
 from .ops.attn_sf import attn_sf_scale
-from .ops.dispersion import disperse_kernel, dispersion_transform
+from .ops.dispersion import dispersion_transform
 from .ops.guidance import ndcfg_batch
 from .ops.redilate import redilated_conv2d
 from .plan import Plan
-from .presets import resolve_plan
+from .reuse import PrefixReuse, differing_layers, rows_of, supports_reuse
+from .sizing import DEFAULT_MAX_SCALE, PlanResolver, base_size, check_size, pixels_per_sample, resolve_family
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +48,7 @@ _ATTN_SF: "weakref.WeakKeyDictionary[nn.Module, list]" = weakref.WeakKeyDictiona
 _TEMPORAL_PARTS = {"motion_modules", "temp_attentions", "transformer_in", "temporal_transformer"}
 
 
-# ---- finding the UNet and its sizes ---------------------------------------------------------
+# ---- finding the UNet -----------------------------------------------------------------------
 def _split(pipe_or_unet) -> tuple[nn.Module, object | None]:
     unet = getattr(pipe_or_unet, "unet", None)
     if isinstance(unet, nn.Module):
@@ -62,40 +70,6 @@ def _check_unet(unet: nn.Module) -> int:
     return len(blocks)
 
 
-def _pair(value) -> tuple[int, int]:
-    if isinstance(value, (tuple, list)):
-        return int(value[0]), int(value[1])
-    return int(value), int(value)
-
-
-def _base_size(unet: nn.Module, pipe, family: str | None, base) -> tuple[tuple[int, int], str]:
-    """(base height, base width) in the units the caller's sizes are in, and those units."""
-    if pipe is not None:
-        if base is not None:
-            return _pair(base), "pixels"
-        if family is not None:
-            fam = get_family(family)
-            return (fam.base_height, fam.base_width), "pixels"
-        scale = int(getattr(pipe, "vae_scale_factor", 8) or 1)
-        sample = getattr(unet.config, "sample_size", None)
-        if sample is None:
-            raise ScaleCrafterError("the UNet config has no sample_size: pass base=(height, width) in pixels or family=")
-        h, w = _pair(sample)
-        return (h * scale, w * scale), "pixels"
-    if base is not None:
-        return _pair(base), "samples"
-    sample = getattr(getattr(unet, "config", None), "sample_size", None)
-    if sample is None:
-        raise ScaleCrafterError("the UNet config has no sample_size: pass base=(height, width) in the UNet's sample units")
-    return _pair(sample), "samples"
-
-
-def _check_size(height, width) -> None:
-    for name, value in (("height", height), ("width", width)):
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ScaleCrafterError(f"{name} must be a positive integer, got {value!r}")
-
-
 # ---- the conv patch -------------------------------------------------------------------------
 @dataclass
 class _State:
@@ -103,9 +77,10 @@ class _State:
 
     factors: dict = field(default_factory=dict)  # logical layer -> (dh, dw)
     dispersed: frozenset = frozenset()  # layers using the dispersed kernel now
+    kernels: DispersedKernels | None = None  # made when dispersion is first needed
 
 
-def _make_conv_forward(conv: nn.Conv2d, layer: str, state: _State, original, R):
+def _make_conv_forward(conv: nn.Conv2d, layer: str, state: _State, original):
     def _conv_forward(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None):
         factor = state.factors.get(layer)
         if factor is None:
@@ -116,7 +91,7 @@ def _make_conv_forward(conv: nn.Conv2d, layer: str, state: _State, original, R):
             input = input.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w)
         padding = conv.padding
         if layer in state.dispersed:  # the K x K kernel already doubles the receptive field
-            weight, padding = disperse_kernel(weight, R), None
+            weight, padding = state.kernels.kernel(weight, conv), None
             factor = (max(1.0, factor[0] / 2), max(1.0, factor[1] / 2))
         out = redilated_conv2d(input, weight, bias, conv.stride, factor, conv.groups, padding)
         if folded:
@@ -150,6 +125,10 @@ def _timestep(args, kwargs) -> float:
     return float(t)
 
 
+def _sample(args, kwargs) -> torch.Tensor:
+    return args[0] if args else kwargs["sample"]
+
+
 def _first_half(value, batch: int):
     if torch.is_tensor(value):
         n = value.shape[0] if value.ndim else 0
@@ -173,32 +152,34 @@ def _with_sample(output, sample):
 
 
 class _Patch:
-    """One applied plan on one UNet; `remove()` undoes everything it did."""
+    """The conv wrappers and UNet hooks on one UNet, shared by every handle applied to it; the
+    top of `stack` (the most recent handle still in place) is the one that runs."""
 
-    def __init__(self, unet: nn.Module, plan: Plan, ndcfg: bool, dispersion: bool, cfg: Callable[[], bool]):
-        self.unet, self.plan, self.ndcfg, self.dispersion, self.cfg = unet, plan, ndcfg, dispersion, cfg
+    def __init__(self, unet: nn.Module, layers: dict[str, list[nn.Conv2d]]):
+        self.layer_names = list(layers)
         self.state = _State()
-        self.layers = spatial_convs(unet)
-        self.layer_names = list(self.layers)
-        plan.validate(self.layer_names)
-        self.dispersed = plan.dispersed_layers(self.layer_names) if dispersion else set()
-        self.R = dispersion_transform() if self.dispersed else None
+        self.stack: list[ScaleCrafterHandle] = []
+        self.plan: Plan | None = None  # the plan of the UNet call in progress
+        self.damped: dict | None = None  # the damped plan's factors when the call in progress runs NDCFG
+        self.prefix: PrefixReuse | None = None
         self.saved: list[tuple[nn.Conv2d, object]] = []
-        self.handles = []
+        self.hooks = []
         try:
-            for name, convs in self.layers.items():
+            if supports_reuse(unet):
+                self.prefix = PrefixReuse(unet)
+            for name, convs in layers.items():
                 for conv in convs:
                     if not _patchable(name, conv):
                         continue
                     before = conv.__dict__.get("_conv_forward", _MISSING)
                     original = conv._conv_forward
-                    conv._conv_forward = _make_conv_forward(conv, name, self.state, original, self.R)
+                    conv._conv_forward = _make_conv_forward(conv, name, self.state, original)
                     self.saved.append((conv, before))
-            self.handles.append(unet.register_forward_pre_hook(self._pre, with_kwargs=True))
-            self.handles.append(unet.register_forward_hook(self._post, with_kwargs=True))
-            self.handles.append(unet.register_forward_hook(self._clear, always_call=True))
+            self.hooks.append(unet.register_forward_pre_hook(self._pre, with_kwargs=True))
+            self.hooks.append(unet.register_forward_hook(self._post, with_kwargs=True))
+            self.hooks.append(unet.register_forward_hook(self._clear, always_call=True))
         except BaseException:
-            self.remove()
+            self.uninstall()
             raise
 
     @property
@@ -206,34 +187,57 @@ class _Patch:
         return len(self.saved)
 
     def _select(self, timestep: float, variant: str) -> None:
+        handle = self.stack[-1]
         self.state.factors = self.plan.factors(timestep, self.layer_names, variant)
-        active = self.dispersion and self.plan.dispersion_active(timestep)
-        self.state.dispersed = frozenset(self.dispersed) if active else frozenset()
+        active = handle.dispersion and self.plan.dispersion_active(timestep)
+        self.state.dispersed = frozenset(self.plan.dispersed_layers(self.layer_names)) if active else frozenset()
+        if active and self.state.kernels is None:
+            self.state.kernels = DispersedKernels(dispersion_transform())
 
     def _pre(self, module, args, kwargs):
-        self._select(_timestep(args, kwargs), "main")
+        handle = self.stack[-1]
+        handle.unet_calls += 1
+        sample, t = _sample(args, kwargs), _timestep(args, kwargs)
+        self.plan = handle._plan_for_call(tuple(sample.shape[-2:]))
+        self._select(t, "main")
+        self.damped = self._damped_factors(handle, t, sample)
+
+    def _damped_factors(self, handle: ScaleCrafterHandle, t: float, sample: torch.Tensor) -> dict | None:
+        """The damped plan's factors if this call runs NDCFG; arms the prefix cache for the main pass."""
+        if not handle._runs_ndcfg(self.plan, t, sample.shape[0]):
+            return None
+        damped = self.plan.factors(t, self.layer_names, "damped")
+        if handle.reuse and self.prefix is not None and damped != self.state.factors:
+            self.prefix.arm(differing_layers(self.state.factors, damped), rows_of(sample))
+        return damped
 
     def _post(self, module, args, kwargs, output):
-        t = _timestep(args, kwargs)
-        if not (self.ndcfg and self.plan.ndcfg_active(t)):
-            return None
-        sample = args[0] if args else kwargs["sample"]
-        batch = sample.shape[0]
-        if batch % 2 or not self.cfg():
-            return None
+        handle, damped = self.stack[-1], self.damped
+        if damped is None or (handle.reuse and damped == self.state.factors):
+            return None  # both plans agree at this step: the damped pass would return u_main
+        batch = _sample(args, kwargs).shape[0]
         half_args = tuple(_first_half(a, batch) for a in args)
         half_kwargs = {k: _first_half(v, batch) for k, v in kwargs.items()}
-        self._select(t, "damped")
-        uncond_damped = _sample_of(module.forward(*half_args, **half_kwargs))
+        self.state.factors = damped
+        reuse = self.prefix.replay() if handle.reuse and self.prefix is not None else contextlib.nullcontext()
+        with reuse:
+            uncond_damped = _sample_of(module.forward(*half_args, **half_kwargs))
+        handle.damped_passes += 1
         return _with_sample(output, ndcfg_batch(_sample_of(output), uncond_damped))
 
     def _clear(self, module, args, output):
-        self.state.factors, self.state.dispersed = {}, frozenset()
+        self.state.factors, self.state.dispersed, self.damped = {}, frozenset(), None
+        if self.prefix is not None:
+            self.prefix.clear()
+        if self.state.kernels is not None:
+            self.state.kernels.clear()
 
-    def remove(self) -> None:
-        for handle in self.handles:
-            handle.remove()
-        self.handles.clear()
+    def uninstall(self) -> None:
+        for hook in self.hooks:
+            hook.remove()
+        self.hooks.clear()
+        if self.prefix is not None:
+            self.prefix.remove()
         for conv, before in reversed(self.saved):
             if before is _MISSING:
                 conv.__dict__.pop("_conv_forward", None)
@@ -241,113 +245,157 @@ class _Patch:
                 conv._conv_forward = before
         self.saved.clear()
         self.state.factors, self.state.dispersed = {}, frozenset()
+        self.stack.clear()
 
 
-@dataclass
 class ScaleCrafterHandle:
-    """What `apply_scalecrafter` returns: the plan in force and a way to take it off."""
+    """What `apply_scalecrafter` returns: the plan in force, what ran, and a way to take it off.
 
-    unet: nn.Module
-    plan: Plan
-    family: str | None
-    ndcfg: bool
-    dispersion: bool
+    `unet_calls` counts the UNet calls this handle ran (while it was the one in force) and
+    `damped_passes` the noise-damped passes among them (none where both plans agree at a step);
+    `ndcfg_layout` is the CFG batch layout NDCFG relies on, None when NDCFG cannot run (off, or
+    the layout is unknown); `reuse` whether the damped pass reuses the main pass's prefix.
+    """
+
+    def __init__(self, unet: nn.Module, plans: PlanResolver, family: str | None, ndcfg: bool, dispersion: bool,
+                 ndcfg_layout: str | None, cfg: Callable[[], bool], reuse: bool = True):
+        self.unet, self.plans, self.family = unet, plans, family
+        self.ndcfg, self.dispersion, self.ndcfg_layout, self.cfg = ndcfg, dispersion, ndcfg_layout, cfg
+        self.reuse = reuse
+        self.unet_calls = 0
+        self.damped_passes = 0
+        self._last: Plan | None = plans.fixed_plan
+
+    @property
+    def plan(self) -> Plan | None:
+        """The plan for the size applied for; without one, the plan of the latest UNet call (None before)."""
+        return self._last
+
+    def plan_for(self, height: int, width: int) -> Plan:
+        """The plan this handle runs for a `height` x `width` target (pixels for a pipeline, sample units for a UNet)."""
+        return self.plans.plan_for(height, width)
+
+    @property
+    def active(self) -> bool:
+        patch = _SCALECRAFTER.get(self.unet)
+        return patch is not None and bool(patch.stack) and patch.stack[-1] is self
 
     @property
     def patched_convs(self) -> int:
         patch = _SCALECRAFTER.get(self.unet)
-        return patch.patched_convs if patch else 0
+        return patch.patched_convs if patch is not None and self in patch.stack else 0
 
-    def remove(self) -> None:
-        remove_scalecrafter(self.unet)
+    @property
+    def prefix_reuse(self) -> PrefixReuse | None:
+        """The damped pass's prefix cache (`peak_bytes`, `reused_units`); None when this handle does
+        not reuse (reuse=False, NDCFG off, or a UNet class whose unit order is not known)."""
+        patch = _SCALECRAFTER.get(self.unet)
+        if patch is None or self not in patch.stack or not (self.reuse and self.ndcfg_layout):
+            return None
+        return patch.prefix
 
+    def remove(self) -> bool:
+        """Take off this handle's plan only (idempotent). Returns whether it was in place."""
+        patch = _SCALECRAFTER.get(self.unet)
+        if patch is None or self not in patch.stack:
+            return False
+        patch.stack.remove(self)
+        if not patch.stack:
+            del _SCALECRAFTER[self.unet]
+            patch.uninstall()
+        return True
 
-def _cfg_probe(pipe, cfg) -> Callable[[], bool]:
-    if callable(cfg):
-        return cfg
-    if cfg is not None:
-        return lambda: bool(cfg)
-    if pipe is None:
-        return lambda: True
-    if not hasattr(type(pipe), "do_classifier_free_guidance"):
-        logger.warning(
-            "%s does not say whether it runs CFG; NDCFG assumes every even batch is [uncond; cond]: "
-            "pass cfg=guidance_scale > 1 to apply_scalecrafter to be sure",
-            type(pipe).__name__,
-        )
-    ref = weakref.ref(pipe)
+    def _plan_for_call(self, sample_hw: tuple[int, int]) -> Plan:
+        self._last = self.plans.plan_for_sample(sample_hw)
+        return self._last
 
-    def probe() -> bool:
-        p = ref()
-        if p is None:
-            return True
-        flag = getattr(p, "do_classifier_free_guidance", None)
-        if flag is not None:
-            return bool(flag)
-        scale = getattr(p, "_guidance_scale", None)
-        return True if scale is None else scale > 1.0
-
-    return probe
+    def _runs_ndcfg(self, plan: Plan, timestep: float, batch: int) -> bool:
+        return self.ndcfg_layout is not None and plan.ndcfg_active(timestep) and batch % 2 == 0 and self.cfg()
 
 
 def apply_scalecrafter(
     pipe_or_unet,
-    height: int,
-    width: int,
+    height: int | None = None,
+    width: int | None = None,
     preset: str | dict | Plan = "auto",
     *,
     ndcfg: bool = True,
     dispersion: bool = False,
+    progressive: bool | None = None,
     family: str | None = None,
     base: int | tuple[int, int] | None = None,
     cfg: bool | Callable[[], bool] | None = None,
-    progressive: bool | None = None,
+    batch_layout: str | None = None,
+    max_scale: float = DEFAULT_MAX_SCALE,
+    reuse: bool = True,
 ) -> ScaleCrafterHandle:
     """Patch a diffusers pipeline (sizes in pixels) or a bare UNet (sizes in sample units).
 
+    height, width: the size you will sample. Omitted, the plan follows each UNet call's own
+    sample size (resolved once per size; at or below the base size the UNet runs as trained).
+    Given, a call at another size is an error. A per-side scale above `max_scale` is refused.
     preset: "auto" (the family's reference preset for this exact size, else the derived plan),
     a preset name, a .toml path, a plan dict, or a Plan. ndcfg: noise-damped CFG where the plan
-    has a damped window (on a bare UNet every call's batch must be [uncond; cond]).
-    dispersion: dispersed kernels on the plan's dispersion layers (opt-in, as in the reference).
-    progressive: None keeps the plan's own decay (reference and derived 4x plans decay); False
-    holds every factor for its whole window, True decays every rule.
-    family / base / cfg are for tinkering: the preset family, the base size, and whether the
-    pipeline is doing CFG (default: the pipeline's own `do_classifier_free_guidance`).
-    Applying again replaces the previous patch.
+    has a damped window and the CFG batch layout is known (stock pipelines, a pipeline class
+    declaring `scalecrafter_batch_layout`, or `batch_layout="uncond,cond"`; elsewhere a warning
+    and re-dilation alone). dispersion: dispersed kernels on the plan's dispersion layers (opt-in,
+    as in the reference). progressive: None keeps the plan's own decay; False holds every factor
+    for its whole window, True decays every rule. reuse: the damped pass takes what it shares with
+    the main pass from it, and is skipped where both plans agree (the same prediction; False runs
+    the whole damped pass, for tests and benchmarks).
+    family / base / cfg are for tinkering: the preset family (required where the architecture
+    cannot tell, e.g. ModelScope vs Zeroscope), the base size, and whether the pipeline is doing
+    CFG (default: the pipeline's own `do_classifier_free_guidance`).
+    Applying again on a patched model puts the new plan on top; removing a handle (or leaving
+    its `with scalecrafter(...)` block) brings back the one below; `remove_scalecrafter` takes
+    off every plan.
     """
     unet, pipe = _split(pipe_or_unet)
     levels = _check_unet(unet)
-    _check_size(height, width)
-    family = family or detect_family(unet)
-    base_hw, units = _base_size(unet, pipe, family, base)
-    plan = resolve_plan(
-        preset, height=height, width=width, base=base_hw, levels=levels,
-        family=family if units == "pixels" else None, units=units, progressive=progressive,
-    )
-    remove_scalecrafter(unet)
-    _SCALECRAFTER[unet] = _Patch(unet, plan, ndcfg, dispersion, _cfg_probe(pipe, cfg))
-    logger.info("ScaleCrafter plan '%s' (%s) on %d convs", plan.name, plan.source, _SCALECRAFTER[unet].patched_convs)
-    return ScaleCrafterHandle(unet, plan, family, ndcfg, dispersion)
+    if (height is None) != (width is None):
+        raise ScaleCrafterError("pass both height and width, or neither (the plan then follows each UNet call's size)")
+    target = None
+    if height is not None:
+        check_size(height, width)
+        target = (height, width)
+    family = resolve_family(unet, pipe, family)
+    base_hw, units = base_size(unet, pipe, family, base)
+    layers = spatial_convs(unet)
+    plans = PlanResolver(preset, base_hw, units, levels, list(layers), family=family, progressive=progressive,
+                         max_scale=max_scale, pixels_per_sample=pixels_per_sample(pipe), target=target)
+    layout = layout_of(pipe, batch_layout) if ndcfg else None
+    fixed = plans.fixed_plan
+    if ndcfg and layout is None and (fixed is None or fixed.ndcfg_stop > 0):
+        logger.warning(unknown_layout_warning(pipe))
+    handle = ScaleCrafterHandle(unet, plans, family, ndcfg, dispersion, layout,
+                                cfg_probe(pipe, cfg) if layout else (lambda: False), reuse)
+    patch = _SCALECRAFTER.get(unet)
+    if patch is None:
+        patch = _SCALECRAFTER[unet] = _Patch(unet, layers)
+    patch.stack.append(handle)
+    logger.info("ScaleCrafter plan '%s' on %d convs", fixed.name if fixed else "per call size", patch.patched_convs)
+    return handle
 
 
 def remove_scalecrafter(pipe_or_unet) -> bool:
-    """Take the patch off (idempotent). Returns whether one was applied."""
+    """Take every plan off (idempotent): the UNet is bit-identical to before. Returns whether one was applied."""
     unet, _ = _split(pipe_or_unet)
     patch = _SCALECRAFTER.pop(unet, None)
     if patch is None:
         return False
-    patch.remove()
+    patch.uninstall()
     return True
 
 
 @contextlib.contextmanager
-def scalecrafter(pipe_or_unet, height: int, width: int, preset="auto", **kwargs):
-    """`with scalecrafter(pipe, height=2048, width=2048): pipe(...)`: removed in finally (Ctrl-C too)."""
+def scalecrafter(pipe_or_unet, height: int | None = None, width: int | None = None, preset="auto", **kwargs):
+    """`with scalecrafter(pipe, height=2048, width=2048): pipe(...)`: this plan comes off in finally
+    (Ctrl-C too), and an outer one runs again."""
     handle = apply_scalecrafter(pipe_or_unet, height, width, preset, **kwargs)
     try:
         yield handle
     finally:
-        remove_scalecrafter(pipe_or_unet)
+        handle.remove()
 
 
 # ---- Attn-SF baseline -----------------------------------------------------------------------
@@ -367,8 +415,8 @@ def apply_attn_sf(pipe_or_unet, height: int, width: int, *, base: int | tuple[in
     """
     unet, pipe = _split(pipe_or_unet)
     _check_unet(unet)
-    _check_size(height, width)
-    (bh, bw), _ = _base_size(unet, pipe, family or detect_family(unet), base)
+    check_size(height, width)
+    (bh, bw), _ = base_size(unet, pipe, resolve_family(unet, pipe, family), base)
     ratio = (height * width) / (bh * bw)
     remove_attn_sf(unet)
 

@@ -272,3 +272,16 @@ def derive_plan(
     dispersion = tuple(b for k in damped_levels for b in blocks[k])
     return Plan(main=main, damped=damped, ndcfg_stop=GRADED_STOP, dispersion=dispersion,
                 dispersion_stop=GRADED_STOP, **common)
+
+
+def idle_notice(plan: Plan) -> str | None:
+    """One line when `plan` re-dilates nothing (a size at or below the base): the UNet runs as trained."""
+    if plan.main:
+        return None
+    where = ""
+    if plan.target and plan.base:
+        (th, tw), (bh, bw) = plan.target, plan.base
+        unit = "" if plan.units == "pixels" else f" {plan.units}"
+        below = f", at or below the base size {bw}x{bh}{unit}" if th <= bh and tw <= bw else ""
+        where = f" at {tw}x{th}{unit}{below}"
+    return f"ScaleCrafter has nothing to do{where}: plan '{plan.name}' dilates no conv, the UNet runs as trained"

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Create .venv (if missing) with the CPU torch wheel first, then this package and its test extras.
+# Create .venv (if missing) with torch 2.13.0 first, then this package and its test extras.
 # Usage: bash scripts/setup.sh        (idempotent; re-run after pulling)
+# Which torch build pip installs is pip's choice from its index: from PyPI on Linux that is the
+# CUDA build (several GB). For the CPU-only build: TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+# bash scripts/setup.sh (or that index's cuXXX folder for a given CUDA version).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -9,7 +12,7 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 . .venv/bin/activate
 export PIP_DISABLE_PIP_VERSION_CHECK=1
-# Pin torch before anything else: an unpinned torch would pull a multi-GB CUDA build here.
+# torch first and pinned, so the package's own `torch>=2.4` never upgrades it to another build
 python -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('2.13.0') else 1)" 2>/dev/null \
-  || pip install -q "torch==${TORCH_VERSION:-2.13.0}"
+  || pip install -q "torch==${TORCH_VERSION:-2.13.0}" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
 pip install -q -e ".[test]"

@@ -74,3 +74,17 @@ def interacting_motion_unet():
             if "proj_out" in name:
                 p.copy_(torch.randn(p.shape, generator=g) * 0.05)
     return assemble(load_demo_model().unet, adapter).eval().requires_grad_(False)
+
+
+@pytest.fixture
+def no_weights_or_network(monkeypatch):
+    """Fail the test if the code under test loads a pipeline or probes the hub: what "fails fast"
+    means here, checked without a clock (timings flake on a loaded machine)."""
+    from scalecrafter_video.pipelines import image, video
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a pipeline was loaded or the hub probed")
+
+    monkeypatch.setattr(image, "load_pipeline", forbidden)
+    monkeypatch.setattr(image, "_hub_reachable", forbidden)
+    monkeypatch.setattr(video, "load_video_pipeline", forbidden)

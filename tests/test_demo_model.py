@@ -38,12 +38,13 @@ def test_derived_plan_for_the_demo_model(model):
     with scalecrafter(model.unet, height=64, width=64, preset="auto", ndcfg=True) as h2:
         plan2 = h2.plan.to_dict()
         assert h2.patched_convs > 0
-    with scalecrafter(model.unet, height=128, width=128, preset="auto", ndcfg=True) as h4:
+    with scalecrafter(model.unet, height=128, width=128, preset="auto", ndcfg=True, batch_layout="uncond,cond") as h4:
         assert h4.plan.damped  # the 4x plan has an NDCFG window
     assert remove_scalecrafter(model.unet) is False
     assert "up_blocks.2" not in json.dumps(plan2)  # the outermost up block is never dilated
 
 
+@pytest.mark.slow
 def test_reduced_demo_shows_the_effect_at_2x(model):
     from scalecrafter_video.demo.run import Case, benchmark
 
@@ -55,6 +56,7 @@ def test_reduced_demo_shows_the_effect_at_2x(model):
     assert direct["repetition"] >= sc["repetition"] + 0.25, rows
 
 
+@pytest.mark.slow
 def test_reduced_demo_shows_the_effect_at_4x(model):
     from scalecrafter_video.demo.run import Case, benchmark
 
@@ -67,3 +69,13 @@ def test_reduced_demo_shows_the_effect_at_4x(model):
     for sc in (decay, held):  # the derived plan removes the repetition, with or without the decay
         assert sc["repetition"] <= direct["repetition"] - 0.5 and sc["mean_objects"] <= 1.5, rows
     assert held["single"] >= direct["single"] + 0.5, rows
+
+
+def test_demo_declares_its_cfg_layout_so_ndcfg_runs(model):
+    """The demo samples its bare UNet with [uncond; cond] batches and says so: the damped pass runs."""
+    from scalecrafter_video.demo.run import Case, run_case
+
+    kw = dict(steps=2, guidance=3.0, eta=1.0, seed=0, batch=1)
+    _, with_ndcfg = run_case(model, Case("scalecrafter", 4, ndcfg=True), torch.tensor([0]), **kw)
+    _, without = run_case(model, Case("scalecrafter-redilate", 4), torch.tensor([0]), **kw)
+    assert with_ndcfg["damped_passes"] >= 1 and without["damped_passes"] == 0

@@ -91,13 +91,14 @@ def test_ndcfg_runs_the_damped_pass_on_the_unconditional_half_only(trained_like)
               latents=initial_noise(1, 128, 128, seed=0, frames=2))
     try:
         with torch.no_grad():
-            apply_scalecrafter(pipe, 128, 128)  # 4x: the derived plan has an NDCFG window
+            handle = apply_scalecrafter(pipe, 128, 128)  # 4x: the derived plan has an NDCFG window
+            assert handle.ndcfg_layout == "uncond,cond"  # from the pipeline class's declaration
             pipe(["square"], guidance_scale=3.0, **kw)
             # [uncond; cond] x 2 frames, then the damped uncond x 2 frames; after the window, CFG only
-            assert batches == [4, 2, 4]
+            assert batches == [4, 2, 4] and handle.damped_passes == 1
             batches.clear()
             pipe(["square"], guidance_scale=1.0, **kw)  # no CFG: nothing to damp
-            assert batches == [2, 2]
+            assert batches == [2, 2] and handle.damped_passes == 1
     finally:
         hook.remove()
         remove_scalecrafter(pipe)

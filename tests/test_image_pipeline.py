@@ -2,7 +2,6 @@
 
 import json
 import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,7 @@ def sample(pipe, height=128, width=128, steps=4, seed=0, guidance=7.5):
 
 
 # ---- tiny pipelines -------------------------------------------------------------------------
-def test_tiny_sd_layout_and_speed(tiny_sd):
+def test_tiny_sd_layout(tiny_sd):
     unet = tiny_sd.unet
     assert [type(b).__name__ for b in unet.down_blocks] == ["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"]
     assert [type(b).__name__ for b in unet.up_blocks] == ["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3
@@ -30,10 +29,8 @@ def test_tiny_sd_layout_and_speed(tiny_sd):
     assert image.defaults_family(unet.config) == "sd15"
     assert type(tiny_sd.scheduler).__name__ == "DDIMScheduler"
     assert tiny_sd.scheduler.config.steps_offset == 1 and tiny_sd.scheduler.config.timestep_spacing == "leading"
-    start = time.perf_counter()
     out = tiny_sd("x", height=128, width=128, num_inference_steps=4, output_type="pil").images[0]
     assert out.size == (128, 128)
-    assert time.perf_counter() - start < 5
 
 
 def test_tiny_sdxl_layout(tiny_sdxl):
@@ -172,11 +169,9 @@ def test_cached_hub_model_loads_offline(scv, tmp_path, saved_tiny_sd, empty_hf_c
     shutil.copytree(saved_tiny_sd, snapshot)
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text("0" * 40)
-    start = time.perf_counter()
     code, out, err = scv("generate", "--no-progress", "--steps", "2", "--model", "someone/tiny-sd", "--prompt", "x",
                          "--res", "128x128", "--out", tmp_path, "--method", "direct")
     assert code == 0, err
-    assert time.perf_counter() - start < 30
     meta = json.loads(Path(out.strip()).with_suffix(".json").read_text())
     assert meta["model_id"] == "someone/tiny-sd" and meta["model_source"] == "hub" and meta["model_revision"] == "0" * 40
 

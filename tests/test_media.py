@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import subprocess
 
 import numpy as np
@@ -113,3 +115,35 @@ def test_motion_stats_orders_moving_vs_static():
     moving = np.stack([np.roll(base, 4 * k, axis=1) for k in range(6)])
     slow = np.stack([np.roll(base, k // 3, axis=1) for k in range(6)])
     assert motion_stats(moving)["mean_abs_frame_diff"] > motion_stats(slow)["mean_abs_frame_diff"] > 0
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def test_mp4_and_frame_folder_follow_the_umask(tmp_path, umask_022):
+    """Like a plain write: MP4 0644 and frame folder 0755 (with 0644 PNGs) under umask 022."""
+    mp4 = write_mp4(tmp_path / "clip.mp4", _clip(2), fps=8)
+    frames = write_png_frames(tmp_path / "frames", _clip(2, 16, 16))
+    assert stat.S_IMODE(mp4.stat().st_mode) == 0o644
+    assert stat.S_IMODE(frames.stat().st_mode) == 0o755
+    assert {stat.S_IMODE(p.stat().st_mode) for p in frames.iterdir()} == {0o644}
+    write_png_frames(frames, _clip(3, 16, 16), overwrite=True)  # replaced whole
+    assert len(list(frames.iterdir())) == 3 and stat.S_IMODE(frames.stat().st_mode) == 0o755
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "frames"]
+
+
+def test_tiny_video_mp4_is_0644(tmp_path, umask_022):
+    from scalecrafter_video.options import GenerateOptions
+    from scalecrafter_video.pipelines.video import generate_videos
+
+    (mp4,) = generate_videos(GenerateOptions(prompts=["x"], height=64, width=64, model="tiny-video", steps=1, frames=2,
+                                             out_dir=tmp_path, video=True, progress=False, save_frames=True))
+    assert stat.S_IMODE(mp4.stat().st_mode) == 0o644
+    assert stat.S_IMODE(mp4.with_suffix(".json").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / f"{mp4.stem}-frames").stat().st_mode) == 0o755

@@ -104,3 +104,37 @@ def test_attn_sf_scale():
     assert attn_sf_scale(4096, 4096) == 1.0
     assert attn_sf_scale(4096, 1024) == 1.0
     assert math.isclose(attn_sf_scale(4096, 4096 * 4), math.sqrt(math.log(16384) / math.log(4096)))
+
+
+def reference_redilated_conv(x, conv, factor):
+    """The reference code's fractional re-dilation (its ReDilateConvProcessor), restated: resize the
+    input to round(H * ceil(d) / d), conv with dilation and padding ceil(d), resize back to
+    int(H / stride), bilinear both ways."""
+    dilation = math.ceil(factor)
+    scale = float(dilation / factor)
+    h, w = x.shape[-2:]
+    y = F.interpolate(x, size=(round(h * scale), round(w * scale)), mode="bilinear")
+    y = F.conv2d(y, conv.weight, conv.bias, conv.stride, dilation, dilation)
+    return F.interpolate(y, size=(int(h / conv.stride[0]), int(w / conv.stride[1])), mode="bilinear")
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("factor, size", [(2.5, (13, 20)), (1.125, (15, 18)), (1.5, (9, 14)), (3.5, (10, 22)), (2.0, (12, 16))])
+def test_fractional_redilation_equals_the_reference_operator(conv, stride, factor, size):
+    """Bit for bit, wherever the reference keeps the trained output size (every input at stride 1,
+    even inputs at stride 2); 13 x 2.5 and 15 x 1.125 are sizes where flooring the resize differs."""
+    conv.stride = (stride, stride)
+    if stride == 2:
+        size = tuple(s + s % 2 for s in size)
+    x = torch.randn(2, 4, *size, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(redilated_conv2d(x, conv.weight, conv.bias, stride, factor), reference_redilated_conv(x, conv, factor))
+
+
+def test_odd_input_at_stride_2_keeps_the_trained_output_size(conv):
+    """The one deliberate difference: the reference resizes a stride-2 output to int(H / 2), a row
+    short of the trained conv for odd H (it changes the UNet's internal shapes); we keep conv(x)'s."""
+    conv.stride = (2, 2)
+    x = torch.randn(1, 4, 21, 15)
+    ours = redilated_conv2d(x, conv.weight, conv.bias, 2, 2.5)
+    assert ours.shape == conv(x).shape == (1, 6, 11, 8)
+    assert reference_redilated_conv(x, conv, 2.5).shape == (1, 6, 10, 7)

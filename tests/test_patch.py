@@ -72,13 +72,13 @@ def assert_pristine(unet, snap):
 
 
 def test_apply_remove_is_bit_identical(unet):
-    snap, base = snapshot(unet), run(unet)
+    snap, base = snapshot(unet), run(unet, size=32)
     handle = apply_scalecrafter(unet, height=32, width=32)  # 4x per side in sample units
     assert handle.plan.source == "derived" and handle.patched_convs > 0
-    patched = run(unet)
+    patched = run(unet, size=32)
     assert not torch.allclose(patched, base, atol=1e-4)
     assert remove_scalecrafter(unet) is True and remove_scalecrafter(unet) is False
-    assert torch.equal(run(unet), base)
+    assert torch.equal(run(unet, size=32), base)
     assert_pristine(unet, snap)
 
 
@@ -94,14 +94,14 @@ def test_enabled_with_factor_one_equals_baseline_bit_for_bit(unet):
 
 
 def test_patch_outside_window_is_plain(unet):
-    base = run(unet, t=101)
+    base = run(unet, t=101, size=32)
     with scalecrafter(unet, height=32, width=32):
-        assert torch.equal(run(unet, t=101), base)  # ref step 44 > every stop
+        assert torch.equal(run(unet, t=101, size=32), base)  # ref step 44 > every stop
 
 
 @pytest.mark.parametrize("exc", [RuntimeError, KeyboardInterrupt])
 def test_exception_mid_generation_leaves_unet_untouched(unet, exc):
-    snap, base = snapshot(unet), run(unet)
+    snap, base = snapshot(unet), run(unet, size=32)
     target = unet.mid_block.resnets[0].conv2
     calls = []
 
@@ -113,15 +113,15 @@ def test_exception_mid_generation_leaves_unet_untouched(unet, exc):
     try:
         with pytest.raises(exc):
             with scalecrafter(unet, height=32, width=32):
-                run(unet)
+                run(unet, size=32)
     finally:
         handle.remove()
     assert calls
-    assert torch.equal(run(unet), base)
+    assert torch.equal(run(unet, size=32), base)
     assert_pristine(unet, snap)
 
 
-def test_reapply_replaces_previous_patch(unet):
+def test_reapply_puts_the_new_plan_on_top(unet):
     apply_scalecrafter(unet, height=32, width=32)
     convs_before = sum(len(v) for v in spatial_convs(unet).values())
     handle = apply_scalecrafter(unet, height=16, width=16)
@@ -139,7 +139,7 @@ def test_ndcfg_output_and_damped_pass_on_uncond_half_only(unet):
     batches = []
     hook = unet.conv_in.register_forward_pre_hook(lambda m, a: batches.append(a[0].shape[0]))
     try:
-        with torch.no_grad(), scalecrafter(unet, height=32, width=32) as handle:
+        with torch.no_grad(), scalecrafter(unet, height=32, width=32, batch_layout="uncond,cond") as handle:
             out = unet(**x).sample
     finally:
         hook.remove()
@@ -164,9 +164,9 @@ def test_ndcfg_off_and_outside_window(unet):
     with torch.no_grad():
         with scalecrafter(unet, 32, 32, ndcfg=False) as handle:
             plain = unet(**x).sample
-        with scalecrafter(unet, 32, 32, handle.plan.without_ndcfg()):
+        with scalecrafter(unet, 32, 32, handle.plan.without_ndcfg(), batch_layout="uncond,cond"):
             assert torch.equal(unet(**x).sample, plain)
-        with scalecrafter(unet, 32, 32, cfg=False):  # pipeline says CFG is off
+        with scalecrafter(unet, 32, 32, cfg=False, batch_layout="uncond,cond"):  # pipeline says CFG is off
             assert torch.equal(unet(**x).sample, plain)
 
 

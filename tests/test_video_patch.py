@@ -166,7 +166,7 @@ def test_apply_remove_bit_identical(pipe):
     params = {k: v.clone() for k, v in unet.state_dict().items()}
     dicts = {n: dict(m.__dict__) for n, m in unet.named_modules() if isinstance(m, nn.Conv2d)}
     apply_scalecrafter(pipe, height=128, width=128, base=(64, 64))
-    apply_scalecrafter(pipe, height=192, width=128, base=(64, 64))  # re-apply replaces
+    apply_scalecrafter(pipe, height=128, width=128, base=(64, 64), progressive=False)  # a second plan on top
     patched = _run(unet, sample, text, T_EARLY)
     assert not torch.allclose(patched, before)
     assert remove_scalecrafter(pipe) is True

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from scalecrafter_video.families import get_family
 from scalecrafter_video.plan import derive_plan
-from scalecrafter_video.presets import CONFIG_DIR, family_layers, load_preset_file
+from scalecrafter_video.presets import family_layers, load_preset_file
 
 torch.set_num_threads(1)
 
 VIDEO_FAMILIES = ("animatediff", "zeroscope", "modelscope")
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "scalecrafter_video" / "configs"
 FILES = sorted(p for fam in VIDEO_FAMILIES for p in CONFIG_DIR.glob(f"{fam}_*.toml"))
 
 

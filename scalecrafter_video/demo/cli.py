@@ -21,9 +21,10 @@ def add_demo_parser(subparsers) -> argparse.ArgumentParser:
                     "clips from the motion model on top of it, also scored for consistency across frames and "
                     "motion relative to base size.",
     )
-    p.add_argument("--out", type=Path, default=None,
+    p.add_argument("--out", default=None,
                    help="folder for grid.png, table.md, results.json (default out/demo; --video out/demo-video)")
-    p.add_argument("--json", type=Path, default=None, help="also write {\"cases\": [...]} to this file")
+    p.add_argument("--json", default=None, help="also write {\"cases\": [...]} to this file")
+    p.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run")
     p.add_argument("--samples", type=int, default=None, help="samples per case (default 8; --video 3)")
     p.add_argument("--steps", type=int, default=None,
                    help="DDIM steps (default 25; --video 10; windows follow the timesteps)")
@@ -44,25 +45,40 @@ def add_demo_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+def checked_outputs(args, default_out: str, output_paths) -> tuple[Path, Path | None]:
+    """--out (default `default_out`) and --json as paths, refused before any work where
+    `output_paths(out_dir, json_path)` would replace earlier outputs without --overwrite or
+    cannot be written."""
+    from .. import outputs
+
+    out_dir = outputs.path_argument(default_out if args.out is None else args.out)
+    json_path = None if args.json is None else outputs.path_argument(args.json, "--json", "file")
+    outputs.check_targets(output_paths(out_dir, json_path).values(), args.overwrite)
+    for flag, folder in (("--out", out_dir), ("--json", json_path and json_path.parent)):
+        if folder is not None:
+            outputs.check_writable(folder, flag)
+    return out_dir, json_path
+
+
 def run_demo(args) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
     from ..errors import ScaleCrafterError
     from .model import load_demo_model
-    from .run import benchmark, default_cases, format_table, write_outputs
+    from .run import benchmark, default_cases, format_table, output_paths, write_outputs
 
     if args.video:
         from .video_demo import run_video_demo
 
         return run_video_demo(args)
-    args.out = Path("out/demo") if args.out is None else args.out
     args.samples = 8 if args.samples is None else args.samples
     args.steps = 25 if args.steps is None else args.steps
     if args.samples < 1 or args.steps < 1:
         raise ScaleCrafterError("--samples and --steps must be at least 1")
     if any(s < 1 for s in args.scales):
         raise ScaleCrafterError("--scales must be positive integers (per-side factors, e.g. 2 4)")
+    out_dir, json_path = checked_outputs(args, "out/demo", output_paths)
     if args.threads:
         torch.set_num_threads(args.threads)
     model = load_demo_model()
@@ -72,7 +88,7 @@ def run_demo(args) -> int:
                              progress_bar=not args.no_progress)
     meta = {"model": "shapes32", "samples": args.samples, "steps": args.steps, "guidance": args.guidance,
             "eta": args.eta, "seed": args.seed, "sampler": "DDIM", "torch_threads": torch.get_num_threads()}
-    written = write_outputs(rows, images, args.out, args.json, meta)
+    written = write_outputs(rows, images, out_dir, json_path, meta)
     print(format_table(rows))
     for k, v in written.items():
         print(f"{k}: {v}", file=sys.stderr)

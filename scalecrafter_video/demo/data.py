@@ -57,11 +57,13 @@ def _shape_sdf(kind: torch.Tensor, cx, cy, size, xs, ys) -> torch.Tensor:
 
 
 def render(labels: torch.Tensor, sizes: torch.Tensor, centers: torch.Tensor, colors: torch.Tensor,
-           image_size: int = IMAGE_SIZE, scale: float = 1.0) -> torch.Tensor:
-    """Render images in [0, 1], shape (B, 3, S, S), S = image_size * scale (all geometry scaled)."""
-    s = int(round(image_size * scale))
-    coords = (torch.arange(s, dtype=torch.float32) + 0.5) / scale
-    ys, xs = torch.meshgrid(coords, coords, indexing="ij")
+           image_size: int = IMAGE_SIZE, scale: float = 1.0,
+           canvas: tuple[float, float] | None = None) -> torch.Tensor:
+    """Render images in [0, 1], shape (B, 3, H, W), H x W = canvas * scale (all geometry scaled);
+    `canvas` is (height, width) in base pixels, default image_size x image_size."""
+    canvas_h, canvas_w = canvas or (image_size, image_size)
+    coords = [(torch.arange(int(round(c * scale)), dtype=torch.float32) + 0.5) / scale for c in (canvas_h, canvas_w)]
+    ys, xs = torch.meshgrid(*coords, indexing="ij")
     b = labels.shape[0]
     view = (b, 1, 1)
     sdf = _shape_sdf(labels.view(view), centers[:, 0].view(view), centers[:, 1].view(view),
@@ -71,19 +73,30 @@ def render(labels: torch.Tensor, sizes: torch.Tensor, centers: torch.Tensor, col
     return bg * (1 - alpha) + colors.view(b, 3, 1, 1) * alpha
 
 
-def sample_params(n: int, generator: torch.Generator):
-    """Random labels, sizes, centres (x, y in base pixels) and colours for n images."""
+def sample_params(n: int, generator: torch.Generator, canvas: tuple[float, float] = (IMAGE_SIZE, IMAGE_SIZE)):
+    """Random labels, sizes, centres (x, y in base pixels) and colours for n images on a canvas of
+    (height, width) base pixels (default the 32x32 training canvas)."""
     labels = torch.randint(0, len(CLASS_NAMES), (n,), generator=generator)
     lo, hi = SIZE_RANGE
     sizes = lo + (hi - lo) * torch.rand(n, generator=generator)
     half = sizes / 2
-    room = IMAGE_SIZE / 2 - half - MARGIN  # max offset of the centre from the canvas centre
-    offs = (torch.rand(n, 2, generator=generator) * 2 - 1) * room[:, None]
-    centers = IMAGE_SIZE / 2 + offs
+    middle = torch.tensor([canvas[1] / 2, canvas[0] / 2])  # (x, y)
+    room = middle - half[:, None] - MARGIN  # max offset of the centre from the canvas centre, per axis
+    offs = (torch.rand(n, 2, generator=generator) * 2 - 1) * room
+    centers = middle + offs
     pal = torch.tensor(PALETTE, dtype=torch.float32)
     colors = pal[torch.randint(0, len(PALETTE), (n,), generator=generator)]
     colors = (colors + COLOR_JITTER * (torch.rand(n, 3, generator=generator) * 2 - 1)).clamp(0, 1)
     return labels, sizes, centers, colors
+
+
+def render_at(n: int, height: int, width: int, generator: torch.Generator) -> torch.Tensor:
+    """n data-set images drawn directly at height x width pixels, in [0, 1], shape (n, 3, H, W): the
+    true high-resolution counterpart of the 32x32 data (objects scaled by the shorter side / 32)."""
+    scale = min(height, width) / IMAGE_SIZE
+    canvas = (height / scale, width / scale)
+    labels, sizes, centers, colors = sample_params(n, generator, canvas)
+    return render(labels, sizes, centers, colors, scale=scale, canvas=canvas)
 
 
 def make_batch(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,8 +1,8 @@
 """The repetition benchmark behind `scv demo`: base size, then 2x and 4x per side, directly, with
 Attn-SF, and with ScaleCrafter (re-dilation; + NDCFG; + dispersion; from 3x also re-dilation and
 + NDCFG with the progressive decay held off), all from the engine's derived plan for this model
-(`apply_scalecrafter(unet, height=H, width=W, preset="auto")` on the bare UNet, sizes in sample
-units)."""
+(`apply_scalecrafter(unet, height=H, width=W, preset="auto", batch_layout="uncond,cond")` on the
+bare UNet, sizes in sample units)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import outputs
 from . import metrics, video_metrics
 from .model import DemoModel
 from .motion_model import DemoVideoModel
-from .sampling import sample
+from .sampling import BATCH_LAYOUT, sample
 
 
 @dataclass(frozen=True)
@@ -60,10 +61,12 @@ def run_case(model: DemoModel | DemoVideoModel, case: Case, labels: torch.Tensor
     kw = dict(steps=steps, guidance=guidance, eta=eta, seed=seed, batch=batch, frames=frames, progress=progress)
     if case.method.startswith("scalecrafter"):
         with scalecrafter(model.unet, height=size, width=size, preset="auto", ndcfg=case.ndcfg,
-                          dispersion=case.dispersion, progressive=case.progressive) as handle:
+                          dispersion=case.dispersion, progressive=case.progressive,
+                          batch_layout=BATCH_LAYOUT) as handle:
             info["plan"] = handle.plan.name
             info["patched_convs"] = handle.patched_convs
             images = sample(model, labels, size, size, **kw)
+            info["damped_passes"] = handle.damped_passes
     elif case.method == "attn-sf":
         try:
             info["attn_layers_scaled"] = apply_attn_sf(model.unet, height=size, width=size)
@@ -161,25 +164,31 @@ def save_grid(rows: list[dict], images: dict[str, np.ndarray], path: Path, colum
             im = Image.fromarray((np.clip(images[key][c], 0, 1) * 255).round().astype(np.uint8))
             im = im.resize((cell, cell), Image.NEAREST)
             canvas.paste(im, (label_w + pad + c * (cell + pad), y))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(path)
+    outputs.save_image(canvas, path)
+
+
+def output_paths(out_dir: Path | None, json_path: Path | None) -> dict[str, Path]:
+    """What `write_outputs` writes, by name: the folder's grid, table and results, and the --json file."""
+    paths = {}
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        paths.update(grid=out_dir / "grid.png", table=out_dir / "table.md", results=out_dir / "results.json")
+    if json_path is not None:
+        paths["json"] = Path(json_path)
+    return paths
 
 
 def write_outputs(rows: list[dict], images: dict, out_dir: Path | None, json_path: Path | None,
                   meta: dict) -> dict:
-    public = [{k: v for k, v in r.items() if k != "per_sample"} for r in rows]
-    doc = {"cases": public, **meta}
-    written = {}
-    if out_dir is not None:
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        save_grid(rows, images, out_dir / "grid.png")
-        (out_dir / "table.md").write_text(format_table(rows) + "\n")
-        full = {"cases": rows, **meta}
-        (out_dir / "results.json").write_text(json.dumps(full, indent=1) + "\n")
-        written.update(grid=out_dir / "grid.png", table=out_dir / "table.md", results=out_dir / "results.json")
-    if json_path is not None:
-        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_path).write_text(json.dumps(doc, indent=1) + "\n")
-        written["json"] = Path(json_path)
-    return written
+    """Write every output of `output_paths`, each atomically; returns them by name."""
+    paths = output_paths(out_dir, json_path)
+    for path in paths.values():
+        outputs.prepare_out_dir(path.parent)
+    if "grid" in paths:
+        save_grid(rows, images, paths["grid"])
+        outputs.atomic_write_text(paths["table"], format_table(rows) + "\n")
+        outputs.atomic_write_text(paths["results"], json.dumps({"cases": rows, **meta}, indent=1) + "\n")
+    if "json" in paths:
+        public = [{k: v for k, v in r.items() if k != "per_sample"} for r in rows]
+        outputs.atomic_write_text(paths["json"], json.dumps({"cases": public, **meta}, indent=1) + "\n")
+    return paths

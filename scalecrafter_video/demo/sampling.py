@@ -8,6 +8,8 @@ import torch
 
 from .pipeline import ShapesPipeline
 
+BATCH_LAYOUT = "uncond,cond"  # every UNet call below gets [uncond; cond]: NDCFG may run (apply_scalecrafter's batch_layout)
+
 
 def initial_noise(n: int, height: int, width: int, seed: int, frames: int | None = None) -> torch.Tensor:
     """Per-sample seeded noise: sample i of any case at a given size starts from the same noise.

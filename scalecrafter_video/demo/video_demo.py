@@ -62,45 +62,60 @@ def json_safe(value):
     return value
 
 
-def case_file(row: dict) -> str:
-    return f"{row['method']}-{row['scale']}x.mp4"
+def case_file(case: Case) -> str:
+    return f"{case.method}-{case.scale}x.mp4"
 
 
-def write_video_outputs(rows: list[dict], clips: dict[str, np.ndarray], out_dir: Path | None,
-                        json_path: Path | None, meta: dict, clips_per_video: int = 6) -> dict:
-    """MP4 per case, contact_sheet.png (sample 0 of every case, frames across), table.md,
-    results.json (with per-clip reasons) in `out_dir`; {"cases": [...], ...} at `json_path`."""
+def video_output_paths(cases: list[Case]):
+    """`output_paths(out_dir, json_path)` for these cases: an MP4 per case, contact_sheet.png,
+    table.md, results.json, and the --json file."""
+
+    def output_paths(out_dir: Path | None, json_path: Path | None) -> dict[str, Path]:
+        paths = {}
+        if out_dir is not None:
+            out_dir = Path(out_dir)
+            paths.update({case.label: out_dir / case_file(case) for case in cases})
+            paths.update(contact_sheet=out_dir / "contact_sheet.png", table=out_dir / "table.md",
+                         results=out_dir / "results.json")
+        if json_path is not None:
+            paths["json"] = Path(json_path)
+        return paths
+
+    return output_paths
+
+
+def write_video_outputs(rows: list[dict], clips: dict[str, np.ndarray], paths: dict[str, Path], meta: dict,
+                        clips_per_video: int = 6) -> dict[str, Path]:
+    """Write `paths` (from video_output_paths), each atomically: the MP4s (a case's first clips
+    side by side), the contact sheet (sample 0 of every case, frames across), the table, the full
+    results (per-clip reasons) and the public JSON. Returns `paths`."""
+    from .. import outputs
     from ..media import write_mp4
 
-    written = {}
-    if out_dir is not None:
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for row in rows:
-            key = f"{row['method']} {row['scale']}x"
-            path = write_mp4(out_dir / case_file(row), tile_clips(clips[key], clips_per_video), FPS, overwrite=True)
-            written[key] = path
-        first = {f"{r['method']} {r['scale']}x": clips[f"{r['method']} {r['scale']}x"][0] for r in rows}
+    for path in paths.values():
+        outputs.prepare_out_dir(path.parent)
+    labels = [f"{r['method']} {r['scale']}x" for r in rows]
+    if "table" in paths:
+        for label in labels:
+            write_mp4(paths[label], tile_clips(clips[label], clips_per_video), FPS, overwrite=True)
+        first = {label: clips[label][0] for label in labels}
         frames = min(len(v) for v in first.values())
-        save_grid(rows, first, out_dir / "contact_sheet.png", columns=frames, cell=DISPLAY, caption=video_caption)
-        (out_dir / "table.md").write_text(format_video_table(rows) + "\n")
+        save_grid(rows, first, paths["contact_sheet"], columns=frames, cell=DISPLAY, caption=video_caption)
+        outputs.atomic_write_text(paths["table"], format_video_table(rows) + "\n")
         doc = json_safe({"cases": rows, **meta})
-        (out_dir / "results.json").write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n")
-        written.update(contact_sheet=out_dir / "contact_sheet.png", table=out_dir / "table.md",
-                       results=out_dir / "results.json")
-    if json_path is not None:
+        outputs.atomic_write_text(paths["results"], json.dumps(doc, indent=1, allow_nan=False) + "\n")
+    if "json" in paths:
         public = [{k: v for k, v in r.items() if k != "per_sample"} for r in rows]
-        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         doc = json_safe({"cases": public, **meta})
-        Path(json_path).write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n")
-        written["json"] = Path(json_path)
-    return written
+        outputs.atomic_write_text(paths["json"], json.dumps(doc, indent=1, allow_nan=False) + "\n")
+    return paths
 
 
 def run_video_demo(args) -> int:
     import torch
 
     from ..errors import ScaleCrafterError
+    from .cli import checked_outputs
     from .motion_model import load_motion_model
     from .run import benchmark, default_cases
 
@@ -110,6 +125,9 @@ def run_video_demo(args) -> int:
         raise ScaleCrafterError("--samples and --steps must be at least 1")
     if any(s < 1 for s in args.scales):
         raise ScaleCrafterError("--scales must be positive integers (per-side factors, e.g. 2 4)")
+    cases: list[Case] = default_cases(tuple(s for s in args.scales if s > 1), variants=False)
+    output_paths = video_output_paths(cases)
+    out_dir, json_path = checked_outputs(args, "out/demo-video", output_paths)
     model = load_motion_model(args.motion_model)
     frames = args.frames or int(model.config["frames"])
     limit = model.unet.config.motion_max_seq_length
@@ -117,14 +135,13 @@ def run_video_demo(args) -> int:
         raise ScaleCrafterError(f"--frames must be 1-{limit} (the motion modules' length), got {frames}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    cases: list[Case] = default_cases(tuple(s for s in args.scales if s > 1), variants=False)
     rows, clips = benchmark(model, samples=samples, steps=steps, guidance=args.guidance, eta=args.eta,
                             seed=args.seed, batch=args.batch, cases=cases, frames=frames,
                             progress_bar=not args.no_progress)
     meta = {"model": "shapes32 + shapes32_motion", "adapter": str(args.motion_model or "shipped"),
             "samples": samples, "frames": frames, "steps": steps, "guidance": args.guidance, "eta": args.eta,
             "seed": args.seed, "sampler": "DDIM", "fps": FPS, "torch_threads": torch.get_num_threads()}
-    written = write_video_outputs(rows, clips, args.out or Path("out/demo-video"), args.json, meta)
+    written = write_video_outputs(rows, clips, output_paths(out_dir, json_path), meta)
     print(format_video_table(rows))
     for k, v in written.items():
         print(f"{k}: {v}", file=sys.stderr)

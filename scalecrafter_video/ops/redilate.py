@@ -2,7 +2,11 @@
 
 A k x k kernel trained at base resolution runs with dilation d at inference time, so its
 receptive field grows by d while the weights stay as trained. Fractional factors resize the
-input by ceil(d)/d, run the integer dilation ceil(d), and resize the output back.
+input to round(H * ceil(d) / d) (the reference code's size, Python rounding), run the integer
+dilation ceil(d), and resize the output back, bilinear both ways. One deliberate difference
+from the reference: the output is resized back to the trained conv's output size, where the
+reference uses int(H / stride), which for an odd input to a stride-2 conv is one row short
+and changes the UNet's internal shapes.
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ def redilated_conv2d(
         if (ih, iw) == (1, 1):
             return F.conv2d(x, weight, bias, (sh, sw), (ph, pw), 1, groups)
         return F.conv2d(x, weight, bias, (sh, sw), padding, (ih, iw), groups)
-    scaled = (max(1, math.floor(H * ih / dh)), max(1, math.floor(W * iw / dw)))
+    scaled = (max(1, round(H * (ih / dh))), max(1, round(W * (iw / dw))))
     y = F.interpolate(x, size=scaled, mode="bilinear", align_corners=False)
     y = F.conv2d(y, weight, bias, (sh, sw), padding, (ih, iw), groups)
     return F.interpolate(y, size=out_hw, mode="bilinear", align_corners=False)

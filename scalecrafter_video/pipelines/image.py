@@ -24,7 +24,7 @@ from urllib.parse import urlparse
 from .. import outputs
 from ..errors import ScaleCrafterError
 from ..options import GenerateOptions
-from .tiny import TINY_NOTE, TINY_UNET_CONFIGS, TINY_VAE_SCALE_FACTOR, is_tiny, tiny_pipeline
+from .tiny import TINY_NOTE, TINY_UNET_CONFIGS, TINY_VAE_CONFIG, TINY_VAE_SCALE_FACTOR, is_tiny, tiny_pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,9 @@ SCHEDULERS: dict[str, str] = {
     "pndm": "PNDMScheduler",
     "unipc": "UniPCMultistepScheduler",
 }
+# PNDM as the Stable Diffusion pipelines ship it: PLMS steps only (its Runge-Kutta warm-up needs
+# more steps than asked and breaks with few).
+SCHEDULER_OVERRIDES: dict[str, dict[str, Any]] = {"pndm": {"skip_prk_steps": True}}
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 VAE_TILING = ("auto", "on", "off")
 # FreeU (Si et al. 2023) parameters the reference code uses per family.
@@ -55,13 +58,20 @@ FREEU_PARAMS: dict[str, dict[str, float]] = {
 }
 DEFAULT_GUIDANCE = {"sd15": 7.5, "sd21": 7.5, "sdxl": 5.0}
 MAX_SIDE = 16384
+MAX_STEPS = 1000  # the training timesteps of every supported model
+SAFE_MULTIPLE = 64  # pixels per side every supported model accepts (SD: 64, SDXL: 32, video: 64)
 TILING_SIDE = 1536  # full VAE decode above this many pixels per side (1024 for SDXL) is tiled
 HUB_PROBE_TIMEOUT_S = 3.0
 
 
 # ---- sizes ----------------------------------------------------------------------------------
-def check_size(height: int, width: int, multiple: int = 8) -> None:
-    """Positive, at most MAX_SIDE and divisible by `multiple` pixels per side, else a one-line error."""
+def check_size(height: int, width: int, multiple: int | None = None) -> None:
+    """Positive, at most MAX_SIDE and divisible by `multiple` pixels per side, else a one-line error.
+
+    `multiple` is what the model needs; None when its configs are not read yet: then multiples of
+    8 pass (every VAE needs them) and the suggested sizes are multiples of SAFE_MULTIPLE, which
+    every supported model accepts, so a suggestion never fails the model's own check later.
+    """
     for side, value in (("height", height), ("width", width)):
         if not isinstance(value, int) or isinstance(value, bool):
             raise ScaleCrafterError(f"{side} must be a whole number of pixels, got {value!r}")
@@ -69,14 +79,19 @@ def check_size(height: int, width: int, multiple: int = 8) -> None:
             raise ScaleCrafterError(f"{side} must be positive, got {value}")
         if value > MAX_SIDE:
             raise ScaleCrafterError(f"{side} {value} is larger than the maximum of {MAX_SIDE} pixels")
-    bad = [(s, v) for s, v in (("width", width), ("height", height)) if v % multiple]
+    need, step = (multiple, multiple) if multiple else (8, SAFE_MULTIPLE)
+    bad = [(s, v) for s, v in (("width", width), ("height", height)) if v % need]
     if bad:
         side, value = bad[0]
-        lower, upper = value // multiple * multiple, (value // multiple + 1) * multiple
-        nearest = f"{lower} or {upper}" if lower else f"{upper}"
-        raise ScaleCrafterError(
-            f"{side} {value} is not divisible by {multiple} (this model needs multiples of {multiple} pixels): use {nearest}"
-        )
+        lower, upper = value // step * step, (value // step + 1) * step
+        nearest = " or ".join(str(v) for v in (lower, upper) if 0 < v <= MAX_SIDE)
+        why = f"this model needs multiples of {multiple} pixels" if multiple else "every model needs multiples of 8 pixels"
+        raise ScaleCrafterError(f"{side} {value} is not divisible by {need} ({why}): use {nearest}")
+
+
+def check_steps(steps: int) -> None:
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
+        raise ScaleCrafterError(f"steps must be between 1 and {MAX_STEPS}, got {steps}")
 
 
 def size_multiple(pipe) -> int:
@@ -162,7 +177,7 @@ def _read_model_index(ref: ModelRef) -> tuple[str, dict[str, Any]]:
     cached = try_to_load_from_cache(ref.location, "model_index.json")
     if isinstance(cached, str):
         return "", _load_json(Path(cached), ref)
-    how = _download_hint(ref)
+    how = download_hint(ref.location)
     if _hub_offline():
         raise ScaleCrafterError(
             f"{_describe(ref)} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set: {how}"
@@ -172,10 +187,11 @@ def _read_model_index(ref: ModelRef) -> tuple[str, dict[str, Any]]:
     return "", {}
 
 
-def _download_hint(ref: ModelRef) -> str:
+def download_hint(repo: str, flag: str = "--model") -> str:
+    """How to get a missing hub repository (model or motion adapter), for image and video alike."""
     return (
-        f"run `hf download {ref.location}` (older huggingface_hub: `huggingface-cli download`) on a connected "
-        "machine and copy its ~/.cache/huggingface here, or pass --model /path/to/local/diffusers/folder"
+        f"run `hf download {repo}` on a connected machine and copy its ~/.cache/huggingface here, "
+        f"or pass {flag} /path/to/a/local/diffusers/folder"
     )
 
 
@@ -267,6 +283,7 @@ class ModelInfo:
     unet_config: dict[str, Any] | None
     vae_scale_factor: int = 8
     revision: str | None = None  # commit of the cached hub snapshot
+    vae_config: dict[str, Any] | None = None
 
     @property
     def size_multiple(self) -> int | None:
@@ -286,13 +303,14 @@ def inspect_model(model: str) -> ModelInfo:
     """Locate `model` and read its configs without loading weights; fails fast when it is missing offline."""
     ref = resolve_model(model)
     if ref.kind == "tiny":
-        return ModelInfo(ref, "", {}, dict(TINY_UNET_CONFIGS[ref.location]), TINY_VAE_SCALE_FACTOR)
+        return ModelInfo(ref, "", {}, dict(TINY_UNET_CONFIGS[ref.location]), TINY_VAE_SCALE_FACTOR,
+                         vae_config=dict(TINY_VAE_CONFIG))
     folder, index = _read_model_index(ref)
     _check_index(ref, index)
     unet_config = _read_component_config(ref, folder, "unet")
     vae_config = _read_component_config(ref, folder, "vae") or {}
     vae_levels = len(vae_config.get("block_out_channels") or (0, 0, 0, 0))
-    return ModelInfo(ref, folder, index, unet_config, 2 ** (vae_levels - 1), _cached_revision(ref))
+    return ModelInfo(ref, folder, index, unet_config, 2 ** (vae_levels - 1), _cached_revision(ref), vae_config or None)
 
 
 def _cached_revision(ref: ModelRef) -> str | None:
@@ -314,7 +332,15 @@ def _read_component_config(ref: ModelRef, folder: str, component: str) -> dict[s
     return _load_json(Path(cached), ref) if isinstance(cached, str) else None
 
 
-def load_pipeline(model: str | ModelInfo, *, device: str = "cpu", dtype=None, progress: bool = True) -> LoadedModel:
+def image_family(ref: ModelRef, unet_config, family: str | None = None) -> str:
+    """`family` (--family) if given, else a known hub id's, else the one its UNet config suggests."""
+    from ..families import family_of_model_id
+
+    return family or (family_of_model_id(ref.location) if ref.kind == "hub" else None) or defaults_family(unet_config)
+
+
+def load_pipeline(model: str | ModelInfo, *, device: str = "cpu", dtype=None, progress: bool = True,
+                  family: str | None = None) -> LoadedModel:
     """Load `model` (alias, hub id, folder, tiny name or an inspected model) onto `device`."""
     info = model if isinstance(model, ModelInfo) else inspect_model(model)
     ref = info.ref
@@ -329,7 +355,7 @@ def load_pipeline(model: str | ModelInfo, *, device: str = "cpu", dtype=None, pr
         pipe.to(device=device, dtype=dtype)
     else:
         pipe.to(device)
-    return LoadedModel(pipe, ref, defaults_family(pipe.unet.config))
+    return LoadedModel(pipe, ref, image_family(ref, pipe.unet.config, family))
 
 
 _LOAD_ERRORS = (OSError, ValueError, TypeError, KeyError, AttributeError, ImportError, RuntimeError)
@@ -357,7 +383,7 @@ def _from_pretrained(ref: ModelRef, folder: str, index: dict[str, Any], dtype, p
                     raise
                 error = exc
     first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    how = "pass a complete diffusers folder (e.g. saved with `pipe.save_pretrained(DIR)`)" if folder else _download_hint(ref)
+    how = "pass a complete diffusers folder (e.g. saved with `pipe.save_pretrained(DIR)`)" if folder else download_hint(ref.location)
     raise ScaleCrafterError(f"{_describe(ref)} could not be loaded ({first}): {how}") from error
 
 
@@ -386,14 +412,18 @@ def _loading_output(progress: bool):
                 mod.disable_progress_bar()
 
 
-def configure_scheduler(pipe, name: str) -> None:
-    """Swap the pipeline's scheduler for `name`, keeping the model's noise schedule (from_config)."""
+def make_scheduler(name: str, config):
+    """Scheduler `name` on the noise schedule `config`: the one factory behind `generate` and `scv plan`."""
     import diffusers
 
     if name not in SCHEDULERS:
         raise ScaleCrafterError(f"unknown scheduler {name!r}: choose one of {', '.join(SCHEDULERS)}")
-    cls = getattr(diffusers, SCHEDULERS[name])
-    pipe.scheduler = cls.from_config(pipe.scheduler.config)
+    return getattr(diffusers, SCHEDULERS[name]).from_config(config, **SCHEDULER_OVERRIDES.get(name, {}))
+
+
+def configure_scheduler(pipe, name: str) -> None:
+    """Swap the pipeline's scheduler for `name`, keeping the model's noise schedule."""
+    pipe.scheduler = make_scheduler(name, pipe.scheduler.config)
 
 
 def wants_vae_tiling(mode: str, family: str, height: int, width: int) -> bool:
@@ -412,6 +442,8 @@ def validate_options(opts: GenerateOptions) -> None:
         raise ScaleCrafterError("no prompt given: pass --prompt TEXT or --prompts FILE")
     if any(not isinstance(p, str) or not p.strip() for p in opts.prompts):
         raise ScaleCrafterError("empty prompt: every prompt needs some text")
+    if opts.skip_existing and opts.overwrite:
+        raise ScaleCrafterError("--skip-existing keeps existing outputs and --overwrite replaces them: pass one of them")
     check_size(opts.height, opts.width)
     if opts.method not in METHODS:
         raise ScaleCrafterError(f"unknown method {opts.method!r}: choose one of {', '.join(METHODS)}")
@@ -421,8 +453,7 @@ def validate_options(opts: GenerateOptions) -> None:
         raise ScaleCrafterError(f"unknown dtype {opts.dtype!r}: choose one of {', '.join(DTYPES)}")
     if opts.vae_tiling not in VAE_TILING:
         raise ScaleCrafterError(f"unknown --vae-tiling {opts.vae_tiling!r}: choose one of {', '.join(VAE_TILING)}")
-    if not isinstance(opts.steps, int) or opts.steps < 1 or opts.steps > 1000:
-        raise ScaleCrafterError(f"steps must be between 1 and 1000, got {opts.steps}")
+    check_steps(opts.steps)
     if not isinstance(opts.num_per_prompt, int) or opts.num_per_prompt < 1:
         raise ScaleCrafterError(f"num-per-prompt must be at least 1, got {opts.num_per_prompt}")
     if opts.guidance is not None and not (0 <= opts.guidance <= 100):
@@ -431,6 +462,12 @@ def validate_options(opts: GenerateOptions) -> None:
         raise ScaleCrafterError(f"eta must be between 0 and 1, got {opts.eta}")
     if not (0 <= opts.seed < 2**63):
         raise ScaleCrafterError(f"seed must be between 0 and 2**63-1, got {opts.seed}")
+    if opts.family is not None:
+        from ..families import get_family
+
+        if not opts.video and get_family(opts.family).video:
+            raise ScaleCrafterError(f"--family {opts.family} is a video family: pass --video, or an image family "
+                                    f"({', '.join(DEFAULT_GUIDANCE)})")
     if opts.method == "scalecrafter":
         _check_preset(opts.preset)
     elif opts.preset != "auto" or opts.dispersion or not opts.ndcfg or opts.progressive is not None:
@@ -439,25 +476,22 @@ def validate_options(opts: GenerateOptions) -> None:
 
 def _check_preset(preset: str) -> None:
     """Unknown preset names and unreadable preset files fail here, before any weights load."""
-    from ..presets import get_preset, load_preset_file
+    from ..presets import load_preset
 
-    if preset == "auto":
-        return
-    if str(preset).endswith(".toml") or Path(preset).is_file():
-        load_preset_file(preset)
-    else:
-        get_preset(preset)
+    if preset != "auto":
+        load_preset(preset)
 
 
 def image_targets(opts: GenerateOptions) -> list[tuple[str, int, int, Path]]:
     """(prompt, index within the prompt, seed, path) of every image of the job, in order."""
     out_dir = Path(opts.out_dir)
+    settings = opts.output_settings()
     jobs = []
     k = 0
     for prompt in opts.prompts:
         for j in range(opts.num_per_prompt):
             seed = opts.seed + k
-            stem = outputs.output_stem(prompt, opts.width, opts.height, opts.method, seed)
+            stem = outputs.output_stem(prompt, opts.width, opts.height, opts.method, seed, settings)
             jobs.append((prompt, j, seed, out_dir / f"{stem}.png"))
             k += 1
     return jobs
@@ -466,29 +500,38 @@ def image_targets(opts: GenerateOptions) -> list[tuple[str, int, int, Path]]:
 def generate_images(opts: GenerateOptions) -> list[Path]:
     """Generate every image of `opts`; returns the PNG paths (each has a .json sidecar next to it).
 
-    All checks run first (sizes, names, presets, output collisions), then the model loads (failing
-    fast when it is missing offline), then each image is sampled with its own seed and written
-    atomically together with its sidecar.
+    All checks run first (sizes, names, presets, output collisions, a writable output folder, the
+    memory estimate), then the model loads (failing fast when it is missing offline), then each
+    image is sampled with its own seed and written atomically together with its sidecar. With
+    `skip_existing`, images whose PNG and sidecar both exist are left as they are.
     """
     import torch
     from tqdm.auto import tqdm
 
     validate_options(opts)
     jobs = image_targets(opts)
-    targets = [p for *_, p in jobs] + [outputs.sidecar_path(p) for *_, p in jobs]
-    outputs.check_targets(targets, opts.overwrite)
+    if opts.skip_existing:
+        jobs = outputs.skip_existing(jobs, lambda job: [job[3], outputs.sidecar_path(job[3])], "images")
+    outputs.check_targets([p for *_, p in jobs] + [outputs.sidecar_path(p) for *_, p in jobs], opts.overwrite)
+    outputs.check_writable(Path(opts.out_dir))
 
     device = resolve_device(opts.device)
     dtype = resolve_dtype(opts.dtype, device)
     info = inspect_model(opts.model)
-    if info.size_multiple:
-        check_size(opts.height, opts.width, info.size_multiple)
+    check_size(opts.height, opts.width, info.size_multiple)
     if opts.method == "scalecrafter":
         check_plan(info, opts)
+    memory_checked = bool(info.unet_config and info.vae_config)
+    if memory_checked:
+        check_memory(opts, info.unet_config, info.vae_config, info.vae_scale_factor, dtype, device)
+    if not jobs:
+        return []
     t0 = time.perf_counter()
-    loaded = load_pipeline(info, device=device, dtype=dtype, progress=opts.progress)
+    loaded = load_pipeline(info, device=device, dtype=dtype, progress=opts.progress, family=opts.family)
     pipe, family = loaded.pipe, loaded.family
     check_size(opts.height, opts.width, size_multiple(pipe))
+    if not memory_checked:
+        check_memory(opts, dict(pipe.unet.config), dict(pipe.vae.config), int(pipe.vae_scale_factor), dtype, device)
     logger.info("loaded %s (family %s) in %.1fs", loaded.ref.location, family, time.perf_counter() - t0)
 
     configure_scheduler(pipe, opts.scheduler)
@@ -518,6 +561,7 @@ def generate_images(opts: GenerateOptions) -> list[Path]:
         "ndcfg": opts.ndcfg if opts.method == "scalecrafter" else None,
         "dispersion": opts.dispersion if opts.method == "scalecrafter" else None,
         "progressive": opts.progressive if opts.method == "scalecrafter" else None,
+        "force_preset": opts.force_preset if opts.method == "scalecrafter" else None,
         "width": opts.width,
         "height": opts.height,
         "steps": opts.steps,
@@ -531,6 +575,7 @@ def generate_images(opts: GenerateOptions) -> list[Path]:
         "freeu": freeu,
         "vae_tiling": tiling,
         "generator": "torch.Generator('cpu').manual_seed(seed)",
+        "output_settings": opts.output_settings(),  # what the name's hash covers, with the prompt
     }
     if loaded.ref.kind == "tiny":
         base_meta["note"] = TINY_NOTE
@@ -538,11 +583,12 @@ def generate_images(opts: GenerateOptions) -> list[Path]:
     base_meta["command"] = opts.command
 
     written: list[Path] = []
-    with _method(pipe, opts) as method_meta:
+    with method_context(pipe, opts) as (method_meta, handle):
         outputs.prepare_out_dir(Path(opts.out_dir))
         for prompt, index, seed, path in tqdm(jobs, desc="images", unit="img", disable=not opts.progress):
             start = time.perf_counter()
             generator = torch.Generator("cpu").manual_seed(seed)
+            calls_before = (handle.unet_calls, handle.damped_passes) if handle else None
             result = pipe(
                 prompt=prompt,
                 negative_prompt=opts.negative_prompt,
@@ -556,6 +602,9 @@ def generate_images(opts: GenerateOptions) -> list[Path]:
             )
             image = result.images[0]
             meta = {"prompt": prompt, "seed": seed, "index": index, **base_meta, **method_meta}
+            if handle is not None:  # what ran for this image: UNet calls and noise-damped passes among them
+                meta["unet_calls"] = handle.unet_calls - calls_before[0]
+                meta["damped_passes"] = handle.damped_passes - calls_before[1]
             meta["seconds"] = round(time.perf_counter() - start, 3)
             meta["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
             nsfw = getattr(result, "nsfw_content_detected", None)
@@ -567,6 +616,19 @@ def generate_images(opts: GenerateOptions) -> list[Path]:
             logger.info("wrote %s", path)
             written.append(path)
     return written
+
+
+def check_memory(opts: GenerateOptions, unet_config: dict[str, Any], vae_config: dict[str, Any], vae_factor: int,
+                 dtype, device: str) -> None:
+    """Refuse a job whose memory estimate (`resources`) exceeds the device's free memory, unless forced."""
+    from .. import resources
+
+    tiled = wants_vae_tiling(opts.vae_tiling, defaults_family(unet_config), opts.height, opts.width)
+    estimate = resources.estimate_memory(
+        unet_config, vae_config, height=opts.height, width=opts.width, dtype_bytes=dtype.itemsize,
+        vae_factor=vae_factor, cfg=opts.guidance is None or opts.guidance > 1, tiled=tiled,
+    )
+    resources.check_memory(estimate, device, force=opts.force_memory, what=f"--res {opts.width}x{opts.height}")
 
 
 class _MetaPipeline:
@@ -589,42 +651,51 @@ def check_plan(info: ModelInfo, opts: GenerateOptions) -> None:
     from diffusers import UNet2DConditionModel
 
     from ..patch import scalecrafter
+    from ..presets import preset_argument
 
     config = {k: v for k, v in info.unet_config.items() if not k.startswith("_")}
     with torch.device("meta"):
         unet = UNet2DConditionModel.from_config(config)
+    # ndcfg off: this only validates the plan (main, damped and dispersion layers alike)
     with scalecrafter(_MetaPipeline(unet, info.vae_scale_factor), height=opts.height, width=opts.width,
-                      preset=opts.preset, ndcfg=opts.ndcfg, dispersion=opts.dispersion, cfg=True,
-                      progressive=opts.progressive):
+                      preset=preset_argument(opts.preset, opts.force_preset), ndcfg=False,
+                      dispersion=opts.dispersion, progressive=opts.progressive, family=opts.family):
         pass
 
 
 @contextmanager
-def _method(pipe, opts: GenerateOptions):
-    """Apply the chosen method for the whole job; the UNet is restored in `finally`."""
+def method_context(pipe, opts: GenerateOptions):
+    """Apply the chosen method for the whole job; the UNet is restored in `finally`.
+    Yields (sidecar fields, the ScaleCrafter handle or None)."""
     if opts.method == "scalecrafter":
         from ..patch import scalecrafter
+        from ..plan import idle_notice
+        from ..presets import preset_argument
 
         with scalecrafter(
             pipe,
             height=opts.height,
             width=opts.width,
-            preset=opts.preset,
+            preset=preset_argument(opts.preset, opts.force_preset),
             ndcfg=opts.ndcfg,
             dispersion=opts.dispersion,
             progressive=opts.progressive,
+            family=opts.family,
         ) as handle:
-            yield {"plan": _plan_dict(handle)}
+            notice = idle_notice(handle.plan)
+            if notice:
+                logger.warning("%s", notice)
+            yield {"plan": _plan_dict(handle), "ndcfg_layout": handle.ndcfg_layout}, handle
     elif opts.method == "attn-sf":
         from ..patch import apply_attn_sf, remove_attn_sf
 
         layers = apply_attn_sf(pipe, height=opts.height, width=opts.width)
         try:
-            yield {"plan": None, "attn_sf_layers": layers}
+            yield {"plan": None, "attn_sf_layers": layers}, None
         finally:
             remove_attn_sf(pipe)
     else:
-        yield {"plan": None}
+        yield {"plan": None}, None
 
 
 def _plan_dict(handle) -> dict[str, Any] | None:

@@ -70,6 +70,17 @@ TINY_UNET_CONFIGS: dict[str, dict] = {
         projection_class_embeddings_input_dim=6 * _TIME_DIM + _TEXT_DIM,
     ),
 }
+TINY_VAE_CONFIG: dict = dict(
+    in_channels=3,
+    out_channels=3,
+    down_block_types=("DownEncoderBlock2D",) * 4,
+    up_block_types=("UpDecoderBlock2D",) * 4,
+    block_out_channels=(8, 16, 16, 16),
+    layers_per_block=1,
+    latent_channels=4,
+    norm_num_groups=8,
+    sample_size=64,
+)
 TINY_VAE_SCALE_FACTOR = 8
 
 
@@ -142,17 +153,7 @@ def tiny_vae(seed: int | None = None):
 
     if seed is not None:
         torch.manual_seed(seed)
-    return AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(8, 16, 16, 16),
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=8,
-        sample_size=64,
-    )
+    return AutoencoderKL(**TINY_VAE_CONFIG)
 
 
 def _scheduler():

@@ -28,6 +28,17 @@ TINY_NOTE = "tiny random weights: output is noise, for tests and smoke runs only
 
 _CH = (32, 32, 64, 64)  # UNet block widths (SD-1.5 layout: 4 levels, 2 resnets per down block)
 _TEXT_DIM = 32
+# What the AnimateDiff-layout 2D UNet and the UNet3D share (the block types differ).
+TINY_VIDEO_UNET_CONFIG: dict = dict(
+    sample_size=TINY_BASE_PX // 8,
+    in_channels=4,
+    out_channels=4,
+    layers_per_block=2,
+    block_out_channels=_CH,
+    cross_attention_dim=_TEXT_DIM,
+    attention_head_dim=8,
+    norm_num_groups=8,
+)
 
 
 def is_tiny_video(model: str) -> bool:
@@ -58,16 +69,9 @@ def tiny_unet2d(seed: int = 0):
 
     torch.manual_seed(seed)
     return UNet2DConditionModel(
-        sample_size=TINY_BASE_PX // 8,
-        in_channels=4,
-        out_channels=4,
-        layers_per_block=2,
-        block_out_channels=_CH,
+        **TINY_VIDEO_UNET_CONFIG,
         down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
         up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-        cross_attention_dim=_TEXT_DIM,
-        attention_head_dim=8,
-        norm_num_groups=8,
     ).eval()
 
 
@@ -91,16 +95,9 @@ def tiny_unet3d(seed: int = 0):
 
     torch.manual_seed(seed)
     return UNet3DConditionModel(
-        sample_size=TINY_BASE_PX // 8,
-        in_channels=4,
-        out_channels=4,
-        layers_per_block=2,
-        block_out_channels=_CH,
+        **TINY_VIDEO_UNET_CONFIG,
         down_block_types=("CrossAttnDownBlock3D",) * 3 + ("DownBlock3D",),
         up_block_types=("UpBlock3D",) + ("CrossAttnUpBlock3D",) * 3,
-        cross_attention_dim=_TEXT_DIM,
-        attention_head_dim=8,
-        norm_num_groups=8,
     ).eval()
 
 

@@ -37,13 +37,18 @@ logger = logging.getLogger(__name__)
 
 SD15_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 DEFAULT_MOTION_ADAPTER = "guoyww/animatediff-motion-adapter-v1-5-2"
-VIDEO_ALIASES: dict[str, tuple[str, str]] = {  # alias -> (repo id, family)
-    "animatediff": (SD15_ID, "animatediff"),
-    "sd15": (SD15_ID, "animatediff"),  # an SD 1.5 base with --video is AnimateDiff
-    "zeroscope": ("cerspense/zeroscope_v2_576w", "zeroscope"),
-    "modelscope": ("ali-vilab/text-to-video-ms-1.7b", "modelscope"),
+VIDEO_ALIASES: dict[str, str] = {  # alias -> repo id (its family: families.KNOWN_MODELS)
+    "animatediff": SD15_ID,
+    "sd15": SD15_ID,  # an SD 1.5 base with --video is AnimateDiff
+    "zeroscope": "cerspense/zeroscope_v2_576w",
+    "modelscope": "ali-vilab/text-to-video-ms-1.7b",
 }
 TINY_VIDEO_FAMILY = {"tiny-video": "animatediff", "tiny-video3d": "modelscope"}
+UNET3D_FAMILIES = ("modelscope", "zeroscope")
+NO_SDXL_VIDEO = (
+    "SDXL video needs AnimateDiff's SDXL motion adapter, which scv does not support: use an SD 1.5 base "
+    "(--model animatediff, the default) or --model zeroscope / modelscope"
+)
 DEFAULT_GUIDANCE = {"animatediff": 7.5, "modelscope": 9.0, "zeroscope": 9.0}
 VIDEO_TILING_SIDE = 1024  # --vae-tiling auto: tile the VAE decode above this many pixels per side
 DECODE_PIXELS = 8 * 512 * 512  # pixels decoded per VAE call (8 frames at 512 px, 2 at 1024 px)
@@ -78,18 +83,30 @@ class VideoModelRef:
     name: str  # what the user passed
     kind: str  # "tiny" | "local" | "hub"
     location: str  # tiny name, folder or repo id
-    family: str | None  # from the alias; None = decide from the UNet class
+    family: str | None  # named (--family, tiny model, known hub id); None = decide from the UNet
 
 
-def resolve_video_model(model: str) -> VideoModelRef:
+def video_family_of_id(model_id: str) -> str | None:
+    """The video family of a known hub id: an SD 1.5 base is sampled as AnimateDiff."""
+    from ..families import family_of_model_id
+
+    family = family_of_model_id(model_id)
+    return "animatediff" if family == "sd15" else family if family in DEFAULT_GUIDANCE else None
+
+
+def resolve_video_model(model: str, family: str | None = None) -> VideoModelRef:
+    """Where `model` points and its family: `family` (--family) if given, else the tiny model's or
+    the known hub id's; None leaves it to the UNet's architecture."""
     from .image import resolve_model
     from .tiny_video import is_tiny_video
 
     if is_tiny_video(model):
-        return VideoModelRef(model, "tiny", model, TINY_VIDEO_FAMILY[model])
+        return VideoModelRef(model, "tiny", model, family or TINY_VIDEO_FAMILY[model])
+    if model == "sdxl":
+        raise ScaleCrafterError(f"--video --model sdxl: {NO_SDXL_VIDEO}")
     if model in VIDEO_ALIASES:
-        repo, family = VIDEO_ALIASES[model]
-        return VideoModelRef(model, "hub", repo, family)
+        repo = VIDEO_ALIASES[model]
+        return VideoModelRef(model, "hub", repo, family or video_family_of_id(repo))
     try:
         ref = resolve_model(model)
     except ScaleCrafterError:
@@ -99,24 +116,16 @@ def resolve_video_model(model: str) -> VideoModelRef:
         ) from None
     if ref.kind == "tiny":
         raise ScaleCrafterError(f"{model!r} is an image model; video test models are tiny-video and tiny-video3d")
-    family = "zeroscope" if "zeroscope" in ref.location.lower() else None
-    return VideoModelRef(model, ref.kind, ref.location, family)
+    return VideoModelRef(model, ref.kind, ref.location, family or (video_family_of_id(ref.location) if ref.kind == "hub" else None))
 
 
-def _how_to_get(repo: str) -> str:
-    return (
-        f"run `huggingface-cli download {repo}` on a connected machine (then copy ~/.cache/huggingface) "
-        "or pass a local diffusers folder"
-    )
-
-
-def find_local(location: str, filename: str, what: str, *, local: bool = False) -> Path | None:
+def find_local(location: str, filename: str, what: str, *, local: bool = False, flag: str = "--model") -> Path | None:
     """The path of `filename` in a local folder or the HF cache, without any network access.
 
     Missing and offline (HF_HUB_OFFLINE set, or the hub unreachable within seconds): one-line
     ScaleCrafterError naming `what` and how to get it. Missing but online: None (download later).
     """
-    from .image import _hub_offline, _hub_reachable
+    from .image import _hub_offline, _hub_reachable, download_hint
 
     if local:
         folder = Path(location).expanduser()
@@ -133,11 +142,11 @@ def find_local(location: str, filename: str, what: str, *, local: bool = False) 
         return Path(cached)
     if _hub_offline():
         raise ScaleCrafterError(
-            f"{what} {location!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set: {_how_to_get(location)}"
+            f"{what} {location!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set: {download_hint(location, flag)}"
         )
     if not _hub_reachable():
         raise ScaleCrafterError(
-            f"{what} {location!r} is not in the local Hugging Face cache and the hub is unreachable: {_how_to_get(location)}"
+            f"{what} {location!r} is not in the local Hugging Face cache and the hub is unreachable: {download_hint(location, flag)}"
         )
     return None
 
@@ -176,26 +185,31 @@ def inspect_video_model(opts: GenerateOptions) -> tuple[VideoModelRef, dict[str,
 
     Fails fast (seconds, no weights read) when the model or its motion adapter is missing offline.
     """
-    ref = resolve_video_model(opts.model)
+    ref = resolve_video_model(opts.model, opts.family)
+    if opts.motion_adapter and (ref.kind == "tiny" or ref.family in UNET3D_FAMILIES):
+        why = "brings its own tiny motion adapter" if ref.name == "tiny-video" else "is a UNet3D video model"
+        raise ScaleCrafterError(
+            f"--motion-adapter only applies to AnimateDiff models built from an SD 1.5 base; {opts.model!r} {why}"
+        )
     if ref.kind == "tiny":
-        if opts.motion_adapter and ref.name != "tiny-video":
-            raise ScaleCrafterError(f"--motion-adapter only applies to AnimateDiff models, not {ref.name}")
         return ref, {}, None
     index = _read_json(find_local(ref.location, "model_index.json", "model", local=ref.kind == "local"), "model")
     pipe_class = index.get("_class_name")
     unet_class = _unet_class(index)
     adapter_cfg = None
     if pipe_class == "StableDiffusionXLPipeline" or (index.get("text_encoder_2") or [None])[0]:
-        raise ScaleCrafterError(f"model {opts.model!r} is SDXL: AnimateDiff here needs an SD 1.5-layout base")
+        raise ScaleCrafterError(f"model {opts.model!r} is SDXL: {NO_SDXL_VIDEO}")
     if unet_class == "UNet3DConditionModel":
         if opts.motion_adapter:
             raise ScaleCrafterError(
                 f"--motion-adapter only applies to AnimateDiff (an SD 1.5 base); {opts.model!r} is a UNet3D video model"
             )
+        if ref.family is None:
+            _check_unet3d_family(ref)
     elif unet_class in (None, "UNet2DConditionModel") or (unet_class == "UNetMotionModel" and opts.motion_adapter):
         # an SD 1.5 base (or an AnimateDiff pipeline given another adapter): the adapter must be here too
         loc = _adapter_location(opts)
-        path = find_local(loc, "config.json", "motion adapter", local=_is_local(loc))
+        path = find_local(loc, "config.json", "motion adapter", local=_is_local(loc), flag="--motion-adapter")
         adapter_cfg = _read_json(path, "motion adapter") if path is not None else {"_not_cached": True}
     elif unet_class != "UNetMotionModel":
         raise ScaleCrafterError(
@@ -203,6 +217,37 @@ def inspect_video_model(opts: GenerateOptions) -> tuple[VideoModelRef, dict[str,
             "use an SD 1.5 base (AnimateDiff), an AnimateDiff pipeline, or a ModelScope/Zeroscope UNet3D pipeline"
         )
     return ref, index, adapter_cfg
+
+
+def _check_unet3d_family(ref: VideoModelRef) -> None:
+    """ModelScope and Zeroscope share one UNet3D layout: refuse before loading when the config says
+    it is that layout and nothing names the family (checked again on the loaded UNet)."""
+    from ..families import ambiguous_family_error, families_of_layout
+
+    if ref.kind == "local":
+        path = Path(ref.location).expanduser() / "unet" / "config.json"
+        config = _read_json(path, "model") if path.is_file() else None
+    else:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(ref.location, "unet/config.json")
+        config = _read_json(Path(cached), "model") if isinstance(cached, str) else None
+    candidates = families_of_layout("UNet3DConditionModel", config)
+    if len(candidates) > 1:
+        raise ambiguous_family_error("UNet3DConditionModel", candidates)
+
+
+def _architecture_family(pipe, kind: str) -> str:
+    """The family of a loaded video UNet nothing named: the one its layout fits, or for a layout of
+    no family (e.g. a small fine-tune) the defaults of its kind, with its own base size."""
+    from ..families import ambiguous_family_error, layout_families
+
+    candidates = layout_families(pipe.unet)
+    if len(candidates) > 1:
+        raise ambiguous_family_error(type(pipe.unet).__name__, candidates)
+    if candidates:
+        return candidates[0]
+    return "animatediff" if kind == "animatediff" else "modelscope"
 
 
 def _unet_class(index: dict) -> str | None:
@@ -236,6 +281,8 @@ def load_video_pipeline(opts: GenerateOptions, device: str, dtype, inspected=Non
     """Load the video pipeline of `opts` (alias, hub id, folder, tiny name); one-line errors offline.
     `inspected`: what `inspect_video_model(opts)` returned, when the caller already has it."""
     import torch
+
+    from .image import download_hint
 
     ref, index, adapter_cfg = inspected or inspect_video_model(opts)
     max_frames = max_frames_of(ref, index, adapter_cfg)
@@ -276,7 +323,7 @@ def load_video_pipeline(opts: GenerateOptions, device: str, dtype, inspected=Non
                 except (OSError, ValueError) as exc:
                     raise ScaleCrafterError(
                         f"motion adapter {adapter_name!r} could not be loaded ({_first_line(exc)}): "
-                        f"{_how_to_get(adapter_name)}"
+                        f"{download_hint(adapter_name, '--motion-adapter')}"
                     ) from None
                 pipe = AnimateDiffPipeline.from_pretrained(
                     source, motion_adapter=adapter, local_files_only=local_only, **kwargs
@@ -288,9 +335,9 @@ def load_video_pipeline(opts: GenerateOptions, device: str, dtype, inspected=Non
     except (OSError, ValueError) as exc:
         raise ScaleCrafterError(
             f"video model {opts.model!r} ({ref.location}) could not be loaded ({_first_line(exc)}): "
-            f"{_how_to_get(ref.location)}"
+            f"{download_hint(ref.location)}"
         ) from None
-    family = ref.family or ("animatediff" if kind == "animatediff" else "modelscope")
+    family = ref.family or _architecture_family(pipe, kind)
     pipe.to(device)
     if kind == "animatediff":
         max_frames = int(getattr(pipe.unet.config, "motion_max_seq_length", max_frames or 32))
@@ -329,6 +376,8 @@ def validate_video_options(opts: GenerateOptions) -> None:
     from .image import validate_options
 
     validate_options(opts)
+    if opts.family is not None and opts.family not in DEFAULT_GUIDANCE:
+        raise ScaleCrafterError(f"--family {opts.family} is an image family; video families: {', '.join(DEFAULT_GUIDANCE)}")
     check_frames(opts.frames, None, "")
     if isinstance(opts.fps, bool) or not isinstance(opts.fps, int) or opts.fps < 1:
         raise ScaleCrafterError(f"fps must be a whole number of at least 1, got {opts.fps!r}")
@@ -339,14 +388,13 @@ def validate_video_options(opts: GenerateOptions) -> None:
 def video_targets(opts: GenerateOptions) -> list[dict[str, Any]]:
     """Every video of the job: prompt, index, seed and the paths it will write."""
     out_dir = Path(opts.out_dir)
-    # the model is part of the name: animatediff and zeroscope runs of one prompt share a folder
-    model_tag = outputs.slugify(Path(str(opts.model).rstrip("/\\")).name, max_len=24)
+    settings = opts.output_settings()
     jobs = []
     k = 0
     for prompt in opts.prompts:
         for j in range(opts.num_per_prompt):
             seed = opts.seed + k
-            stem = outputs.output_stem(prompt, opts.width, opts.height, opts.method, seed, extra=f"{model_tag}-{opts.frames}f")
+            stem = outputs.output_stem(prompt, opts.width, opts.height, opts.method, seed, settings, extra=f"{opts.frames}f")
             job = {"prompt": prompt, "index": j, "seed": seed, "mp4": out_dir / f"{stem}.mp4"}
             job["frames_dir"] = out_dir / f"{stem}-frames" if opts.save_frames else None
             compare = opts.compare and opts.method != "direct"
@@ -355,6 +403,15 @@ def video_targets(opts: GenerateOptions) -> list[dict[str, Any]]:
             jobs.append(job)
             k += 1
     return jobs
+
+
+def job_paths(job: dict[str, Any]) -> list[Path]:
+    """Every file and folder one video job writes."""
+    paths = []
+    for key in ("mp4", "direct_mp4"):
+        if job[key] is not None:
+            paths += [job[key], outputs.sidecar_path(job[key])]
+    return paths + [job[key] for key in ("frames_dir", "direct_frames_dir") if job[key] is not None]
 
 
 def _check_all_targets(jobs: list[dict[str, Any]], overwrite: bool) -> None:
@@ -369,6 +426,50 @@ def _check_all_targets(jobs: list[dict[str, Any]], overwrite: bool) -> None:
             d = job[key]
             if d is not None and d.exists() and not overwrite:
                 raise ScaleCrafterError(f"output folder {str(d)!r} already exists; pass --overwrite or choose another --out")
+
+
+def _check_preset_before_loading(opts: GenerateOptions, ref: VideoModelRef) -> None:
+    """A named preset that does not fit the model (family, base, size) fails before any weights
+    load where the base is known from the name alone (tiny models, aliases); elsewhere it fails
+    when the plan is applied, still before sampling."""
+    base = known_base(ref)
+    if opts.method != "scalecrafter" or opts.force_preset or opts.preset == "auto" or base is None:
+        return
+    from ..presets import check_preset_fits, load_preset
+
+    family, plan = load_preset(opts.preset)
+    check_preset_fits(plan, family, family=ref.family, base=base, units="pixels", height=opts.height, width=opts.width)
+
+
+def _known_configs(ref: VideoModelRef) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """(UNet config, VAE config) from files already here (tiny constants, a folder, the HF cache)."""
+    if ref.kind == "tiny":
+        from .tiny import TINY_VAE_CONFIG
+        from .tiny_video import TINY_VIDEO_UNET_CONFIG
+
+        return dict(TINY_VIDEO_UNET_CONFIG), dict(TINY_VAE_CONFIG)
+    from .image import _read_component_config
+
+    folder = str(Path(ref.location).expanduser()) if ref.kind == "local" else ""
+    return _read_component_config(ref, folder, "unet"), _read_component_config(ref, folder, "vae")
+
+
+def wants_video_tiling(opts: GenerateOptions) -> bool:
+    return opts.vae_tiling == "on" or (opts.vae_tiling == "auto" and max(opts.height, opts.width) > VIDEO_TILING_SIDE)
+
+
+def check_video_memory(opts: GenerateOptions, unet_config: dict[str, Any], vae_config: dict[str, Any],
+                       vae_factor: int, dtype, device: str) -> None:
+    """Refuse a video whose memory estimate (`resources`) exceeds the device's free memory, unless forced."""
+    from .. import resources
+
+    estimate = resources.estimate_memory(
+        unet_config, vae_config, height=opts.height, width=opts.width, dtype_bytes=dtype.itemsize,
+        vae_factor=vae_factor, frames=opts.frames, cfg=opts.guidance is None or opts.guidance > 1,
+        tiled=wants_video_tiling(opts), decode_frames=decode_chunk_frames(opts.height, opts.width),
+    )
+    resources.check_memory(estimate, device, force=opts.force_memory,
+                           what=f"--res {opts.width}x{opts.height} with {opts.frames} frames")
 
 
 # ---- sampling and decoding --------------------------------------------------------------------
@@ -418,29 +519,35 @@ def sample_video(pipe, opts: GenerateOptions, prompt: str, seed: int, guidance: 
     return latents
 
 
-def base_size(loaded: LoadedVideo) -> tuple[int, int]:
-    """(height, width) in pixels the model was trained at.
-
-    Tiny models: 64. A model named by alias (or with "zeroscope" in its id): its family's size
-    (Zeroscope was tuned at 576x320, which a square UNet sample_size cannot say). Anything else:
-    the UNet's sample_size times the VAE factor, so fine-tunes at other sizes get their own base.
-    """
-    if loaded.tiny:
+def known_base(ref: VideoModelRef) -> tuple[int, int] | None:
+    """(height, width) in pixels the model was trained at, where it is known before loading: tiny
+    models 64; a model whose family is named (--family, a known hub id or alias) its family's size
+    (Zeroscope was tuned at 576x320, which a square UNet sample_size cannot say). None otherwise."""
+    if ref.kind == "tiny":
         from .tiny_video import TINY_BASE_PX
 
         return (TINY_BASE_PX, TINY_BASE_PX)
-    from ..families import get_family
+    if ref.family is not None:
+        from ..families import get_family
 
-    if loaded.ref.family is not None:
-        fam = get_family(loaded.ref.family)
+        fam = get_family(ref.family)
         return (fam.base_height, fam.base_width)
+    return None
+
+
+def base_size(loaded: LoadedVideo) -> tuple[int, int]:
+    """(height, width) in pixels the model was trained at: `known_base`, else the UNet's
+    sample_size times the VAE factor, so fine-tunes at other sizes get their own base."""
+    known = known_base(loaded.ref)
+    if known is not None:
+        return known
     sample = loaded.pipe.unet.config.sample_size
     h, w = (sample, sample) if isinstance(sample, int) else tuple(sample)
     scale = int(getattr(loaded.pipe, "vae_scale_factor", 8))
     return (h * scale, w * scale)
 
 
-class _Method:
+class VideoMethod:
     """Apply the chosen method around one sampling call; the UNet is restored in `exit`.
 
     When the model's base size is its family's, the family goes to the engine (so "auto" finds the
@@ -451,16 +558,19 @@ class _Method:
     def __init__(self, loaded: LoadedVideo, opts: GenerateOptions, guidance: float):
         self.loaded, self.opts, self.guidance = loaded, opts, guidance
         self.meta: dict[str, Any] = {"plan": None}
+        self.handle = None
+        self.noticed = False  # the "nothing to do" notice is said once per job, not per video
 
     def _target(self) -> tuple[dict[str, Any], Any]:
         from ..families import get_family
         from ..plan import derive_plan
+        from ..presets import preset_argument
 
         base = base_size(self.loaded)
         fam = get_family(self.loaded.family)
+        preset = preset_argument(self.opts.preset, self.opts.force_preset)
         if base == (fam.base_height, fam.base_width):
-            return {"family": self.loaded.family}, self.opts.preset
-        preset = self.opts.preset
+            return {"family": self.loaded.family}, preset
         if preset == "auto":
             levels = len(self.loaded.pipe.unet.config.block_out_channels)
             preset = derive_plan(levels, base, (self.opts.height, self.opts.width))
@@ -471,8 +581,9 @@ class _Method:
         where, preset = self._target()
         if opts.method == "scalecrafter":
             from ..patch import apply_scalecrafter
+            from ..plan import idle_notice
 
-            handle = apply_scalecrafter(
+            self.handle = handle = apply_scalecrafter(
                 pipe,
                 height=opts.height,
                 width=opts.width,
@@ -483,7 +594,12 @@ class _Method:
                 cfg=self.guidance > 1.0,  # TextToVideoSDPipeline has no do_classifier_free_guidance
                 **where,
             )
-            self.meta = {"plan": handle.plan.to_dict(), "patched_convs": handle.patched_convs}
+            self.meta = {"plan": handle.plan.to_dict(), "patched_convs": handle.patched_convs,
+                         "ndcfg_layout": handle.ndcfg_layout}
+            notice = None if self.noticed else idle_notice(handle.plan)
+            if notice:
+                logger.warning("%s", notice)
+            self.noticed = True
         elif opts.method == "attn-sf":
             from ..patch import apply_attn_sf
 
@@ -492,9 +608,11 @@ class _Method:
         return self.meta
 
     def __exit__(self, *exc):
-        from ..patch import remove_attn_sf, remove_scalecrafter
+        from ..patch import remove_attn_sf
 
-        remove_scalecrafter(self.loaded.pipe)
+        if self.handle is not None:
+            self.handle.remove()
+            self.meta.update(unet_calls=self.handle.unet_calls, damped_passes=self.handle.damped_passes)
         remove_attn_sf(self.loaded.pipe)
         return False
 
@@ -524,10 +642,12 @@ def _write_video(frames, fps: int, mp4: Path, frames_dir: Path | None, meta: dic
 def generate_videos(opts: GenerateOptions) -> list[Path]:
     """Generate every video of `opts`; returns the MP4 paths (each has a .json sidecar next to it).
 
-    Order: checks that need no weights (sizes, frames, names, presets, output collisions), then the
-    model's config files (fast offline failure; the frame limit of the motion modules), then the
-    weights; each video is sampled to latents with its own seed, decoded in frame chunks, and
-    written atomically with its sidecar (and, with --compare, the direct video beside it).
+    Order: checks that need no weights (sizes, frames, names, presets, output collisions, a
+    writable output folder), then the model's config files (fast offline failure; the frame limit
+    of the motion modules; the memory estimate), then the weights; each video is sampled to
+    latents with its own seed, decoded in frame chunks, and written atomically with its sidecar
+    (and, with --compare, the direct video beside it). With `skip_existing`, videos whose files
+    all exist are left as they are.
     """
     import torch
     from tqdm.auto import tqdm
@@ -537,22 +657,35 @@ def generate_videos(opts: GenerateOptions) -> list[Path]:
 
     validate_video_options(opts)
     jobs = video_targets(opts)
+    if opts.skip_existing:
+        jobs = outputs.skip_existing(jobs, job_paths, "videos")
     _check_all_targets(jobs, opts.overwrite)
+    outputs.check_writable(Path(opts.out_dir))
     ref, index, adapter_cfg = inspect_video_model(opts)
     check_frames(opts.frames, max_frames_of(ref, index, adapter_cfg), f"{opts.model!r}")
     if ref.family is not None:  # the layout is known before loading: check sizes now (re-checked after)
         from ..families import get_family
 
         check_size(opts.height, opts.width, size_multiple_for(get_family(ref.family).levels))
+    _check_preset_before_loading(opts, ref)
 
     device = resolve_device(opts.device)
     dtype = resolve_dtype(opts.dtype, device)
+    unet_config, vae_config = _known_configs(ref)
+    memory_checked = bool(unet_config and vae_config)
+    if memory_checked:
+        check_video_memory(opts, unet_config, vae_config, 8, dtype, device)
+    if not jobs:
+        return []
     t0 = time.perf_counter()
     loaded = load_video_pipeline(opts, device, dtype, (ref, index, adapter_cfg))
     pipe = loaded.pipe
     check_frames(opts.frames, loaded.max_frames, f"{opts.model!r}")
     levels = len(pipe.unet.config.block_out_channels)
-    check_size(opts.height, opts.width, size_multiple_for(levels, int(getattr(pipe, "vae_scale_factor", 8))))
+    vae_factor = int(getattr(pipe, "vae_scale_factor", 8))
+    check_size(opts.height, opts.width, size_multiple_for(levels, vae_factor))
+    if not memory_checked:
+        check_video_memory(opts, dict(pipe.unet.config), dict(pipe.vae.config), vae_factor, dtype, device)
     logger.info("loaded %s (%s, family %s) in %.1fs", loaded.ref.location, loaded.kind, loaded.family,
                 time.perf_counter() - t0)
 
@@ -563,7 +696,7 @@ def generate_videos(opts: GenerateOptions) -> list[Path]:
         pipe.enable_freeu(**freeu)
     else:
         pipe.disable_freeu()
-    tiling = opts.vae_tiling == "on" or (opts.vae_tiling == "auto" and max(opts.height, opts.width) > VIDEO_TILING_SIDE)
+    tiling = wants_video_tiling(opts)
     if tiling:
         pipe.vae.enable_tiling()
     else:
@@ -589,6 +722,7 @@ def generate_videos(opts: GenerateOptions) -> list[Path]:
         "ndcfg": opts.ndcfg if opts.method == "scalecrafter" else None,
         "dispersion": opts.dispersion if opts.method == "scalecrafter" else None,
         "progressive": opts.progressive if opts.method == "scalecrafter" else None,
+        "force_preset": opts.force_preset if opts.method == "scalecrafter" else None,
         "width": opts.width,
         "height": opts.height,
         "frames": opts.frames,
@@ -607,6 +741,7 @@ def generate_videos(opts: GenerateOptions) -> list[Path]:
         "decode_chunk_frames": chunk,
         "video_codec": "h264 (libx264), yuv420p, crf 18",
         "generator": "torch.Generator('cpu').manual_seed(seed)",
+        "output_settings": opts.output_settings(),  # what the name's hash covers, with the prompt
     }
     if loaded.tiny:
         from .tiny_video import TINY_NOTE
@@ -616,9 +751,10 @@ def generate_videos(opts: GenerateOptions) -> list[Path]:
     base_meta["command"] = opts.command
 
     written: list[Path] = []
+    method = VideoMethod(loaded, opts, guidance)
     for job in tqdm(jobs, desc="videos", unit="video", disable=not opts.progress or len(jobs) == 1):
         start = time.perf_counter()
-        with _Method(loaded, opts, guidance) as method_meta:
+        with method as method_meta:
             latents = sample_video(pipe, opts, job["prompt"], job["seed"], guidance)
         frames = decode_latents(pipe, latents, chunk=chunk, progress=opts.progress)[0]
         motion = motion_stats(frames)
@@ -632,7 +768,8 @@ def generate_videos(opts: GenerateOptions) -> list[Path]:
             d_frames = decode_latents(pipe, d_latents, chunk=chunk, progress=opts.progress)[0]
             d_motion = motion_stats(d_frames)
             d_meta = {"prompt": job["prompt"], "seed": job["seed"], "index": job["index"], **base_meta,
-                      "method": "direct", "preset": None, "ndcfg": None, "dispersion": None, "progressive": None, "plan": None,
+                      "method": "direct", "preset": None, "ndcfg": None, "dispersion": None, "progressive": None,
+                      "force_preset": None, "plan": None,
                       "motion": d_motion, "compare_of": str(job["mp4"])}
             d_meta["seconds"] = round(time.perf_counter() - d_start, 3)
             d_meta["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")

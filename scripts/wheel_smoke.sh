@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# What a user of the built package gets: build the wheel, install it (not editable) into a fresh
+# venv, and from a folder outside the checkout run `scv` and the engine (scripts/wheel_smoke.py).
+# Run by .ci/run after the test suite. Usage: bash scripts/wheel_smoke.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+export PIP_DISABLE_PIP_VERSION_CHECK=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+"${PYTHON:-python3}" -m venv "$WORK/venv"
+PY="$WORK/venv/bin/python"
+SCV="$WORK/venv/bin/scv"
+# torch first, as scripts/setup.sh does (TORCH_INDEX_URL picks a build, e.g. PyTorch's CPU wheel index)
+# --no-compile: byte-compiling torch and transformers is minutes on 2 cores, for a throwaway venv
+"$PY" -m pip install -q --no-compile "torch==${TORCH_VERSION:-2.13.0}" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
+rm -rf "$ROOT/build"  # a stale setuptools build folder would leak old files into the wheel
+"$PY" -m pip wheel -q --no-deps -w "$WORK/dist" "$ROOT"
+"$PY" -m pip install -q --no-compile "$WORK"/dist/scalecrafter_video-*.whl
+echo "wheel-smoke: installed in ${SECONDS}s"
+rm -rf "$ROOT/build"
+cp "$ROOT/scripts/wheel_smoke.py" "$WORK/"
+cd "$WORK"
+"$SCV" presets > presets.txt
+"$SCV" plan --family sd15 --res 2048x2048 --steps 50 --json > plan.json
+"$SCV" generate --model tiny-sd --res 128x128 --steps 2 --no-progress --out out/image > image.txt
+"$SCV" generate --video --model tiny-video --res 128x128 --frames 4 --steps 2 --no-progress --out out/video > video.txt
+"$SCV" demo --samples 1 --steps 2 --out out/demo > demo.txt
+printf "a red fox\n" > prompts.txt
+"$SCV" sweep --model tiny-sd --prompts prompts.txt --res 128x128 --base --steps 2 --out out/sweep --device cpu --no-progress > sweep.txt
+echo "wheel-smoke: scv commands done at ${SECONDS}s"
+"$PY" wheel_smoke.py "$ROOT"

@@ -1,0 +1,64 @@
+"""One table of known model ids -> family; the architecture decides the rest; where it cannot
+(ModelScope vs Zeroscope share the UNet3D layout) --family is required. Never a folder's name."""
+
+import json
+
+import pytest
+
+from scalecrafter_video.errors import ScaleCrafterError
+from scalecrafter_video.families import KNOWN_MODELS, meta_unet
+from scalecrafter_video.options import GenerateOptions
+from scalecrafter_video.pipelines.image import image_family, resolve_model
+from scalecrafter_video.pipelines.video import generate_videos, resolve_video_model
+
+
+@pytest.mark.parametrize("model, family", [
+    ("zeroscope", "zeroscope"), ("cerspense/zeroscope_v2_576w", "zeroscope"), ("modelscope", "modelscope"),
+    ("animatediff", "animatediff"), ("sd15", "animatediff"), ("someone/zeroscope-finetune", None),
+    ("tiny-video3d", "modelscope"),
+])
+def test_video_family_from_the_id_table_only(model, family):
+    assert resolve_video_model(model).family == family
+    assert resolve_video_model(model, "zeroscope").family == "zeroscope"  # --family wins
+
+
+def test_image_family_from_the_id_table_then_the_config():
+    sd21_like = {"cross_attention_dim": 1024}
+    assert image_family(resolve_model("sd21"), {"cross_attention_dim": 768}) == "sd21"
+    assert image_family(resolve_model("someone/fine-tune"), sd21_like) == "sd21"
+    assert image_family(resolve_model("sdxl"), {}, "sd15") == "sd15"
+    assert set(KNOWN_MODELS.values()) <= {"sd15", "sd21", "sdxl", "modelscope", "zeroscope"}
+
+
+def _unet3d_folder(root, name):
+    folder = root / name
+    (folder / "unet").mkdir(parents=True)
+    (folder / "model_index.json").write_text(json.dumps(
+        {"_class_name": "TextToVideoSDPipeline", "unet": ["diffusers", "UNet3DConditionModel"]}))
+    config = {k: v for k, v in meta_unet("modelscope").config.items() if not k.startswith("_")}
+    (folder / "unet" / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def test_unet3d_folder_needs_family_whatever_its_name(tmp_path, scv):
+    """A local folder with the ModelScope/Zeroscope layout: refused before loading, even when its
+    name says "zeroscope"; with --family the check passes (and loading, of no weights, fails)."""
+    folder = _unet3d_folder(tmp_path, "my-zeroscope-copy")
+    opts = dict(prompts=["x"], height=320, width=576, model=str(folder), steps=2, frames=2,
+                out_dir=tmp_path / "out", video=True, progress=False)
+    code, out, err = scv("generate", "--video", "--model", folder, "--res", "576x320", "--prompt", "x",
+                         "--out", tmp_path / "out")
+    assert code == 2 and "--family" in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(ScaleCrafterError, match="several model families.*pass family= one of modelscope, zeroscope"):
+        generate_videos(GenerateOptions(**opts))
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ScaleCrafterError, match="could not be loaded"):
+        generate_videos(GenerateOptions(**opts, family="zeroscope"))
+
+
+def test_family_must_match_the_kind(tmp_path, scv):
+    code, out, err = scv("generate", "--model", "tiny-sd", "--family", "zeroscope", "--res", "128x128", "--out", tmp_path)
+    assert code == 2 and "video family" in err
+    code, out, err = scv("generate", "--video", "--model", "tiny-video", "--family", "sdxl", "--res", "128x128",
+                         "--out", tmp_path)
+    assert code == 2 and "image family" in err
