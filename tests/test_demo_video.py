@@ -18,6 +18,7 @@ def adapter_file(tmp_path_factory, interacting_motion_unet):
                                motion_config(ADAPTER_CONFIG, 8, {"note": "random, for tests"}))
 
 
+@pytest.mark.slow
 def test_reduced_video_demo_writes_everything(scv, tmp_path, adapter_file):
     from scalecrafter_video.media import read_video
 
@@ -41,6 +42,11 @@ def test_reduced_video_demo_writes_everything(scv, tmp_path, adapter_file):
     assert doc["samples"] == 2 and doc["frames"] == 3
     full = json.loads((out / "results.json").read_text())
     assert len(full["cases"][0]["per_sample"]) == 2
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    code, _, err = scv("demo", "--video", "--motion-model", adapter_file, "--frames", "3", "--scales", "2",
+                       "--out", out, "--no-progress")
+    assert code == 2 and "--overwrite" in err and len(err.strip().splitlines()) == 1
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
 
 
 def test_missing_adapter_and_bad_frames_are_one_line_errors(scv, tmp_path, adapter_file):

@@ -17,6 +17,7 @@ def _run(*args, timeout=600):
                           timeout=timeout, cwd=ROOT)
 
 
+@pytest.mark.slow
 def test_tiny_sweep_trains_scores_and_writes_few_files(tmp_path):
     from scalecrafter_video.demo.motion_model import load_motion_model
 
