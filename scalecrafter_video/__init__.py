@@ -8,17 +8,20 @@
 Names load lazily, so `scv --help` does not pay for importing torch.
 """
 
-from importlib import import_module
+from importlib import import_module, metadata
 
 from .errors import ScaleCrafterError
 
-__version__ = "0.1.0"
+try:
+    __version__ = metadata.version("scalecrafter_video")
+except metadata.PackageNotFoundError:  # a checkout on sys.path, not installed
+    __version__ = "unknown"
 
 _LAZY = {
     "ScaleCrafterHandle": "patch",
-    "apply_attn_sf": "patch",
+    "apply_attn_sf": "baselines",
     "apply_scalecrafter": "patch",
-    "remove_attn_sf": "patch",
+    "remove_attn_sf": "baselines",
     "remove_scalecrafter": "patch",
     "scalecrafter": "patch",
     "Plan": "plan",

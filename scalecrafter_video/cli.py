@@ -13,14 +13,19 @@ import logging
 import os
 import sys
 import traceback
-from pathlib import Path
 
+from . import __version__
+from .arguments import parse_res, read_prompts
+from .bench.cli import add_bench_parser, run_bench
+from .demo.cli import add_demo_parser, run_demo
 from .errors import ScaleCrafterError
-
-logger = logging.getLogger("scalecrafter_video")
+from .evaluation.cli import add_eval_parser, run_eval_command
+from .families import FAMILIES
+from .options import DTYPES, METHODS, SCHEDULERS, VAE_TILING, GenerateOptions
+from .outputs import path_argument
+from .sweep.cli import add_sweep_parser, run_sweep_command
 
 SMOKE_PROMPT = "smoke test"  # what tiny models sample when no prompt is given
-PLAN_FAMILIES = ("sd15", "sd21", "sdxl", "animatediff", "modelscope", "zeroscope")
 
 GENERATE_EXAMPLES = """\
 examples:
@@ -75,56 +80,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 # ---- parsing helpers ------------------------------------------------------------------------
-def parse_res(text: str) -> tuple[int, int]:
-    """'2048x1024' -> (width 2048, height 1024); one-line errors for anything else."""
-    raw = str(text).strip().lower().replace("×", "x").replace("*", "x")
-    parts = raw.split("x")
-    if len(parts) != 2 or not all(p.strip().lstrip("+-").isdigit() for p in parts):
-        raise ScaleCrafterError(f"--res {text!r} is not WIDTHxHEIGHT, e.g. 2048x1024 (2048 wide, 1024 high)")
-    from .pipelines.image import MAX_SIDE
-
-    width, height = (int(p) for p in parts)
-    for side, value in (("width", width), ("height", height)):
-        if value <= 0:
-            raise ScaleCrafterError(f"--res {text}: {side} must be positive, got {value}")
-        if value > MAX_SIDE:
-            raise ScaleCrafterError(f"--res {text}: {side} {value} is larger than the maximum of {MAX_SIDE} pixels")
-    return width, height
-
-
-def read_prompts(path: str | Path) -> list[str]:
-    """One prompt per line from a file, or from standard input for '-'. A UTF-8 byte-order mark
-    is dropped; blank lines and lines starting with '#' are skipped."""
-    if str(path) == "-":
-        where = "--prompts - (standard input)"
-        if sys.stdin is None:
-            raise ScaleCrafterError(f"{where}: there is no standard input")
-        buffer = getattr(sys.stdin, "buffer", None)
-        data = buffer.read() if buffer is not None else sys.stdin.read().encode("utf-8")
-    else:
-        path = Path(path)
-        where = f"--prompts file '{path}'"
-        if not path.exists():
-            raise ScaleCrafterError(f"{where} does not exist")
-        if not path.is_file():
-            raise ScaleCrafterError(f"--prompts '{path}' is not a file")
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise ScaleCrafterError(f"cannot read {where}: {exc.strerror or exc}") from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise ScaleCrafterError(f"{where} is not UTF-8 text") from None
-    if "\x00" in text:
-        raise ScaleCrafterError(f"{where} is not a text file")
-    prompts = [line.strip() for line in text.splitlines()]
-    prompts = [p for p in prompts if p and not p.startswith("#")]
-    if not prompts:
-        raise ScaleCrafterError(f"{where} has no prompts (one per line; '#' starts a comment)")
-    return prompts
-
-
 def _positive_int(name: str):
     def parse(text: str) -> int:
         try:
@@ -156,16 +111,16 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=MAIN_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and library logs")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     _add_generate(sub)
     _add_plan(sub)
     _add_presets(sub)
-    _add_bench(sub)
-    _add_demo(sub)
-    _add_sweep(sub)
-    _add_eval(sub)
+    _add_package_command(sub, add_bench_parser, run_bench)
+    _add_package_command(sub, add_demo_parser, lambda args, argv: run_demo(args))
+    _add_package_command(sub, add_sweep_parser, run_sweep_command)
+    _add_package_command(sub, add_eval_parser, run_eval_command)
     return parser
 
 
@@ -174,8 +129,6 @@ def _debug_flag(p: argparse.ArgumentParser) -> None:
 
 
 def _add_generate(sub) -> None:
-    from .options import GenerateOptions
-
     d = GenerateOptions(prompts=[], height=0, width=0)
     p = sub.add_parser(
         "generate",
@@ -199,15 +152,15 @@ def _add_generate(sub) -> None:
         help="sd15, sd21, sdxl, a hub id, a local diffusers folder, or tiny-sd / tiny-sdxl (offline, noise); "
         "default sd15 (animatediff with --video)",
     )
-    load.add_argument("--family", default=None, choices=PLAN_FAMILIES,
+    load.add_argument("--family", default=None, choices=tuple(FAMILIES),
                       help="the model's family (base size, presets, defaults); needed where the architecture cannot "
                       "tell, e.g. a local ModelScope or Zeroscope folder; default: from the model id or architecture")
-    load.add_argument("--dtype", default=d.dtype, choices=("auto", "float32", "float16", "bfloat16"),
+    load.add_argument("--dtype", default=d.dtype, choices=DTYPES,
                       help="weights dtype (auto: float16 on CUDA, float32 on CPU)")
     load.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:N or mps (default auto)")
 
     method = p.add_argument_group("method")
-    method.add_argument("--method", default=d.method, choices=("scalecrafter", "direct", "attn-sf"),
+    method.add_argument("--method", default=d.method, choices=METHODS,
                         help="scalecrafter (default), direct (plain sampling at the target size) or attn-sf (baseline)")
     method.add_argument("--preset", default=d.preset, metavar="NAME|auto|PATH",
                         help="auto (reference preset of this exact size, else the derived plan), a preset name "
@@ -227,13 +180,13 @@ def _add_generate(sub) -> None:
     samp.add_argument("--guidance", type=float, default=None,
                       help="classifier-free guidance scale (default: 7.5 SD, 5.0 SDXL, the family's for video)")
     samp.add_argument("--eta", type=float, default=d.eta, help=f"DDIM eta (default {d.eta}, the reference setting)")
-    samp.add_argument("--scheduler", default=d.scheduler, choices=("ddim", "dpm++", "euler", "euler-a", "pndm", "unipc"),
+    samp.add_argument("--scheduler", default=d.scheduler, choices=tuple(SCHEDULERS),
                       help=f"sampler (default {d.scheduler}; the reference presets are tuned on DDIM)")
     samp.add_argument("--seed", type=_seed, default=d.seed, help="seed of the first output; output k uses seed+k")
     samp.add_argument("--num-per-prompt", type=_positive_int("num-per-prompt"), default=d.num_per_prompt,
                       metavar="N", help="outputs per prompt (default 1)")
     samp.add_argument("--freeu", action="store_true", help="FreeU with the reference parameters of the family")
-    samp.add_argument("--vae-tiling", default=d.vae_tiling, choices=("auto", "on", "off"),
+    samp.add_argument("--vae-tiling", default=d.vae_tiling, choices=VAE_TILING,
                       help="tiled VAE decode (auto: above 1536 px per side, above 1024 for SDXL)")
     samp.add_argument("--force-memory", action="store_true",
                       help="run even when the memory estimate (latents, UNet activations, VAE decode; checked before "
@@ -268,13 +221,13 @@ def _add_plan(sub) -> None:
         epilog=PLAN_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--family", required=True, choices=PLAN_FAMILIES, help="model family")
+    p.add_argument("--family", required=True, choices=tuple(FAMILIES), help="model family")
     p.add_argument("--res", required=True, metavar="WxH", help="target size WIDTHxHEIGHT in pixels")
     p.add_argument("--steps", type=_positive_int("steps"), default=50, help="sampling steps (default 50)")
     p.add_argument("--preset", default="auto", metavar="NAME|auto|PATH", help="auto (default), a preset name or a .toml file")
     p.add_argument("--force-preset", action="store_true",
                    help="show --preset even for another family or size than it was written for")
-    p.add_argument("--scheduler", default="ddim", choices=("ddim", "dpm++", "euler", "euler-a", "pndm", "unipc"),
+    p.add_argument("--scheduler", default="ddim", choices=tuple(SCHEDULERS),
                    help="sampler whose timesteps are used (default ddim, leading spacing, steps_offset 1)")
     p.add_argument("--no-ndcfg", dest="ndcfg", action="store_false", help="show the plan with ordinary CFG")
     p.add_argument("--no-progressive", dest="progressive", action="store_const", const=False, default=None,
@@ -287,49 +240,17 @@ def _add_plan(sub) -> None:
 def _add_presets(sub) -> None:
     p = sub.add_parser("presets", help="list the shipped reference presets",
                        description="List the reference presets shipped with scalecrafter_video.")
-    p.add_argument("--family", choices=PLAN_FAMILIES, help="only this family")
+    p.add_argument("--family", choices=tuple(FAMILIES), help="only this family")
     p.add_argument("--json", action="store_true", help="print the presets as JSON plans")
     _debug_flag(p)
     p.set_defaults(_handler=cmd_presets)
 
 
-def _add_bench(sub) -> None:
-    from .bench.cli import add_bench_parser, run_bench
-
-    p = add_bench_parser(sub)
+def _add_package_command(sub, add_parser, handler) -> None:
+    """A command whose parser lives with its package (bench, demo, sweep, eval)."""
+    p = add_parser(sub)
     _debug_flag(p)
-    p.set_defaults(_handler=run_bench)
-
-
-def _add_demo(sub) -> None:
-    try:
-        from .demo.cli import add_demo_parser, run_demo
-    except ImportError as exc:
-        logger.debug("scv demo unavailable: %s", exc)
-        return
-    p = add_demo_parser(sub)
-    if not isinstance(p, argparse.ArgumentParser):
-        p = sub.choices.get("demo")
-    if isinstance(p, argparse.ArgumentParser):
-        p.set_defaults(_handler=lambda args, argv: run_demo(args))
-        if not any("--debug" in a.option_strings for a in p._actions):
-            _debug_flag(p)
-
-
-def _add_sweep(sub) -> None:
-    from .sweep.cli import add_sweep_parser, run_sweep_command
-
-    p = add_sweep_parser(sub)
-    _debug_flag(p)
-    p.set_defaults(_handler=run_sweep_command)
-
-
-def _add_eval(sub) -> None:
-    from .evaluation.cli import add_eval_parser, run_eval_command
-
-    p = add_eval_parser(sub)
-    _debug_flag(p)
-    p.set_defaults(_handler=run_eval_command)
+    p.set_defaults(_handler=handler)
 
 
 # ---- commands -------------------------------------------------------------------------------
@@ -337,9 +258,6 @@ VIDEO_ONLY_FLAGS = ("frames", "fps", "motion_adapter", "save_frames", "compare")
 
 
 def cmd_generate(args: argparse.Namespace, argv: list[str]) -> int:
-    from .options import GenerateOptions
-    from .outputs import path_argument
-
     given = [f"--{name.replace('_', '-')}" for name in VIDEO_ONLY_FLAGS if getattr(args, name) not in (None, False)]
     if given and not args.video:
         raise ScaleCrafterError(f"{', '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} to videos: add --video")
@@ -390,10 +308,8 @@ def cmd_generate(args: argparse.Namespace, argv: list[str]) -> int:
         compare=args.compare,
     )
     if args.video:
-        try:
-            from .pipelines.video import generate_videos
-        except ImportError as exc:
-            raise ScaleCrafterError(f"video generation is not available in this install ({exc})") from None
+        from .pipelines.video import generate_videos
+
         paths = generate_videos(opts)
     else:
         from .pipelines.image import generate_images
@@ -404,39 +320,8 @@ def cmd_generate(args: argparse.Namespace, argv: list[str]) -> int:
     return 0
 
 
-def plan_rows(family: str, width: int, height: int, steps: int, preset: str = "auto",
-              scheduler: str = "ddim", ndcfg: bool = True, progressive: bool | None = None,
-              force_preset: bool = False):
-    """(plan, rows) for a family and size: rows as `Plan.steps` gives them, on the sampler's timesteps."""
-    from .families import get_family
-    from .presets import family_layers, preset_argument, resolve_plan
-
-    from .pipelines.image import check_size, check_steps
-
-    fam = get_family(family)
-    check_size(height, width, fam.latent_factor * 2 ** (fam.levels - 1))
-    check_steps(steps)
-    plan = resolve_plan(preset_argument(preset, force_preset), height=height, width=width,
-                        base=(fam.base_height, fam.base_width), levels=fam.levels, family=family,
-                        progressive=progressive)
-    layers = list(family_layers(family))
-    plan.validate(layers)
-    timesteps = sampler_timesteps(steps, scheduler, plan.num_train_timesteps)
-    return plan, plan.steps(timesteps, layers, ndcfg=ndcfg)
-
-
-def sampler_timesteps(steps: int, scheduler: str = "ddim", num_train_timesteps: int = 1000) -> list:
-    """The timesteps `generate`'s scheduler visits for `steps` on the SD noise schedule (DDIM:
-    leading spacing, steps_offset 1), built by the same factory."""
-    from .pipelines.image import make_scheduler
-    from .pipelines.tiny import SD_SCHEDULER_CONFIG
-
-    sched = make_scheduler(scheduler, dict(SD_SCHEDULER_CONFIG, num_train_timesteps=num_train_timesteps))
-    sched.set_timesteps(steps)
-    return [t.item() for t in sched.timesteps]
-
-
 def cmd_plan(args: argparse.Namespace, argv: list[str]) -> int:
+    from .describe import format_plan, plan_rows
     from .plan import idle_notice
 
     width, height = parse_res(args.res)
@@ -449,121 +334,14 @@ def cmd_plan(args: argparse.Namespace, argv: list[str]) -> int:
     return 0
 
 
-def format_plan(plan, rows: list[dict], family: str, width: int, height: int, scheduler: str,
-                ndcfg: bool = True) -> str:
-    """A compact table: consecutive steps with the same factors share one line."""
-    base = f"{plan.base[1]}x{plan.base[0]}" if plan.base else "?"
-    if not ndcfg:
-        nd = "NDCFG off (--no-ndcfg)"
-    elif plan.damped and plan.ndcfg_stop > 0:
-        nd = f"NDCFG until reference step {plan.ndcfg_stop:g}"
-    else:
-        nd = "NDCFG off (this plan has no damped window)"
-    dispersion = f"; dispersion (opt-in) on: {', '.join(plan.dispersion)}" if plan.dispersion else ""
-    lines = [
-        f"plan {plan.name} ({plan.source}) for {family} {width}x{height} (base {base}), "
-        f"{len(rows)} {scheduler} steps; {nd}{dispersion}",
-    ]
-    groups: list[list[dict]] = []
-    for row in rows:
-        if groups and groups[-1][-1]["main"] == row["main"] and groups[-1][-1]["damped"] == row["damped"]:
-            groups[-1].append(row)
-        else:
-            groups.append([row])
-    width_col = max(len(_step_range(g)) for g in groups) if groups else 0
-    for g in groups:
-        main = _summarise(g[0]["main"]) or "none (plain convs)"
-        line = f"{_step_range(g):<{width_col}}  main: {main}"
-        if g[0]["damped"]:
-            line += f" | damped: {_summarise(g[0]['damped'])}"
-        lines.append(line)
-    return "\n".join(lines)
-
-
-def _step_range(group: list[dict]) -> str:
-    first, last = group[0], group[-1]
-    steps = f"step {first['index']}" if first is last else f"steps {first['index']}-{last['index']}"
-    ts = f"t={first['timestep']:g}" if first is last else f"t={first['timestep']:g}..{last['timestep']:g}"
-    return f"{steps} ({ts})"
-
-
-def _summarise(factors: dict) -> str:
-    """Factors per block (and per down/upsampler) when all its layers agree, else per layer."""
-    from .layers import block_of
-
-    def key(layer: str) -> str:
-        block = block_of(layer)
-        for part in ("downsamplers", "upsamplers"):
-            if f".{part}." in layer:
-                return f"{block}.{part}"
-        return block
-
-    grouped: dict[str, dict[str, object]] = {}
-    for layer, factor in factors.items():
-        grouped.setdefault(key(layer), {})[layer] = factor
-    parts = []
-    for k, members in sorted(grouped.items(), key=lambda item: _block_order(item[0])):
-        values = {json.dumps(v) for v in members.values()}
-        if len(values) == 1:
-            parts.append(f"{_short(k)}={_fmt(next(iter(members.values())))}")
-        else:
-            parts.extend(f"{_short(layer)}={_fmt(v)}" for layer, v in members.items())
-    return " ".join(parts)
-
-
-def _block_order(key: str) -> tuple[int, int, str]:
-    """Down blocks, then the mid block, then up blocks, in UNet order."""
-    kind = 0 if key.startswith("down_blocks") else 1 if key.startswith("mid_block") else 2
-    parts = key.split(".")
-    index = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
-    return kind, index, key
-
-
-def _short(name: str) -> str:
-    return (name.replace("down_blocks.", "DB").replace("up_blocks.", "UB").replace("mid_block", "MB")
-            .replace(".downsamplers", ".ds").replace(".upsamplers", ".us").replace(".resnets.", ".r"))
-
-
-def _fmt(factor) -> str:
-    return "x".join(f"{f:g}" for f in factor) if isinstance(factor, list) else f"{factor:g}"
-
-
 def cmd_presets(args: argparse.Namespace, argv: list[str]) -> int:
-    from .presets import presets
+    from .describe import presets_json, presets_table
 
-    table = sorted(presets().items(), key=lambda item: (item[1][0], item[0]))
-    if args.family:
-        table = [(n, fp) for n, fp in table if fp[0] == args.family]
-    if args.json:
-        print(json.dumps({name: {"family": fam, **plan.to_dict()} for name, (fam, plan) in table}, indent=2))
-        return 0
-    header = ("name", "family", "size (WxH)", "dilate stop", "progressive", "NDCFG stop", "dispersion")
-    rows = [header]
-    for name, (fam, plan) in table:
-        size = f"{plan.target[1]}x{plan.target[0]}" if plan.target else "-"
-        stops = sorted({r.stop for r in plan.main})
-        progressive = "yes" if any(r.progressive for r in plan.main) else "no"
-        rows.append((
-            name, fam, size, "/".join(f"{s:g}" for s in stops) or "-", progressive,
-            f"{plan.ndcfg_stop:g}" if plan.damped and plan.ndcfg_stop else "off",
-            f"{len(plan.dispersion)} blocks (stop {plan.dispersion_stop:g})" if plan.dispersion else "-",
-        ))
-    widths = [max(len(str(r[i])) for r in rows) for i in range(len(header))]
-    for r in rows:
-        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
+    print(presets_json(args.family) if args.json else presets_table(args.family))
     return 0
 
 
 # ---- entry point ----------------------------------------------------------------------------
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("scalecrafter_video")
-    except Exception:  # not installed (running from a checkout)
-        return "0.1.0"
-
-
 def _configure_logging(debug: bool) -> None:
     if not debug:
         # The libraries' own notices are noise on the command line, and a failed load is reported
@@ -616,8 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help / --version
         return exc.code if isinstance(exc.code, int) else 0
     if not getattr(args, "_handler", None):
-        _err("choose a command: generate, plan, presets, bench" + (", demo" if "demo" in _commands(parser) else "")
-             + ", sweep, eval (see `scv --help`)")
+        _err(f"choose a command: {', '.join(_commands(parser))} (see `scv --help`)")
         return 2
     try:
         return int(args._handler(args, argv) or 0)

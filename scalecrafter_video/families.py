@@ -1,4 +1,5 @@
-"""Model families: the UNet layouts the presets are written for, with their base sizes.
+"""Model families: the UNet layouts the presets are written for, their base sizes, and how each
+is sampled by default (guidance, FreeU, VAE tiling, the reference DDIM schedule).
 
 Each family carries the real UNet configuration, so its layer names can be checked on a model
 built on the meta device (no weights, no download).
@@ -7,10 +8,25 @@ built on the meta device (no weights, no download).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from .errors import ScaleCrafterError
+
+if TYPE_CHECKING:  # torch loads where a UNet is built: scv's parser lists the families without it
+    from torch import nn
+
+# The Stable Diffusion noise schedule with DDIM as the reference code samples it (leading spacing,
+# steps_offset 1: DDIM-50 visits t = 981 - 20 i, on which the plans' reference steps are defined).
+SD_SCHEDULER_CONFIG: dict[str, Any] = dict(
+    num_train_timesteps=1000,
+    beta_start=0.00085,
+    beta_end=0.012,
+    beta_schedule="scaled_linear",
+    clip_sample=False,
+    set_alpha_to_one=False,
+    steps_offset=1,
+    timestep_spacing="leading",
+)
 
 _SD15_UNET = dict(
     sample_size=64,
@@ -58,6 +74,14 @@ _UNET3D = dict(
 )
 
 
+# FreeU (Si et al. 2023): the reference code's values for SD 1.5 / 2.1 / SDXL (AnimateDiff takes
+# SD 1.5's), the FreeU authors' ModelScope values for the UNet3D models.
+_FREEU_SD15 = dict(b1=1.2, b2=1.4, s1=0.9, s2=0.2)
+_FREEU_SD21 = dict(b1=1.1, b2=1.2, s1=0.9, s2=0.2)
+_FREEU_SDXL = dict(b1=1.1, b2=1.2, s1=0.6, s2=0.4)
+_FREEU_MODELSCOPE = dict(b1=1.5, b2=1.6, s1=0.9, s2=0.2)
+
+
 @dataclass(frozen=True)
 class Family:
     """A UNet layout and how it is sampled by default."""
@@ -67,27 +91,37 @@ class Family:
     unet_config: dict = field(repr=False)
     base_height: int  # pixels the model was trained at
     base_width: int
+    freeu: dict[str, float] = field(repr=False)  # FreeU parameters (--freeu)
+    guidance: float = 7.5  # classifier-free guidance scale when none is given
+    vae_tiling_side: int = 1536  # --vae-tiling auto tiles the decode above this many pixels per side
     latent_factor: int = 8  # pixels per UNet sample unit (the VAE's scale factor)
-    guidance: float = 7.5
-    description: str = ""
     video: bool = False
 
     @property
     def levels(self) -> int:
         return len(self.unet_config["block_out_channels"])
 
+    @property
+    def size_multiple(self) -> int:
+        """Pixels per side the layout needs: the VAE factor times one 2x per downsampling level."""
+        return self.latent_factor * 2 ** (self.levels - 1)
+
 
 FAMILIES: dict[str, Family] = {
     f.name: f
     for f in (
-        Family("sd15", "UNet2DConditionModel", _SD15_UNET, 512, 512, description="Stable Diffusion 1.5"),
-        Family("sd21", "UNet2DConditionModel", _SD21_UNET, 512, 512, description="Stable Diffusion 2.1 base (512)"),
-        Family("sdxl", "UNet2DConditionModel", _SDXL_UNET, 1024, 1024, guidance=5.0, description="Stable Diffusion XL base"),
-        Family("animatediff", "UNetMotionModel", _MOTION_UNET, 512, 512, description="AnimateDiff (SD 1.5 + motion adapter)", video=True),
-        Family("modelscope", "UNet3DConditionModel", _UNET3D, 256, 256, guidance=9.0, description="ModelScope text-to-video 1.7B", video=True),
-        Family("zeroscope", "UNet3DConditionModel", _UNET3D, 320, 576, guidance=9.0, description="Zeroscope v2 576w (576x320)", video=True),
+        Family("sd15", "UNet2DConditionModel", _SD15_UNET, 512, 512, _FREEU_SD15),
+        Family("sd21", "UNet2DConditionModel", _SD21_UNET, 512, 512, _FREEU_SD21),
+        Family("sdxl", "UNet2DConditionModel", _SDXL_UNET, 1024, 1024, _FREEU_SDXL, guidance=5.0, vae_tiling_side=1024),
+        Family("animatediff", "UNetMotionModel", _MOTION_UNET, 512, 512, _FREEU_SD15, vae_tiling_side=1024, video=True),
+        Family("modelscope", "UNet3DConditionModel", _UNET3D, 256, 256, _FREEU_MODELSCOPE, guidance=9.0,
+               vae_tiling_side=1024, video=True),
+        Family("zeroscope", "UNet3DConditionModel", _UNET3D, 320, 576, _FREEU_MODELSCOPE, guidance=9.0,
+               vae_tiling_side=1024, video=True),
     )
 }
+IMAGE_FAMILIES = tuple(name for name, f in FAMILIES.items() if not f.video)
+VIDEO_FAMILIES = tuple(name for name, f in FAMILIES.items() if f.video)
 
 
 def get_family(name: str) -> Family:
@@ -99,9 +133,10 @@ def get_family(name: str) -> Family:
         ) from None
 
 
-def meta_unet(family: str | Family) -> torch.nn.Module:
+def meta_unet(family: str | Family) -> nn.Module:
     """The family's real UNet architecture on the meta device: names and shapes, no weights."""
     import diffusers
+    import torch
 
     fam = get_family(family) if isinstance(family, str) else family
     cls = getattr(diffusers, fam.unet_class)
@@ -128,7 +163,17 @@ def family_of_model_id(model_id: str) -> str | None:
     return KNOWN_MODELS.get(model_id)
 
 
-def layout_families(unet: torch.nn.Module) -> tuple[str, ...]:
+def defaults_family(unet_config) -> str:
+    """The image family whose sampling defaults (guidance, FreeU, tiling) suit any SD-like UNet:
+    sdxl when it takes "text_time" added conditioning, else sd21 (1024-d text) or sd15. Loose on
+    purpose; `detect_family` is the strict check of which reference presets apply."""
+    get = unet_config.get if isinstance(unet_config, dict) else lambda k, d=None: getattr(unet_config, k, d)
+    if get("addition_embed_type", None) == "text_time":
+        return "sdxl"
+    return "sd21" if get("cross_attention_dim", None) == 1024 else "sd15"
+
+
+def layout_families(unet: nn.Module) -> tuple[str, ...]:
     """Every family whose UNet layout this UNet has, from its class and config (never its name).
     Empty: no family's layout; more than one: the architecture cannot tell them apart."""
     return families_of_layout(type(unet).__name__, getattr(unet, "config", None))
@@ -156,7 +201,7 @@ def families_of_layout(unet_class: str, config) -> tuple[str, ...]:
     return ()
 
 
-def detect_family(unet: torch.nn.Module) -> str | None:
+def detect_family(unet: nn.Module) -> str | None:
     """The one family whose reference presets fit this UNet, or None (no family's layout, or several)."""
     found = layout_families(unet)
     return found[0] if len(found) == 1 else None

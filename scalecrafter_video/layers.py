@@ -1,4 +1,5 @@
-"""Which convolutions of a UNet the method may touch, and how plan selectors name them.
+"""The UNet of a pipeline, which of its convolutions the method may touch, and how plan selectors
+name them.
 
 Eligible ("spatial") convs are the k x k (k > 1) `nn.Conv2d` layers of the resnets, downsamplers
 and upsamplers under `down_blocks`, `mid_block` and `up_blocks`. Never conv_in / conv_out,
@@ -24,6 +25,30 @@ _ROOTS = ("down_blocks.", "mid_block.", "up_blocks.")
 _EXCLUDED_PARTS = {"motion_modules", "temp_convs", "temp_attentions", "transformer_in", "attentions"}
 _LORA_SUFFIX = re.compile(r"\.(base_layer|lora_[AB]\.[^.]+|lora_magnitude_vector\.[^.]+)(?=\.|$)")
 _BLOCK = re.compile(r"^(down_blocks\.\d+|up_blocks\.\d+|mid_block)")
+
+
+def find_unet(pipe_or_unet) -> tuple[nn.Module, object | None]:
+    """(the UNet, the pipeline or None) of a diffusers pipeline with a `.unet`, or of a bare UNet."""
+    unet = getattr(pipe_or_unet, "unet", None)
+    if isinstance(unet, nn.Module):
+        return unet, pipe_or_unet
+    if isinstance(pipe_or_unet, nn.Module):
+        return pipe_or_unet, None
+    raise ScaleCrafterError(
+        f"cannot patch a {type(pipe_or_unet).__name__}: pass a diffusers pipeline with a .unet or the UNet itself"
+    )
+
+
+def check_unet(unet: nn.Module) -> int:
+    """The UNet's number of down blocks (its levels); a one-line error for a model without the
+    down_blocks / mid_block / up_blocks layout."""
+    blocks = getattr(unet, "down_blocks", None)
+    if not isinstance(blocks, nn.ModuleList) or not hasattr(unet, "up_blocks"):
+        raise ScaleCrafterError(
+            f"unsupported UNet class {type(unet).__name__}: ScaleCrafter patches UNets with down_blocks/"
+            "mid_block/up_blocks (UNet2DConditionModel, UNetMotionModel, UNet3DConditionModel)"
+        )
+    return len(blocks)
 
 
 def logical_name(name: str) -> str:

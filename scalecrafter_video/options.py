@@ -1,4 +1,5 @@
-"""What one `scv generate` job asks for, shared by the image and video front ends."""
+"""What one `scv generate` job asks for, shared by the image and video front ends, and the values
+its fields may take (the command line offers the same)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,20 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+METHODS = ("scalecrafter", "direct", "attn-sf")
+SCHEDULERS: dict[str, str] = {  # --scheduler -> diffusers class
+    "ddim": "DDIMScheduler",
+    "dpm++": "DPMSolverMultistepScheduler",
+    "euler": "EulerDiscreteScheduler",
+    "euler-a": "EulerAncestralDiscreteScheduler",
+    "pndm": "PNDMScheduler",
+    "unipc": "UniPCMultistepScheduler",
+}
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+VAE_TILING = ("auto", "on", "off")
+MAX_SIDE = 16384  # pixels
+MAX_STEPS = 1000  # the training timesteps of every supported model
 
 
 @dataclass

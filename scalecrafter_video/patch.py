@@ -27,12 +27,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+# re-exported: `scv demo` (scalecrafter_video.demo) imports the baseline from here
+from .baselines import apply_attn_sf, remove_attn_sf  # noqa: F401
 from .dispersed import DispersedKernels
 from .errors import ScaleCrafterError
-from .layers import spatial_convs
+from .layers import check_unet, find_unet, spatial_convs
 from .layouts import batch_layout as layout_of
 from .layouts import cfg_probe, unknown_layout_warning
-from .ops.attn_sf import attn_sf_scale
 from .ops.dispersion import dispersion_transform
 from .ops.guidance import ndcfg_batch
 from .ops.redilate import redilated_conv2d
@@ -44,30 +45,6 @@ logger = logging.getLogger(__name__)
 
 _MISSING = object()
 _SCALECRAFTER: "weakref.WeakKeyDictionary[nn.Module, _Patch]" = weakref.WeakKeyDictionary()
-_ATTN_SF: "weakref.WeakKeyDictionary[nn.Module, list]" = weakref.WeakKeyDictionary()
-_TEMPORAL_PARTS = {"motion_modules", "temp_attentions", "transformer_in", "temporal_transformer"}
-
-
-# ---- finding the UNet -----------------------------------------------------------------------
-def _split(pipe_or_unet) -> tuple[nn.Module, object | None]:
-    unet = getattr(pipe_or_unet, "unet", None)
-    if isinstance(unet, nn.Module):
-        return unet, pipe_or_unet
-    if isinstance(pipe_or_unet, nn.Module):
-        return pipe_or_unet, None
-    raise ScaleCrafterError(
-        f"cannot patch a {type(pipe_or_unet).__name__}: pass a diffusers pipeline with a .unet or the UNet itself"
-    )
-
-
-def _check_unet(unet: nn.Module) -> int:
-    blocks = getattr(unet, "down_blocks", None)
-    if not isinstance(blocks, nn.ModuleList) or not hasattr(unet, "up_blocks"):
-        raise ScaleCrafterError(
-            f"unsupported UNet class {type(unet).__name__}: ScaleCrafter patches UNets with down_blocks/"
-            "mid_block/up_blocks (UNet2DConditionModel, UNetMotionModel, UNet3DConditionModel)"
-        )
-    return len(blocks)
 
 
 # ---- the conv patch -------------------------------------------------------------------------
@@ -85,18 +62,11 @@ def _make_conv_forward(conv: nn.Conv2d, layer: str, state: _State, original):
         factor = state.factors.get(layer)
         if factor is None:
             return original(input, weight, bias)
-        folded = input.ndim == 5
-        if folded:  # inflated conv fed (b, c, f, h, w): fold frames into the batch
-            b, c, f, h, w = input.shape
-            input = input.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w)
         padding = conv.padding
         if layer in state.dispersed:  # the K x K kernel already doubles the receptive field
             weight, padding = state.kernels.kernel(weight, conv), None
             factor = (max(1.0, factor[0] / 2), max(1.0, factor[1] / 2))
-        out = redilated_conv2d(input, weight, bias, conv.stride, factor, conv.groups, padding)
-        if folded:
-            out = out.reshape(b, f, *out.shape[1:]).permute(0, 2, 1, 3, 4)
-        return out
+        return redilated_conv2d(input, weight, bias, conv.stride, factor, conv.groups, padding)
 
     return _conv_forward
 
@@ -350,8 +320,8 @@ def apply_scalecrafter(
     its `with scalecrafter(...)` block) brings back the one below; `remove_scalecrafter` takes
     off every plan.
     """
-    unet, pipe = _split(pipe_or_unet)
-    levels = _check_unet(unet)
+    unet, pipe = find_unet(pipe_or_unet)
+    levels = check_unet(unet)
     if (height is None) != (width is None):
         raise ScaleCrafterError("pass both height and width, or neither (the plan then follows each UNet call's size)")
     target = None
@@ -379,7 +349,7 @@ def apply_scalecrafter(
 
 def remove_scalecrafter(pipe_or_unet) -> bool:
     """Take every plan off (idempotent): the UNet is bit-identical to before. Returns whether one was applied."""
-    unet, _ = _split(pipe_or_unet)
+    unet, _ = find_unet(pipe_or_unet)
     patch = _SCALECRAFTER.pop(unet, None)
     if patch is None:
         return False
@@ -396,41 +366,3 @@ def scalecrafter(pipe_or_unet, height: int | None = None, width: int | None = No
         yield handle
     finally:
         handle.remove()
-
-
-# ---- Attn-SF baseline -----------------------------------------------------------------------
-def _self_attention_queries(unet: nn.Module):
-    for name, module in unet.named_modules():
-        if type(module).__name__ != "Attention" or getattr(module, "is_cross_attention", True):
-            continue
-        if _TEMPORAL_PARTS & set(name.split(".")) or not isinstance(getattr(module, "to_q", None), nn.Module):
-            continue
-        yield name, module.to_q
-
-
-def apply_attn_sf(pipe_or_unet, height: int, width: int, *, base: int | tuple[int, int] | None = None, family: str | None = None) -> int:
-    """Attn-SF baseline (Jin et al. 2023): scale spatial self-attention logits by sqrt(log_{N_train} N_test).
-
-    Returns the number of attention layers scaled. Sizes in pixels for a pipeline, sample units for a UNet.
-    """
-    unet, pipe = _split(pipe_or_unet)
-    _check_unet(unet)
-    check_size(height, width)
-    (bh, bw), _ = base_size(unet, pipe, resolve_family(unet, pipe, family), base)
-    ratio = (height * width) / (bh * bw)
-    remove_attn_sf(unet)
-
-    def hook(module, args, output):
-        n_test = output.shape[-2]
-        return output * attn_sf_scale(n_test / ratio, n_test)
-
-    _ATTN_SF[unet] = [q.register_forward_hook(hook) for _, q in _self_attention_queries(unet)]
-    return len(_ATTN_SF[unet])
-
-
-def remove_attn_sf(pipe_or_unet) -> bool:
-    unet, _ = _split(pipe_or_unet)
-    handles = _ATTN_SF.pop(unet, None)
-    for handle in handles or ():
-        handle.remove()
-    return handles is not None

@@ -10,7 +10,7 @@ import pytest
 
 from scalecrafter_video import ScaleCrafterError, apply_scalecrafter, remove_scalecrafter
 from scalecrafter_video import resources
-from scalecrafter_video.pipelines import image, video
+from scalecrafter_video.pipelines import image, tiny, video
 
 GEN = ("generate", "--no-progress", "--steps", "2")
 GIB = 1024**3
@@ -30,13 +30,13 @@ def no_loading(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded")
 
-    for module, name in ((image, "tiny_pipeline"), (image, "load_pipeline"), (video, "load_video_pipeline")):
+    for module, name in ((tiny, "tiny_pipeline"), (image, "load_pipeline"), (video, "load_video_pipeline")):
         monkeypatch.setattr(module, name, refuse)
 
 
 @pytest.fixture
 def shared_tiny_sd(monkeypatch, tiny_sd):
-    monkeypatch.setattr(image, "tiny_pipeline", lambda name: tiny_sd)
+    monkeypatch.setattr(tiny, "tiny_pipeline", lambda name: tiny_sd)
     return tiny_sd
 
 
@@ -276,7 +276,7 @@ def test_plan_pndm_has_steps_plus_one_rows(scv):
 
 @pytest.mark.parametrize("scheduler", ["pndm", "ddim", "dpm++", "euler-a", "unipc"])
 def test_plan_timesteps_are_what_generate_runs(scv, tmp_path, shared_tiny_sd, scheduler):
-    from scalecrafter_video.cli import plan_rows
+    from scalecrafter_video.describe import plan_rows
 
     seen = []
     hook = shared_tiny_sd.unet.register_forward_pre_hook(

@@ -17,7 +17,7 @@ from scalecrafter_video.bench.models import (UNetHolder, bench_model, build_pipe
                                              unet_inputs)
 from scalecrafter_video.bench.run import meta_unet_for
 from scalecrafter_video.bench.suite import run_suite
-from scalecrafter_video.cli import sampler_timesteps
+from scalecrafter_video.pipelines.common import sampler_timesteps
 from tests.test_reuse import PLAN as MOVING_PREFIX
 
 torch.set_num_threads(1)

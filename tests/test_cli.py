@@ -332,9 +332,9 @@ def test_argparse_errors_are_one_line(scv):
 def test_keyboard_interrupt_exits_130_and_leaves_the_model_intact(scv, tmp_path, monkeypatch, tiny_sd):
     import torch
 
-    from scalecrafter_video.pipelines import image
+    from scalecrafter_video.pipelines import tiny
 
-    monkeypatch.setattr(image, "tiny_pipeline", lambda name: tiny_sd)
+    monkeypatch.setattr(tiny, "tiny_pipeline", lambda name: tiny_sd)
     unet = tiny_sd.unet
     state = {k: v.clone() for k, v in unet.state_dict().items()}
     hooks_before = (len(unet._forward_pre_hooks), len(unet._forward_hooks))

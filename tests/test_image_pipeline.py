@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from scalecrafter_video import Plan, Rule, ScaleCrafterError, apply_scalecrafter, remove_scalecrafter, scalecrafter
-from scalecrafter_video.pipelines import image
+from scalecrafter_video.families import defaults_family
+from scalecrafter_video.pipelines import common, image, loading
+from scalecrafter_video.pipelines.models import resolve_model
 from scalecrafter_video.pipelines.tiny import tiny_tokenizer
 
 
@@ -26,7 +28,7 @@ def test_tiny_sd_layout(tiny_sd):
     assert [type(b).__name__ for b in unet.down_blocks] == ["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"]
     assert [type(b).__name__ for b in unet.up_blocks] == ["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3
     assert tiny_sd.vae_scale_factor == 8 and unet.config.sample_size == 8
-    assert image.defaults_family(unet.config) == "sd15"
+    assert defaults_family(unet.config) == "sd15"
     assert type(tiny_sd.scheduler).__name__ == "DDIMScheduler"
     assert tiny_sd.scheduler.config.steps_offset == 1 and tiny_sd.scheduler.config.timestep_spacing == "leading"
     out = tiny_sd("x", height=128, width=128, num_inference_steps=4, output_type="pil").images[0]
@@ -38,7 +40,7 @@ def test_tiny_sdxl_layout(tiny_sdxl):
     assert [type(b).__name__ for b in unet.down_blocks] == ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"]
     assert unet.config.addition_embed_type == "text_time"
     assert type(tiny_sdxl.text_encoder_2).__name__ == "CLIPTextModelWithProjection"
-    assert image.defaults_family(unet.config) == "sdxl"
+    assert defaults_family(unet.config) == "sdxl"
     assert sample(tiny_sdxl, steps=2).shape == (1, 4, 16, 16)
 
 
@@ -96,7 +98,7 @@ def test_patch_tri_state_in_pipeline(tiny_sd):
 
 # ---- helpers --------------------------------------------------------------------------------
 def test_check_size():
-    image.check_size(128, 64, 64)
+    common.check_size(128, 64, 64)
     for (h, w, m), message in {
         (0, 64, 8): "positive",
         (64, -8, 8): "positive",
@@ -106,38 +108,38 @@ def test_check_size():
         (64, 40, 64): "use 64",
     }.items():
         with pytest.raises(ScaleCrafterError, match=message):
-            image.check_size(h, w, m)
+            common.check_size(h, w, m)
 
 
 def test_resolve_model_aliases_and_paths(tmp_path):
-    assert image.resolve_model("sd15") == image.ModelRef("sd15", "hub", "stable-diffusion-v1-5/stable-diffusion-v1-5")
-    assert image.resolve_model("sd21").location == "stabilityai/stable-diffusion-2-1-base"
-    assert image.resolve_model("sdxl").location == "stabilityai/stable-diffusion-xl-base-1.0"
-    assert image.resolve_model("tiny-sdxl").kind == "tiny"
-    assert image.resolve_model("owner/model").kind == "hub"
-    assert image.resolve_model(str(tmp_path)).kind == "local"
-    assert image.resolve_model("./relative/dir").kind == "local"
+    assert resolve_model("sd15") == loading.ModelRef("sd15", "hub", "stable-diffusion-v1-5/stable-diffusion-v1-5", "sd15")
+    assert resolve_model("sd21").location == "stabilityai/stable-diffusion-2-1-base"
+    assert resolve_model("sdxl").location == "stabilityai/stable-diffusion-xl-base-1.0"
+    assert resolve_model("tiny-sdxl").kind == "tiny"
+    assert resolve_model("owner/model").kind == "hub"
+    assert resolve_model(str(tmp_path)).kind == "local"
+    assert resolve_model("./relative/dir").kind == "local"
     with pytest.raises(ScaleCrafterError, match="valid hub id"):
-        image.resolve_model("no spaces allowed")
+        resolve_model("no spaces allowed")
 
 
 def test_defaults_family_reads_the_config_not_the_name():
-    assert image.defaults_family({"cross_attention_dim": 768}) == "sd15"
-    assert image.defaults_family({"cross_attention_dim": 1024}) == "sd21"
-    assert image.defaults_family({"cross_attention_dim": 2048, "addition_embed_type": "text_time"}) == "sdxl"
+    assert defaults_family({"cross_attention_dim": 768}) == "sd15"
+    assert defaults_family({"cross_attention_dim": 1024}) == "sd21"
+    assert defaults_family({"cross_attention_dim": 2048, "addition_embed_type": "text_time"}) == "sdxl"
 
 
 def test_vae_tiling_auto_rule():
-    assert not image.wants_vae_tiling("auto", "sd15", 1536, 1536)
-    assert image.wants_vae_tiling("auto", "sd15", 1024, 2048)
-    assert not image.wants_vae_tiling("auto", "sdxl", 1024, 1024)
-    assert image.wants_vae_tiling("auto", "sdxl", 1024, 1280)
-    assert image.wants_vae_tiling("on", "sd15", 64, 64) and not image.wants_vae_tiling("off", "sdxl", 4096, 4096)
+    assert not common.wants_vae_tiling("auto", "sd15", 1536, 1536)
+    assert common.wants_vae_tiling("auto", "sd15", 1024, 2048)
+    assert not common.wants_vae_tiling("auto", "sdxl", 1024, 1024)
+    assert common.wants_vae_tiling("auto", "sdxl", 1024, 1280)
+    assert common.wants_vae_tiling("on", "sd15", 64, 64) and not common.wants_vae_tiling("off", "sdxl", 4096, 4096)
 
 
 def test_hub_unreachable_is_one_line(monkeypatch, empty_hf_cache):
-    monkeypatch.setattr(image, "_hub_offline", lambda: False)
-    monkeypatch.setattr(image, "_hub_reachable", lambda timeout=0: False)
+    monkeypatch.setattr(loading, "hub_offline", lambda: False)
+    monkeypatch.setattr(loading, "hub_reachable", lambda timeout=0: False)
     with pytest.raises(ScaleCrafterError, match="hub is unreachable: run `hf download owner/model`"):
         image.inspect_model("owner/model")
 

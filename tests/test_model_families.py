@@ -8,8 +8,9 @@ import pytest
 from scalecrafter_video.errors import ScaleCrafterError
 from scalecrafter_video.families import KNOWN_MODELS, meta_unet
 from scalecrafter_video.options import GenerateOptions
-from scalecrafter_video.pipelines.image import image_family, resolve_model
-from scalecrafter_video.pipelines.video import generate_videos, resolve_video_model
+from scalecrafter_video.pipelines.image import image_family
+from scalecrafter_video.pipelines.models import resolve_model
+from scalecrafter_video.pipelines.video import generate_videos
 
 
 @pytest.mark.parametrize("model, family", [
@@ -18,8 +19,8 @@ from scalecrafter_video.pipelines.video import generate_videos, resolve_video_mo
     ("tiny-video3d", "modelscope"),
 ])
 def test_video_family_from_the_id_table_only(model, family):
-    assert resolve_video_model(model).family == family
-    assert resolve_video_model(model, "zeroscope").family == "zeroscope"  # --family wins
+    assert resolve_model(model, video=True).family == family
+    assert resolve_model(model, video=True, family="zeroscope").family == "zeroscope"  # --family wins
 
 
 def test_image_family_from_the_id_table_then_the_config():

@@ -9,7 +9,7 @@ import torch
 
 from scalecrafter_video import ScaleCrafterError, apply_scalecrafter, scalecrafter
 from scalecrafter_video.layouts import STOCK_LAYOUTS, batch_layout
-from scalecrafter_video.pipelines.tiny_video import tiny_video_pipeline
+from scalecrafter_video.pipelines.tiny import tiny_pipeline as tiny_video_pipeline
 from tests.test_patch import inputs, tiny_unet
 
 torch.set_num_threads(1)

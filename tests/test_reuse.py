@@ -11,7 +11,7 @@ from diffusers import UNet2DConditionModel
 
 from scalecrafter_video import Plan, apply_scalecrafter, remove_scalecrafter, scalecrafter
 from scalecrafter_video.pipelines.tiny import TINY_UNET_CONFIGS
-from scalecrafter_video.pipelines.tiny_video import tiny_video_pipeline
+from scalecrafter_video.pipelines.tiny import tiny_pipeline as tiny_video_pipeline
 from scalecrafter_video.reuse import differing_layers, shared_prefix
 
 torch.set_num_threads(1)

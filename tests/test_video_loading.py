@@ -11,7 +11,7 @@ import torch
 from scalecrafter_video.errors import ScaleCrafterError
 from scalecrafter_video.media import read_video
 from scalecrafter_video.options import GenerateOptions
-from scalecrafter_video.pipelines import tiny_video as tv
+from scalecrafter_video.pipelines import tiny as tv
 from scalecrafter_video.pipelines.video import generate_videos
 
 torch.set_num_threads(1)
@@ -34,7 +34,7 @@ def folders(tmp_path_factory):
     )
     sd.save_pretrained(root / "sd-base")
     tv.tiny_motion_adapter(max_frames=8).save_pretrained(root / "adapter8")
-    tv.tiny_video_pipeline("tiny-video3d").save_pretrained(root / "t2v")
+    tv.tiny_pipeline("tiny-video3d").save_pretrained(root / "t2v")
     return root
 
 

@@ -13,7 +13,7 @@ from torch import nn
 from scalecrafter_video import apply_scalecrafter, remove_scalecrafter
 from scalecrafter_video.layers import spatial_convs
 from scalecrafter_video.ops.redilate import redilated_conv2d
-from scalecrafter_video.pipelines.tiny_video import tiny_video_pipeline
+from scalecrafter_video.pipelines.tiny import tiny_pipeline as tiny_video_pipeline
 
 torch.set_num_threads(1)
 
@@ -234,13 +234,12 @@ class _Block(nn.Module):
 
 
 class TinyInflatedUNet(nn.Module):
-    """UNet-like: down_blocks.0 / down_blocks.1 each with resnets.0.conv1, all fed 5-D tensors.
-    down_blocks.0 is always an InflatedConv2d; down_blocks.1 is `conv_cls`."""
+    """UNet-like: down_blocks.0 / down_blocks.1 each with an InflatedConv2d resnets.0.conv1, fed 5-D tensors."""
 
-    def __init__(self, conv_cls):
+    def __init__(self):
         super().__init__()
         torch.manual_seed(0)
-        self.down_blocks = nn.ModuleList([_Block(InflatedConv2d), _Block(conv_cls)])
+        self.down_blocks = nn.ModuleList([_Block(InflatedConv2d), _Block(InflatedConv2d)])
         self.up_blocks = nn.ModuleList()
         self.config = SimpleNamespace(sample_size=8)
 
@@ -261,28 +260,24 @@ def _per_frame(x, conv, dilation):
 PLAN_DB1 = {"name": "db1", "main": [{"selector": "down_blocks.1", "factor": 2, "stop": 30}]}
 
 
-@pytest.mark.parametrize("conv_cls", [InflatedConv2d, nn.Conv2d], ids=["inflated-subclass", "plain-conv2d-5d"])
-def test_inflated_5d_conv(conv_cls):
-    """A Conv2d subclass folding (b, c, f, h, w) to (b*f) inside is re-dilated per frame through the
-    generic rule; a plain nn.Conv2d handed a 5-D tensor works through the patched path while its
-    factor is active (outside the window PyTorch's own conv2d rejects 5-D, patched or not)."""
-    unet = TinyInflatedUNet(conv_cls)
+def test_inflated_5d_conv():
+    """A Conv2d subclass folding (b, c, f, h, w) to (b*f) before Conv2d.forward (LaVie's
+    InflatedConv3d) is re-dilated per frame through the generic rule: the patched conv only ever
+    sees 4-D input (a plain Conv2d handed 5-D input fails in PyTorch, patched or not)."""
+    unet = TinyInflatedUNet()
     assert set(spatial_convs(unet)) == {"down_blocks.0.resnets.0.conv1", "down_blocks.1.resnets.0.conv1"}
     x = torch.randn(2, 3, 5, 16, 16, generator=torch.Generator().manual_seed(1))
     c0, c1 = unet.down_blocks[0].resnets[0].conv1, unet.down_blocks[1].resnets[0].conv1
     want = _per_frame(_per_frame(x, c0, 1), c1, 2)  # down_blocks.0 as trained, down_blocks.1 dilated 2
-    if conv_cls is InflatedConv2d:
-        before = _run(unet, x, None, T_EARLY)
-        assert torch.allclose(before, _per_frame(_per_frame(x, c0, 1), c1, 1), atol=1e-5)
+    before = _run(unet, x, None, T_EARLY)
+    assert torch.allclose(before, _per_frame(_per_frame(x, c0, 1), c1, 1), atol=1e-5)
     handle = apply_scalecrafter(unet, height=16, width=16, preset=PLAN_DB1, ndcfg=False)
     try:
         assert handle.patched_convs == 2
         out = _run(unet, x, None, T_EARLY)
         assert out.shape == x.shape
         assert torch.allclose(out, want, atol=1e-5)
-        if conv_cls is InflatedConv2d:  # outside the window: the trained conv again
-            assert torch.allclose(_run(unet, x, None, T_LATE), before, atol=1e-6)
+        assert torch.allclose(_run(unet, x, None, T_LATE), before, atol=1e-6)  # outside the window: as trained
     finally:
         remove_scalecrafter(unet)
-    if conv_cls is InflatedConv2d:
-        assert torch.equal(_run(unet, x, None, T_EARLY), before)
+    assert torch.equal(_run(unet, x, None, T_EARLY), before)

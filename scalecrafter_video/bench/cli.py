@@ -92,28 +92,22 @@ def add_bench_parser(sub) -> argparse.ArgumentParser:
 
 
 def _sizes(args, families: list[str], defaults) -> dict[str, list[tuple[int, int]]]:
-    from ..cli import parse_res
-    from ..pipelines.image import check_size
+    from ..arguments import parse_res
+    from ..families import get_family
+    from ..pipelines.common import check_size
     from .models import bench_model
 
     sizes = {}
     for family in families:
         model = bench_model(family)
         texts = args.res or ([TINY_SIZE] if model.tiny else list(defaults(family)))
-        multiple = 64 if model.tiny else _family_multiple(family)
+        multiple = 64 if model.tiny else get_family(family).size_multiple
         sizes[family] = []
         for text in texts:
             width, height = parse_res(text)
             check_size(height, width, multiple)
             sizes[family].append((width, height))
     return sizes
-
-
-def _family_multiple(family: str) -> int:
-    from ..families import get_family
-
-    fam = get_family(family)
-    return fam.latent_factor * 2 ** (fam.levels - 1)
 
 
 def _targets(out_dir: Path, names: list[str], overwrite: bool) -> None:
@@ -168,7 +162,7 @@ def _run_flops(args, out_dir: Path | None) -> int:
 def _device_dtype(args):
     import torch
 
-    from ..pipelines.image import resolve_device, resolve_dtype
+    from ..pipelines.loading import resolve_device, resolve_dtype
 
     device = resolve_device("cpu" if args.tiny and args.device == "auto" else args.device)
     return torch.device(device), resolve_dtype(args.dtype, device)

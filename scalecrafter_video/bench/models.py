@@ -15,7 +15,9 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import ScaleCrafterError
-from ..families import get_family
+from ..families import SD_SCHEDULER_CONFIG, get_family
+from ..pipelines.loading import text_to_video_pipeline_class
+from ..pipelines.tiny import tiny_pipeline, tiny_tokenizer
 
 _SD_VAE = dict(
     in_channels=3,
@@ -98,8 +100,6 @@ def real_pipeline(name: str, device: torch.device | str = "cpu"):
     """The family's pipeline with random weights, its modules built directly on `device`."""
     import diffusers
 
-    from ..pipelines.tiny import SD_SCHEDULER_CONFIG, tiny_tokenizer
-
     fam = get_family(name)
     with torch.device(device):
         unet = getattr(diffusers, fam.unet_class)(**fam.unet_config).eval()
@@ -117,8 +117,6 @@ def real_pipeline(name: str, device: torch.device | str = "cpu"):
         return diffusers.AnimateDiffPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
                                              motion_adapter=None, scheduler=scheduler)
     if name == "modelscope":
-        from ..pipelines.video import text_to_video_pipeline_class
-
         return text_to_video_pipeline_class()(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
                                               scheduler=scheduler)
     return diffusers.StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
@@ -130,13 +128,7 @@ def build_pipeline(model: BenchModel, device: torch.device, dtype: torch.dtype, 
     """The model's pipeline with random weights on `device` in `dtype` (real shapes built there: no host copy)."""
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
-        if model.tiny:
-            from ..pipelines.tiny import tiny_pipeline
-            from ..pipelines.tiny_video import tiny_video_pipeline
-
-            pipe = tiny_video_pipeline(model.name, seed) if model.video else tiny_pipeline(model.name, seed)
-        else:
-            pipe = real_pipeline(model.name, device)
+        pipe = tiny_pipeline(model.name, seed) if model.tiny else real_pipeline(model.name, device)
     pipe.to(device, dtype)
     pipe.set_progress_bar_config(disable=True)
     return pipe

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from ..pipelines.common import sampler_timesteps
 from . import VARIANTS
 from .flops import whole_run_flops
 from .models import bench_model, build_pipeline, meta_copy, unet_inputs
@@ -40,8 +41,6 @@ def meta_unet_for(name: str) -> torch.nn.Module:
 def flop_rows(families: Sequence[str], sizes: dict[str, list[tuple[int, int]]], frames: int, steps: int,
               scheduler: str, variants: Sequence[str], progress: bool = False) -> list[dict]:
     """Whole-run FLOPs per family, size and variant, with the ratio to direct inference."""
-    from ..cli import sampler_timesteps
-
     timesteps = sampler_timesteps(steps, scheduler)
     jobs = [(f, size) for f in families for size in sizes[f]]
     rows = []

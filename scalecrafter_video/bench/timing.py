@@ -20,7 +20,11 @@ from dataclasses import dataclass
 
 import torch
 
+from ..options import GenerateOptions
 from ..patch import scalecrafter
+from ..pipelines.common import wants_vae_tiling
+from ..pipelines.models import BUILTIN_MODELS
+from ..pipelines.video import decode_chunk_frames, decode_latents, sample_video
 from . import VARIANTS
 from .flops import count_flops
 from .models import BenchModel, unet_inputs
@@ -155,9 +159,6 @@ def _sample(pipe, case: Case, steps: int):
     """The front end's sampling call (`scv generate` / `scv generate --video`), seed 0."""
     prompt = "a benchmark"
     if case.model.video:
-        from ..options import GenerateOptions
-        from ..pipelines.video import decode_chunk_frames, decode_latents, sample_video
-
         opts = GenerateOptions(prompts=[prompt], height=case.height, width=case.width, frames=case.frames,
                                steps=steps, video=True, progress=False)
         latents = sample_video(pipe, opts, prompt, 0, case.model.guidance)
@@ -169,13 +170,8 @@ def _sample(pipe, case: Case, steps: int):
 
 def vae_tiling(case: Case) -> bool:
     """Whether the front end tiles this decode (`--vae-tiling auto`)."""
-    if case.model.video:
-        from ..pipelines.video import VIDEO_TILING_SIDE
-
-        return max(case.height, case.width) > VIDEO_TILING_SIDE
-    from ..pipelines.image import wants_vae_tiling
-
-    return wants_vae_tiling("auto", case.model.family or "sd15", case.height, case.width)
+    family = case.model.family or BUILTIN_MODELS[case.model.name].family
+    return wants_vae_tiling("auto", family, case.height, case.width)
 
 
 def time_whole_run(pipe, case: Case, variant: str, steps: int) -> dict:

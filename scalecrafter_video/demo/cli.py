@@ -45,28 +45,13 @@ def add_demo_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def checked_outputs(args, default_out: str, output_paths) -> tuple[Path, Path | None]:
-    """--out (default `default_out`) and --json as paths, refused before any work where
-    `output_paths(out_dir, json_path)` would replace earlier outputs without --overwrite or
-    cannot be written."""
-    from .. import outputs
-
-    out_dir = outputs.path_argument(default_out if args.out is None else args.out)
-    json_path = None if args.json is None else outputs.path_argument(args.json, "--json", "file")
-    outputs.check_targets(output_paths(out_dir, json_path).values(), args.overwrite)
-    for flag, folder in (("--out", out_dir), ("--json", json_path and json_path.parent)):
-        if folder is not None:
-            outputs.check_writable(folder, flag)
-    return out_dir, json_path
-
-
 def run_demo(args) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
     from ..errors import ScaleCrafterError
     from .model import load_demo_model
-    from .run import benchmark, default_cases, format_table, output_paths, write_outputs
+    from .run import benchmark, checked_outputs, default_cases, format_table, output_paths, write_outputs
 
     if args.video:
         from .video_demo import run_video_demo

@@ -192,3 +192,16 @@ def write_outputs(rows: list[dict], images: dict, out_dir: Path | None, json_pat
         public = [{k: v for k, v in r.items() if k != "per_sample"} for r in rows]
         outputs.atomic_write_text(paths["json"], json.dumps({"cases": public, **meta}, indent=1) + "\n")
     return paths
+
+
+def checked_outputs(args, default_out: str, output_paths) -> tuple[Path, Path | None]:
+    """--out (default `default_out`) and --json as paths, refused before any work where
+    `output_paths(out_dir, json_path)` would replace earlier outputs without --overwrite or
+    cannot be written."""
+    out_dir = outputs.path_argument(default_out if args.out is None else args.out)
+    json_path = None if args.json is None else outputs.path_argument(args.json, "--json", "file")
+    outputs.check_targets(output_paths(out_dir, json_path).values(), args.overwrite)
+    for flag, folder in (("--out", out_dir), ("--json", json_path and json_path.parent)):
+        if folder is not None:
+            outputs.check_writable(folder, flag)
+    return out_dir, json_path

@@ -115,9 +115,8 @@ def run_video_demo(args) -> int:
     import torch
 
     from ..errors import ScaleCrafterError
-    from .cli import checked_outputs
     from .motion_model import load_motion_model
-    from .run import benchmark, default_cases
+    from .run import benchmark, checked_outputs, default_cases
 
     samples = VIDEO_DEFAULTS["samples"] if args.samples is None else args.samples
     steps = VIDEO_DEFAULTS["steps"] if args.steps is None else args.steps

@@ -1,1 +1,2 @@
-"""Pipeline front ends: image (Stable Diffusion / SDXL), video, and tiny offline test pipelines."""
+"""Front ends on diffusers pipelines: one loading layer (`loading`, `models`, `common`) under the
+image and video front ends (`image`, `video`), and the built-in tiny pipelines (`tiny`)."""

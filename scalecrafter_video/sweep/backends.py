@@ -11,8 +11,22 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .. import outputs
+from ..media import motion_stats, write_mp4
 from ..options import GenerateOptions
+from ..pipelines import image, video
+from ..pipelines.common import (
+    MethodContext,
+    check_size,
+    job_sidecar,
+    prepare_pipeline,
+    run_pipeline,
+    set_vae_tiling,
+    size_multiple,
+    wants_vae_tiling,
+)
+from ..pipelines.loading import LoadedModel, resolve_dtype
 from .grid import SweepItem
+
 
 class Backend(Protocol):
     suffix: str
@@ -20,6 +34,8 @@ class Backend(Protocol):
     def base_size(self) -> tuple[int, int]: ...  # (width, height) in pixels
 
     def check_size(self, width: int, height: int) -> None: ...
+
+    def check_plan(self, width: int, height: int) -> None: ...
 
     def generate(self, item: SweepItem) -> tuple[Any, dict[str, Any]]: ...
 
@@ -38,141 +54,84 @@ def _item_meta(item: SweepItem, start: float) -> dict[str, Any]:
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
-class ImageBackend:
+class _Backend:
+    """What the image and video backends share: the model, loaded and set up once for the sweep."""
+
+    def __init__(self, template: GenerateOptions, device: str, loaded: LoadedModel, dtype):
+        self.template, self.loaded, self.device, self.dtype = template, loaded, device, dtype
+        self.pipe = loaded.pipe
+        self.sampling = prepare_pipeline(self.pipe, replace(template, progress=False), loaded.family)
+        self.guidance = self.sampling.guidance
+
+    def base_size(self) -> tuple[int, int]:
+        height, width = self.loaded.base
+        return width, height
+
+    def check_size(self, width: int, height: int) -> None:
+        check_size(height, width, size_multiple(self.pipe))
+
+    def check_plan(self, width: int, height: int) -> None:
+        self.method(replace(self.template, width=width, height=height, method="scalecrafter")).check()
+
+    def method(self, opts: GenerateOptions) -> MethodContext:
+        """The method around one item's sampling call (the front end's)."""
+        raise NotImplementedError
+
+    def _set_up(self, opts: GenerateOptions) -> dict[str, Any]:
+        """Tile the VAE decode or not for this item's size; returns the sidecar fields it shares with the job."""
+        tiled = set_vae_tiling(self.pipe, wants_vae_tiling(opts.vae_tiling, self.loaded.family, opts.height, opts.width))
+        return job_sidecar(opts, self.loaded, replace(self.sampling, vae_tiling=tiled), device=self.device,
+                           dtype=self.dtype)
+
+
+class ImageBackend(_Backend):
     """Any image pipeline `pipelines.image.load_pipeline` loads, called diffusers-style."""
 
     suffix = ".png"
 
     def __init__(self, template: GenerateOptions, device: str):
-        from ..pipelines import image
+        dtype = resolve_dtype(template.dtype, device)
+        loaded = image.load_pipeline(template.model, device=device, dtype=dtype, progress=False, family=template.family)
+        super().__init__(template, device, loaded, dtype)
 
-        self.template = template
-        dtype = image.resolve_dtype(template.dtype, device)
-        self.info = image.inspect_model(template.model)
-        loaded = image.load_pipeline(self.info, device=device, dtype=dtype, progress=False, family=template.family)
-        self.pipe, family = loaded.pipe, loaded.family
-        image.configure_scheduler(self.pipe, template.scheduler)
-        self.freeu = image.FREEU_PARAMS[family] if template.freeu else None
-        if self.freeu:  # a freshly loaded pipeline has FreeU off; pipelines without FreeU are left alone
-            self.pipe.enable_freeu(**self.freeu)
-        self.pipe.set_progress_bar_config(disable=True)
-        self.family = family
-        self.guidance = template.guidance if template.guidance is not None else image.DEFAULT_GUIDANCE[family]
-        self.meta = {
-            "tool": "scalecrafter_video", "kind": "image", "model": template.model,
-            "model_id": loaded.ref.location, "model_revision": self.info.revision, "family": family,
-            "base_size": list(self.base_size()), "steps": template.steps, "guidance": self.guidance,
-            "eta": template.eta, "scheduler": template.scheduler, "negative_prompt": template.negative_prompt,
-            "dtype": str(dtype).removeprefix("torch."), "device": device, "freeu": self.freeu,
-            "generator": "torch.Generator('cpu').manual_seed(seed)", "versions": outputs.versions(),
-            "command": template.command,
-        }
-
-    def base_size(self) -> tuple[int, int]:
-        sample = self.pipe.unet.config.sample_size
-        h, w = (sample, sample) if isinstance(sample, int) else tuple(sample)
-        scale = int(getattr(self.pipe, "vae_scale_factor", 1))
-        return w * scale, h * scale
-
-    def check_size(self, width: int, height: int) -> None:
-        from ..pipelines import image
-
-        image.check_size(height, width, image.size_multiple(self.pipe))
-
-    def check_plan(self, width: int, height: int) -> None:
-        from ..pipelines import image
-
-        image.check_plan(self.info, replace(self.template, width=width, height=height, method="scalecrafter"))
+    def method(self, opts: GenerateOptions) -> MethodContext:
+        return image.image_method(self.pipe, opts)
 
     def generate(self, item: SweepItem) -> tuple[Any, dict[str, Any]]:
-        import torch
-
-        from ..pipelines import image
-
         opts = item_options(self.template, item)
         start = time.perf_counter()
-        vae = getattr(self.pipe, "vae", None)  # pixel-space pipelines have none
-        tiling = vae is not None and image.wants_vae_tiling(opts.vae_tiling, self.family, item.height, item.width)
-        if vae is not None:
-            vae.enable_tiling() if tiling else vae.disable_tiling()
-        # the diffusers call signature; negative_prompt only when given (not every pipeline takes one)
-        extra = {"negative_prompt": opts.negative_prompt} if opts.negative_prompt is not None else {}
-        with image.method_context(self.pipe, opts) as (method_meta, handle):
-            result = self.pipe(prompt=item.prompt, height=item.height, width=item.width,
-                               num_inference_steps=opts.steps, guidance_scale=self.guidance, eta=opts.eta,
-                               generator=torch.Generator("cpu").manual_seed(item.seed), output_type="pil", **extra)
-            if handle is not None:  # what ran: UNet calls and noise-damped passes among them
-                method_meta = {**method_meta, "unet_calls": handle.unet_calls, "damped_passes": handle.damped_passes}
-        meta = {**self.meta, **method_meta, "vae_tiling": tiling, **_item_meta(item, start)}
-        return result.images[0], meta
+        meta = self._set_up(opts)
+        with self.method(opts) as method_meta:
+            result = run_pipeline(self.pipe, opts, item.prompt, item.seed, self.guidance, output_type="pil")
+        return result.images[0], {**meta, **method_meta, **_item_meta(item, start)}
 
     def write(self, output: Any, path: Path) -> None:
         outputs.save_image(output, path)
 
 
-class VideoBackend:
-    """The video front end's pipelines (AnimateDiff, ModelScope/Zeroscope, tiny video models)."""
+class VideoBackend(_Backend):
+    """The video front end's pipelines (AnimateDiff, ModelScope/Zeroscope, built-in video models)."""
 
     suffix = ".mp4"
 
     def __init__(self, template: GenerateOptions, device: str):
-        from ..pipelines import image, video
+        dtype = resolve_dtype(template.dtype, device)
+        loaded = video.load_video_pipeline(template, device, dtype)
+        video.check_frames(template.frames, loaded.max_frames, f"{template.model!r}")
+        super().__init__(template, device, loaded, dtype)
 
-        self.template = template
-        dtype = image.resolve_dtype(template.dtype, device)
-        self.loaded = video.load_video_pipeline(template, device, dtype)
-        pipe = self.loaded.pipe
-        video.check_frames(template.frames, self.loaded.max_frames, f"{template.model!r}")
-        if template.scheduler != "ddim" or type(pipe.scheduler).__name__ != "DDIMScheduler":
-            image.configure_scheduler(pipe, template.scheduler)
-        pipe.set_progress_bar_config(disable=True)
-        family = self.loaded.family
-        self.guidance = template.guidance if template.guidance is not None else video.DEFAULT_GUIDANCE[family]
-        self.meta = {
-            "tool": "scalecrafter_video", "kind": "video", "model": template.model,
-            "model_id": self.loaded.ref.location, "motion_adapter": self.loaded.motion_adapter, "family": family,
-            "base_size": list(self.base_size()), "frames": template.frames, "fps": template.fps,
-            "steps": template.steps, "guidance": self.guidance, "eta": template.eta,
-            "scheduler": template.scheduler, "negative_prompt": template.negative_prompt,
-            "dtype": str(dtype).removeprefix("torch."), "device": device,
-            "generator": "torch.Generator('cpu').manual_seed(seed)", "versions": outputs.versions(),
-            "command": template.command,
-        }
-
-    def base_size(self) -> tuple[int, int]:
-        from ..pipelines.video import base_size
-
-        height, width = base_size(self.loaded)
-        return width, height
-
-    def check_size(self, width: int, height: int) -> None:
-        from ..pipelines.image import check_size
-        from ..pipelines.video import size_multiple_for
-
-        pipe = self.loaded.pipe
-        levels = len(pipe.unet.config.block_out_channels)
-        check_size(height, width, size_multiple_for(levels, int(getattr(pipe, "vae_scale_factor", 8))))
-
-    def check_plan(self, width: int, height: int) -> None:
-        """Video plans resolve when applied (the video front end has no meta-device check)."""
+    def method(self, opts: GenerateOptions) -> MethodContext:
+        return video.video_method(self.loaded, opts, self.guidance)
 
     def generate(self, item: SweepItem) -> tuple[Any, dict[str, Any]]:
-        from ..media import motion_stats
-        from ..pipelines import video
-
         opts = item_options(self.template, item)
         start = time.perf_counter()
-        pipe = self.loaded.pipe
-        tiling = max(item.height, item.width) > video.VIDEO_TILING_SIDE
-        pipe.vae.enable_tiling() if tiling else pipe.vae.disable_tiling()
-        with video.VideoMethod(self.loaded, opts, self.guidance) as method_meta:
-            latents = video.sample_video(pipe, opts, item.prompt, item.seed, self.guidance)
-        frames = video.decode_latents(pipe, latents, chunk=video.decode_chunk_frames(item.height, item.width))[0]
-        meta = {**self.meta, **method_meta, "vae_tiling": tiling, "motion": motion_stats(frames),
-                **_item_meta(item, start)}
-        return frames, meta
+        meta = self._set_up(opts)
+        with self.method(opts) as method_meta:
+            latents = video.sample_video(self.pipe, opts, item.prompt, item.seed, self.guidance)
+        frames = video.decode_latents(self.pipe, latents, chunk=video.decode_chunk_frames(item.height, item.width))[0]
+        return frames, {**meta, "motion_adapter": self.loaded.motion_adapter, "frames": opts.frames, "fps": opts.fps,
+                        **method_meta, "motion": motion_stats(frames), **_item_meta(item, start)}
 
     def write(self, output: Any, path: Path) -> None:
-        from ..media import write_mp4
-
         write_mp4(path, output, self.template.fps, overwrite=True)

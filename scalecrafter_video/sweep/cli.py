@@ -7,6 +7,11 @@ import os
 import sys
 from pathlib import Path
 
+from ..arguments import parse_res, read_prompts
+from ..errors import ScaleCrafterError
+from ..families import FAMILIES
+from ..options import DTYPES, SCHEDULERS, GenerateOptions
+
 SWEEP_EXAMPLES = """\
 examples:
   scv sweep --model sd21 --prompts prompts.txt --methods direct,attn-sf,scalecrafter \\
@@ -21,9 +26,6 @@ the seed number. Rerunning the same command resumes: finished items (OUT/manifes
 
 
 def add_sweep_parser(sub) -> argparse.ArgumentParser:
-    from ..cli import PLAN_FAMILIES
-    from ..options import GenerateOptions
-
     d = GenerateOptions(prompts=[], height=0, width=0)
     p = sub.add_parser(
         "sweep", help="generate a grid of prompts x seeds x methods x sizes (resumable, multi-process)",
@@ -32,7 +34,7 @@ def add_sweep_parser(sub) -> argparse.ArgumentParser:
         epilog=SWEEP_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     grid = p.add_argument_group("grid")
     grid.add_argument("--model", default=None, help="as for `scv generate` (default sd15; animatediff with --video)")
-    grid.add_argument("--family", default=None, choices=PLAN_FAMILIES,
+    grid.add_argument("--family", default=None, choices=tuple(FAMILIES),
                       help="the model's family, where its id or architecture cannot tell (as for `scv generate`)")
     grid.add_argument("--prompts", required=True, metavar="FILE", help="one prompt per line ('#' comments)")
     grid.add_argument("--methods", default="direct,scalecrafter", metavar="M[,M...]",
@@ -47,11 +49,11 @@ def add_sweep_parser(sub) -> argparse.ArgumentParser:
     samp.add_argument("--guidance", type=float, default=None, help="CFG scale (default: the family's)")
     samp.add_argument("--eta", type=float, default=d.eta, help=f"DDIM eta (default {d.eta})")
     samp.add_argument("--scheduler", default=d.scheduler,
-                      choices=("ddim", "dpm++", "euler", "euler-a", "pndm", "unipc"), help="sampler (default ddim)")
+                      choices=tuple(SCHEDULERS), help="sampler (default ddim)")
     samp.add_argument("--negative-prompt", metavar="TEXT", default=None)
     samp.add_argument("--preset", default="auto", metavar="NAME|auto|PATH", help="ScaleCrafter plan (default auto)")
     samp.add_argument("--no-ndcfg", dest="ndcfg", action="store_false", help="ordinary CFG for scalecrafter")
-    samp.add_argument("--dtype", default=d.dtype, choices=("auto", "float32", "float16", "bfloat16"))
+    samp.add_argument("--dtype", default=d.dtype, choices=DTYPES)
     samp.add_argument("--device", default="auto", help="auto (each process its own GPU, else CPU), cpu, cuda")
     video = p.add_argument_group("video")
     video.add_argument("--video", action="store_true", help="generate videos (MP4) with the video front end")
@@ -66,9 +68,6 @@ def add_sweep_parser(sub) -> argparse.ArgumentParser:
 
 
 def run_sweep_command(args: argparse.Namespace, argv: list[str]) -> int:
-    from ..cli import parse_res, read_prompts
-    from ..errors import ScaleCrafterError
-    from ..options import GenerateOptions
     from .launch import LAUNCHED_ENV, launch
     from .run import SweepConfig, run_sweep
 

@@ -17,6 +17,8 @@ from typing import Any
 from .. import outputs
 from ..errors import ScaleCrafterError
 from ..options import GenerateOptions
+from ..pipelines.common import validate_options
+from ..pipelines.loading import resolve_device
 from .grid import METHODS, SweepItem, build_grid
 from .manifest import ManifestWriter, check_settings, manifest_files, read_manifest
 
@@ -69,20 +71,14 @@ def validate(cfg: SweepConfig) -> None:
                                 f"choose from {', '.join(METHODS)}")
     if not cfg.sizes and not cfg.include_base:
         raise ScaleCrafterError("no sizes: pass --res WxH[,WxH...] and/or --base")
-    from ..pipelines.image import validate_options
-    from ..pipelines.video import validate_video_options
-
-    check = validate_video_options if cfg.template.video else validate_options
     for width, height in cfg.sizes or [(64, 64)]:  # sampling settings are checked with --base alone too
         for method in cfg.methods:
-            check(replace(cfg.template, prompts=cfg.prompts, width=width, height=height, method=method))
+            validate_options(replace(cfg.template, prompts=cfg.prompts, width=width, height=height, method=method))
 
 
 def run_sweep(cfg: SweepConfig, make_backend: Callable[[GenerateOptions, str], Any] | None = None) -> SweepResult:
     """Generate this process's share of the unfinished items of `cfg`; returns what it did."""
     from tqdm.auto import tqdm
-
-    from ..pipelines.image import resolve_device
 
     validate(cfg)
     device = resolve_device(cfg.template.device)
