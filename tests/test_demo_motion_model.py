@@ -4,6 +4,7 @@ adapter files with their config; training that only moves the motion modules."""
 
 import io
 import json
+import os
 
 import pytest
 import torch
@@ -66,6 +67,9 @@ def test_save_and_load_round_trip(tmp_path, image_model):
     cfg = motion_config(ADAPTER_CONFIG, 8, {"training": {"steps": 7}})
     path = save_motion_adapter(unet, tmp_path, cfg)
     assert path == tmp_path / MOTION_WEIGHTS_NAME and path.stat().st_size <= 5 * 1024 * 1024
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # the user's umask, like every other output
     assert json.loads(path.with_suffix(".json").read_text()) == read_motion_config(path) == json.loads(json.dumps(cfg))
     stored = load_file(str(path))
     assert all(v.dtype == torch.float16 for v in stored.values())

@@ -109,7 +109,9 @@ def motion_config(adapter_config: dict, frames: int = FRAMES, extra: dict | None
 def save_motion_adapter(unet: torch.nn.Module, path: Path, config: dict, *, write_json: bool = True) -> Path:
     """Write the motion modules of `unet` as float16 safetensors at `path` (a file, or a folder that
     gets MOTION_WEIGHTS_NAME) with `config` in the metadata, atomically; and the JSON beside it."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
+
+    from ..outputs import atomic_write, atomic_write_text
 
     path = Path(path)
     if path.suffix != ".safetensors":
@@ -117,14 +119,10 @@ def save_motion_adapter(unet: torch.nn.Module, path: Path, config: dict, *, writ
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().to(torch.float16).contiguous() for k, v in motion_state(unet).items()}
     text = json.dumps(config, indent=2) + "\n"
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp), metadata={CONFIG_KEY: text})
-    tmp.replace(path)
+    data = save(tensors, metadata={CONFIG_KEY: text})  # bytes: safetensors' own file writer forces mode 0600
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
     if write_json:
-        json_path = path.with_suffix(".json")
-        tmp_json = json_path.with_name(f".{json_path.name}.tmp")
-        tmp_json.write_text(text)
-        tmp_json.replace(json_path)
+        atomic_write_text(path.with_suffix(".json"), text)
     return path
 
 
