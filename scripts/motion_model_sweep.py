@@ -40,6 +40,7 @@ VARIANTS = {
     "b32-lr1e-3": dict(batch=32, lr=1e-3, high_noise_share=0.5),
     "b32-lr2e-3-x0w10": dict(batch=32, lr=2e-3, high_noise_share=0.5, x0_weight_cap=10.0),  # clean-clip loss
     "b64-lr3e-3-high75": dict(batch=64, lr=3e-3, high_noise_share=0.75),
+    "b64-lr2e-3-x0w10": dict(batch=64, lr=2e-3, high_noise_share=0.5, x0_weight_cap=10.0),
     "b32-lr2e-3-heads4": dict(batch=32, lr=2e-3, high_noise_share=0.5, heads=4),  # 4 heads at every level
     "b4-lr2e-3": dict(batch=4, lr=2e-3, high_noise_share=0.5),  # CPU smoke runs
     "b4-lr2e-3-uniform": dict(batch=4, lr=2e-3, high_noise_share=0.0),
