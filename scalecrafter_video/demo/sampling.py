@@ -22,6 +22,15 @@ def initial_noise(n: int, height: int, width: int, seed: int, frames: int | None
     return out
 
 
+def _step_callback(progress):
+    """A diffusers-style `callback_on_step_end` that ticks `progress` and changes nothing (it returns
+    the step's tensors as given, whatever `progress` returns: tqdm's update returns a bool)."""
+    def step_done(pipe, step, timestep, tensors):
+        progress(1)
+        return tensors
+    return step_done
+
+
 @torch.no_grad()
 def sample(model, labels: torch.Tensor, height: int, width: int, *, steps: int = 50, guidance: float = 3.0,
            eta: float = 1.0, seed: int = 0, batch: int = 8, frames: int | None = None,
@@ -37,7 +46,7 @@ def sample(model, labels: torch.Tensor, height: int, width: int, *, steps: int =
     device = next(model.unet.parameters()).device  # noise is made on the CPU, then moved
     noise = initial_noise(n, height, width, seed, frames)
     names = pipe.config.class_names
-    step_done = None if progress is None else (lambda *_: progress(1))
+    step_done = None if progress is None else _step_callback(progress)
     outs = []
     for lo in range(0, n, batch):
         g = torch.Generator().manual_seed(seed * 7919 + lo + 1)
