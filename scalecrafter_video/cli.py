@@ -25,7 +25,6 @@ from .options import DTYPES, METHODS, SCHEDULERS, VAE_TILING, GenerateOptions
 from .outputs import path_argument
 from .sweep.cli import add_sweep_parser, run_sweep_command
 
-SMOKE_PROMPT = "smoke test"  # what tiny models sample when no prompt is given
 
 GENERATE_EXAMPLES = """\
 examples:
@@ -139,7 +138,7 @@ def _add_generate(sub) -> None:
     )
     what = p.add_argument_group("what to generate")
     prompt = what.add_mutually_exclusive_group()
-    prompt.add_argument("--prompt", metavar="TEXT", help=f"the prompt (tiny models default to {SMOKE_PROMPT!r})")
+    prompt.add_argument("--prompt", metavar="TEXT", help="the prompt (a class name for the shapes models; the tiny models need none)")
     prompt.add_argument("--prompts", metavar="FILE",
                         help="a text file with one prompt per line ('#' comments); - reads standard input")
     what.add_argument("--res", required=True, metavar="WxH", help="output size WIDTHxHEIGHT in pixels, e.g. 2048x1024")
@@ -258,6 +257,8 @@ VIDEO_ONLY_FLAGS = ("frames", "fps", "motion_adapter", "save_frames", "compare")
 
 
 def cmd_generate(args: argparse.Namespace, argv: list[str]) -> int:
+    from .pipelines.models import default_frames, default_prompt
+
     given = [f"--{name.replace('_', '-')}" for name in VIDEO_ONLY_FLAGS if getattr(args, name) not in (None, False)]
     if given and not args.video:
         raise ScaleCrafterError(f"{', '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} to videos: add --video")
@@ -265,9 +266,7 @@ def cmd_generate(args: argparse.Namespace, argv: list[str]) -> int:
     width, height = parse_res(args.res)
     model = args.model or ("animatediff" if args.video else "sd15")
     if args.prompt is None and args.prompts is None:
-        if not model.startswith("tiny-"):
-            raise ScaleCrafterError("no prompt: pass --prompt TEXT or --prompts FILE")
-        args.prompt = SMOKE_PROMPT  # tiny random models draw noise whatever the prompt
+        args.prompt = default_prompt(model)
     prompts = [args.prompt] if args.prompt is not None else read_prompts(args.prompts)
     if args.prompt is not None and not args.prompt.strip():
         raise ScaleCrafterError("--prompt is empty")
@@ -301,7 +300,7 @@ def cmd_generate(args: argparse.Namespace, argv: list[str]) -> int:
         progress=args.progress,
         command=["scv", *argv],
         video=args.video,
-        frames=args.frames or GenerateOptions.frames,
+        frames=args.frames or default_frames(model, GenerateOptions.frames),
         fps=args.fps or GenerateOptions.fps,
         motion_adapter=args.motion_adapter,
         save_frames=args.save_frames,

@@ -73,6 +73,32 @@ _UNET3D = dict(
     attention_head_dim=64,
 )
 
+# The shipped demo models (scalecrafter_video/demo): a class-conditional pixel-space UNet trained at
+# 32x32 (three levels; attention, self and class cross-attention, only at the deepest level and the
+# mid block), and the same UNet with motion modules (a MotionAdapter, 8-frame clips).
+SHAPES32_UNET = dict(
+    sample_size=32,
+    in_channels=3,
+    out_channels=3,
+    down_block_types=("DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+    block_out_channels=(16, 32, 64),
+    layers_per_block=1,
+    cross_attention_dim=64,
+    attention_head_dim=4,  # diffusers' legacy name: the number of heads
+    norm_num_groups=8,
+)
+_SHAPES32_MOTION_UNET = dict(
+    SHAPES32_UNET,
+    down_block_types=("DownBlockMotion", "DownBlockMotion", "CrossAttnDownBlockMotion"),
+    up_block_types=("CrossAttnUpBlockMotion", "UpBlockMotion", "UpBlockMotion"),
+    attention_head_dim=None,
+    num_attention_heads=4,
+    motion_num_attention_heads=(1, 2, 4),
+    motion_max_seq_length=32,
+    use_motion_mid_block=True,
+)
+del _SHAPES32_MOTION_UNET["attention_head_dim"]
 
 # FreeU (Si et al. 2023): the reference code's values for SD 1.5 / 2.1 / SDXL (AnimateDiff takes
 # SD 1.5's), the FreeU authors' ModelScope values for the UNet3D models.
@@ -91,7 +117,7 @@ class Family:
     unet_config: dict = field(repr=False)
     base_height: int  # pixels the model was trained at
     base_width: int
-    freeu: dict[str, float] = field(repr=False)  # FreeU parameters (--freeu)
+    freeu: dict[str, float] | None = field(repr=False)  # FreeU parameters (--freeu); None: not tuned for it
     guidance: float = 7.5  # classifier-free guidance scale when none is given
     vae_tiling_side: int = 1536  # --vae-tiling auto tiles the decode above this many pixels per side
     latent_factor: int = 8  # pixels per UNet sample unit (the VAE's scale factor)
@@ -118,6 +144,9 @@ FAMILIES: dict[str, Family] = {
                vae_tiling_side=1024, video=True),
         Family("zeroscope", "UNet3DConditionModel", _UNET3D, 320, 576, _FREEU_MODELSCOPE, guidance=9.0,
                vae_tiling_side=1024, video=True),
+        Family("shapes32", "UNet2DConditionModel", SHAPES32_UNET, 32, 32, None, guidance=3.0, latent_factor=1),
+        Family("shapes32-motion", "UNetMotionModel", _SHAPES32_MOTION_UNET, 32, 32, None, guidance=3.0,
+               latent_factor=1, video=True),
     )
 }
 IMAGE_FAMILIES = tuple(name for name, f in FAMILIES.items() if not f.video)
@@ -188,6 +217,8 @@ def families_of_layout(unet_class: str, config) -> tuple[str, ...]:
     sample = get("sample_size", None)
     cross = get("cross_attention_dim", None)
     sd_channels = (320, 640, 1280, 1280)
+    if channels == SHAPES32_UNET["block_out_channels"] and sample == 32 and cross == 64:
+        return {"UNet2DConditionModel": ("shapes32",), "UNetMotionModel": ("shapes32-motion",)}.get(unet_class, ())
     if unet_class == "UNetMotionModel":
         return ("animatediff",) if channels == sd_channels and cross == 768 else ()
     if unet_class == "UNet3DConditionModel":

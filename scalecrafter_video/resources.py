@@ -68,7 +68,7 @@ class MemoryEstimate:
 
 def estimate_memory(
     unet_config: dict[str, Any],
-    vae_config: dict[str, Any],
+    vae_config: dict[str, Any] | None,
     *,
     height: int,
     width: int,
@@ -87,17 +87,24 @@ def estimate_memory(
     attention_first = "Attn" in str((unet_config.get("down_block_types") or ["CrossAttnDownBlock2D"])[0])
     maps = UNET_ACTIVATION_MAPS[attention_first]
     unet = maps * batch * int(unet_config["block_out_channels"][0]) * latent_px * dtype_bytes
-    channels = list(vae_config.get("block_out_channels") or (128, 256))
-    last, before_last = channels[0], channels[min(1, len(channels) - 1)]
-    stage_maps = DECODER_STAGE_MAPS[0] * last + DECODER_STAGE_MAPS[1] * before_last
     decode_frames = min(decode_frames, frames)
-    if tiled:
+    if vae_config is None:  # a pixel-space model: its samples are the output
+        decode = 0
+    elif tiled:
         tile = _side(vae_config.get("sample_size", 512))
-        decode = (stage_maps * min(tile * tile, pixels) + TILED_OUTPUT_MAPS * pixels * decode_frames) * dtype_bytes
+        decode = (_decoder_stage_maps(vae_config) * min(tile * tile, pixels)
+                  + TILED_OUTPUT_MAPS * pixels * decode_frames) * dtype_bytes
     else:
-        decode = stage_maps * pixels * decode_frames * dtype_bytes
+        decode = _decoder_stage_maps(vae_config) * pixels * decode_frames * dtype_bytes
     output = OUTPUT_BYTES_PER_PIXEL * pixels * frames
     return MemoryEstimate(latents, unet, decode, output, frames, tiled, dtype_bytes)
+
+
+def _decoder_stage_maps(vae_config: dict[str, Any]) -> int:
+    """Feature maps per output pixel held by the decoder's full-resolution stage."""
+    channels = list(vae_config.get("block_out_channels") or (128, 256))
+    last, before_last = channels[0], channels[min(1, len(channels) - 1)]
+    return DECODER_STAGE_MAPS[0] * last + DECODER_STAGE_MAPS[1] * before_last
 
 
 def available_memory(device: str) -> int | None:

@@ -58,8 +58,13 @@ def test_pipeline_declares_what_the_engine_needs(video_model):
 
 def test_sample_is_seeded_and_reports_progress(trained_like):
     ticks = []
+
+    def tick(n):  # like tqdm's update, which returns a bool: the sampler must ignore what it returns
+        ticks.append(n)
+        return True
+
     a = sample(trained_like, torch.tensor([0, 1, 2]), 32, 32, steps=2, seed=1, batch=2, frames=2,
-               progress=ticks.append)
+               progress=tick)
     b = sample(trained_like, torch.tensor([0, 1, 2]), 32, 32, steps=2, seed=1, batch=2, frames=2)
     assert a.shape == (3, 2, 32, 32, 3) and np.array_equal(a, b)
     assert sum(ticks) == 2 * 2  # steps x batches
@@ -128,6 +133,13 @@ def test_output_types(image_model, video_model):
     (frames,) = pv("circle", num_frames=2, return_dict=False, **kw)
     assert frames.shape == (1, 2, 32, 32, 3)
     assert pv("circle", **kw).frames.shape[1] == 8  # the adapter's trained frame count by default
+    # "latent": the pixel-space sample itself, channels first, in [-1, 1] (what the video front end decodes)
+    seeded = dict(kw, num_frames=2, generator=torch.Generator().manual_seed(3))
+    latent = pv("circle", output_type="latent", **seeded).frames
+    assert latent.shape == (1, 3, 2, 32, 32) and latent.min() >= -1.5
+    seeded["generator"] = torch.Generator().manual_seed(3)
+    assert torch.allclose((latent.clamp(-1, 1) + 1) / 2,
+                          pv("circle", output_type="pt", **seeded).frames.permute(0, 2, 1, 3, 4))
 
 
 @pytest.mark.parametrize("call, message", [
@@ -135,7 +147,7 @@ def test_output_types(image_model, video_model):
     (dict(prompt="circle", height=30), "height must be a positive multiple of 4"),
     (dict(prompt="circle", num_frames=40), "num_frames must be 1-32"),
     (dict(prompt="circle", num_inference_steps=0), "num_inference_steps must be at least 1"),
-    (dict(prompt="circle", output_type="latent"), "output_type must be one of"),
+    (dict(prompt="circle", output_type="tensor"), "output_type must be one of"),
     (dict(prompt="circle", latents=torch.zeros(1, 3, 32, 32)), "latents must be shaped"),
 ])
 def test_bad_input_is_a_one_line_error(video_model, call, message):

@@ -21,7 +21,7 @@ from ..errors import ScaleCrafterError
 from .data import CLASS_NAMES
 from .model import ClassEmbedding
 
-OUTPUT_TYPES = ("np", "pt", "pil")
+OUTPUT_TYPES = ("np", "pt", "pil", "latent")
 
 
 class ShapesPipeline(DiffusionPipeline):
@@ -100,7 +100,8 @@ class ShapesPipeline(DiffusionPipeline):
         callback_on_step_end=None,
     ):
         """Images (N, H, W, 3) or clips (N, F, H, W, 3) in [0, 1] ("np"; "pt": channels first;
-        "pil": PIL images, a list per clip). `latents` (noise, (N, 3, H, W) or (N, 3, F, H, W))
+        "pil": PIL images, a list per clip; "latent": the final sample, (N, 3, H, W) or
+        (N, 3, F, H, W) in [-1, 1], as diffusers' pipelines return latents). `latents` (noise, (N, 3, H, W) or (N, 3, F, H, W))
         fixes the starting point; `generator` draws it otherwise, and draws DDIM's eta noise."""
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         labels = self.class_ids(prompts)
@@ -138,13 +139,17 @@ class ShapesPipeline(DiffusionPipeline):
                     eps = u + guidance_scale * (c - u)
                 x = self.scheduler.step(eps, t, x, eta=eta, generator=generator).prev_sample
                 if callback_on_step_end is not None:
-                    x = (callback_on_step_end(self, i, t, {"latents": x}) or {}).get("latents", x)
+                    returned = callback_on_step_end(self, i, t, {"latents": x})
+                    if isinstance(returned, dict):  # diffusers' contract: a dict of tensors to replace
+                        x = returned.get("latents", x)
                 bar.update()
 
         images = (x.clamp(-1, 1) + 1) / 2
-        if self.is_video:
+        if output_type == "latent":  # pixel space: the sample itself, in [-1, 1], as diffusers' latents
+            images = x
+        elif self.is_video:
             images = images.permute(0, 2, 1, 3, 4)  # (N, F, 3, H, W), as diffusers' video pipelines
-        if output_type != "pt":
+        if output_type in ("np", "pil"):
             images = images.movedim(-3, -1).float().cpu().numpy()
             if output_type == "pil":
                 images = [self.numpy_to_pil(im) for im in images] if self.is_video else self.numpy_to_pil(images)

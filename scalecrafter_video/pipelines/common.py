@@ -99,6 +99,7 @@ def prepare_pipeline(pipe, opts: GenerateOptions, family: str) -> Sampling:
     """The job's sampler (keeping the model's noise schedule), FreeU, VAE tiling and progress bar on
     a loaded pipeline; the family gives the defaults (a pipeline without FreeU is left alone)."""
     pipe.scheduler = make_scheduler(opts.scheduler, pipe.scheduler.config)
+    check_freeu(opts, family)
     freeu = get_family(family).freeu if opts.freeu else None
     if freeu:
         pipe.enable_freeu(**freeu)
@@ -190,6 +191,27 @@ def validate_options(opts: GenerateOptions) -> None:
         logger.warning("--preset, --dispersion, --no-ndcfg and --no-progressive only apply to --method scalecrafter; ignored")
 
 
+def check_model_options(opts: GenerateOptions, ref, family: str | None) -> None:
+    """What the model itself takes, checked before it loads: a class-conditional built-in model
+    draws only its class names and has no negative prompt (its null class is the unconditional
+    one); FreeU only where the family has tuned parameters."""
+    classes = ref.builtin.classes if ref.builtin is not None else None
+    if classes:
+        unknown = [p for p in opts.prompts if p not in classes]
+        if unknown:
+            raise ScaleCrafterError(f"{ref.name} draws one of {', '.join(classes)}: {unknown[0]!r} is not one of its classes")
+        if opts.negative_prompt is not None:
+            raise ScaleCrafterError(f"{ref.name} is class-conditional and takes no --negative-prompt "
+                                    "(its null class is the unconditional prompt)")
+    if family is not None:
+        check_freeu(opts, family)
+
+
+def check_freeu(opts: GenerateOptions, family: str) -> None:
+    if opts.freeu and get_family(family).freeu is None:
+        raise ScaleCrafterError(f"--freeu has no tuned parameters for {family} models: drop --freeu")
+
+
 def _check_preset(preset: str) -> None:
     """Unknown preset names and unreadable preset files fail here, before any weights load."""
     from ..presets import load_preset
@@ -198,7 +220,7 @@ def _check_preset(preset: str) -> None:
         load_preset(preset)
 
 
-def check_memory(opts: GenerateOptions, unet_config: dict[str, Any], vae_config: dict[str, Any], vae_factor: int,
+def check_memory(opts: GenerateOptions, unet_config: dict[str, Any], vae_config: dict[str, Any] | None, vae_factor: int,
                  dtype, device: str, family: str, *, decode_frames: int | None = None) -> None:
     """Refuse a job whose memory estimate (`resources`) exceeds the device's free memory, unless forced.
     `decode_frames`: video frames decoded per VAE call."""

@@ -156,6 +156,8 @@ def generate_images(opts: GenerateOptions) -> list[Path]:
     device = resolve_device(opts.device)
     dtype = resolve_dtype(opts.dtype, device)
     info = inspect_model(opts.model, opts.family)
+    common.check_model_options(opts, info.ref, image_family(info.ref, info.unet_config, opts.family)
+                               if info.unet_config else opts.family)
     common.check_size(opts.height, opts.width, info.size_multiple)
     if opts.method == "scalecrafter":
         check_plan(info, opts)

@@ -48,7 +48,10 @@ class BuiltinModel:
     vae_config: dict[str, Any] | None = field(default=None, repr=False)
     vae_scale_factor: int = 8  # pixels per UNet sample unit (1 for a pixel-space model)
     max_frames: int | None = None  # video models: the most frames its temporal layers take
+    default_frames: int | None = None  # video models: the clip length it was trained on (--frames default)
     motion_adapter: str | None = None  # what sidecars record for a built-in motion adapter
+    classes: tuple[str, ...] | None = None  # a class-conditional model: the only prompts it takes
+    check: Callable[[], None] | None = field(default=None, repr=False)  # fails fast when its files are missing
     note: str = ""  # said when it loads and recorded in sidecars
 
 
@@ -94,7 +97,8 @@ class ModelInfo:
 
     @property
     def configs_known(self) -> bool:
-        return bool(self.unet_config and self.vae_config)
+        """The UNet's and the VAE's configs are read (a built-in pixel-space model has no VAE)."""
+        return bool(self.unet_config and (self.vae_config or self.ref.builtin is not None))
 
 
 @dataclass
@@ -211,6 +215,8 @@ def read_model_info(ref: ModelRef) -> ModelInfo:
     (one line) when the model is missing offline."""
     if ref.builtin is not None:
         b = ref.builtin
+        if b.check is not None:
+            b.check()
         return ModelInfo(ref, {}, dict(b.unet_config), dict(b.vae_config) if b.vae_config else None, b.vae_scale_factor)
     local = ref.kind == "local"
     path = find_config(ref.location, "model_index.json", ref.describe(), local=local)

@@ -15,6 +15,7 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id
 from ..errors import ScaleCrafterError
 from ..families import VIDEO_FAMILIES, family_of_model_id
 from .loading import BuiltinModel, ModelRef, is_local_path
+from .shapes import SHAPES_MODELS
 from .tiny import TINY_MODELS
 
 SD15_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
@@ -29,7 +30,8 @@ VIDEO_ALIASES: dict[str, str] = {  # alias -> repo id (its family: families.KNOW
     "zeroscope": "cerspense/zeroscope_v2_576w",
     "modelscope": "ali-vilab/text-to-video-ms-1.7b",
 }
-BUILTIN_MODELS: dict[str, BuiltinModel] = {**TINY_MODELS}
+BUILTIN_MODELS: dict[str, BuiltinModel] = {**TINY_MODELS, **SHAPES_MODELS}
+SMOKE_PROMPT = "smoke test"  # what the tiny random models sample when no prompt is given
 NO_SDXL_VIDEO = (
     "SDXL video needs AnimateDiff's SDXL motion adapter, which scv does not support: use an SD 1.5 base "
     "(--model animatediff, the default) or --model zeroscope / modelscope"
@@ -75,3 +77,21 @@ def _family_of_id(model_id: str, video: bool) -> str | None:
         return family
     return "animatediff" if family == "sd15" else family if family in VIDEO_FAMILIES else None
 
+
+
+def default_prompt(model: str) -> str:
+    """The prompt of a run that names none: the tiny random models draw noise whatever the prompt;
+    every other model needs one (a class-conditional model is told its classes)."""
+    builtin = BUILTIN_MODELS.get(model)
+    if builtin is not None and builtin.kind == "tiny":
+        return SMOKE_PROMPT
+    if builtin is not None and builtin.classes:
+        raise ScaleCrafterError(f"no prompt: {model} draws one of {', '.join(builtin.classes)} "
+                                f"(e.g. --prompt {builtin.classes[0]})")
+    raise ScaleCrafterError("no prompt: pass --prompt TEXT or --prompts FILE")
+
+
+def default_frames(model: str, fallback: int) -> int:
+    """Frames of a video run that names none: a built-in model's clip length, else `fallback`."""
+    builtin = BUILTIN_MODELS.get(model)
+    return builtin.default_frames if builtin is not None and builtin.default_frames else fallback

@@ -266,10 +266,13 @@ def decode_chunk_frames(height: int, width: int) -> int:
 
 
 def decode_latents(pipe, latents, *, chunk: int, progress: bool = False):
-    """(B, C, F, h, w) latents -> (B, F, H, W, 3) float frames in [0, 1], `chunk` frames per VAE call."""
+    """(B, C, F, h, w) latents -> (B, F, H, W, 3) float frames in [0, 1], `chunk` frames per VAE call.
+    A pixel-space pipeline (no VAE) samples the frames themselves, in [-1, 1]."""
     from tqdm.auto import tqdm
 
-    vae = pipe.vae
+    vae = getattr(pipe, "vae", None)
+    if vae is None:
+        return ((latents.float().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 4, 1).cpu().numpy()
     b, c, f, h, w = latents.shape
     flat = latents.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w) / vae.config.scaling_factor
     pieces = []
@@ -335,6 +338,7 @@ def generate_videos(opts: GenerateOptions) -> list[Path]:
     _check_all_targets(jobs, opts.overwrite)
     outputs.check_writable(Path(opts.out_dir))
     info, adapter_cfg = inspect_video_model(opts)
+    common.check_model_options(opts, info.ref, info.ref.family)
     check_frames(opts.frames, max_frames_of(info, adapter_cfg), f"{opts.model!r}")
     common.check_size(opts.height, opts.width, info.size_multiple)
     _check_preset_before_loading(opts, info)
