@@ -13,12 +13,13 @@ import logging
 import os
 import sys
 import traceback
+from pathlib import Path
 
 from . import __version__
 from .arguments import parse_res, read_prompts
 from .bench.cli import add_bench_parser, run_bench
 from .demo.cli import add_demo_parser, run_demo
-from .errors import ScaleCrafterError
+from .errors import ScaleCrafterError, one_line
 from .evaluation.cli import add_eval_parser, run_eval_command
 from .families import FAMILIES
 from .options import DTYPES, METHODS, SCHEDULERS, VAE_TILING, GenerateOptions
@@ -45,6 +46,7 @@ examples:
   scv plan --family sd15 --res 2048x2048 --steps 50
   scv plan --family sdxl --res 4096x2048 --steps 30 --scheduler dpm++ --json
   scv plan --family sd21 --res 1536x1024 --steps 50 --preset auto
+  scv plan --family sd15 --res 2048x2048 --plot plan.png    # the plan as a heatmap
 """
 
 MAIN_EXAMPLES = """\
@@ -59,7 +61,7 @@ commands:
 
 examples:
   scv generate --model sd15 --prompt "a corgi on a beach" --res 2048x2048
-  scv plan --family sd15 --res 2048x2048 --steps 50
+  scv plan --family sd15 --res 2048x2048 --steps 50 --plot plan.png
   scv presets
 
 Run `scv COMMAND --help` for the options of a command.
@@ -233,6 +235,10 @@ def _add_plan(sub) -> None:
     p.add_argument("--no-progressive", dest="progressive", action="store_const", const=False, default=None,
                    help="show the plan with every factor held for its whole window")
     p.add_argument("--json", action="store_true", help="print JSON: {\"steps\": [{index, timestep, main, damped}, ...]}")
+    p.add_argument("--plot", metavar="FILE.png",
+                   help="also draw the plan into FILE.png: factor per layer (rows) per step (columns), main and damped "
+                   "side by side, NDCFG and dispersion windows marked (needs matplotlib)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --plot file")
     _debug_flag(p)
     p.set_defaults(_handler=cmd_plan)
 
@@ -325,13 +331,37 @@ def cmd_plan(args: argparse.Namespace, argv: list[str]) -> int:
     from .plan import idle_notice
 
     width, height = parse_res(args.res)
+    plot = _plot_target(args.plot, args.overwrite) if args.plot is not None else None
     plan, rows = plan_rows(args.family, width, height, args.steps, args.preset, args.scheduler, args.ndcfg,
                            args.progressive, args.force_preset)
+    if plot is not None:
+        from .plan_plot import save_plan_plot
+        from .presets import family_layers
+
+        plot.parent.mkdir(parents=True, exist_ok=True)
+        save_plan_plot(plan, rows, family_layers(args.family), plot, ndcfg=args.ndcfg,
+                       title=f"{args.family} {width}x{height}: plan {plan.name} ({plan.source}), "
+                       f"{len(rows)} {args.scheduler} steps")
     if args.json:
         print(json.dumps({"steps": rows}))
         return 0
     print(idle_notice(plan) or format_plan(plan, rows, args.family, width, height, args.scheduler, args.ndcfg))
     return 0
+
+
+def _plot_target(text: str, overwrite: bool) -> Path:
+    """--plot FILE.png, checked before anything is computed: a PNG name, matplotlib installed, no
+    existing file replaced without --overwrite, a folder it can be written to."""
+    from .outputs import check_targets, check_writable
+    from .plan_plot import require_matplotlib
+
+    path = path_argument(text, "--plot", "file")
+    if path.suffix.lower() != ".png":
+        raise ScaleCrafterError(f"--plot {text!r} must name a .png file")
+    require_matplotlib("scv plan --plot")
+    check_targets([path], overwrite, "--plot")
+    check_writable(path.parent, "--plot")
+    return path
 
 
 def cmd_presets(args: argparse.Namespace, argv: list[str]) -> int:
@@ -374,8 +404,7 @@ class _StderrHandler(logging.Handler):
 
 
 def _err(message: str) -> None:
-    first = " ".join(str(message).strip().split()) or "unknown error"
-    print(f"scv: error: {first}", file=sys.stderr)
+    print(f"scv: error: {one_line(message)}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
