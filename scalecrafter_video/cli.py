@@ -25,6 +25,7 @@ from .families import FAMILIES
 from .options import DTYPES, METHODS, SCHEDULERS, VAE_TILING, GenerateOptions
 from .outputs import path_argument
 from .sweep.cli import add_sweep_parser, run_sweep_command
+from .ui.cli import add_ui_parser, run_ui_command
 
 SMOKE_PROMPT = "smoke test"  # what tiny models sample when no prompt is given
 
@@ -58,11 +59,13 @@ commands:
   demo       the small shipped demo model (train, generate, metrics), when installed
   sweep      generate a prompts x seeds x methods x sizes grid (resumable, multi-process)
   eval       FID/KID (real, base-size, crops) per method and size of generated images
+  ui         a local web app: direct vs ScaleCrafter side by side, plan plots (the `ui` extra)
 
 examples:
   scv generate --model sd15 --prompt "a corgi on a beach" --res 2048x2048
   scv plan --family sd15 --res 2048x2048 --steps 50 --plot plan.png
   scv presets
+  scv ui
 
 Run `scv COMMAND --help` for the options of a command.
 """
@@ -123,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_package_command(sub, add_demo_parser, lambda args, argv: run_demo(args))
     _add_package_command(sub, add_sweep_parser, run_sweep_command)
     _add_package_command(sub, add_eval_parser, run_eval_command)
+    _add_package_command(sub, add_ui_parser, run_ui_command)
     return parser
 
 
