@@ -80,6 +80,10 @@ def test_side_by_side_runs_scalecrafter_first_with_the_generate_command(tmp_path
                           "scalecrafter", "--steps", str(STEPS), "--seed", "5", "--out", str(tmp_path)]
     nd = jobs.job_options(replace(request, method="scalecrafter", ndcfg=False, dispersion=True))[0]
     assert nd.command[-2:] == ["--no-ndcfg", "--dispersion"]
+    sc, direct = jobs.job_options(replace(request, ndcfg=False, dispersion=True))
+    assert (sc.ndcfg, sc.dispersion) == (False, True)
+    assert (direct.ndcfg, direct.dispersion) == (True, False)  # the toggles are ScaleCrafter's alone
+    assert direct.command == [*sc.command[:9], "direct", *sc.command[10:-2]]
 
 
 def test_side_by_side_writes_what_generate_writes(app, scv, tmp_path, shared_tiny_sd):

@@ -54,7 +54,8 @@ class App:
     def generate(self, prompt: str, shape: str | None, model: str, size: str, method: str, ndcfg: bool,
                  dispersion: bool, steps: float, seed: float, frames: float, out_dir: str, overwrite: bool,
                  progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple:
-        """Run a request; returns the updates of the page's outputs (see `outputs` in `build_app`)."""
+        """Run a request; returns the updates of the page's outputs (see `outputs` in `build_app`).
+        `progress` makes Gradio follow the pipelines' tqdm bars in the page."""
         try:
             with _warnings() as notes:
                 if self.fixed_out_dir and out_dir != self.out_dir:
@@ -115,8 +116,9 @@ def status_text(results: list[jobs.JobResult], notes: list[str]) -> str:
     lines = []
     for r in results:
         side = r.sidecar
-        ran = f"{side.get('unet_calls')} UNet calls, {side.get('damped_passes')} damped passes" \
-            if side.get("unet_calls") is not None else ""
+        ran = ""
+        if side.get("unet_calls") is not None:
+            ran = f"{side['unet_calls']} UNet calls, {side['damped_passes']} damped passes"
         plan = f"plan `{side['plan']['name']}`" if side.get("plan") else ""
         how = "existing output shown (tick Overwrite to sample it again)" if r.reused else f"{side.get('seconds')} s"
         details = "; ".join(part for part in (plan, ran, how) if part)

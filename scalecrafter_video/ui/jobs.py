@@ -144,12 +144,15 @@ def job_options(request: Request) -> list[GenerateOptions]:
     methods = SIDE_BY_SIDE_ORDER if request.method == SIDE_BY_SIDE else (request.method,)
     is_video = is_video_model(request.model)
     template = GenerateOptions(
-        prompts=[request.prompt], height=height, width=width, model=request.model, ndcfg=request.ndcfg,
-        dispersion=request.dispersion, steps=_whole(request.steps, "steps"), seed=_whole(request.seed, "seed"),
-        out_dir=Path(request.out_dir).expanduser(), overwrite=request.overwrite, skip_existing=not request.overwrite, device=request.device,
-        video=is_video, frames=_whole(request.frames, "frames") if is_video else GenerateOptions.frames,
+        prompts=[request.prompt], height=height, width=width, model=request.model,
+        steps=_whole(request.steps, "steps"), seed=_whole(request.seed, "seed"),
+        out_dir=Path(request.out_dir).expanduser(), overwrite=request.overwrite, skip_existing=not request.overwrite,
+        device=request.device, video=is_video,
+        frames=_whole(request.frames, "frames") if is_video else GenerateOptions.frames,
     )
-    jobs = [replace(template, method=method) for method in methods]
+    # the NDCFG and dispersion toggles are ScaleCrafter's; the other methods run as generate runs them
+    toggles = dict(ndcfg=request.ndcfg, dispersion=request.dispersion)
+    jobs = [replace(template, method=method, **(toggles if method == "scalecrafter" else {})) for method in methods]
     jobs = [replace(opts, command=generate_command(opts)) for opts in jobs]
     for opts in jobs:
         validate_options(opts)
