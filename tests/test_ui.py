@@ -44,7 +44,9 @@ def files_in(folder: Path) -> list[str]:
 
 # ---- what the page offers -----------------------------------------------------------------------
 def test_models_sizes_and_kinds_offline(empty_hf_cache):
-    assert jobs.model_choices() == ["tiny-sd", "tiny-sdxl", "tiny-video", "tiny-video3d"]  # no weights cached
+    choices = jobs.model_choices()
+    assert sorted(choices) == sorted(models.BUILTIN_MODELS)  # no weights cached: the built-in models alone
+    assert choices.index("tiny-sdxl") < choices.index("tiny-video")  # image models first
     assert jobs.model_choices("my/model")[-1] == "my/model"
     assert [value for _, value in jobs.size_choices("tiny-sd")] == ["64x64", "128x128", "192x192", "256x256",
                                                                      "256x128"]

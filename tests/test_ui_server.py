@@ -12,13 +12,19 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from scalecrafter_video.arguments import parse_res
 from scalecrafter_video.pipelines import tiny
+from scalecrafter_video.ui import jobs
+from scalecrafter_video.ui.defaults import DEFAULT_MODEL
 
 pytest.importorskip("gradio")
 gradio_client = pytest.importorskip("gradio_client")
 from scalecrafter_video.ui.app import App, build_app, launch  # noqa: E402
 
 STEPS = 4
+SIZE = jobs.default_size(DEFAULT_MODEL)  # 2x the base size per side
+WIDTH, HEIGHT = parse_res(SIZE)
+CLASSES = jobs.model_classes(DEFAULT_MODEL)
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 # What a root, headless Chromium needs on a closed network (without the background-networking
@@ -36,7 +42,8 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tiny_sd):
-    """The app on 127.0.0.1 (the tiny-sd pipeline shared with the other tests): (url, App)."""
+    """The app on 127.0.0.1, opened on the default model (tiny models: the tiny-sd pipeline shared with the
+    other tests): (url, App)."""
     folder = tmp_path_factory.mktemp("ui")
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(tiny, "tiny_pipeline", lambda name: tiny_sd)
@@ -54,14 +61,15 @@ def test_api_scalecrafter_at_2x_returns_image_and_sidecar(server, tmp_path):
     url, app = server
     client = gradio_client.Client(url, verbose=False, download_files=str(tmp_path))
     left, _, right, _, status, sidecars, files, plan = client.predict(
-        prompt="a red fox", shape=None, model="tiny-sd", size="128x128", method="scalecrafter", ndcfg=True,
-        dispersion=False, steps=STEPS, seed=3, frames=16, out_dir=app.out_dir, overwrite=False, api_name="/generate")
-    assert Image.open(left["value"]).size == (128, 128) and not right["visible"]
+        prompt="a red fox", shape=CLASSES[0] if CLASSES else None, model=DEFAULT_MODEL, size=SIZE,
+        method="scalecrafter", ndcfg=True, dispersion=False, steps=STEPS, seed=3, frames=16, out_dir=app.out_dir,
+        overwrite=False, api_name="/generate")
+    assert Image.open(left["value"]).size == (WIDTH, HEIGHT) and not right["visible"]
     sidecar_file = next(Path(f) for f in files if f.endswith(".json"))
     meta = json.loads(sidecar_file.read_text())
     assert meta == sidecars["ScaleCrafter"]
-    assert meta["method"] == "scalecrafter" and (meta["width"], meta["height"]) == (128, 128) and meta["seed"] == 3
-    assert meta["plan"]["target"] == [128, 128] and meta["plan"]["base"] == [64, 64]
+    assert meta["method"] == "scalecrafter" and (meta["width"], meta["height"]) == (WIDTH, HEIGHT) and meta["seed"] == 3
+    assert meta["plan"]["target"] == [HEIGHT, WIDTH] and meta["plan"]["base"] == [HEIGHT // 2, WIDTH // 2]
     assert Image.open(plan["value"]).format == "PNG" and "ScaleCrafter" in status
     written = sorted(p.name for p in Path(app.out_dir).iterdir())
     assert written == sorted([Path(left["value"]).name, sidecar_file.name])
@@ -71,7 +79,7 @@ def test_api_bad_input_is_the_cli_message(server, tmp_path):
     url, app = server
     client = gradio_client.Client(url, verbose=False, download_files=str(tmp_path))
     with pytest.raises(gradio_client.exceptions.AppError) as caught:
-        client.predict(prompt="a red fox", shape=None, model="tiny-sd", size="12x", method="scalecrafter", ndcfg=True,
+        client.predict(prompt="a red fox", shape=None, model=DEFAULT_MODEL, size="12x", method="scalecrafter", ndcfg=True,
                        dispersion=False, steps=STEPS, seed=0, frames=16, out_dir=str(tmp_path / "never"),
                        overwrite=False, api_name="/generate")
     assert str(caught.value) == "--res '12x' is not WIDTHxHEIGHT, e.g. 2048x1024 (2048 wide, 1024 high)"
@@ -104,7 +112,7 @@ def test_browser_side_by_side(server, tmp_path):
         sources = [img.get_attribute("src") for img in driver.find_elements(By.CSS_SELECTOR, images)]
         assert len(set(sources)) == 2 and all(src.endswith(".png") for src in sources)
         WebDriverWait(driver, 30).until(lambda d: all(
-            d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img) == 128
+            d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img) == WIDTH
             for img in d.find_elements(By.CSS_SELECTOR, images)))
         status = driver.find_element(By.CSS_SELECTOR, "#status").text
         assert "direct" in status and "ScaleCrafter" in status
