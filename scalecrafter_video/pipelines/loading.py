@@ -50,8 +50,8 @@ class BuiltinModel:
     vae_scale_factor: int = 8  # pixels per UNet sample unit (1 for a pixel-space model)
     max_frames: int | None = None  # video models: the most frames its temporal layers take
     motion_adapter: str | None = None  # what sidecars record for a built-in motion adapter
+    classes: tuple[str, ...] | None = None  # a class-conditional model: the only prompts it takes
     note: str = ""  # said when it loads and recorded in sidecars
-    classes: tuple[str, ...] = ()  # a class-conditional model's class names: its only prompts (scv ui lists them)
 
 
 @dataclass(frozen=True)

@@ -82,7 +82,7 @@ def _in_cache(repo: str, filename: str) -> bool:
 def model_classes(model: str) -> tuple[str, ...]:
     """A class-conditional built-in model's class names (its only prompts); () for text prompts."""
     builtin = BUILTIN_MODELS.get(model)
-    return builtin.classes if builtin is not None else ()
+    return tuple(builtin.classes or ()) if builtin is not None else ()
 
 
 def size_choices(model: str) -> list[tuple[str, str]]:
