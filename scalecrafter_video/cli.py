@@ -13,17 +13,19 @@ import logging
 import os
 import sys
 import traceback
+from pathlib import Path
 
 from . import __version__
 from .arguments import parse_res, read_prompts
 from .bench.cli import add_bench_parser, run_bench
 from .demo.cli import add_demo_parser, run_demo
-from .errors import ScaleCrafterError
+from .errors import ScaleCrafterError, one_line
 from .evaluation.cli import add_eval_parser, run_eval_command
 from .families import FAMILIES
 from .options import DTYPES, METHODS, SCHEDULERS, VAE_TILING, GenerateOptions
 from .outputs import path_argument
 from .sweep.cli import add_sweep_parser, run_sweep_command
+from .ui.cli import add_ui_parser, run_ui_command
 
 
 GENERATE_EXAMPLES = """\
@@ -44,6 +46,7 @@ examples:
   scv plan --family sd15 --res 2048x2048 --steps 50
   scv plan --family sdxl --res 4096x2048 --steps 30 --scheduler dpm++ --json
   scv plan --family sd21 --res 1536x1024 --steps 50 --preset auto
+  scv plan --family sd15 --res 2048x2048 --plot plan.png    # the plan as a heatmap
 """
 
 MAIN_EXAMPLES = """\
@@ -55,11 +58,13 @@ commands:
   demo       the small shipped demo model (train, generate, metrics), when installed
   sweep      generate a prompts x seeds x methods x sizes grid (resumable, multi-process)
   eval       FID/KID (real, base-size, crops) per method and size of generated images
+  ui         a local web app: direct vs ScaleCrafter side by side, plan plots (the `ui` extra)
 
 examples:
   scv generate --model sd15 --prompt "a corgi on a beach" --res 2048x2048
-  scv plan --family sd15 --res 2048x2048 --steps 50
+  scv plan --family sd15 --res 2048x2048 --steps 50 --plot plan.png
   scv presets
+  scv ui
 
 Run `scv COMMAND --help` for the options of a command.
 """
@@ -120,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_package_command(sub, add_demo_parser, lambda args, argv: run_demo(args))
     _add_package_command(sub, add_sweep_parser, run_sweep_command)
     _add_package_command(sub, add_eval_parser, run_eval_command)
+    _add_package_command(sub, add_ui_parser, run_ui_command)
     return parser
 
 
@@ -232,6 +238,10 @@ def _add_plan(sub) -> None:
     p.add_argument("--no-progressive", dest="progressive", action="store_const", const=False, default=None,
                    help="show the plan with every factor held for its whole window")
     p.add_argument("--json", action="store_true", help="print JSON: {\"steps\": [{index, timestep, main, damped}, ...]}")
+    p.add_argument("--plot", metavar="FILE.png",
+                   help="also draw the plan into FILE.png: factor per layer (rows) per step (columns), main and damped "
+                   "side by side, NDCFG and dispersion windows marked (needs matplotlib)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --plot file")
     _debug_flag(p)
     p.set_defaults(_handler=cmd_plan)
 
@@ -324,13 +334,37 @@ def cmd_plan(args: argparse.Namespace, argv: list[str]) -> int:
     from .plan import idle_notice
 
     width, height = parse_res(args.res)
+    plot = _plot_target(args.plot, args.overwrite) if args.plot is not None else None
     plan, rows = plan_rows(args.family, width, height, args.steps, args.preset, args.scheduler, args.ndcfg,
                            args.progressive, args.force_preset)
+    if plot is not None:
+        from .plan_plot import save_plan_plot
+        from .presets import family_layers
+
+        plot.parent.mkdir(parents=True, exist_ok=True)
+        save_plan_plot(plan, rows, family_layers(args.family), plot, ndcfg=args.ndcfg,
+                       title=f"{args.family} {width}x{height}: plan {plan.name} ({plan.source}), "
+                       f"{len(rows)} {args.scheduler} steps")
     if args.json:
         print(json.dumps({"steps": rows}))
         return 0
     print(idle_notice(plan) or format_plan(plan, rows, args.family, width, height, args.scheduler, args.ndcfg))
     return 0
+
+
+def _plot_target(text: str, overwrite: bool) -> Path:
+    """--plot FILE.png, checked before anything is computed: a PNG name, matplotlib installed, no
+    existing file replaced without --overwrite, a folder it can be written to."""
+    from .outputs import check_targets, check_writable
+    from .plan_plot import require_matplotlib
+
+    path = path_argument(text, "--plot", "file")
+    if path.suffix.lower() != ".png":
+        raise ScaleCrafterError(f"--plot {text!r} must name a .png file")
+    require_matplotlib("scv plan --plot")
+    check_targets([path], overwrite, "--plot")
+    check_writable(path.parent, "--plot")
+    return path
 
 
 def cmd_presets(args: argparse.Namespace, argv: list[str]) -> int:
@@ -373,8 +407,7 @@ class _StderrHandler(logging.Handler):
 
 
 def _err(message: str) -> None:
-    first = " ".join(str(message).strip().split()) or "unknown error"
-    print(f"scv: error: {first}", file=sys.stderr)
+    print(f"scv: error: {one_line(message)}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -79,16 +79,16 @@ def _summarise(factors: dict) -> str:
     for layer, factor in factors.items():
         grouped.setdefault(key(layer), {})[layer] = factor
     parts = []
-    for k, members in sorted(grouped.items(), key=lambda item: _block_order(item[0])):
+    for k, members in sorted(grouped.items(), key=lambda item: block_order(item[0])):
         values = {json.dumps(v) for v in members.values()}
         if len(values) == 1:
-            parts.append(f"{_short(k)}={_fmt(next(iter(members.values())))}")
+            parts.append(f"{short_name(k)}={_fmt(next(iter(members.values())))}")
         else:
-            parts.extend(f"{_short(layer)}={_fmt(v)}" for layer, v in members.items())
+            parts.extend(f"{short_name(layer)}={_fmt(v)}" for layer, v in members.items())
     return " ".join(parts)
 
 
-def _block_order(key: str) -> tuple[int, int, str]:
+def block_order(key: str) -> tuple[int, int, str]:
     """Down blocks, then the mid block, then up blocks, in UNet order."""
     kind = 0 if key.startswith("down_blocks") else 1 if key.startswith("mid_block") else 2
     parts = key.split(".")
@@ -96,7 +96,8 @@ def _block_order(key: str) -> tuple[int, int, str]:
     return kind, index, key
 
 
-def _short(name: str) -> str:
+def short_name(name: str) -> str:
+    """`down_blocks.2.resnets.0.conv1` -> `DB2.r0.conv1`: the names tables and figures print."""
     return (name.replace("down_blocks.", "DB").replace("up_blocks.", "UB").replace("mid_block", "MB")
             .replace(".downsamplers", ".ds").replace(".upsamplers", ".us").replace(".resnets.", ".r"))
 

@@ -87,8 +87,9 @@ def prepare_out_dir(out_dir: Path) -> Path:
     return out_dir
 
 
-def check_targets(paths: Iterable[Path], overwrite: bool) -> list[Path]:
-    """Refuse a job whose outputs collide with each other or (without `overwrite`) with existing files."""
+def check_targets(paths: Iterable[Path], overwrite: bool, flag: str = "--out") -> list[Path]:
+    """Refuse a job whose outputs collide with each other or (without `overwrite`) with existing files;
+    `flag` is the option that names them."""
     paths = [Path(p) for p in paths]
     seen: set[Path] = set()
     for p in paths:
@@ -97,13 +98,13 @@ def check_targets(paths: Iterable[Path], overwrite: bool) -> list[Path]:
         seen.add(p)
     for p in paths:
         if p.exists() and p.is_dir():
-            raise ScaleCrafterError(f"output path {str(p)!r} is a folder; remove it or pass another --out")
+            raise ScaleCrafterError(f"output path {str(p)!r} is a folder; remove it or pass another {flag}")
     if not overwrite:
         existing = [p for p in paths if p.exists()]
         if existing:
             more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
             raise ScaleCrafterError(
-                f"output {str(existing[0])!r} already exists{more}; pass --overwrite or choose another --out"
+                f"output {str(existing[0])!r} already exists{more}; pass --overwrite or choose another {flag}"
             )
     return paths
 

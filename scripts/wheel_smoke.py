@@ -67,6 +67,14 @@ def cli_outputs(checkout: Path):
 
 
 @check
+def extras_missing_are_one_line_errors(checkout: Path):
+    for command, extra in (("scv plan --plot needs matplotlib", "plot"), ("scv ui needs gradio", "ui")):
+        text = Path(f"{extra}-error.txt").read_text()
+        assert text == f"scv: error: {command}: pip install 'scalecrafter_video[{extra}]'\n", text
+    assert not Path("plan.png").exists()
+
+
+@check
 def bare_unet_follows_the_sampled_size(checkout: Path):
     from scalecrafter_video import apply_scalecrafter, scalecrafter
 

@@ -28,5 +28,8 @@ cd "$WORK"
 "$SCV" demo --samples 1 --steps 2 --out out/demo > demo.txt
 printf "a red fox\n" > prompts.txt
 "$SCV" sweep --model tiny-sd --prompts prompts.txt --res 128x128 --base --steps 2 --out out/sweep --device cpu --no-progress > sweep.txt
+# without the extras (matplotlib, gradio) the plot and the app refuse in one line, exit 2
+rc=0; "$SCV" plan --family sd15 --res 1024x1024 --plot plan.png 2> plot-error.txt || rc=$?; [[ $rc == 2 ]]
+rc=0; "$SCV" ui 2> ui-error.txt || rc=$?; [[ $rc == 2 ]]
 echo "wheel-smoke: scv commands done at ${SECONDS}s"
 "$PY" wheel_smoke.py "$ROOT"

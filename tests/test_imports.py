@@ -9,7 +9,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "scalecrafter_video"
 ENGINE = ("ops", "errors", "layers", "plan", "families", "presets", "sizing", "layouts", "reuse", "dispersed",
           "patch", "baselines")
-FRONT_ENDS = ("pipelines", "describe", "arguments", "cli", "sweep", "bench", "evaluation", "demo")
+FRONT_ENDS = ("pipelines", "describe", "plan_plot", "arguments", "cli", "sweep", "bench", "evaluation", "demo", "ui")
 
 
 def _module(path: Path) -> str:

@@ -8,6 +8,7 @@ of a job.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,7 @@ from ..families import IMAGE_FAMILIES, SD_SCHEDULER_CONFIG, VIDEO_FAMILIES, get_
 from ..options import DTYPES, MAX_SIDE, MAX_STEPS, METHODS, SCHEDULERS, VAE_TILING, GenerateOptions
 from ..patch import apply_scalecrafter
 from ..plan import Plan, idle_notice
-from .loading import LoadedModel
+from .loading import LoadedModel, ModelCache
 
 logger = logging.getLogger(__name__)
 
@@ -144,6 +145,14 @@ def run_pipeline(pipe, opts: GenerateOptions, prompt: str, seed: int, guidance: 
         kwargs["negative_prompt"] = opts.negative_prompt
     return pipe(prompt=prompt, height=opts.height, width=opts.width, num_inference_steps=opts.steps,
                 guidance_scale=guidance, eta=opts.eta, generator=torch.Generator("cpu").manual_seed(seed), **kwargs)
+
+
+def load_cached(cache: ModelCache | None, opts: GenerateOptions, device: str, dtype,
+                load: Callable[[], LoadedModel]) -> LoadedModel:
+    """`load()`, or with a `cache` (`scv ui`) the model it holds for this job's model, device and dtype."""
+    if cache is None:
+        return load()
+    return cache.get((opts.model, opts.video, opts.family, opts.motion_adapter, device, str(dtype)), load)
 
 
 # ---- checks before loading --------------------------------------------------------------------

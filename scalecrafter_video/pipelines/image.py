@@ -25,6 +25,7 @@ from ..presets import preset_argument
 from . import common
 from .loading import (
     LoadedModel,
+    ModelCache,
     ModelInfo,
     ModelRef,
     build_builtin,
@@ -136,8 +137,9 @@ def image_targets(opts: GenerateOptions) -> list[tuple[str, int, int, Path]]:
     return jobs
 
 
-def generate_images(opts: GenerateOptions) -> list[Path]:
+def generate_images(opts: GenerateOptions, cache: ModelCache | None = None) -> list[Path]:
     """Generate every image of `opts`; returns the PNG paths (each has a .json sidecar next to it).
+    `cache` keeps the loaded pipeline for the next job (`scv ui`).
 
     All checks run first (sizes, names, presets, output collisions, a writable output folder, the
     memory estimate), then the model loads (failing fast when it is missing offline), then each
@@ -167,7 +169,8 @@ def generate_images(opts: GenerateOptions) -> list[Path]:
     if not jobs:
         return []
     t0 = time.perf_counter()
-    loaded = load_pipeline(info, device=device, dtype=dtype, progress=opts.progress, family=opts.family)
+    loaded = common.load_cached(cache, opts, device, dtype, lambda: load_pipeline(
+        info, device=device, dtype=dtype, progress=opts.progress, family=opts.family))
     pipe, family = loaded.pipe, loaded.family
     common.check_size(opts.height, opts.width, common.size_multiple(pipe))
     if not info.configs_known:

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import socket
+from collections import OrderedDict
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -117,6 +118,31 @@ class LoadedModel:
         """(height, width) in pixels the model was trained at."""
         pipe = self.pipe
         return model_base(self.ref, dict(pipe.unet.config), int(getattr(pipe, "vae_scale_factor", 8)))
+
+
+class ModelCache:
+    """Loaded pipelines kept between jobs (`scv ui`): at most `size`, the least recently used one
+    dropped before another loads, so memory holds `size` models at the most."""
+
+    def __init__(self, size: int = 2):
+        self.size = size
+        self._models: OrderedDict[tuple, LoadedModel] = OrderedDict()
+
+    def get(self, key: tuple, load: Callable[[], LoadedModel]) -> LoadedModel:
+        """The model cached under `key`, or `load()` cached under it."""
+        if key in self._models:
+            self._models.move_to_end(key)
+            return self._models[key]
+        while self._models and len(self._models) >= self.size:
+            dropped, _ = self._models.popitem(last=False)
+            logger.info("dropped %s from the model cache", dropped[0])
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        loaded = self._models[key] = load()
+        return loaded
+
+    def __len__(self) -> int:
+        return len(self._models)
 
 
 def model_base(ref: ModelRef, unet_config: dict[str, Any] | None, vae_scale_factor: int) -> tuple[int, int] | None:

@@ -40,6 +40,7 @@ from . import common
 from .loading import (
     MAX_FRAMES_3D,
     LoadedModel,
+    ModelCache,
     ModelInfo,
     build_builtin,
     find_config,
@@ -317,8 +318,9 @@ def _write_video(frames, fps: int, mp4: Path, frames_dir: Path | None, meta: dic
     return done
 
 
-def generate_videos(opts: GenerateOptions) -> list[Path]:
+def generate_videos(opts: GenerateOptions, cache: ModelCache | None = None) -> list[Path]:
     """Generate every video of `opts`; returns the MP4 paths (each has a .json sidecar next to it).
+    `cache` keeps the loaded pipeline for the next job (`scv ui`).
 
     Order: checks that need no weights (sizes, frames, names, presets, output collisions, a
     writable output folder), then the model's config files (fast offline failure; the frame limit
@@ -353,7 +355,8 @@ def generate_videos(opts: GenerateOptions) -> list[Path]:
     if not jobs:
         return []
     t0 = time.perf_counter()
-    loaded = load_video_pipeline(opts, device, dtype, (info, adapter_cfg))
+    loaded = common.load_cached(cache, opts, device, dtype,
+                                lambda: load_video_pipeline(opts, device, dtype, (info, adapter_cfg)))
     pipe, family = loaded.pipe, loaded.family
     check_frames(opts.frames, loaded.max_frames, f"{opts.model!r}")
     common.check_size(opts.height, opts.width, common.size_multiple(pipe))
