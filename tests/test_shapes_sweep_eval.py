@@ -37,9 +37,10 @@ def test_sweep_in_two_processes_then_eval_against_shapes_data(tmp_path):
     ranks = [(out / "manifest" / f"rank{r:03d}.jsonl").read_text().splitlines() for r in (0, 1)]
     assert all(ranks) and len(ranks[0]) + len(ranks[1]) == total
 
-    report = tmp_path / "eval.json"
+    report, plot = tmp_path / "eval.json", tmp_path / "eval.png"
     _scv("eval", "--generated", out, "--reference-shapes", "--features", "random", "--json", report,
-         "--no-progress")
+         "--plot", plot, "--no-progress")
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = {(r["method"], r["res"], r["base"]): r for r in json.loads(report.read_text())["rows"]}
     assert set(rows) == {("direct", "32x32", True), ("direct", "64x64", False), ("scalecrafter", "64x64", False)}
     base, direct, sc = rows["direct", "32x32", True], rows["direct", "64x64", False], rows["scalecrafter", "64x64", False]
