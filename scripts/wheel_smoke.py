@@ -64,6 +64,12 @@ def cli_outputs(checkout: Path):
     assert mp4.suffix == ".mp4" and mp4.stat().st_size > 0
     for name in ("grid.png", "table.md", "results.json"):
         assert (Path("out/demo") / name).is_file(), name
+    (png,) = [Path(line) for line in Path("shapes.txt").read_text().split()]
+    assert png.name.startswith("circle-64x64-scalecrafter") and png.with_suffix(".json").is_file()
+    (mp4,) = [Path(line) for line in Path("shapes-video.txt").read_text().split()]
+    assert mp4.name.startswith("square-64x64-scalecrafter") and mp4.suffix == ".mp4" and mp4.stat().st_size > 0
+    for name in ("contact_sheet.png", "table.md", "results.json", "scalecrafter-2x.mp4"):
+        assert (Path("out/demo-video") / name).is_file(), name
 
 
 @check

@@ -26,6 +26,10 @@ cd "$WORK"
 "$SCV" generate --model tiny-sd --res 128x128 --steps 2 --no-progress --out out/image > image.txt
 "$SCV" generate --video --model tiny-video --res 128x128 --frames 4 --steps 2 --no-progress --out out/video > video.txt
 "$SCV" demo --samples 1 --steps 2 --out out/demo > demo.txt
+# the shipped trained models from the installed package data: shapes32, and its motion adapter
+"$SCV" generate --model shapes32 --prompt circle --res 64x64 --steps 2 --no-progress --out out/shapes > shapes.txt
+"$SCV" generate --video --model shapes32-motion --prompt square --res 64x64 --frames 4 --steps 2 --no-progress --out out/shapes-video > shapes-video.txt
+"$SCV" demo --video --samples 1 --steps 1 --frames 4 --scales 2 --out out/demo-video --no-progress > demo-video.txt
 printf "a red fox\n" > prompts.txt
 "$SCV" sweep --model tiny-sd --prompts prompts.txt --res 128x128 --base --steps 2 --out out/sweep --device cpu --no-progress > sweep.txt
 # without the extras (matplotlib, gradio) the plot and the app refuse in one line, exit 2

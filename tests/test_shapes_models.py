@@ -70,3 +70,18 @@ def test_missing_shipped_weights_fail_before_any_work(scv, tmp_path, monkeypatch
         assert code == 2 and "this install has no shapes32" in err and "reinstall scalecrafter_video" in err
         assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_the_shipped_motion_model_generates_an_mp4(scv, tmp_path):
+    from scalecrafter_video.media import read_video
+
+    code, stdout, err = scv("generate", "--video", "--model", "shapes32-motion", "--prompt", "triangle", "--res",
+                            "64x64", "--frames", 4, "--steps", 2, "--out", tmp_path / "o", "--no-progress")
+    assert code == 0, err
+    (mp4,) = [p for p in _outputs(tmp_path / "o") if p.suffix == ".mp4"]
+    assert read_video(mp4).shape == (4, 64, 64, 3)
+    side = json.loads(mp4.with_suffix(".json").read_text())
+    assert side["model"] == "shapes32-motion" and side["unet_class"] == "UNetMotionModel" and side["frames"] == 4
+    code, _, err = scv("generate", "--video", "--model", "shapes32-motion", "--prompt", "circle", "--res", "64x64",
+                       "--frames", 40, "--out", tmp_path / "o2")
+    assert code == 2 and "40" in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "o2").exists()
