@@ -89,16 +89,14 @@ SHAPES32_UNET = dict(
     norm_num_groups=8,
 )
 _SHAPES32_MOTION_UNET = dict(
-    SHAPES32_UNET,
+    {k: v for k, v in SHAPES32_UNET.items() if k != "attention_head_dim"},  # UNetMotionModel names it heads
     down_block_types=("DownBlockMotion", "DownBlockMotion", "CrossAttnDownBlockMotion"),
     up_block_types=("CrossAttnUpBlockMotion", "UpBlockMotion", "UpBlockMotion"),
-    attention_head_dim=None,
     num_attention_heads=4,
     motion_num_attention_heads=(1, 2, 4),
     motion_max_seq_length=32,
     use_motion_mid_block=True,
 )
-del _SHAPES32_MOTION_UNET["attention_head_dim"]
 
 # FreeU (Si et al. 2023): the reference code's values for SD 1.5 / 2.1 / SDXL (AnimateDiff takes
 # SD 1.5's), the FreeU authors' ModelScope values for the UNet3D models.

@@ -158,14 +158,14 @@ def generate_images(opts: GenerateOptions, cache: ModelCache | None = None) -> l
     device = resolve_device(opts.device)
     dtype = resolve_dtype(opts.dtype, device)
     info = inspect_model(opts.model, opts.family)
-    common.check_model_options(opts, info.ref, image_family(info.ref, info.unet_config, opts.family)
-                               if info.unet_config else opts.family)
+    known_family = image_family(info.ref, info.unet_config, opts.family) if info.unet_config else opts.family
+    common.check_model_options(opts, info.ref, known_family)
     common.check_size(opts.height, opts.width, info.size_multiple)
     if opts.method == "scalecrafter":
         check_plan(info, opts)
     if info.configs_known:
         common.check_memory(opts, info.unet_config, info.vae_config, info.vae_scale_factor, dtype, device,
-                            image_family(info.ref, info.unet_config, opts.family))
+                            known_family)
     if not jobs:
         return []
     t0 = time.perf_counter()

@@ -78,7 +78,6 @@ def _family_of_id(model_id: str, video: bool) -> str | None:
     return "animatediff" if family == "sd15" else family if family in VIDEO_FAMILIES else None
 
 
-
 def default_prompt(model: str) -> str:
     """The prompt of a run that names none: the tiny random models draw noise whatever the prompt;
     every other model needs one (a class-conditional model is told its classes)."""
