@@ -98,6 +98,26 @@ def write_png_frames(folder: str | os.PathLike, frames, *, overwrite: bool = Fal
     return folder
 
 
+def frames_dir_of(video_path: str | os.PathLike) -> Path:
+    """The folder of lossless PNG frames written next to a video (`--save-frames`): `<stem>-frames`."""
+    path = Path(video_path)
+    return path.with_name(f"{path.stem}-frames")
+
+
+def read_png_frames(folder: str | os.PathLike) -> np.ndarray:
+    """A `write_png_frames` folder back as uint8 (F, H, W, 3), in frame order."""
+    from PIL import Image
+
+    paths = sorted(Path(folder).glob("frame_*.png"))
+    if not paths:
+        raise ValueError(f"{folder} holds no frame_*.png files")
+    frames = []
+    for p in paths:
+        with Image.open(p) as im:
+            frames.append(np.asarray(im.convert("RGB")))
+    return np.stack(frames)
+
+
 def read_video(path: str | os.PathLike) -> np.ndarray:
     """Decode a video to uint8 (F, H, W, 3) with decord."""
     import decord

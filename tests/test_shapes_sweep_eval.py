@@ -49,3 +49,26 @@ def test_sweep_in_two_processes_then_eval_against_shapes_data(tmp_path):
     assert direct["repetition"] >= 0.25  # sampled directly at 2x it repeats objects
     assert sc["repetition"] < direct["repetition"] and sc["single"] > direct["single"]
     assert sc["fid_r"] < direct["fid_r"] and sc["fid_b"] < direct["fid_b"]
+
+
+def test_video_sweep_in_two_processes_then_eval_with_clip_metrics(tmp_path):
+    """The same protocol on the shipped motion model: clips at base size and 2x, lossless frames saved,
+    scored per frame (FID/KID) and per clip (consistency, motion ratio)."""
+    prompts = tmp_path / "classes.txt"
+    prompts.write_text("circle\nsquare\ntriangle\n")
+    out = tmp_path / "video-sweep"
+    run = _scv("sweep", "--video", "--model", "shapes32-motion", "--prompts", prompts,
+               "--methods", "direct,scalecrafter", "--res", "64x64", "--base", "--seeds", 2, "--steps", 10,
+               "--save-frames", "--out", out, "--device", "cpu", "--num-processes", 2, "--no-progress")
+    assert "18 items; 0 finished before this run" in run.stdout
+
+    report = tmp_path / "eval.json"
+    _scv("eval", "--generated", out, "--reference-shapes", "--features", "random", "--json", report, "--no-progress")
+    rows = {(r["method"], r["res"]): r for r in json.loads(report.read_text())["rows"]}
+    assert set(rows) == {("direct", "32x32"), ("direct", "64x64"), ("scalecrafter", "64x64")}
+    assert all(r["n"] == 6 and r["frames"] == 6 * 8 and r["frames_from"] == "png" for r in rows.values())
+    base, direct, sc = rows["direct", "32x32"], rows["direct", "64x64"], rows["scalecrafter", "64x64"]
+    assert base["single"] >= 0.9 and base["repetition"] == 0 and base["motion_ratio"] == 1
+    assert direct["repetition"] >= 0.5  # the motion model sampled directly at 2x repeats objects
+    assert sc["repetition"] < direct["repetition"] and sc["single"] > direct["single"]
+    assert sc["motion_ratio"] is not None and sc["consistent"] is not None and sc["fid_b"] is not None

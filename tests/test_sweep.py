@@ -150,7 +150,7 @@ def test_the_launcher_reruns_the_same_command_without_num_processes():
     assert os.environ.get("WORLD_SIZE") is None
 
 
-def test_video_sweep_writes_mp4s_with_sidecars_and_eval_refuses_it(scv, tmp_path):
+def test_video_sweep_writes_mp4s_with_sidecars_and_eval_scores_every_frame(scv, tmp_path):
     prompts = tmp_path / "p.txt"
     prompts.write_text("waves\n")
     out = tmp_path / "video"
@@ -162,5 +162,26 @@ def test_video_sweep_writes_mp4s_with_sidecars_and_eval_refuses_it(scv, tmp_path
     side = json.loads((out / done["p0-s0-scalecrafter-128x128"]["sidecar"]).read_text())
     assert side["kind"] == "video" and side["plan"] is not None and side["motion"]["frames"] == 2
     assert (out / done["p0-s0-direct-64x64"]["path"]).stat().st_size > 0
-    code, _, err = scv("eval", "--generated", out, "--features", "random")
-    assert code == 2 and "video sweep" in err
+    report = tmp_path / "eval.json"
+    code, stdout, err = scv("eval", "--generated", out, "--features", "random", "--json", report, "--no-progress")
+    assert code == 0, err
+    rows = {(r["method"], r["res"]): r for r in json.loads(report.read_text())["rows"]}
+    assert set(rows) == {("direct", "64x64"), ("scalecrafter", "128x128")}
+    assert all(r["video"] and r["n"] == 1 and r["frames"] == 2 for r in rows.values())  # FID over frames
+    assert rows["direct", "64x64"]["base"] and rows["direct", "64x64"]["fid_b"] is None
+    assert rows["scalecrafter", "128x128"]["fid_b"] is not None
+    assert "| frames |" in stdout and "n = clips" in stdout
+
+
+def test_cpu_launch_processes_reads_the_launchers_process_count():
+    from scalecrafter_video.sweep.launch import cpu_launch_processes
+
+    env = {"ACCELERATE_USE_CPU": "True", "MASTER_ADDR": "127.0.0.1"}
+    parent = ["/usr/bin/python", "-m", "accelerate.commands.launch", "--num_processes", "3", "--cpu", "-m", "x"]
+    assert cpu_launch_processes(env, parent) == 3
+    assert cpu_launch_processes(env, [*parent[:3], "--num_processes=2", "--cpu"]) == 2
+    assert cpu_launch_processes(env, ["/usr/bin/accelerate", "launch", "--cpu", "--num_processes", "1"]) is None
+    assert cpu_launch_processes({**env, "WORLD_SIZE": "2"}, parent) is None  # already one of several processes
+    assert cpu_launch_processes({"MASTER_ADDR": "127.0.0.1"}, parent) is None  # not a CPU launch
+    assert cpu_launch_processes(env, ["/bin/bash", "run.sh", "--num_processes", "4"]) is None  # not accelerate
+    assert cpu_launch_processes(env, [*parent, "--mpirun_hostfile", "hosts"]) is None  # MPI forks by itself

@@ -64,13 +64,24 @@ def _check_consistent(out: Path) -> dict:
     return done
 
 
-def test_two_cpu_processes_share_the_grid(prompts, tmp_path):
+LAUNCHERS = {
+    # torchrun path, as the README shows for CPUs
+    "multi_gpu": ["--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+                  "--dynamo_backend", "no"],
+    # accelerate's own CPU flag starts one process without MPI; the sweep relaunches itself as two
+    "cpu": ["--num_processes", "2", "--cpu", "--num_machines", "1", "--mixed_precision", "no",
+            "--dynamo_backend", "no"],
+}
+
+
+@pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
+def test_two_cpu_processes_share_the_grid(prompts, tmp_path, launcher):
     out = tmp_path / "sweep"
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", *LAUNCHERS[launcher],
            "--main_process_port", str(free_port()), "-m", "scalecrafter_video", *_grid(prompts, out)]
     run = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
+    assert ("running the sweep as 2 CPU processes" in run.stderr) == (launcher == "cpu")
     per_rank = [[json.loads(line)["key"] for line in (out / "manifest" / f"rank{r:03d}.jsonl").read_text().splitlines()]
                 for r in (0, 1)]
     assert all(per_rank) and not set(per_rank[0]) & set(per_rank[1])

@@ -14,8 +14,10 @@ examples:
   scv eval --generated out/ --base out-512/ --features random          # FID_b only, offline
 
 Groups: the sweep's manifest when DIR holds a sweep, else the sidecar (.json) next to each image
-(method, width, height, model). FID_b compares with the base-size generations (`scv sweep --base`,
-or --base DIR). --features random needs no download but is NOT comparable with published FIDs.
+or MP4 (method, width, height, model). FID_b compares with the base-size generations (`scv sweep
+--base`, or --base DIR). --features random needs no download but is NOT comparable with published FIDs.
+Videos: FID/KID over every frame; with --reference-shapes also consistency and motion ratio per
+clip. Frames come from the lossless PNGs of `--save-frames` when present, else the decoded MP4.
 """
 
 
@@ -26,11 +28,13 @@ def add_eval_parser(sub) -> argparse.ArgumentParser:
                     "against the model's base-size generations, FID_c/KID_c on random full-resolution crops; "
                     "clean-fid style resize to 299.",
         epilog=EVAL_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--generated", required=True, metavar="DIR", help="a sweep folder or a folder of scv outputs")
+    p.add_argument("--generated", required=True, metavar="DIR",
+                   help="a sweep folder or a folder of scv outputs (images or videos)")
     ref = p.add_mutually_exclusive_group()
-    ref.add_argument("--reference", metavar="DIR", help="real images (any size) for FID_r / FID_c")
+    ref.add_argument("--reference", metavar="DIR", help="real images or MP4s (any size) for FID_r / FID_c")
     ref.add_argument("--reference-shapes", action="store_true",
-                     help="the shapes demo data set drawn at each size as the real images; adds structure metrics")
+                     help="the shapes demo data set drawn at each size as the real images; adds structure metrics "
+                          "(and, for videos, consistency and motion ratio)")
     p.add_argument("--base", metavar="DIR", help="base-size generations for FID_b (default: the sweep's --base items)")
     p.add_argument("--crops", type=int, default=0, metavar="N", help="random full-resolution crops per image (FID_c)")
     p.add_argument("--crop-size", type=int, default=None, metavar="PX",

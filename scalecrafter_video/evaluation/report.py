@@ -10,9 +10,11 @@ from typing import Any
 from .. import outputs
 from .run import METRICS
 
-STRUCTURE = ("single", "repetition", "clean")
+STRUCTURE = ("single", "repetition", "clean", "consistent", "motion_ratio")
+SHARES = ("single", "repetition", "consistent")
 LABELS = {"fid_r": "FID_r", "kid_r": "KID_r", "fid_b": "FID_b", "kid_b": "KID_b", "fid_c": "FID_c",
-          "kid_c": "KID_c", "single": "single object", "repetition": "repetition", "clean": "clean (base = 1)"}
+          "kid_c": "KID_c", "single": "single object", "repetition": "repetition", "clean": "clean (base = 1)",
+          "consistent": "consistent", "motion_ratio": "motion (base = 1)"}
 
 
 def _columns(rows: list[dict[str, Any]]) -> list[str]:
@@ -23,7 +25,7 @@ def _columns(rows: list[dict[str, Any]]) -> list[str]:
 def _cell(key: str, value: Any) -> str:
     if value is None:
         return "-"
-    if key in ("single", "repetition"):
+    if key in SHARES:
         return f"{value:.0%}"
     if key.startswith("kid"):
         return f"{value:.4f}"
@@ -34,14 +36,23 @@ def markdown_table(result: dict[str, Any]) -> str:
     rows = result["rows"]
     columns = _columns(rows)
     several_models = len({r["model"] for r in rows}) > 1
-    head = (["model"] if several_models else []) + ["method", "res", "n"] + [LABELS[c] for c in columns]
+    videos = any(r.get("video") for r in rows)
+    head = ((["model"] if several_models else []) + ["method", "res", "n"] + (["frames"] if videos else [])
+            + [LABELS[c] for c in columns])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = ([str(r["model"])] if several_models else []) + [r["method"] + (" (base)" if r["base"] else ""),
                                                                  r["res"], str(r["n"])]
+        if videos:
+            cells.append(str(r.get("frames", "-")))
         lines.append("| " + " | ".join(cells + [_cell(c, r.get(c)) for c in columns]) + " |")
     meta = result["meta"]
     note = f"features: {meta['features']} ({meta['features_note']}); reference: {meta['reference'] or 'none'}"
+    if videos:
+        sources = {r.get("frames_from") for r in rows if r.get("video")}
+        read = {"png": "their lossless PNG frames", "mp4": "the decoded MP4s (H.264)"}.get(
+            sources.pop() if len(sources) == 1 else "", "PNG frames where saved, else the MP4s")
+        note += f"; videos: FID/KID over every frame, n = clips, read from {read}"
     if meta.get("crops_per_image"):
         note += f"; crops: {meta['crops_per_image']} of {meta['crop_size']} px per image"
     return "\n".join(lines) + "\n\n" + note
@@ -71,16 +82,19 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     ticks = sorted({(r["width"] * r["height"], r["res"]) for r in rows})
     # one line per (model, method), starting at the model's base-size row (every method samples as
     # trained there); one colour per line in every panel
-    lines = list(dict.fromkeys((r["model"], r["method"]) for r in rows if not r["base"]))
-    lines = lines or list(dict.fromkeys((r["model"], r["method"]) for r in rows))
+    lines = list(dict.fromkeys((r["model"], r["method"], r.get("video", False)) for r in rows if not r["base"]))
+    lines = lines or list(dict.fromkeys((r["model"], r["method"], r.get("video", False)) for r in rows))
+    both_kinds = len({video for _, _, video in lines}) > 1
     colours = {line: f"C{i % 10}" for i, line in enumerate(lines)}
     for ax, column in zip(axes.flat, columns):
-        for model, method in lines:
+        for model, method, video in lines:
             points = sorted((r["width"] * r["height"], r[column]) for r in rows if r["model"] == model
-                            and (r["base"] or r["method"] == method) and r.get(column) is not None)
+                            and r.get("video", False) == video and (r["base"] or r["method"] == method)
+                            and r.get(column) is not None)
             if points:
-                ax.plot([p for p, _ in points], [v for _, v in points], marker="o", color=colours[model, method],
-                        label=(f"{model} " if several_models else "") + method)
+                label = (f"{model} " if several_models else "") + method + (" (video)" if both_kinds and video else "")
+                ax.plot([p for p, _ in points], [v for _, v in points], marker="o",
+                        color=colours[model, method, video], label=label)
         ax.set_xscale("log")
         ax.set_xticks([p for p, _ in ticks], [res for _, res in ticks], rotation=30)
         ax.minorticks_off()

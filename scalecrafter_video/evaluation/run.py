@@ -1,6 +1,10 @@
 """`scv eval`: per method and size, FID/KID against real images (r), against the model's base-size
 generations (b) and on random full-resolution crops (c), plus the shapes demo's structure metrics.
 
+Videos (MP4) are scored per frame for FID/KID (every frame of every clip is one image of the set;
+n counts clips, `frames` the images) and, against the shapes data, per clip with the video demo's
+metrics: consistency and motion (motion_ratio relative to the same model's base-size clips).
+
 Images go through clean-fid's resize to 299 px and the chosen feature extractor once per set; the
 crop metrics take `crops` random crop_size x crop_size windows of every image at its full resolution
 (no downscaling first; crop_size defaults to the model's base size) from the generated and from the
@@ -20,7 +24,7 @@ import torch
 
 from ..errors import ScaleCrafterError
 from . import features as feat
-from .inputs import Generated, find_generated, list_images, load_rgb
+from .inputs import Generated, find_generated, frames_source, list_images, load_frames
 from .metrics import fid, kid
 from .resize import clean_resize, random_crops
 
@@ -60,7 +64,7 @@ def evaluate(cfg: EvalConfig, progress: Callable[[int], None] | None = None) -> 
 
     groups: dict[tuple, list[Generated]] = {}
     for g in generated:
-        groups.setdefault((g.model, g.method, g.width, g.height), []).append(g)
+        groups.setdefault((g.model, g.method, g.width, g.height, g.video), []).append(g)
     base_sets = _base_sets(cfg, generated)
     logger.info("%d generated images in %d groups; %d base-size sets; %s features", len(generated), len(groups),
                 len(base_sets), extractor.name)
@@ -68,20 +72,26 @@ def evaluate(cfg: EvalConfig, progress: Callable[[int], None] | None = None) -> 
 
     real_full = real_crops = None
     if cfg.reference is not None:
-        real_paths = list_images(cfg.reference, "--reference")
+        real_paths = list_images(cfg.reference, "--reference", videos=True)
         real_full = scorer.full(_load(real_paths))
         if cfg.crops:
             real_crops = scorer.crops(_load(real_paths), crop_size, skip_small=True)
-    base_feats = {model: scorer.full(_load(g.path for g in items)) for model, items in base_sets.items()}
+    base_feats = {key: scorer.full(_load(items)) for key, items in base_sets.items()}
     shapes_cache: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor | None]] = {}
 
     rows = []
-    for (model, method, width, height), items in sorted(groups.items(), key=lambda kv: _order(kv[0])):
+    for (model, method, width, height, video), items in sorted(groups.items(), key=lambda kv: _order(kv[0])):
         row: dict[str, Any] = {"model": model, "method": method, "res": f"{width}x{height}", "width": width,
                                "height": height, "n": len(items), "base": all(g.base for g in items)}
-        gen_full = scorer.full(_load(g.path for g in items))
+        if video:
+            row["video"] = True
+        gen_full = scorer.full(_load(items))
+        if video:
+            row["frames"] = len(gen_full)
+            sources = sorted({frames_source(g.path) for g in items})
+            row["frames_from"] = sources[0] if len(sources) == 1 else "mixed"
         with_crops = cfg.crops and (cfg.reference is not None or cfg.reference_shapes)
-        gen_crops = scorer.crops(_load(g.path for g in items), crop_size) if with_crops else None
+        gen_crops = scorer.crops(_load(items), crop_size) if with_crops else None
         if cfg.reference_shapes:
             if (width, height) not in shapes_cache:
                 from .reference import shapes_reference
@@ -90,13 +100,13 @@ def evaluate(cfg: EvalConfig, progress: Callable[[int], None] | None = None) -> 
                 shapes_cache[(width, height)] = (scorer.full(ref), scorer.crops(ref, crop_size) if cfg.crops else None)
             real_full, real_crops = shapes_cache[(width, height)]
         row.update(_pair("r", real_full, gen_full, cfg.seed))
-        base = base_feats.get(model, base_feats.get(None))
+        base = base_feats.get((model, video), base_feats.get(None))
         row.update(_pair("b", None if row["base"] else base, gen_full, cfg.seed))
         row.update(_pair("c", real_crops, gen_crops, cfg.seed))
         if cfg.reference_shapes:
-            row.update(_structure(items, width, height))
+            row.update(_clip_structure(items, width, height) if video else _structure(items, width, height))
         rows.append(row)
-    _relative_cleanliness(rows)
+    _relative_to_base(rows)
     meta = {"features": extractor.name, "features_note": extractor.note,
             "reference": "shapes data set drawn at each size" if cfg.reference_shapes else
             (str(cfg.reference) if cfg.reference else None),
@@ -114,25 +124,27 @@ def _pair(tag: str, ref: torch.Tensor | None, gen: torch.Tensor | None, seed: in
 
 
 def _order(key: tuple) -> tuple:
-    model, method, width, height = key
+    model, method, width, height, video = key
     from ..sweep.grid import METHODS
 
     rank = METHODS.index(method) if method in METHODS else len(METHODS)
-    return (str(model), width * height, width, rank, method)
+    return (str(model), video, width * height, width, rank, method)
 
 
-def _load(paths: Iterable[Path]) -> Iterator[np.ndarray]:
-    return (load_rgb(p) for p in paths)
+def _load(items: Iterable[Generated | Path]) -> Iterator[np.ndarray]:
+    """Every image, and every frame of every video, one at a time."""
+    for g in items:
+        yield from load_frames(g.path if isinstance(g, Generated) else g)
 
 
-def _base_sets(cfg: EvalConfig, generated: list[Generated]) -> dict[str | None, list]:
-    """Base-size generations per model (None: one set for every model, from --base)."""
+def _base_sets(cfg: EvalConfig, generated: list[Generated]) -> dict[tuple | None, list]:
+    """Base-size generations per (model, video) (None: one set for every row, from --base)."""
     if cfg.base is not None:
-        return {None: [Generated(p, "direct", 0, 0) for p in list_images(cfg.base, "--base")]}
-    sets: dict[str | None, list] = {}
+        return {None: [Generated(p, "direct", 0, 0) for p in list_images(cfg.base, "--base", videos=True)]}
+    sets: dict[tuple | None, list] = {}
     for g in generated:
         if g.base:
-            sets.setdefault(g.model, []).append(g)
+            sets.setdefault((g.model, g.video), []).append(g)
     return sets
 
 
@@ -184,17 +196,42 @@ def _structure(items: list[Generated], width: int, height: int) -> dict[str, Any
     from ..demo.data import IMAGE_SIZE
     from ..demo.metrics import summarize
 
-    images = [load_rgb(g.path).astype(np.float32) / 255.0 for g in items]
+    images = [load_frames(g.path)[0].astype(np.float32) / 255.0 for g in items]
     summary = summarize(images, min(width, height) / IMAGE_SIZE)
     return {k: summary[k] for k in ("single", "repetition", "mean_objects", "bg_noise")}
 
 
-def _relative_cleanliness(rows: list[dict[str, Any]]) -> None:
-    """The demo's "clean" score: background noise relative to the same model's base-size rows."""
+def _clip_structure(items: list[Generated], width: int, height: int) -> dict[str, Any]:
+    """The video demo's per-clip metrics; class_match when every clip's prompt is a class name."""
+    from ..demo.data import CLASS_NAMES, IMAGE_SIZE
+    from ..demo.video_metrics import summarize_clips
+
+    clips = [load_frames(g.path).astype(np.float32) / 255.0 for g in items]
+    prompts = [g.prompt for g in items]
+    summary = summarize_clips(clips, min(width, height) / IMAGE_SIZE,
+                              prompts if all(p in CLASS_NAMES for p in prompts) else None)
+    keys = ("single", "repetition", "consistent", "motion", "bg_noise", "bg_change", "color_change", "class_match")
+    return {k: _finite_or_none(summary[k]) for k in keys if k in summary}
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None  # JSON has no NaN
+
+
+def _relative_to_base(rows: list[dict[str, Any]]) -> None:
+    """The demo's relative scores, against the same model's base-size rows of the same kind (image
+    or video): "clean" (background noise) and, for videos, "motion_ratio" (motion in base pixels)."""
     from ..demo.metrics import cleanliness
+    from ..demo.video_metrics import motion_ratio
 
     for row in rows:
         if "bg_noise" not in row:
             continue
-        base = [r["bg_noise"] for r in rows if r["base"] and r["model"] == row["model"] and "bg_noise" in r]
-        row["clean"] = cleanliness(row["bg_noise"], base[0]) if base else None
+        base = [r for r in rows if r["base"] and r["model"] == row["model"] and "bg_noise" in r
+                and r.get("video", False) == row.get("video", False)]
+        row["clean"] = (cleanliness(row["bg_noise"], base[0]["bg_noise"])
+                        if base and row["bg_noise"] is not None and base[0]["bg_noise"] is not None else None)
+        if row.get("video"):
+            ratio = motion_ratio(row["motion"], base[0]["motion"]) if (
+                base and row["motion"] is not None and base[0]["motion"] is not None) else float("nan")
+            row["motion_ratio"] = _finite_or_none(ratio)

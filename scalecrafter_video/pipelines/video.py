@@ -33,6 +33,7 @@ import torch
 from .. import outputs
 from ..errors import ScaleCrafterError
 from ..families import ambiguous_family_error, families_of_layout, get_family
+from ..media import frames_dir_of
 from ..options import GenerateOptions
 from ..plan import derive_plan
 from ..presets import check_preset_fits, load_preset, preset_argument
@@ -219,9 +220,9 @@ def video_targets(opts: GenerateOptions) -> list[dict[str, Any]]:
         stem = outputs.output_stem(prompt, opts.width, opts.height, opts.method, seed, settings, extra=f"{opts.frames}f")
         jobs.append({
             "prompt": prompt, "index": j, "seed": seed, "mp4": out_dir / f"{stem}.mp4",
-            "frames_dir": out_dir / f"{stem}-frames" if opts.save_frames else None,
+            "frames_dir": frames_dir_of(out_dir / f"{stem}.mp4") if opts.save_frames else None,
             "direct_mp4": out_dir / f"{stem}-direct.mp4" if compare else None,
-            "direct_frames_dir": out_dir / f"{stem}-direct-frames" if compare and opts.save_frames else None,
+            "direct_frames_dir": frames_dir_of(out_dir / f"{stem}-direct.mp4") if compare and opts.save_frames else None,
         })
     return jobs
 

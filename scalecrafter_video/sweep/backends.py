@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .. import outputs
-from ..media import motion_stats, write_mp4
+from ..media import frames_dir_of, motion_stats, write_mp4, write_png_frames
 from ..options import GenerateOptions
 from ..pipelines import image, video
 from ..pipelines.common import (
@@ -134,4 +134,6 @@ class VideoBackend(_Backend):
                         **method_meta, "motion": motion_stats(frames), **_item_meta(item, start)}
 
     def write(self, output: Any, path: Path) -> None:
+        if self.template.save_frames:  # before the MP4: an MP4 on disk means the item is complete
+            write_png_frames(frames_dir_of(path), output, overwrite=True)
         write_mp4(path, output, self.template.fps, overwrite=True)

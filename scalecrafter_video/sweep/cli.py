@@ -57,9 +57,13 @@ def add_sweep_parser(sub) -> argparse.ArgumentParser:
     samp.add_argument("--device", default="auto", help="auto (each process its own GPU, else CPU), cpu, cuda")
     video = p.add_argument_group("video")
     video.add_argument("--video", action="store_true", help="generate videos (MP4) with the video front end")
-    video.add_argument("--frames", type=int, default=d.frames, help=f"frames (default {d.frames})")
+    video.add_argument("--frames", type=int, default=None,
+                       help=f"frames (default: a built-in model's clip length, else {d.frames})")
     video.add_argument("--fps", type=int, default=d.fps, help=f"MP4 frame rate (default {d.fps})")
     video.add_argument("--motion-adapter", metavar="ID", default=None, help="AnimateDiff motion adapter")
+    video.add_argument("--save-frames", action="store_true",
+                       help="also write each video's frames as lossless PNGs (<name>-frames/), which scv eval "
+                            "then scores instead of the H.264-compressed MP4 (use it for small clips)")
     run = p.add_argument_group("processes")
     run.add_argument("--num-processes", type=int, default=1, metavar="N",
                      help="run as N processes through accelerate's launcher (one per GPU; default 1)")
@@ -68,31 +72,42 @@ def add_sweep_parser(sub) -> argparse.ArgumentParser:
 
 
 def run_sweep_command(args: argparse.Namespace, argv: list[str]) -> int:
-    from .launch import LAUNCHED_ENV, launch
+    from ..pipelines.models import default_frames
+    from .launch import LAUNCHED_ENV, cpu_launch_processes, launch, strip_option
     from .run import SweepConfig, run_sweep
 
     if args.num_processes < 1:
         raise ScaleCrafterError(f"--num-processes must be at least 1, got {args.num_processes}")
     for name in ("steps", "frames", "fps"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ScaleCrafterError(f"--{name} must be at least 1, got {getattr(args, name)}")
     prompts = read_prompts(args.prompts)
     sizes = [parse_res(r) for r in args.res.split(",") if r.strip()]
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    model = args.model or ("animatediff" if args.video else "sd15")
     template = GenerateOptions(
-        prompts=[], height=0, width=0, model=args.model or ("animatediff" if args.video else "sd15"),
+        prompts=[], height=0, width=0, model=model,
         family=args.family,
         negative_prompt=args.negative_prompt, preset=args.preset, ndcfg=args.ndcfg, steps=args.steps,
         guidance=args.guidance, eta=args.eta, scheduler=args.scheduler, dtype=args.dtype, device=args.device,
-        out_dir=Path(args.out), progress=False, command=["scv", *argv], video=args.video, frames=args.frames,
-        fps=args.fps, motion_adapter=args.motion_adapter)
+        out_dir=Path(args.out), progress=False, command=["scv", *argv], video=args.video,
+        frames=args.frames or default_frames(model, GenerateOptions.frames),
+        fps=args.fps, motion_adapter=args.motion_adapter, save_frames=args.save_frames)
     cfg = SweepConfig(template, prompts, args.seeds, methods, sizes, Path(args.out), include_base=args.base,
                       progress=args.progress)
-    if args.num_processes > 1 and LAUNCHED_ENV not in os.environ:
+    processes, relaunch_argv = args.num_processes, argv
+    cpu_processes = cpu_launch_processes() if processes == 1 else None
+    if cpu_processes:
+        # `accelerate launch --cpu --num_processes N` without MPI started only this process
+        processes, relaunch_argv = cpu_processes, [*strip_option(argv, "--device"), "--device", "cpu"]
+        print(f"scv: sweep: accelerate launch --cpu started one process (it forks only through MPI); "
+              f"running the sweep as {processes} CPU processes through accelerate's torchrun launcher",
+              file=sys.stderr)
+    if processes > 1 and LAUNCHED_ENV not in os.environ:
         from .run import validate
 
         validate(cfg)
-        code = launch(argv, args.num_processes)
+        code = launch(relaunch_argv, processes)
         if code:
             print(f"scv: sweep: a process failed (exit {code}); finished items are kept, rerun to resume "
                   f"(logs: {Path(args.out) / 'logs'})", file=sys.stderr)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import socket
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -182,11 +183,15 @@ def _sidecar_matches(side: Path, item: SweepItem) -> bool:
 
 
 def _remove_stale_temps(out_dir: Path) -> None:
-    """Temporary files a killed process left behind (dot-names next to the outputs; never results)."""
+    """Temporary files and frame folders a killed process left behind (dot-names next to the
+    outputs; never results)."""
     for tmp in out_dir.glob("*/*/.*"):
         if tmp.is_file():
             logger.info("removing %s (left by an interrupted write)", tmp)
             tmp.unlink(missing_ok=True)
+        elif tmp.is_dir() and tmp.name.endswith(".tmp"):
+            logger.info("removing %s (left by an interrupted write)", tmp)
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 class _ManifestCounter:
