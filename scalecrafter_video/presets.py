@@ -171,7 +171,12 @@ def check_preset_fits(plan: Plan, preset_family: str, *, family: str | None, bas
         raise ScaleCrafterError(
             f"{what} is for family '{preset_family}' but the model is '{family}': pick a {family} preset or --preset auto, {force}"
         )
-    if units != plan.units or (plan.base is not None and tuple(plan.base) != tuple(base)):
+    if units != plan.units:
+        raise ScaleCrafterError(
+            f"{what} sizes are in {plan.units}, but this model is sized in {units} (a bare UNet does not know its "
+            f"VAE): patch the pipeline instead, or pass a plan dict with units='{units}' (API), {force}"
+        )
+    if plan.base is not None and tuple(plan.base) != tuple(base):
         pb = f"{plan.base[1]}x{plan.base[0]} {plan.units}" if plan.base else plan.units
         raise ScaleCrafterError(
             f"{what} is written for a model trained at {pb}, but this one's base is {base[1]}x{base[0]} {units}: "
