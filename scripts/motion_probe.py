@@ -1,0 +1,142 @@
+#!/usr/bin/env python
+"""Where does motion go at 2x? Probes of the shipped shapes32 motion model (docs/demo.md, "Why motion
+drops at 2x"): `python scripts/motion_probe.py --out probe.json CASE [CASE ...] [--samples 24]`.
+
+Cases (all DDIM 10, guidance 3, eta 1, seed 0, the video demo's labels and starting noise):
+  base                        32 px, no patch
+  direct:S                    S x per side, no patch
+  plan:NAME:S                 re-dilation (factor S, no NDCFG) on the blocks and window of NAME:
+                              derived (the engine's rule), derived-all-steps, derived-stop15,
+                              all-blocks, all-blocks-all-steps, deep-only, up-only, down-only
+  shift:K:S                   the derived plan, sampled on a schedule whose SNR is divided by K
+                              (the UNet told the timestep of the noise level it actually sees)
+Per case: the video metrics (summarize_clips) plus trajectory statistics of the clips whose every
+frame holds one object: `step` (mean per-frame centroid displacement, base px: the metric of
+motion_ratio), `net` (first-to-last displacement / (frames - 1): insensitive to jitter) and `accel`
+(mean change of the per-frame displacement: jitter; about 0.2 for the training clips).
+Results are merged into --out as each case finishes.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from scalecrafter_video.demo import sampling  # noqa: E402
+from scalecrafter_video.demo.metrics import analyse  # noqa: E402
+from scalecrafter_video.demo.motion_model import load_motion_model  # noqa: E402
+from scalecrafter_video.demo.pipeline import ShapesPipeline  # noqa: E402
+from scalecrafter_video.demo.video_metrics import summarize_clips  # noqa: E402
+from scalecrafter_video.patch import remove_scalecrafter, scalecrafter  # noqa: E402
+
+ALL = ["down_blocks.0", "down_blocks.1", "down_blocks.2", "mid_block", "up_blocks.0", "up_blocks.1", "up_blocks.2"]
+DERIVED = ALL[1:-1]  # the engine's rule for this 3-level UNet: every block but the outermost two
+PLANS = {  # blocks, window end in reference DDIM-50 steps (the derived plan stops at 30)
+    "derived": (DERIVED, 30), "derived-all-steps": (DERIVED, 50), "derived-stop15": (DERIVED, 15),
+    "all-blocks": (ALL, 30), "all-blocks-all-steps": (ALL, 50),
+    "deep-only": (["down_blocks.2", "mid_block", "up_blocks.0"], 30),
+    "up-only": (["mid_block", "up_blocks.0", "up_blocks.1"], 30),
+    "down-only": (["down_blocks.1", "down_blocks.2", "mid_block"], 30),
+}
+
+
+def trajectory_stats(clips: np.ndarray, scale: int) -> dict:
+    steps, nets, accels = [], [], []
+    for clip in clips:
+        centres = []
+        for frame in clip:
+            judged, info = analyse(frame, scale)
+            centres.append(None if info is None or judged.objects != 1 else np.array(info.centroid) / scale)
+        if any(c is None for c in centres):
+            continue
+        path = np.stack(centres)
+        d = np.diff(path, axis=0)
+        steps.append(np.hypot(*d.T).mean())
+        nets.append(np.hypot(*(path[-1] - path[0])) / (len(path) - 1))
+        accels.append(np.hypot(*np.diff(d, axis=0).T).mean())
+    mean = (lambda v: round(float(np.mean(v)), 4) if v else None)
+    return {"followed_clips": len(steps), "step": mean(steps), "net": mean(nets), "accel": mean(accels)}
+
+
+class SnrShift:
+    """Sample on alphas_cumprod with SNR / k; a forward pre-hook gives the UNet the timestep whose
+    trained noise level matches (so the model is told the truth about its input)."""
+
+    def __init__(self, unet):
+        self.k, self.tmap = 1.0, None
+        unet.register_forward_pre_hook(self._remap, with_kwargs=True)
+        original = ShapesPipeline.from_model.__func__
+
+        def from_model(cls, model):
+            pipe = original(cls, model)
+            if self.k != 1.0:
+                ac = pipe.scheduler.alphas_cumprod.double()
+                snr = ac / (1 - ac)
+                shifted = snr / self.k
+                pipe.scheduler.alphas_cumprod = (shifted / (1 + shifted)).float()
+                self.tmap = torch.stack([(snr.log() - v).abs().argmin() for v in shifted.log()])
+            return pipe
+
+        ShapesPipeline.from_model = classmethod(from_model)
+
+    def _remap(self, module, args, kwargs):
+        if self.k == 1.0:
+            return None
+        t = args[1]
+        return (args[0], self.tmap[t.long().cpu()].to(t.device), *args[2:]), kwargs
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("cases", nargs="+")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--samples", type=int, default=24)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--motion-model", type=Path, default=None)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    model = load_motion_model(a.motion_model)
+    shift = SnrShift(model.unet)
+    labels = torch.arange(a.samples) % len(model.class_names)
+    results = json.loads(a.out.read_text()) if a.out.exists() else {}
+    for case in a.cases:
+        parts = case.split(":")
+        kind, scale = parts[0], int(parts[-1]) if len(parts) > 1 else 1
+        size = 32 * scale
+        plan = None
+        shift.k = float(parts[1]) if kind == "shift" else 1.0
+        if kind in ("plan", "shift"):
+            blocks, stop = PLANS[parts[1] if kind == "plan" else "derived"]
+            plan = {"name": case, "units": "samples",
+                    "main": [{"selector": b, "factor": scale, "stop": stop} for b in blocks]}
+        elif kind not in ("base", "direct"):
+            raise SystemExit(f"unknown case {case!r}")
+        t0 = time.time()
+        remove_scalecrafter(model.unet)
+        kw = dict(steps=10, guidance=3.0, eta=1.0, seed=0, batch=8)
+        if plan is None:
+            clips = sampling.sample(model, labels, size, size, **kw)
+        else:
+            with scalecrafter(model.unet, height=size, width=size, preset=plan, ndcfg=False,
+                              batch_layout=sampling.BATCH_LAYOUT):
+                clips = sampling.sample(model, labels, size, size, **kw)
+        s = summarize_clips(clips, scale)
+        row = {k: (round(s[k], 4) if isinstance(s[k], float) else s[k])
+               for k in ("n", "single", "repetition", "consistent", "motion", "bg_noise")}
+        row.update(trajectory_stats(clips, scale), seconds=round(time.time() - t0, 1))
+        results[case] = row
+        a.out.write_text(json.dumps(results, indent=1) + "\n")
+        print(case, row, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
