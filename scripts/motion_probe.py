@@ -31,10 +31,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from scalecrafter_video.demo import sampling  # noqa: E402
-from scalecrafter_video.demo.metrics import analyse  # noqa: E402
 from scalecrafter_video.demo.motion_model import load_motion_model  # noqa: E402
 from scalecrafter_video.demo.pipeline import ShapesPipeline  # noqa: E402
-from scalecrafter_video.demo.video_metrics import summarize_clips  # noqa: E402
+from scalecrafter_video.demo.video_metrics import summarize_clips, trajectory_stats  # noqa: E402
 from scalecrafter_video.patch import remove_scalecrafter, scalecrafter  # noqa: E402
 
 ALL = ["down_blocks.0", "down_blocks.1", "down_blocks.2", "mid_block", "up_blocks.0", "up_blocks.1", "up_blocks.2"]
@@ -46,24 +45,6 @@ PLANS = {  # blocks, window end in reference DDIM-50 steps (the derived plan sto
     "up-only": (["mid_block", "up_blocks.0", "up_blocks.1"], 30),
     "down-only": (["down_blocks.1", "down_blocks.2", "mid_block"], 30),
 }
-
-
-def trajectory_stats(clips: np.ndarray, scale: int) -> dict:
-    steps, nets, accels = [], [], []
-    for clip in clips:
-        centres = []
-        for frame in clip:
-            judged, info = analyse(frame, scale)
-            centres.append(None if info is None or judged.objects != 1 else np.array(info.centroid) / scale)
-        if any(c is None for c in centres):
-            continue
-        path = np.stack(centres)
-        d = np.diff(path, axis=0)
-        steps.append(np.hypot(*d.T).mean())
-        nets.append(np.hypot(*(path[-1] - path[0])) / (len(path) - 1))
-        accels.append(np.hypot(*np.diff(d, axis=0).T).mean())
-    mean = (lambda v: round(float(np.mean(v)), 4) if v else None)
-    return {"followed_clips": len(steps), "step": mean(steps), "net": mean(nets), "accel": mean(accels)}
 
 
 class SnrShift:

@@ -13,6 +13,8 @@ A clip is a float array (frames, H, W, 3) in [0, 1] drawn at `scale` x the base 
 - clean: background noise relative to base size, as in the image demo (per frame, averaged);
 - bg_change / color_change: mean frame-to-frame change of the background pixels and of the
   object's colour (temporal flicker; 0 for a perfectly coherent clip).
+
+`trajectory_stats` separates motion from jitter on the clips with one object in every frame.
 """
 
 from __future__ import annotations
@@ -127,3 +129,27 @@ def motion_ratio(motion: float, base_motion: float) -> float:
     if not (np.isfinite(motion) and np.isfinite(base_motion)) or base_motion <= 0:
         return float("nan")
     return float(motion / base_motion)
+
+
+def trajectory_stats(clips, scale: float, background=BACKGROUND) -> dict:
+    """Over the clips whose every frame holds exactly one object (`followed_clips` of them), in base
+    pixels: `step`, the mean per-frame centroid displacement (what `motion` measures); `net`, the
+    first-to-last displacement / (frames - 1), blind to jitter; `accel`, the mean change of the
+    per-frame displacement vector (jitter; 0 for constant velocity away from the walls). None when
+    no clip can be followed."""
+    steps, nets, accels = [], [], []
+    for clip in clips:
+        centres = []
+        for frame in np.asarray(clip, dtype=np.float32):
+            judged, info = analyse(frame, scale, background)
+            centres.append(None if info is None or judged.objects != 1 else np.asarray(info.centroid) / scale)
+        if len(centres) < 3 or any(c is None for c in centres):
+            continue
+        path = np.stack(centres)
+        d = np.diff(path, axis=0)
+        steps.append(float(np.hypot(d[:, 0], d[:, 1]).mean()))
+        nets.append(float(np.hypot(*(path[-1] - path[0]))) / (len(path) - 1))
+        dd = np.diff(d, axis=0)
+        accels.append(float(np.hypot(dd[:, 0], dd[:, 1]).mean()))
+    mean = (lambda v: round(float(np.mean(v)), 4) if v else None)
+    return {"followed_clips": len(steps), "step": mean(steps), "net": mean(nets), "accel": mean(accels)}
