@@ -325,7 +325,7 @@ def test_api_preset_checks_and_plan_override(tiny_sd):
 
     with pytest.raises(ScaleCrafterError, match="trained at 1024x1024 pixels, but this one's base is 64x64 pixels"):
         apply_scalecrafter(tiny_sd, height=2048, width=2048, preset="sdxl-2048x2048")
-    with pytest.raises(ScaleCrafterError, match="trained at 512x512 pixels, but this one's base is 8x8 samples"):
+    with pytest.raises(ScaleCrafterError, match="sizes are in pixels, but this model is sized in samples .a bare UNet"):
         apply_scalecrafter(tiny_sd.unet, height=16, width=16, preset="sd15-1024x1024")
     try:
         handle = apply_scalecrafter(tiny_sd, height=128, width=128, preset=get_preset("sdxl-2048x2048")[1])
