@@ -32,6 +32,10 @@ cd "$WORK"
 "$SCV" demo --video --samples 1 --steps 1 --frames 4 --scales 2 --out out/demo-video --no-progress > demo-video.txt
 printf "a red fox\n" > prompts.txt
 "$SCV" sweep --model tiny-sd --prompts prompts.txt --res 128x128 --base --steps 2 --out out/sweep --device cpu --no-progress > sweep.txt
+printf "circle\n" > classes.txt
+"$SCV" sweep --video --model shapes32-motion --prompts classes.txt --res 64x64 --base --steps 1 --save-frames \
+      --out out/video-sweep --device cpu --no-progress > video-sweep.txt
+ls out/video-sweep/scalecrafter/64x64/*-frames/frame_0007.png out/video-sweep/direct/32x32/*.mp4 > /dev/null
 # without the extras (matplotlib, gradio) the plot and the app refuse in one line, exit 2
 rc=0; "$SCV" plan --family sd15 --res 1024x1024 --plot plan.png 2> plot-error.txt || rc=$?; [[ $rc == 2 ]]
 rc=0; "$SCV" ui 2> ui-error.txt || rc=$?; [[ $rc == 2 ]]
