@@ -19,7 +19,7 @@ examples:
   scv sweep ... --num-processes 8                          # 8 processes (GPUs) via accelerate
   accelerate launch --num_processes 8 -m scalecrafter_video sweep ...   # the same, by hand
   scv sweep --model tiny-sd --prompts p.txt --res 128x128 --base --seeds 2 --steps 2 --out /tmp/s --device cpu
-  scv sweep --video --model shapes32-motion --prompts classes.txt --res 64x64 --base --seeds 2 --steps 10 \
+  scv sweep --video --model shapes32-motion --prompts classes.txt --res 64x64 --base --seeds 2 --steps 10 \\
             --save-frames --out /tmp/v --device cpu            # clips + lossless frames for scv eval
 
 Each (prompt, seed, method, size) is generated once, with a seed derived from the prompt's line and
