@@ -109,10 +109,12 @@ def _from_sweep(folder: Path) -> list[Generated]:
 
 def _from_sidecars(folder: Path) -> list[Generated]:
     out, missing = [], []
+    from ..media import frames_dir_of
+
     paths = list_images(folder, "--generated", videos=True)
-    video_stems = {p.with_suffix("") for p in paths if p.suffix.lower() in VIDEO_SUFFIXES}
+    frame_dirs = {frames_dir_of(p) for p in paths if p.suffix.lower() in VIDEO_SUFFIXES}
     for path in paths:
-        if path.parent.name.endswith("-frames") and path.parent.with_name(path.parent.name[:-7]) in video_stems:
+        if path.parent in frame_dirs:
             continue  # a video's saved frames: read with the video
         side = _read_sidecar(path.with_suffix(".json"))
         if side is None or not {"method", "width", "height"} <= side.keys():
