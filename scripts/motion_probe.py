@@ -2,7 +2,8 @@
 """Where does motion go at 2x? Probes of the shipped shapes32 motion model (docs/demo.md, "Why motion
 drops at 2x"): `python scripts/motion_probe.py --out probe.json CASE [CASE ...] [--samples 24]`.
 
-Cases (all DDIM 10, guidance 3, eta 1, seed 0, the video demo's labels and starting noise):
+Cases (DDIM; --steps 10, --guidance 3, --eta 1 unless given; seed 0; the video demo's labels and
+starting noise):
   base                        32 px, no patch
   direct:S                    S x per side, no patch
   plan:NAME:S                 re-dilation (factor S, no NDCFG) on the blocks and window of NAME:
@@ -10,6 +11,11 @@ Cases (all DDIM 10, guidance 3, eta 1, seed 0, the video demo's labels and start
                               all-blocks, all-blocks-all-steps, deep-only, up-only, down-only
   shift:K:S                   the derived plan, sampled on a schedule whose SNR is divided by K
                               (the UNet told the timestep of the noise level it actually sees)
+  temporal:SCOPE:S            the derived plan, and the motion modules of SCOPE run on their input
+                              resized by 1/S (area); their residual is resized back (bilinear) and
+                              added. SCOPE: all; deep (all but the outermost level); window (all,
+                              during the plan's window only); plan (the re-dilated blocks' modules,
+                              during the plan's window)
 Per case: the video metrics (summarize_clips) plus trajectory statistics of the clips whose every
 frame holds one object: `step` (mean per-frame centroid displacement, base px: the metric of
 motion_ratio), `net` (first-to-last displacement / (frames - 1): insensitive to jitter) and `accel`
@@ -47,6 +53,38 @@ PLANS = {  # blocks, window end in reference DDIM-50 steps (the derived plan sto
 }
 
 
+class TemporalResample:
+    """Run each chosen motion module on its input resized by 1/factor (area), add its residual back
+    resized to the full grid (bilinear). The module's weights are untouched."""
+
+    def __init__(self, unet):
+        import torch.nn.functional as F
+        self.factor, self.scope, self.t = 1, "all", 1000.0
+        unet.register_forward_pre_hook(self._time, with_kwargs=True)
+        for name, mod in unet.named_modules():
+            if type(mod).__name__ == "AnimateDiffTransformer3D":
+                level = 0 if name.startswith(("down_blocks.0.", "up_blocks.2.")) else 1
+                orig = mod.forward
+
+                def fwd(hidden_states, *args, _orig=orig, _level=level, **kwargs):
+                    f = self.factor
+                    outer, late = _level == 0, (981 - self.t) / 20 >= 30
+                    active = f != 1 and not (self.scope in ("deep", "plan") and outer) and not (
+                        self.scope in ("window", "plan") and late)
+                    if not active:
+                        return _orig(hidden_states, *args, **kwargs)
+                    h, w = hidden_states.shape[-2:]
+                    small = F.interpolate(hidden_states, size=(round(h / f), round(w / f)), mode="area")
+                    delta = _orig(small, *args, **kwargs) - small
+                    return hidden_states + F.interpolate(delta, size=(h, w), mode="bilinear", align_corners=False)
+
+                mod.forward = fwd
+
+    def _time(self, module, args, kwargs):
+        t = args[1] if len(args) > 1 else kwargs["timestep"]
+        self.t = float(t.flatten()[0]) if torch.is_tensor(t) else float(t)
+
+
 class SnrShift:
     """Sample on alphas_cumprod with SNR / k; a forward pre-hook gives the UNet the timestep whose
     trained noise level matches (so the model is told the truth about its input)."""
@@ -81,11 +119,15 @@ def main() -> int:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--samples", type=int, default=24)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--guidance", type=float, default=3.0)
+    ap.add_argument("--eta", type=float, default=1.0)
     ap.add_argument("--motion-model", type=Path, default=None)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     model = load_motion_model(a.motion_model)
     shift = SnrShift(model.unet)
+    temporal = TemporalResample(model.unet)
     labels = torch.arange(a.samples) % len(model.class_names)
     results = json.loads(a.out.read_text()) if a.out.exists() else {}
     for case in a.cases:
@@ -94,7 +136,9 @@ def main() -> int:
         size = 32 * scale
         plan = None
         shift.k = float(parts[1]) if kind == "shift" else 1.0
-        if kind in ("plan", "shift"):
+        temporal.factor = scale if kind == "temporal" else 1
+        temporal.scope = parts[1] if kind == "temporal" else "all"
+        if kind in ("plan", "shift", "temporal"):
             blocks, stop = PLANS[parts[1] if kind == "plan" else "derived"]
             plan = {"name": case, "units": "samples",
                     "main": [{"selector": b, "factor": scale, "stop": stop} for b in blocks]}
@@ -102,7 +146,7 @@ def main() -> int:
             raise SystemExit(f"unknown case {case!r}")
         t0 = time.time()
         remove_scalecrafter(model.unet)
-        kw = dict(steps=10, guidance=3.0, eta=1.0, seed=0, batch=8)
+        kw = dict(steps=a.steps, guidance=a.guidance, eta=a.eta, seed=0, batch=8)
         if plan is None:
             clips = sampling.sample(model, labels, size, size, **kw)
         else:
@@ -113,6 +157,9 @@ def main() -> int:
         row = {k: (round(s[k], 4) if isinstance(s[k], float) else s[k])
                for k in ("n", "single", "repetition", "consistent", "motion", "bg_noise")}
         row.update(trajectory_stats(clips, scale), seconds=round(time.time() - t0, 1))
+        default = (a.steps, a.guidance, a.eta) == (10, 3.0, 1.0)
+        if not default:  # a case sampled otherwise gets its own key and says how
+            case = f"{case} (steps {a.steps}, guidance {a.guidance:g}, eta {a.eta:g})"
         results[case] = row
         a.out.write_text(json.dumps(results, indent=1) + "\n")
         print(case, row, flush=True)
