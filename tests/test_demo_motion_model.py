@@ -81,29 +81,6 @@ def test_save_and_load_round_trip(tmp_path, image_model):
     assert not any(p.requires_grad for p in model.unet.parameters())
 
 
-def test_loading_prints_no_empty_fp32_warning_and_keeps_other_warnings():
-    """diffusers warns "modules that should be kept in float32: []" on every cast of a
-    UNetMotionModel, naming no module; loading the shipped model must not print it (twice, before)."""
-    import logging
-
-    from diffusers.models import modeling_utils
-
-    seen = []
-    handler = logging.Handler()
-    handler.emit = lambda record: seen.append(record.getMessage())
-    modeling_utils.logger.addHandler(handler)
-    level = modeling_utils.logger.level
-    modeling_utils.logger.setLevel(logging.WARNING)  # diffusers' default (a test may have quietened it)
-    try:
-        for dtype in (torch.float32, torch.float16):
-            assert next(load_motion_model(dtype=dtype).unet.parameters()).dtype == dtype
-        modeling_utils.logger.warning("another warning")
-    finally:
-        modeling_utils.logger.removeHandler(handler)
-        modeling_utils.logger.setLevel(level)
-    assert seen == ["another warning"]
-
-
 def test_missing_or_foreign_weights_are_one_line_errors(tmp_path):
     with pytest.raises(ScaleCrafterError, match="motion model not found .* train it with") as err:
         load_motion_model(tmp_path)

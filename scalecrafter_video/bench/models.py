@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..diffusers_warnings import quiet_empty_fp32_warning
 from ..errors import ScaleCrafterError
 from ..families import SD_SCHEDULER_CONFIG, get_family
 from ..pipelines.loading import text_to_video_pipeline_class
@@ -126,10 +127,10 @@ def real_pipeline(name: str, device: torch.device | str = "cpu"):
 
 def build_pipeline(model: BenchModel, device: torch.device, dtype: torch.dtype, seed: int = 0):
     """The model's pipeline with random weights on `device` in `dtype` (real shapes built there: no host copy)."""
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), quiet_empty_fp32_warning():
         torch.manual_seed(seed)
         pipe = tiny_pipeline(model.name, seed) if model.tiny else real_pipeline(model.name, device)
-    pipe.to(device, dtype)
+        pipe.to(device, dtype)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

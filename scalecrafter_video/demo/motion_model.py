@@ -14,7 +14,6 @@ training record), plus the same JSON beside it for people to read.
 
 from __future__ import annotations
 
-import contextlib
 
 import hashlib
 import json
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from ..diffusers_warnings import quiet_empty_fp32_warning
 from .data import FRAMES
 from .model import ASSET_DIR, WEIGHTS_NAME, ClassEmbedding, load_demo_model
 
@@ -64,29 +64,12 @@ def is_motion_parameter(name: str) -> bool:
     return ".motion_modules." in f".{name}"
 
 
-@contextlib.contextmanager
-def _quiet_empty_fp32_warning():
-    """diffusers' ModelMixin.to warns "There are modules in UNetMotionModel that should be kept in
-    float32: []" on every dtype cast, even with nothing in that list (from_unet2d casts once); that
-    one message is dropped here, every other warning passes."""
-    from diffusers.models import modeling_utils
-
-    def drop(record) -> bool:
-        return "should be kept in float32: []" not in record.getMessage()
-
-    modeling_utils.logger.addFilter(drop)
-    try:
-        yield
-    finally:
-        modeling_utils.logger.removeFilter(drop)
-
-
 def assemble(unet2d: torch.nn.Module, adapter) -> torch.nn.Module:
     """UNetMotionModel from the image UNet and the adapter; spatial weights frozen, motion modules
     trainable (call .requires_grad_(False) on the result for inference)."""
     from diffusers import UNetMotionModel
 
-    with _quiet_empty_fp32_warning():
+    with quiet_empty_fp32_warning():
         unet = UNetMotionModel.from_unet2d(unet2d, adapter)
     for name, p in unet.named_parameters():
         p.requires_grad_(is_motion_parameter(name))
@@ -182,7 +165,7 @@ def load_motion_model(path: Path | None = None, dtype=torch.float32) -> DemoVide
     if missing or len(tensors) != len(motion_state(unet)):
         raise ScaleCrafterError(f"{path} does not match its adapter config ({len(missing)} motion weights missing)")
     unet.load_state_dict({k: v.to(torch.float32) for k, v in tensors.items()}, strict=False)
-    with _quiet_empty_fp32_warning():
+    with quiet_empty_fp32_warning():
         unet.to(dtype).eval().requires_grad_(False)
     image.embed.to(dtype)
     return DemoVideoModel(unet=unet, embed=image.embed, config=cfg, image_config=image.config)

@@ -24,6 +24,7 @@ from urllib.parse import urlparse
 import torch
 from huggingface_hub import constants, try_to_load_from_cache
 
+from ..diffusers_warnings import quiet_empty_fp32_warning
 from ..errors import ScaleCrafterError
 from ..families import get_family
 from ..options import DTYPES
@@ -299,8 +300,9 @@ def resolve_dtype(dtype: str, device: str):
 def build_builtin(ref: ModelRef, device: str, dtype):
     """A built-in model's pipeline on `device` in `dtype`."""
     logger.warning("%s: %s", ref.name, ref.builtin.note)
-    pipe = ref.builtin.build()
-    pipe.to(device=device, dtype=dtype)
+    with quiet_empty_fp32_warning():  # UNetMotionModel.from_unet2d casts too
+        pipe = ref.builtin.build()
+        pipe.to(device=device, dtype=dtype)
     return pipe
 
 
