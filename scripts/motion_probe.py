@@ -41,6 +41,7 @@ from scalecrafter_video.demo.motion_model import load_motion_model  # noqa: E402
 from scalecrafter_video.demo.pipeline import ShapesPipeline  # noqa: E402
 from scalecrafter_video.demo.video_metrics import summarize_clips, trajectory_stats  # noqa: E402
 from scalecrafter_video.patch import remove_scalecrafter, scalecrafter  # noqa: E402
+from scalecrafter_video.plan import ref_step  # noqa: E402
 
 ALL = ["down_blocks.0", "down_blocks.1", "down_blocks.2", "mid_block", "up_blocks.0", "up_blocks.1", "up_blocks.2"]
 DERIVED = ALL[1:-1]  # the engine's rule for this 3-level UNet: every block but the outermost two
@@ -68,7 +69,7 @@ class TemporalResample:
 
                 def fwd(hidden_states, *args, _orig=orig, _level=level, **kwargs):
                     f = self.factor
-                    outer, late = _level == 0, (981 - self.t) / 20 >= 30
+                    outer, late = _level == 0, ref_step(self.t) >= PLANS["derived"][1]
                     active = f != 1 and not (self.scope in ("deep", "plan") and outer) and not (
                         self.scope in ("window", "plan") and late)
                     if not active:
@@ -130,6 +131,7 @@ def main() -> int:
     temporal = TemporalResample(model.unet)
     labels = torch.arange(a.samples) % len(model.class_names)
     results = json.loads(a.out.read_text()) if a.out.exists() else {}
+    sampled_otherwise = (a.steps, a.guidance, a.eta) != (10, 3.0, 1.0)
     for case in a.cases:
         parts = case.split(":")
         kind, scale = parts[0], int(parts[-1]) if len(parts) > 1 else 1
@@ -157,8 +159,7 @@ def main() -> int:
         row = {k: (round(s[k], 4) if isinstance(s[k], float) else s[k])
                for k in ("n", "single", "repetition", "consistent", "motion", "bg_noise")}
         row.update(trajectory_stats(clips, scale), seconds=round(time.time() - t0, 1))
-        default = (a.steps, a.guidance, a.eta) == (10, 3.0, 1.0)
-        if not default:  # a case sampled otherwise gets its own key and says how
+        if sampled_otherwise:  # such a case gets its own key and says how it was sampled
             case = f"{case} (steps {a.steps}, guidance {a.guidance:g}, eta {a.eta:g})"
         results[case] = row
         a.out.write_text(json.dumps(results, indent=1) + "\n")

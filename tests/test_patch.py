@@ -273,3 +273,11 @@ def test_lora_layers_follow_the_plan():
         fused = run(merged, size=32)
     torch.testing.assert_close(with_lora, fused, rtol=1e-4, atol=1e-4)
 
+
+
+def test_a_pixel_preset_on_a_bare_unet_leaves_it_as_it_was(unet):
+    """The refusal (its wording is checked in test_bad_input) touches nothing."""
+    snap = snapshot(unet)
+    with pytest.raises(ScaleCrafterError, match="bare UNet does not know its VAE"):
+        apply_scalecrafter(unet, height=128, width=128, preset="sd15-1024x1024")
+    assert_pristine(unet, snap)

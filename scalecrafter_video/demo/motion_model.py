@@ -14,7 +14,6 @@ training record), plus the same JSON beside it for people to read.
 
 from __future__ import annotations
 
-
 import hashlib
 import json
 import logging

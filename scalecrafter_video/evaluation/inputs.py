@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ScaleCrafterError
+from ..media import frames_dir_of
 
 logger = logging.getLogger(__name__)
 
@@ -62,8 +63,6 @@ def load_rgb(path: Path) -> np.ndarray:
 def frames_source(path: Path) -> str:
     """Where a video's frames are read from: "png" (the lossless `--save-frames` folder next to it,
     preferred) or "mp4" (decoded; H.264 4:2:0 blurs colour edges, which matters for small clips)."""
-    from ..media import frames_dir_of
-
     folder = frames_dir_of(path)
     return "png" if folder.is_dir() and any(folder.glob("frame_*.png")) else "mp4"
 
@@ -73,7 +72,7 @@ def load_frames(path: Path) -> np.ndarray:
     one-frame clip."""
     if Path(path).suffix.lower() not in VIDEO_SUFFIXES:
         return load_rgb(path)[None]
-    from ..media import frames_dir_of, read_png_frames, read_video
+    from ..media import read_png_frames, read_video
 
     try:
         frames = read_png_frames(frames_dir_of(path)) if frames_source(path) == "png" else read_video(path)
@@ -109,8 +108,6 @@ def _from_sweep(folder: Path) -> list[Generated]:
 
 def _from_sidecars(folder: Path) -> list[Generated]:
     out, missing = [], []
-    from ..media import frames_dir_of
-
     paths = list_images(folder, "--generated", videos=True)
     frame_dirs = {frames_dir_of(p) for p in paths if p.suffix.lower() in VIDEO_SUFFIXES}
     for path in paths:
