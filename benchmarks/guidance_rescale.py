@@ -22,8 +22,8 @@ def main() -> None:
     from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import rescale_noise_cfg
 
     from scalecrafter_video import scalecrafter
-    from scalecrafter_video.demo.model import load_demo_model
-    from scalecrafter_video.demo.sampling import BATCH_LAYOUT, sample
+    from scalecrafter_video.commands.demo.sampling import BATCH_LAYOUT, sample
+    from scalecrafter_video.models.shapes.model import load_demo_model
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=int, default=4)

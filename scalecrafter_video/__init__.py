@@ -10,7 +10,7 @@ Names load lazily, so `scv --help` does not pay for importing torch.
 
 from importlib import import_module, metadata
 
-from .errors import ScaleCrafterError
+from .engine.errors import ScaleCrafterError
 
 try:
     __version__ = metadata.version("scalecrafter_video")
@@ -18,15 +18,15 @@ except metadata.PackageNotFoundError:  # a checkout on sys.path, not installed
     __version__ = "unknown"
 
 _LAZY = {
-    "ScaleCrafterHandle": "patch",
-    "apply_attn_sf": "baselines",
-    "apply_scalecrafter": "patch",
-    "remove_attn_sf": "baselines",
-    "remove_scalecrafter": "patch",
-    "scalecrafter": "patch",
-    "Plan": "plan",
-    "Rule": "plan",
-    "derive_plan": "plan",
+    "ScaleCrafterHandle": "engine.patch",
+    "apply_attn_sf": "engine.baselines",
+    "apply_scalecrafter": "engine.patch",
+    "remove_attn_sf": "engine.baselines",
+    "remove_scalecrafter": "engine.patch",
+    "scalecrafter": "engine.patch",
+    "Plan": "engine.plan",
+    "Rule": "engine.plan",
+    "derive_plan": "engine.plan",
 }
 
 __all__ = ["ScaleCrafterError", *_LAZY]

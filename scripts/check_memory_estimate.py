@@ -31,8 +31,8 @@ TINY_CASES = [("unet", "tiny-sd", 512), ("unet", "tiny-sdxl", 512), ("decode", "
 
 
 def configs(model: str) -> tuple[dict, dict]:
-    from scalecrafter_video.families import get_family
-    from scalecrafter_video.pipelines.tiny import TINY_UNET_CONFIGS, TINY_VAE_CONFIG
+    from scalecrafter_video.engine.families import get_family
+    from scalecrafter_video.models.tiny import TINY_UNET_CONFIGS, TINY_VAE_CONFIG
 
     if model.startswith("tiny-"):
         return dict(TINY_UNET_CONFIGS[model]), dict(TINY_VAE_CONFIG)
@@ -46,7 +46,7 @@ def measure(kind: str, model: str, px: int, device: str) -> dict:
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from diffusers.utils import logging as diffusers_logging
 
-    from scalecrafter_video.resources import estimate_memory
+    from scalecrafter_video.jobs.resources import estimate_memory
 
     diffusers_logging.set_verbosity_error()
     dtype = torch.float16 if device.startswith("cuda") else torch.float32

@@ -25,7 +25,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scalecrafter_video.demo.side_by_side import run_side_by_side  # noqa: E402
+from scalecrafter_video.commands.demo.side_by_side import run_side_by_side  # noqa: E402
 
 D, CD, U, CU = "DownBlock2D", "CrossAttnDownBlock2D", "UpBlock2D", "CrossAttnUpBlock2D"
 FOUR_LEVELS = dict(block_out_channels=(16, 32, 32, 64), down_block_types=(D, D, D, CD), up_block_types=(CU, U, U, U))
@@ -47,9 +47,9 @@ def one(args) -> int:
     """Train one variant, then evaluate its last checkpoint (and one near half way)."""
     import torch
 
-    from scalecrafter_video.demo.model import UNET_CONFIG, load_demo_model
-    from scalecrafter_video.demo.run import Case, benchmark
-    from scalecrafter_video.demo.train import train
+    from scalecrafter_video.commands.demo.run import Case, benchmark
+    from scalecrafter_video.commands.demo.train import train
+    from scalecrafter_video.models.shapes.model import UNET_CONFIG, load_demo_model
 
     torch.set_num_threads(args.threads)
     out = Path(args.out) / args.one

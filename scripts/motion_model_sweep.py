@@ -10,7 +10,7 @@ from step 0, then 24 clips x 25 DDIM steps per case; every variant is stopped 5 
 start, keeping what it finished (its weights and training record; evaluated scales). Writes at
 most 8 files, all directly in OUT: one float16 adapter per variant (NAME.safetensors, its config
 and training record in the file's metadata, loadable with
-scalecrafter_video.demo.motion_model.load_motion_model), results.json (every variant: recipe,
+scalecrafter_video.models.shapes.motion_model.load_motion_model), results.json (every variant: recipe,
 training record with the probes, evaluation rows; and a summary table) and log.txt (all
 processes' logs, each line prefixed with its variant). A CPU smoke run (about 5 min here):
 `--device cpu --minutes 0.3 --variants b4-lr2e-3,b4-lr2e-3-uniform --frames 4 --threads 1
@@ -30,7 +30,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scalecrafter_video.demo.side_by_side import run_side_by_side  # noqa: E402
+from scalecrafter_video.commands.demo.side_by_side import run_side_by_side  # noqa: E402
 
 MAX_FILES = 8  # what OUT may hold: variants' weights + results.json + log.txt
 # each variant overrides the training recipe (scalecrafter_video/demo/train_motion.py RECIPE)
@@ -71,9 +71,9 @@ def one(args) -> int:
     """Train one variant for the time limit, evaluate its EMA weights, print the result as JSON."""
     import torch
 
-    from scalecrafter_video.demo.motion_model import ADAPTER_CONFIG, load_motion_model
-    from scalecrafter_video.demo.run import Case, benchmark
-    from scalecrafter_video.demo.train_motion import train_motion
+    from scalecrafter_video.commands.demo.run import Case, benchmark
+    from scalecrafter_video.commands.demo.train_motion import train_motion
+    from scalecrafter_video.models.shapes.motion_model import ADAPTER_CONFIG, load_motion_model
 
     out = Path(args.out)
     log = PrefixedLog(out / "log.txt", args.one)
@@ -193,7 +193,7 @@ def main(argv=None) -> int:
     table = summarize(results)
     doc = {"args": {k: v for k, v in vars(args).items() if k != "one"}, "wall_s": round(time.time() - t0, 1),
            "summary": table, "variants": results}
-    from scalecrafter_video.demo.video_demo import json_safe
+    from scalecrafter_video.commands.demo.video_demo import json_safe
 
     (out / "results.json").write_text(json.dumps(json_safe(doc), indent=1, allow_nan=False) + "\n")
     print(table)

@@ -33,15 +33,14 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from scalecrafter_video.demo import sampling  # noqa: E402
-from scalecrafter_video.demo.motion_model import load_motion_model  # noqa: E402
-from scalecrafter_video.demo.pipeline import ShapesPipeline  # noqa: E402
-from scalecrafter_video.demo.video_metrics import summarize_clips, trajectory_stats  # noqa: E402
-from scalecrafter_video.patch import remove_scalecrafter, scalecrafter  # noqa: E402
-from scalecrafter_video.plan import ref_step  # noqa: E402
+from scalecrafter_video.commands.demo import sampling  # noqa: E402
+from scalecrafter_video.engine.patch import remove_scalecrafter, scalecrafter  # noqa: E402
+from scalecrafter_video.engine.plan import ref_step  # noqa: E402
+from scalecrafter_video.models.shapes.motion_model import load_motion_model  # noqa: E402
+from scalecrafter_video.models.shapes.pipeline import ShapesPipeline  # noqa: E402
+from scalecrafter_video.models.shapes.video_metrics import summarize_clips, trajectory_stats  # noqa: E402
 
 ALL = ["down_blocks.0", "down_blocks.1", "down_blocks.2", "mid_block", "up_blocks.0", "up_blocks.1", "up_blocks.2"]
 DERIVED = ALL[1:-1]  # the engine's rule for this 3-level UNet: every block but the outermost two

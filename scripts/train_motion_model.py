@@ -13,7 +13,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scalecrafter_video.demo.train_motion import main  # noqa: E402
+from scalecrafter_video.commands.demo.train_motion import main  # noqa: E402
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -120,7 +120,7 @@ def unknown_pipeline_warns_and_runs_without_ndcfg(checkout: Path):
     from diffusers import StableDiffusionPAGPipeline
 
     from scalecrafter_video import scalecrafter
-    from scalecrafter_video.pipelines.tiny import tiny_pipeline
+    from scalecrafter_video.models.tiny import tiny_pipeline
 
     pipe = StableDiffusionPAGPipeline(**tiny_pipeline("tiny-sd").components, pag_applied_layers="mid")
     seen = []
@@ -139,8 +139,8 @@ def unknown_pipeline_warns_and_runs_without_ndcfg(checkout: Path):
 
 @check
 def video_mp4_follows_the_umask(checkout: Path):
-    from scalecrafter_video.options import GenerateOptions
-    from scalecrafter_video.pipelines.video import generate_videos
+    from scalecrafter_video.jobs.options import GenerateOptions
+    from scalecrafter_video.jobs.video import generate_videos
 
     old = os.umask(0o022)
     try:

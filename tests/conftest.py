@@ -23,14 +23,14 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="session")
 def tiny_sd():
     """The tiny-sd pipeline (random SD1.5 layout, 64 px base), built once; tests must leave it unpatched."""
-    from scalecrafter_video.pipelines.tiny import tiny_pipeline
+    from scalecrafter_video.models.tiny import tiny_pipeline
 
     return tiny_pipeline("tiny-sd")
 
 
 @pytest.fixture(scope="session")
 def tiny_sdxl():
-    from scalecrafter_video.pipelines.tiny import tiny_pipeline
+    from scalecrafter_video.models.tiny import tiny_pipeline
 
     return tiny_pipeline("tiny-sdxl")
 
@@ -38,7 +38,7 @@ def tiny_sdxl():
 @pytest.fixture
 def scv(capsys):
     """Run `scv` in-process: scv("generate", ...) -> (exit code, stdout, stderr)."""
-    from scalecrafter_video.cli import main
+    from scalecrafter_video.commands.cli import main
 
     def run(*argv):
         code = main([str(a) for a in argv])
@@ -64,8 +64,8 @@ def empty_hf_cache(tmp_path, monkeypatch):
 def interacting_motion_unet():
     """shapes32 + a motion adapter with seeded random output projections (a fresh adapter's are
     zero, which makes the motion model the image model per frame): frames really interact."""
-    from scalecrafter_video.demo.model import load_demo_model
-    from scalecrafter_video.demo.motion_model import assemble, build_motion_adapter
+    from scalecrafter_video.models.shapes.model import load_demo_model
+    from scalecrafter_video.models.shapes.motion_model import assemble, build_motion_adapter
 
     adapter = build_motion_adapter(seed=3)
     g = torch.Generator().manual_seed(4)
@@ -80,7 +80,7 @@ def interacting_motion_unet():
 def no_weights_or_network(monkeypatch):
     """Fail the test if the code under test loads a pipeline or probes the hub: what "fails fast"
     means here, checked without a clock (timings flake on a loaded machine)."""
-    from scalecrafter_video.pipelines import image, loading, video
+    from scalecrafter_video.jobs import image, loading, video
 
     def forbidden(*args, **kwargs):
         raise AssertionError("a pipeline was loaded or the hub probed")

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from scalecrafter_video import ScaleCrafterError, apply_scalecrafter, remove_scalecrafter
-from scalecrafter_video import resources
-from scalecrafter_video.pipelines import image, tiny, video
+from scalecrafter_video.jobs import image, resources, video
+from scalecrafter_video.models import tiny
 
 GEN = ("generate", "--no-progress", "--steps", "2")
 GIB = 1024**3
@@ -42,8 +42,8 @@ def shared_tiny_sd(monkeypatch, tiny_sd):
 
 # ---- 1. scv demo never overwrites an earlier run silently -------------------------------------
 def test_demo_refuses_to_overwrite_before_sampling(scv, tmp_path, monkeypatch):
-    pytest.importorskip("scalecrafter_video.demo.cli")
-    from scalecrafter_video.demo import model as demo_model
+    pytest.importorskip("scalecrafter_video.commands.demo.cli")
+    from scalecrafter_video.models.shapes import model as demo_model
 
     args = ("demo", "--scales", "1", "--samples", "1", "--steps", "1", "--no-progress", "--out", tmp_path / "d",
             "--json", tmp_path / "j" / "demo.json")
@@ -68,8 +68,8 @@ def test_demo_refuses_to_overwrite_before_sampling(scv, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("flag", ["--out", "--json"])
 def test_demo_output_targets_checked_first(scv, tmp_path, flag, monkeypatch):
-    pytest.importorskip("scalecrafter_video.demo.cli")
-    from scalecrafter_video.demo import model as demo_model
+    pytest.importorskip("scalecrafter_video.commands.demo.cli")
+    from scalecrafter_video.models.shapes import model as demo_model
 
     monkeypatch.setattr(demo_model, "load_demo_model", lambda: pytest.fail("the demo model was loaded"))
     code, out, err = scv("demo", flag, "")
@@ -166,7 +166,7 @@ def test_skip_existing_resumes_a_100_prompt_batch(scv, tmp_path, monkeypatch, sh
 
 
 def test_skip_existing_refuses_a_half_written_item(scv, tmp_path, no_loading):
-    from scalecrafter_video.options import GenerateOptions
+    from scalecrafter_video.jobs.options import GenerateOptions
 
     opts = GenerateOptions(prompts=["x"], height=64, width=64, model="tiny-sd", steps=2, out_dir=tmp_path)
     png = image.image_targets(opts)[0][3]
@@ -177,7 +177,7 @@ def test_skip_existing_refuses_a_half_written_item(scv, tmp_path, no_loading):
 
 
 def test_api_refuses_skip_existing_with_overwrite(tmp_path):
-    from scalecrafter_video.options import GenerateOptions
+    from scalecrafter_video.jobs.options import GenerateOptions
 
     with pytest.raises(ScaleCrafterError, match="pass one of them"):
         image.generate_images(GenerateOptions(prompts=["x"], height=64, width=64, model="tiny-sd", out_dir=tmp_path,
@@ -212,7 +212,7 @@ def test_video_memory_refused_before_loading(scv, tmp_path, monkeypatch, no_load
 
 
 def test_memory_estimate_scales_with_the_job():
-    from scalecrafter_video.pipelines.tiny import TINY_UNET_CONFIGS, TINY_VAE_CONFIG
+    from scalecrafter_video.models.tiny import TINY_UNET_CONFIGS, TINY_VAE_CONFIG
 
     unet, vae = TINY_UNET_CONFIGS["tiny-sd"], TINY_VAE_CONFIG
 
@@ -276,7 +276,7 @@ def test_plan_pndm_has_steps_plus_one_rows(scv):
 
 @pytest.mark.parametrize("scheduler", ["pndm", "ddim", "dpm++", "euler-a", "unipc"])
 def test_plan_timesteps_are_what_generate_runs(scv, tmp_path, shared_tiny_sd, scheduler):
-    from scalecrafter_video.describe import plan_rows
+    from scalecrafter_video.commands.describe import plan_rows
 
     seen = []
     hook = shared_tiny_sd.unet.register_forward_pre_hook(
@@ -321,7 +321,7 @@ def test_plan_preset_elsewhere_needs_force(scv, args, message):
 
 
 def test_api_preset_checks_and_plan_override(tiny_sd):
-    from scalecrafter_video.presets import get_preset
+    from scalecrafter_video.engine.presets import get_preset
 
     with pytest.raises(ScaleCrafterError, match="trained at 1024x1024 pixels, but this one's base is 64x64 pixels"):
         apply_scalecrafter(tiny_sd, height=2048, width=2048, preset="sdxl-2048x2048")
@@ -398,7 +398,7 @@ def test_prompts_from_stdin_without_bom(scv, tmp_path, monkeypatch, shared_tiny_
 
 
 def test_prompts_file_bom_is_dropped(tmp_path):
-    from scalecrafter_video.cli import read_prompts
+    from scalecrafter_video.commands.cli import read_prompts
 
     path = tmp_path / "p.txt"
     path.write_bytes("\ufeff# first line is a comment\nsecond\n".encode("utf-8"))

@@ -10,14 +10,20 @@ import pytest
 import torch
 from diffusers import UNet2DConditionModel
 
-from scalecrafter_video.bench import VARIANTS
 from scalecrafter_video import scalecrafter
-from scalecrafter_video.bench.flops import count_flops, dilation_costs_nothing, whole_run_flops
-from scalecrafter_video.bench.models import (UNetHolder, bench_model, build_pipeline, meta_copy, real_pipeline,
-                                             unet_inputs)
-from scalecrafter_video.bench.run import meta_unet_for
-from scalecrafter_video.bench.suite import run_suite
-from scalecrafter_video.pipelines.common import sampler_timesteps
+from scalecrafter_video.commands.bench import VARIANTS
+from scalecrafter_video.commands.bench.flops import count_flops, dilation_costs_nothing, whole_run_flops
+from scalecrafter_video.commands.bench.models import (
+    UNetHolder,
+    bench_model,
+    build_pipeline,
+    meta_copy,
+    real_pipeline,
+    unet_inputs,
+)
+from scalecrafter_video.commands.bench.run import meta_unet_for
+from scalecrafter_video.commands.bench.suite import run_suite
+from scalecrafter_video.jobs.common import sampler_timesteps
 from tests.test_reuse import PLAN as MOVING_PREFIX
 
 torch.set_num_threads(1)

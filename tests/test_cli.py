@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scalecrafter_video import outputs
-from scalecrafter_video.patch import remove_scalecrafter
+from scalecrafter_video.engine.patch import remove_scalecrafter
+from scalecrafter_video.outputs import files as outputs
 
 GEN = ("generate", "--steps", "4", "--no-progress")
 
@@ -81,7 +81,7 @@ def test_tiny_model_needs_no_prompt(scv, tmp_path, monkeypatch):
 @pytest.mark.parametrize("model", ["tiny-video", "tiny-video3d"])
 def test_tiny_video_command_writes_an_mp4(scv, tmp_path, model):
     """`scv generate --video --model M --res 128x128 --frames 8 --steps 3 --out DIR`: an 8-frame 128x128 MP4."""
-    from scalecrafter_video.media import read_video
+    from scalecrafter_video.outputs.media import read_video
 
     code, out, err = scv("generate", "--video", "--model", model, "--res", "128x128", "--frames", "8",
                          "--steps", "3", "--out", tmp_path, "--no-progress")
@@ -188,8 +188,8 @@ def test_no_overwrite_then_overwrite(scv, tmp_path):
 
 
 def test_all_targets_checked_before_generating(scv, tmp_path):
-    from scalecrafter_video.options import GenerateOptions
-    from scalecrafter_video.pipelines.image import image_targets
+    from scalecrafter_video.jobs.image import image_targets
+    from scalecrafter_video.jobs.options import GenerateOptions
 
     opts = GenerateOptions(prompts=["p"], height=64, width=64, model="tiny-sd", method="direct", steps=4,
                            num_per_prompt=2, out_dir=tmp_path)
@@ -332,7 +332,7 @@ def test_argparse_errors_are_one_line(scv):
 def test_keyboard_interrupt_exits_130_and_leaves_the_model_intact(scv, tmp_path, monkeypatch, tiny_sd):
     import torch
 
-    from scalecrafter_video.pipelines import tiny
+    from scalecrafter_video.models import tiny
 
     monkeypatch.setattr(tiny, "tiny_pipeline", lambda name: tiny_sd)
     unet = tiny_sd.unet
@@ -376,7 +376,7 @@ def test_module_entry_point_subprocess(tmp_path):
 
 # ---- video dispatch -------------------------------------------------------------------------
 def test_video_flag_dispatches_with_video_defaults(scv, tmp_path, monkeypatch):
-    video = pytest.importorskip("scalecrafter_video.pipelines.video")
+    video = pytest.importorskip("scalecrafter_video.jobs.video")
     seen = {}
 
     def fake(opts):
@@ -459,7 +459,7 @@ def test_presets_lists_reference_presets(scv):
 
 
 def test_demo_is_registered(scv):
-    pytest.importorskip("scalecrafter_video.demo.cli")
+    pytest.importorskip("scalecrafter_video.commands.demo.cli")
     code, out, err = scv("demo", "--help")
     assert code == 0 and "usage: scv demo" in out
     code, out, err = scv("demo", "--samples", "many")

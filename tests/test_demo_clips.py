@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from scalecrafter_video.demo.data import (
+from scalecrafter_video.models.shapes.data import (
     IMAGE_SIZE,
     MARGIN,
     SPEED_RANGE,
@@ -14,7 +14,7 @@ from scalecrafter_video.demo.data import (
     make_clips,
     render,
 )
-from scalecrafter_video.demo.metrics import analyse
+from scalecrafter_video.models.shapes.metrics import analyse
 
 torch.set_num_threads(1)
 
@@ -61,7 +61,7 @@ def test_bounce_reflects_at_the_walls():
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_every_training_frame_holds_one_object_of_the_clip_class(seed):
-    from scalecrafter_video.demo.data import CLASS_NAMES
+    from scalecrafter_video.models.shapes.data import CLASS_NAMES
 
     clips, labels = make_clips(6, torch.Generator().manual_seed(seed))
     frames = ((clips + 1) / 2).permute(0, 2, 3, 4, 1).numpy()

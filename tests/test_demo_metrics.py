@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from scalecrafter_video.demo.data import BACKGROUND, make_batch, render
-from scalecrafter_video.demo.metrics import (
+from scalecrafter_video.models.shapes.data import BACKGROUND, make_batch, render
+from scalecrafter_video.models.shapes.metrics import (
     background_noise,
     cleanliness,
     label_components,

@@ -10,7 +10,7 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(1)
 
-from scalecrafter_video.demo.model import ASSET_DIR, CONFIG_NAME, WEIGHTS_NAME, load_demo_model  # noqa: E402
+from scalecrafter_video.models.shapes.model import ASSET_DIR, CONFIG_NAME, WEIGHTS_NAME, load_demo_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def test_derived_plan_for_the_demo_model(model):
 
 @pytest.mark.slow
 def test_reduced_demo_shows_the_effect_at_2x(model):
-    from scalecrafter_video.demo.run import Case, benchmark
+    from scalecrafter_video.commands.demo.run import Case, benchmark
 
     cases = [Case("direct", 2), Case("scalecrafter", 2, ndcfg=True)]
     rows, images = benchmark(model, samples=8, steps=10, seed=0, batch=8, cases=cases, progress_bar=False)
@@ -58,7 +58,7 @@ def test_reduced_demo_shows_the_effect_at_2x(model):
 
 @pytest.mark.slow
 def test_reduced_demo_shows_the_effect_at_4x(model):
-    from scalecrafter_video.demo.run import Case, benchmark
+    from scalecrafter_video.commands.demo.run import Case, benchmark
 
     cases = [Case("direct", 4), Case("scalecrafter-redilate", 4),
              Case("scalecrafter-redilate-nodecay", 4, progressive=False)]
@@ -73,7 +73,7 @@ def test_reduced_demo_shows_the_effect_at_4x(model):
 
 def test_demo_declares_its_cfg_layout_so_ndcfg_runs(model):
     """The demo samples its bare UNet with [uncond; cond] batches and says so: the damped pass runs."""
-    from scalecrafter_video.demo.run import Case, run_case
+    from scalecrafter_video.commands.demo.run import Case, run_case
 
     kw = dict(steps=2, guidance=3.0, eta=1.0, seed=0, batch=1)
     _, with_ndcfg = run_case(model, Case("scalecrafter", 4, ndcfg=True), torch.tensor([0]), **kw)

@@ -11,8 +11,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from scalecrafter_video import ScaleCrafterError
-from scalecrafter_video.demo.model import load_demo_model
-from scalecrafter_video.demo.motion_model import (
+from scalecrafter_video.commands.demo.train_motion import loss_weights, sample_timesteps, train_motion
+from scalecrafter_video.commands.demo.train_motion import main as train_main
+from scalecrafter_video.models.shapes.model import load_demo_model
+from scalecrafter_video.models.shapes.motion_model import (
     ADAPTER_CONFIG,
     MOTION_WEIGHTS_NAME,
     assemble,
@@ -24,8 +26,6 @@ from scalecrafter_video.demo.motion_model import (
     read_motion_config,
     save_motion_adapter,
 )
-from scalecrafter_video.demo.train_motion import main as train_main
-from scalecrafter_video.demo.train_motion import loss_weights, sample_timesteps, train_motion
 
 torch.set_num_threads(1)
 TINY_RUN = dict(batch=2, frames=4, threads=1, warmup=1, probe_clips=3, probe_steps=1, log=io.StringIO())

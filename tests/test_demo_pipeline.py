@@ -4,11 +4,17 @@ import numpy as np
 import pytest
 import torch
 
-from scalecrafter_video import ScaleCrafterError, apply_attn_sf, apply_scalecrafter, remove_attn_sf, remove_scalecrafter
-from scalecrafter_video.demo.model import load_demo_model
-from scalecrafter_video.demo.motion_model import DemoVideoModel, assemble, build_motion_adapter, motion_config
-from scalecrafter_video.demo.pipeline import ShapesPipeline
-from scalecrafter_video.demo.sampling import initial_noise, sample
+from scalecrafter_video import (
+    ScaleCrafterError,
+    apply_attn_sf,
+    apply_scalecrafter,
+    remove_attn_sf,
+    remove_scalecrafter,
+)
+from scalecrafter_video.commands.demo.sampling import initial_noise, sample
+from scalecrafter_video.models.shapes.model import load_demo_model
+from scalecrafter_video.models.shapes.motion_model import DemoVideoModel, assemble, build_motion_adapter, motion_config
+from scalecrafter_video.models.shapes.pipeline import ShapesPipeline
 
 torch.set_num_threads(1)
 

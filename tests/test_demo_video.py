@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from scalecrafter_video.demo.motion_model import ADAPTER_CONFIG, motion_config, save_motion_adapter
+from scalecrafter_video.models.shapes.motion_model import ADAPTER_CONFIG, motion_config, save_motion_adapter
 
 torch.set_num_threads(1)
 
@@ -20,7 +20,7 @@ def adapter_file(tmp_path_factory, interacting_motion_unet):
 
 @pytest.mark.slow
 def test_reduced_video_demo_writes_everything(scv, tmp_path, adapter_file):
-    from scalecrafter_video.media import read_video
+    from scalecrafter_video.outputs.media import read_video
 
     out, js = tmp_path / "out", tmp_path / "demo.json"
     code, stdout, err = scv("demo", "--video", "--motion-model", adapter_file, "--samples", "2", "--steps", "2",

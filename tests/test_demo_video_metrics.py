@@ -7,13 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from scalecrafter_video.demo.data import BACKGROUND, CLASS_NAMES, clip_params, render, sample_params
-from scalecrafter_video.demo.metrics import analyse
-from scalecrafter_video.demo.video_metrics import (
-    analyse_clip,
-    motion_ratio,
-    summarize_clips,
-)
+from scalecrafter_video.models.shapes.data import BACKGROUND, CLASS_NAMES, clip_params, render, sample_params
+from scalecrafter_video.models.shapes.metrics import analyse
+from scalecrafter_video.models.shapes.video_metrics import analyse_clip, motion_ratio, summarize_clips
 
 torch.set_num_threads(1)
 RED, BLUE = (0.9, 0.15, 0.15), (0.2, 0.3, 0.95)
@@ -139,7 +135,7 @@ def test_summary_shares():
 
 
 def test_trajectory_stats_separate_motion_from_jitter():
-    from scalecrafter_video.demo.video_metrics import trajectory_stats
+    from scalecrafter_video.models.shapes.video_metrics import trajectory_stats
 
     steady = _clip(velocity=(1.0, 0.0), start=(12.0, 16.0))  # 1 px per frame, no wall in reach
     stats = trajectory_stats([steady], 1)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from scalecrafter_video.demo.motion_model import load_motion_model
-from scalecrafter_video.demo.run import Case, benchmark
+from scalecrafter_video.commands.demo.run import Case, benchmark
+from scalecrafter_video.models.shapes.motion_model import load_motion_model
 
 torch.set_num_threads(1)
 

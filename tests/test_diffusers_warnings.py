@@ -8,10 +8,10 @@ import pytest
 import torch
 from diffusers.models import modeling_utils
 
-from scalecrafter_video.demo.motion_model import load_motion_model
-from scalecrafter_video.diffusers_warnings import quiet_empty_fp32_warning
-from scalecrafter_video.pipelines.loading import build_builtin
-from scalecrafter_video.pipelines.models import resolve_model
+from scalecrafter_video.jobs.loading import build_builtin
+from scalecrafter_video.jobs.registry import resolve_model
+from scalecrafter_video.models.diffusers_warnings import quiet_empty_fp32_warning
+from scalecrafter_video.models.shapes.motion_model import load_motion_model
 
 
 @pytest.fixture

@@ -8,10 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import scalecrafter_video.dispersed as dispersed
-import scalecrafter_video.patch as patch
+import scalecrafter_video.engine.dispersed as dispersed
+import scalecrafter_video.engine.patch as patch
 from scalecrafter_video import scalecrafter
-from scalecrafter_video.dispersed import DispersedKernels
+from scalecrafter_video.engine.dispersed import DispersedKernels
 from scalecrafter_video.ops import redilate
 from scalecrafter_video.ops.dispersion import disperse_kernel, dispersion_transform
 from tests.test_patch import inputs, tiny_unet

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from scalecrafter_video.demo.data import render_at
+from scalecrafter_video.models.shapes.data import render_at
 
 
 def _write_set(folder, images, method, size, base=False):

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from scalecrafter_video import Plan, Rule, ScaleCrafterError, apply_scalecrafter, remove_scalecrafter, scalecrafter
-from scalecrafter_video.families import defaults_family
-from scalecrafter_video.pipelines import common, image, loading
-from scalecrafter_video.pipelines.models import resolve_model
-from scalecrafter_video.pipelines.tiny import tiny_tokenizer
+from scalecrafter_video.engine.families import defaults_family
+from scalecrafter_video.jobs import common, image, loading
+from scalecrafter_video.jobs.registry import resolve_model
+from scalecrafter_video.models.tiny import tiny_tokenizer
 
 
 def sample(pipe, height=128, width=128, steps=4, seed=0, guidance=7.5):
@@ -45,7 +45,7 @@ def test_tiny_sdxl_layout(tiny_sdxl):
 
 
 def test_tiny_pipelines_are_seeded():
-    from scalecrafter_video.pipelines.tiny import tiny_pipeline
+    from scalecrafter_video.models.tiny import tiny_pipeline
 
     a, b = tiny_pipeline("tiny-sd", seed=0), tiny_pipeline("tiny-sd", seed=0)
     assert all(torch.equal(x, y) for x, y in zip(a.unet.parameters(), b.unet.parameters()))

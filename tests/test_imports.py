@@ -1,54 +1,30 @@
-"""The package's import graph, read from the source: no cycles (imports inside functions count),
-no private names imported across modules, and the engine never imports a front end."""
-
-import ast
-from pathlib import Path
+"""The package's floors, read from its folders and its import graph (tests/import_graph.py): no
+cycles between modules or between floors, no private names imported across modules, the pure ops
+and the engine at the bottom importing nothing above them, and no module outside a floor."""
 
 import pytest
-
-PACKAGE = Path(__file__).resolve().parent.parent / "scalecrafter_video"
-ENGINE = ("ops", "errors", "layers", "plan", "families", "presets", "sizing", "layouts", "reuse", "dispersed",
-          "patch", "baselines")
-FRONT_ENDS = ("pipelines", "describe", "plan_plot", "arguments", "cli", "sweep", "bench", "evaluation", "demo", "ui")
-
-
-def _module(path: Path) -> str:
-    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def _imports(path: Path, modules: set[str]):
-    """(imported module, name or None) for every import of the package in `path`."""
-    name = _module(path)
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            yield from ((a.name, None) for a in node.names if a.name.startswith("scalecrafter_video"))
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                up = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join(up + ([node.module] if node.module else []))
-            if base.startswith("scalecrafter_video"):
-                for alias in node.names:
-                    child = f"{base}.{alias.name}"
-                    yield (child, None) if child in modules else (base, alias.name)
+from import_graph import PACKAGE, floor_edges, floor_of, floor_order, floors, graph
 
 
 @pytest.fixture(scope="module")
-def graph():
-    files = {_module(p): p for p in PACKAGE.rglob("*.py")}
-    return {m: list(_imports(p, set(files))) for m, p in files.items()}
+def g():
+    return graph()
 
 
-def test_no_private_names_across_modules(graph):
-    private = [(m, target, name) for m, imports in graph.items() for target, name in imports
+def test_every_module_lives_on_a_floor(g):
+    loose = [m for m in g if floor_of(m) is None and m not in ("scalecrafter_video", "scalecrafter_video.__main__")]
+    assert loose == [], f"modules outside a floor folder: {loose}"
+    assert {"ops", "engine", "models", "jobs", "outputs", "commands"} <= set(floors())
+
+
+def test_no_private_names_across_modules(g):
+    private = [(m, target, name) for m, imports in g.items() for target, name in imports
                if name and name.startswith("_") and not name.startswith("__") and target != m]
     assert private == []
 
 
-def test_no_import_cycles(graph):
-    edges = {m: {t for t, _ in imports if t in graph and t != m} for m, imports in graph.items()}
+def test_no_import_cycles(g):
+    edges = {m: {t for t, _ in imports if t in g and t != m} for m, imports in g.items()}
     done, path = set(), []
 
     def visit(m):
@@ -66,9 +42,30 @@ def test_no_import_cycles(graph):
         visit(m)
 
 
-def test_the_engine_never_imports_a_front_end(graph):
-    def top(module):
-        return module.split(".")[1] if module.count(".") else ""
+def test_floors_form_a_stack(g):
+    """Floors import each other one way only, so they can be ordered bottom-up."""
+    order = floor_order(g)
+    assert set(order) == set(floors())
 
-    wrong = [(m, t) for m, imports in graph.items() if top(m) in ENGINE for t, _ in imports if top(t) in FRONT_ENDS]
-    assert wrong == []
+
+def test_ops_and_engine_import_nothing_above_them(g):
+    edges = floor_edges(g)
+    assert edges["ops"] == set(), "ops are pure: they import nothing of the package"
+    assert edges["engine"] <= {"ops"}, f"the engine imports {edges['engine'] - {'ops'}}"
+    order = floor_order(g)
+    assert order[:2] == ["ops", "engine"]
+
+
+def test_only_the_commands_import_the_demo_command(g):
+    demo = [m for m, imports in g.items() for t, _ in imports
+            if t.startswith("scalecrafter_video.commands.demo") and not m.startswith("scalecrafter_video.commands")]
+    assert demo == []
+    inner = [m for m, imports in g.items() for t, _ in imports
+             if t.startswith("scalecrafter_video.commands.demo")
+             and not m.startswith(("scalecrafter_video.commands.demo", "scalecrafter_video.commands.cli"))]
+    assert inner == [], "only the CLI imports the demo command"
+
+
+def test_the_package_root_is_only_the_public_api():
+    names = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert names == ["__init__.py", "__main__.py"]

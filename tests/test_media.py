@@ -8,9 +8,9 @@ import subprocess
 
 import numpy as np
 import pytest
+from scalecrafter_video.outputs.media import motion_stats, read_video, write_mp4, write_png_frames
 
-from scalecrafter_video.errors import ScaleCrafterError
-from scalecrafter_video.media import motion_stats, read_video, write_mp4, write_png_frames
+from scalecrafter_video.engine.errors import ScaleCrafterError
 
 
 def _clip(n=8, h=64, w=96, seed=0):
@@ -139,8 +139,8 @@ def test_mp4_and_frame_folder_follow_the_umask(tmp_path, umask_022):
 
 
 def test_tiny_video_mp4_is_0644(tmp_path, umask_022):
-    from scalecrafter_video.options import GenerateOptions
-    from scalecrafter_video.pipelines.video import generate_videos
+    from scalecrafter_video.jobs.options import GenerateOptions
+    from scalecrafter_video.jobs.video import generate_videos
 
     (mp4,) = generate_videos(GenerateOptions(prompts=["x"], height=64, width=64, model="tiny-video", steps=1, frames=2,
                                              out_dir=tmp_path, video=True, progress=False, save_frames=True))

@@ -5,12 +5,12 @@ import json
 
 import pytest
 
-from scalecrafter_video.errors import ScaleCrafterError
-from scalecrafter_video.families import KNOWN_MODELS, meta_unet
-from scalecrafter_video.options import GenerateOptions
-from scalecrafter_video.pipelines.image import image_family
-from scalecrafter_video.pipelines.models import resolve_model
-from scalecrafter_video.pipelines.video import generate_videos
+from scalecrafter_video.engine.errors import ScaleCrafterError
+from scalecrafter_video.engine.families import KNOWN_MODELS, meta_unet
+from scalecrafter_video.jobs.image import image_family
+from scalecrafter_video.jobs.options import GenerateOptions
+from scalecrafter_video.jobs.registry import resolve_model
+from scalecrafter_video.jobs.video import generate_videos
 
 
 @pytest.mark.parametrize("model, family", [

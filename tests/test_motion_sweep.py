@@ -19,7 +19,7 @@ def _run(*args, timeout=600):
 
 @pytest.mark.slow
 def test_tiny_sweep_trains_scores_and_writes_few_files(tmp_path):
-    from scalecrafter_video.demo.motion_model import load_motion_model
+    from scalecrafter_video.models.shapes.motion_model import load_motion_model
 
     out = tmp_path / "sweep"
     r = _run("--device", "cpu", "--minutes", "0.005", "--variants", "b4-lr2e-3", "--threads", "1",

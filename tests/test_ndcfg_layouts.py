@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from scalecrafter_video import ScaleCrafterError, apply_scalecrafter, scalecrafter
-from scalecrafter_video.layouts import STOCK_LAYOUTS, batch_layout
-from scalecrafter_video.pipelines.tiny import tiny_pipeline as tiny_video_pipeline
+from scalecrafter_video.engine.layouts import STOCK_LAYOUTS, batch_layout
+from scalecrafter_video.models.tiny import tiny_pipeline as tiny_video_pipeline
 from tests.test_patch import inputs, tiny_unet
 
 torch.set_num_threads(1)
@@ -79,7 +79,7 @@ def test_counters_on_a_stock_pipeline(tiny_sd):
 def tiny_pag():
     from diffusers import StableDiffusionPAGPipeline
 
-    from scalecrafter_video.pipelines.tiny import tiny_pipeline
+    from scalecrafter_video.models.tiny import tiny_pipeline
 
     sd = tiny_pipeline("tiny-sd", seed=1)
     return StableDiffusionPAGPipeline(**sd.components, pag_applied_layers="mid")

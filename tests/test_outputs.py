@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from scalecrafter_video import ScaleCrafterError
-from scalecrafter_video import outputs
+from scalecrafter_video.outputs import files as outputs
 
 
 def test_slugify_keeps_letters_of_every_script():
@@ -34,8 +34,8 @@ def test_stem_hashes_prompt_and_settings():
 
 
 def test_names_differ_for_every_setting_that_changes_the_output(tmp_path):
-    from scalecrafter_video.options import GenerateOptions
-    from scalecrafter_video.pipelines.image import image_targets
+    from scalecrafter_video.jobs.image import image_targets
+    from scalecrafter_video.jobs.options import GenerateOptions
 
     def name(**kw):
         return image_targets(GenerateOptions(prompts=["日本語の猫"], height=1024, width=1024, **kw))[0][3].name

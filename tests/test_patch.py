@@ -13,7 +13,7 @@ from scalecrafter_video import (
     remove_scalecrafter,
     scalecrafter,
 )
-from scalecrafter_video.layers import spatial_convs
+from scalecrafter_video.engine.layers import spatial_convs
 
 torch.set_num_threads(1)
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scalecrafter_video.describe import plan_rows
-from scalecrafter_video.plan import Plan, Rule
-from scalecrafter_video.plan_plot import layer_order, plan_figure, plan_matrices
-from scalecrafter_video.presets import family_layers
+from scalecrafter_video.commands.describe import plan_rows
+from scalecrafter_video.commands.plan_plot import layer_order, plan_figure, plan_matrices
+from scalecrafter_video.engine.plan import Plan, Rule
+from scalecrafter_video.engine.presets import family_layers
 
 pytest.importorskip("matplotlib")
 

@@ -7,8 +7,8 @@ import re
 import pytest
 from diffusers import DDIMScheduler
 
-from scalecrafter_video.plan import Plan, derive_plan, progressive_factor
-from scalecrafter_video.presets import family_layers, presets, validate_preset
+from scalecrafter_video.engine.plan import Plan, derive_plan, progressive_factor
+from scalecrafter_video.engine.presets import family_layers, presets, validate_preset
 
 # Column -> layer regex, as method.md defines the block names.
 SD_COLUMNS = {
@@ -103,7 +103,7 @@ def test_every_preset_names_real_layers():
 
 
 def test_misnamed_layer_is_an_error_naming_the_closest(tmp_path):
-    from scalecrafter_video.errors import ScaleCrafterError
+    from scalecrafter_video.engine.errors import ScaleCrafterError
 
     plan = Plan.from_dict({"name": "typo", "main": [{"selector": "down_blocks.2.downsampler", "factor": 2, "stop": 30}]})
     with pytest.raises(ScaleCrafterError, match=r"down_blocks\.2\.downsampler'.*closest real names: down_blocks\.2\.downsamplers"):
@@ -151,7 +151,7 @@ def test_windows_follow_noise_level_for_other_schedules():
 
 
 def test_plan_dict_round_trip_and_unknown_keys():
-    from scalecrafter_video.errors import ScaleCrafterError
+    from scalecrafter_video.engine.errors import ScaleCrafterError
 
     _, plan = presets()["sd21-2048x2048"]
     assert Plan.from_dict(plan.to_dict()) == plan

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from scalecrafter_video.presets import get_preset
+from scalecrafter_video.engine.presets import get_preset
 
 torch.set_num_threads(1)
 
@@ -42,7 +42,7 @@ def test_cli_plan_no_progressive(scv):
 def unet():
     from diffusers import UNet2DConditionModel
 
-    from scalecrafter_video.demo.model import UNET_CONFIG
+    from scalecrafter_video.models.shapes.model import UNET_CONFIG
 
     torch.manual_seed(0)
     return UNet2DConditionModel(**UNET_CONFIG).eval()

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from scalecrafter_video.pipelines import shapes
+from scalecrafter_video.models.shapes import builtin as shapes
 
 torch.set_num_threads(1)
 
@@ -35,8 +35,8 @@ def test_generate_a_class_at_2x_writes_png_and_sidecar(scv, tmp_path):
 
 
 def test_the_same_job_through_the_api_is_the_same_image(scv, tmp_path):
-    from scalecrafter_video.options import GenerateOptions
-    from scalecrafter_video.pipelines.image import generate_images
+    from scalecrafter_video.jobs.image import generate_images
+    from scalecrafter_video.jobs.options import GenerateOptions
 
     code, _, err = scv("generate", "--model", "shapes32", "--prompt", "square", "--res", "64x32", "--steps", 3,
                        "--out", tmp_path / "cli", "--no-progress")
@@ -73,7 +73,7 @@ def test_missing_shipped_weights_fail_before_any_work(scv, tmp_path, monkeypatch
 
 
 def test_the_shipped_motion_model_generates_an_mp4(scv, tmp_path):
-    from scalecrafter_video.media import read_video
+    from scalecrafter_video.outputs.media import read_video
 
     code, stdout, err = scv("generate", "--video", "--model", "shapes32-motion", "--prompt", "triangle", "--res",
                             "64x64", "--frames", 4, "--steps", 2, "--out", tmp_path / "o", "--no-progress")

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from scalecrafter_video import ScaleCrafterError, apply_scalecrafter, remove_scalecrafter, scalecrafter
-from scalecrafter_video.families import meta_unet
+from scalecrafter_video.engine.families import meta_unet
 from tests.test_patch import run, tiny_unet
 
 torch.set_num_threads(1)

@@ -5,9 +5,9 @@ import os
 
 import pytest
 
-from scalecrafter_video.errors import ScaleCrafterError
-from scalecrafter_video.sweep.grid import build_grid, item_seed
-from scalecrafter_video.sweep.manifest import ManifestWriter, check_settings, read_manifest
+from scalecrafter_video.commands.sweep.grid import build_grid, item_seed
+from scalecrafter_video.commands.sweep.manifest import ManifestWriter, check_settings, read_manifest
+from scalecrafter_video.engine.errors import ScaleCrafterError
 
 
 def test_grid_covers_every_item_once_with_stable_seeds():
@@ -141,7 +141,7 @@ def test_sweep_bad_input_is_one_line_and_writes_nothing(scv, prompts, tmp_path, 
 
 
 def test_the_launcher_reruns_the_same_command_without_num_processes():
-    from scalecrafter_video.sweep.launch import launch_command
+    from scalecrafter_video.commands.sweep.launch import launch_command
 
     cmd = launch_command(["sweep", "--model", "m", "--num-processes", "3", "--out", "o"], 3)
     i = cmd.index("-m", cmd.index("accelerate.commands.launch") + 1)
@@ -174,7 +174,7 @@ def test_video_sweep_writes_mp4s_with_sidecars_and_eval_scores_every_frame(scv, 
 
 
 def test_cpu_launch_processes_reads_the_launchers_process_count():
-    from scalecrafter_video.sweep.launch import cpu_launch_processes
+    from scalecrafter_video.commands.sweep.launch import cpu_launch_processes
 
     env = {"ACCELERATE_USE_CPU": "True", "MASTER_ADDR": "127.0.0.1"}
     parent = ["/usr/bin/python", "-m", "accelerate.commands.launch", "--num_processes", "3", "--cpu", "-m", "x"]

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from scalecrafter_video.sweep.launch import free_port
-from scalecrafter_video.sweep.manifest import read_manifest
+from scalecrafter_video.commands.sweep.launch import free_port
+from scalecrafter_video.commands.sweep.manifest import read_manifest
 
 pytestmark = pytest.mark.slow
 

@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from scalecrafter_video.pipelines import models, tiny
-from scalecrafter_video.pipelines.loading import LoadedModel, ModelCache
-from scalecrafter_video.ui import jobs
+from scalecrafter_video.commands.ui import jobs
+from scalecrafter_video.jobs import registry as models
+from scalecrafter_video.jobs.loading import LoadedModel, ModelCache
+from scalecrafter_video.models import tiny
 
 gr = pytest.importorskip("gradio")
-from scalecrafter_video.ui.app import App, build_app  # noqa: E402
+from scalecrafter_video.commands.ui.app import App, build_app  # noqa: E402
 
 STEPS = 3
 

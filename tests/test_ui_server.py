@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from scalecrafter_video.arguments import parse_res
-from scalecrafter_video.pipelines import tiny
-from scalecrafter_video.ui import jobs
-from scalecrafter_video.ui.defaults import DEFAULT_MODEL
+from scalecrafter_video.commands.arguments import parse_res
+from scalecrafter_video.commands.ui import jobs
+from scalecrafter_video.commands.ui.defaults import DEFAULT_MODEL
+from scalecrafter_video.models import tiny
 
 pytest.importorskip("gradio")
 gradio_client = pytest.importorskip("gradio_client")
-from scalecrafter_video.ui.app import App, build_app, launch  # noqa: E402
+from scalecrafter_video.commands.ui.app import App, build_app, launch  # noqa: E402
 
 STEPS = 4
 SIZE = jobs.default_size(DEFAULT_MODEL)  # 2x the base size per side

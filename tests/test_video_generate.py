@@ -7,11 +7,11 @@ import re
 
 import pytest
 import torch
+from scalecrafter_video.outputs.media import read_video
 
-from scalecrafter_video.errors import ScaleCrafterError
-from scalecrafter_video.media import read_video
-from scalecrafter_video.options import GenerateOptions
-from scalecrafter_video.pipelines.video import generate_videos
+from scalecrafter_video.engine.errors import ScaleCrafterError
+from scalecrafter_video.jobs.options import GenerateOptions
+from scalecrafter_video.jobs.video import generate_videos
 
 torch.set_num_threads(1)
 
@@ -57,7 +57,7 @@ def test_tiny_video_compare_and_frames(tmp_path):
     # the two runs differ (the plan acts), yet share the seed's starting noise
     assert meta["motion"] != dmeta["motion"]
     # existing outputs are refused before any model loads
-    import scalecrafter_video.pipelines.video as video
+    import scalecrafter_video.jobs.video as video
 
     def forbidden(*a, **k):
         raise AssertionError("loaded a model for a job that must be refused first")
@@ -69,7 +69,7 @@ def test_tiny_video_compare_and_frames(tmp_path):
 
 
 def test_tiny_video3d_through_cli(tmp_path, capsys):
-    from scalecrafter_video.cli import main
+    from scalecrafter_video.commands.cli import main
 
     rc = main(["generate", "--video", "--model", "tiny-video3d", "--res", "128x128", "--frames", "8",
                "--steps", "3", "--out", str(tmp_path), "--prompt", "waves", "--no-progress"])
@@ -84,7 +84,7 @@ def test_tiny_video3d_through_cli(tmp_path, capsys):
 
 
 def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
-    import scalecrafter_video.media as media
+    import scalecrafter_video.outputs.media as media
 
     def boom(*a, **k):
         raise OSError("disk full")
@@ -134,7 +134,7 @@ def test_4x_plan_runs_ndcfg_and_dispersion_in_the_pipeline(tmp_path, monkeypatch
     """At 4x pixels per side the derived plan is graded, with a damped (NDCFG) window and dispersion
     layers: the pipeline runs the damped pass on the unconditional half (one extra UNet pass while
     the window is open) and still writes a clean video."""
-    import scalecrafter_video.pipelines.video as video
+    import scalecrafter_video.jobs.video as video
 
     real_load = video.load_video_pipeline
     calls = []

@@ -7,12 +7,12 @@ import json
 
 import pytest
 import torch
+from scalecrafter_video.outputs.media import read_video
 
-from scalecrafter_video.errors import ScaleCrafterError
-from scalecrafter_video.media import read_video
-from scalecrafter_video.options import GenerateOptions
-from scalecrafter_video.pipelines import tiny as tv
-from scalecrafter_video.pipelines.video import generate_videos
+from scalecrafter_video.engine.errors import ScaleCrafterError
+from scalecrafter_video.jobs.options import GenerateOptions
+from scalecrafter_video.jobs.video import generate_videos
+from scalecrafter_video.models import tiny as tv
 
 torch.set_num_threads(1)
 

@@ -11,9 +11,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from scalecrafter_video import apply_scalecrafter, remove_scalecrafter
-from scalecrafter_video.layers import spatial_convs
+from scalecrafter_video.engine.layers import spatial_convs
+from scalecrafter_video.models.tiny import tiny_pipeline as tiny_video_pipeline
 from scalecrafter_video.ops.redilate import redilated_conv2d
-from scalecrafter_video.pipelines.tiny import tiny_pipeline as tiny_video_pipeline
 
 torch.set_num_threads(1)
 

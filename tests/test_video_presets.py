@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from scalecrafter_video.families import get_family
-from scalecrafter_video.plan import derive_plan
-from scalecrafter_video.presets import family_layers, load_preset_file
+from scalecrafter_video.engine.families import get_family
+from scalecrafter_video.engine.plan import derive_plan
+from scalecrafter_video.engine.presets import family_layers, load_preset_file
 
 torch.set_num_threads(1)
 

@@ -1,0 +1,58 @@
+"""Command-line values several of scv's commands read: sizes (WIDTHxHEIGHT) and prompt files, each
+refused with a one-line `ScaleCrafterError`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ..engine.errors import ScaleCrafterError
+from ..jobs.options import MAX_SIDE
+
+
+def parse_res(text: str) -> tuple[int, int]:
+    """'2048x1024' -> (width 2048, height 1024); one-line errors for anything else."""
+    raw = str(text).strip().lower().replace("×", "x").replace("*", "x")
+    parts = raw.split("x")
+    if len(parts) != 2 or not all(p.strip().lstrip("+-").isdigit() for p in parts):
+        raise ScaleCrafterError(f"--res {text!r} is not WIDTHxHEIGHT, e.g. 2048x1024 (2048 wide, 1024 high)")
+    width, height = (int(p) for p in parts)
+    for side, value in (("width", width), ("height", height)):
+        if value <= 0:
+            raise ScaleCrafterError(f"--res {text}: {side} must be positive, got {value}")
+        if value > MAX_SIDE:
+            raise ScaleCrafterError(f"--res {text}: {side} {value} is larger than the maximum of {MAX_SIDE} pixels")
+    return width, height
+
+
+def read_prompts(path: str | Path) -> list[str]:
+    """One prompt per line from a file, or from standard input for '-'. A UTF-8 byte-order mark
+    is dropped; blank lines and lines starting with '#' are skipped."""
+    if str(path) == "-":
+        where = "--prompts - (standard input)"
+        if sys.stdin is None:
+            raise ScaleCrafterError(f"{where}: there is no standard input")
+        buffer = getattr(sys.stdin, "buffer", None)
+        data = buffer.read() if buffer is not None else sys.stdin.read().encode("utf-8")
+    else:
+        path = Path(path)
+        where = f"--prompts file '{path}'"
+        if not path.exists():
+            raise ScaleCrafterError(f"{where} does not exist")
+        if not path.is_file():
+            raise ScaleCrafterError(f"--prompts '{path}' is not a file")
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ScaleCrafterError(f"cannot read {where}: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ScaleCrafterError(f"{where} is not UTF-8 text") from None
+    if "\x00" in text:
+        raise ScaleCrafterError(f"{where} is not a text file")
+    prompts = [line.strip() for line in text.splitlines()]
+    prompts = [p for p in prompts if p and not p.startswith("#")]
+    if not prompts:
+        raise ScaleCrafterError(f"{where} has no prompts (one per line; '#' starts a comment)")
+    return prompts

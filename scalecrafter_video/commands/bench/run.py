@@ -1,0 +1,111 @@
+"""The benchmark runs behind `scv bench`: FLOP rows (meta device) and timing rows (a device)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from ...jobs.common import sampler_timesteps
+from . import VARIANTS
+from .flops import whole_run_flops
+from .models import bench_model, build_pipeline, meta_copy, unet_inputs
+from .report import environment
+from .timing import Case, computed_whole_run, reset_peak, time_step, time_whole_run
+
+# The sizes `scv bench --flops` counts when none is given: the reference 2x, 2.5x and 4x presets,
+# the video sizes of the targets.
+FLOP_SIZES: dict[str, tuple[str, ...]] = {
+    "sd15": ("1024x1024", "1280x1280", "2048x2048"),
+    "sd21": ("1024x1024", "2048x2048"),
+    "sdxl": ("2048x2048", "4096x4096"),
+    "animatediff": ("1024x1024", "2048x2048"),
+    "modelscope": ("512x512", "1024x1024"),
+}
+# `scv bench` timing sizes when none is given: the memory and time targets.
+TIMING_SIZES: dict[str, str] = {"sd15": "2048x2048", "sd21": "2048x2048", "sdxl": "4096x4096",
+                                "animatediff": "1024x1024", "modelscope": "1024x1024"}
+
+
+def meta_unet_for(name: str) -> torch.nn.Module:
+    model = bench_model(name)
+    if model.tiny:
+        return meta_copy(build_pipeline(model, torch.device("cpu"), torch.float32).unet)
+    from ...engine.families import meta_unet
+
+    return meta_unet(name)
+
+
+def flop_rows(families: Sequence[str], sizes: dict[str, list[tuple[int, int]]], frames: int, steps: int,
+              scheduler: str, variants: Sequence[str], progress: bool = False) -> list[dict]:
+    """Whole-run FLOPs per family, size and variant, with the ratio to direct inference."""
+    timesteps = sampler_timesteps(steps, scheduler)
+    jobs = [(f, size) for f in families for size in sizes[f]]
+    rows = []
+    bar = tqdm(total=len(jobs) * len(variants), desc="flops", unit="run", disable=not progress, leave=False)
+    for family in families:
+        unet = meta_unet_for(family).to(torch.float16)  # float16: the reuse cache's bytes as on a GPU
+        model = bench_model(family)
+        n_frames = frames if model.video else 0
+        for width, height in sizes[family]:
+            inputs = unet_inputs(unet, height, width, n_frames, "meta", torch.float16)
+            direct = whole_run_flops(unet, inputs, timesteps, None)
+            for variant in variants:
+                options = VARIANTS[variant]
+                apply = None if options is None else dict(height=height, width=width, family=model.family, **options)
+                run = direct if apply is None else whole_run_flops(unet, inputs, timesteps, apply)
+                rows.append({"family": family, "res": f"{width}x{height}", "frames": n_frames, "variant": variant,
+                             "plan": run.plan, "flops": run.flops, "ratio": round(run.flops / direct.flops, 4),
+                             "cache_gib": round(run.cache_bytes / 2**30, 3), "steps": steps, "scheduler": scheduler})
+                bar.update()
+    bar.close()
+    return rows
+
+
+def timing_rows(cases: Sequence[Case], variants: Sequence[str], whole: Sequence[str], *, steps: int,
+                device: torch.device, dtype: torch.dtype, warmup: int = 1, repeats: int = 3,
+                channels_last: bool = False, progress: bool = False,
+                on_row: Callable[[list[dict]], None] | None = None) -> list[dict]:
+    """Step times of `variants` and whole runs of `whole` for every case, one pipeline per model.
+
+    Where direct inference is timed per step but not run whole, its whole run is computed from
+    its step time and the measured VAE decode of another whole run of the same case."""
+    env = environment(device)
+    rows: list[dict] = []
+
+    def add(case: Case, row: dict) -> dict:
+        row = {"model": case.model.name, "family": case.model.family, "res": case.res, "frames": case.frames,
+               **row, "device": str(device), "dtype": str(dtype).removeprefix("torch."),
+               "channels_last": channels_last, **env}
+        rows.append(row)
+        if on_row is not None:
+            on_row(rows)
+        return row
+
+    bar = tqdm(total=len(cases) * (len(variants) + len(whole)), desc="bench", unit="run", disable=not progress,
+               leave=False)
+    for _, group in itertools.groupby(cases, key=lambda c: c.model.name):
+        group = list(group)
+        reset_peak(device)
+        pipe = build_pipeline(group[0].model, device, dtype)
+        if channels_last:
+            pipe.unet.to(memory_format=torch.channels_last)
+        for case in group:
+            step_rows = {}
+            for variant in variants:
+                step_rows[variant] = add(case, time_step(pipe, case, variant, warmup=warmup, repeats=repeats,
+                                                         channels_last=channels_last))
+                bar.update()
+            decode_s = None
+            for variant in whole:
+                row = add(case, time_whole_run(pipe, case, variant, steps))
+                decode_s = decode_s if decode_s is not None else row["decode_s"]
+                bar.update()
+            if "direct" in step_rows and "direct" not in whole and decode_s is not None:
+                add(case, computed_whole_run(step_rows["direct"], decode_s, steps))
+        del pipe
+    bar.close()
+    reset_peak(device)
+    return rows

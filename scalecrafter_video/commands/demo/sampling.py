@@ -1,0 +1,57 @@
+"""Seeded batch sampling for the demo benchmarks, through ShapesPipeline (DDIM + CFG with the
+batch [uncond; cond], so the engine's NDCFG hook applies unchanged)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ...models.shapes.pipeline import ShapesPipeline
+
+BATCH_LAYOUT = "uncond,cond"  # every UNet call below gets [uncond; cond]: NDCFG may run (apply_scalecrafter's batch_layout)
+
+
+def initial_noise(n: int, height: int, width: int, seed: int, frames: int | None = None) -> torch.Tensor:
+    """Per-sample seeded noise: sample i of any case at a given size starts from the same noise.
+    (n, 3, H, W), or (n, 3, frames, H, W) for clips."""
+    shape = (3, height, width) if frames is None else (3, frames, height, width)
+    out = torch.empty(n, *shape)
+    for i in range(n):
+        g = torch.Generator().manual_seed(seed * 100003 + i)
+        out[i] = torch.randn(shape, generator=g)
+    return out
+
+
+def _step_callback(progress):
+    """A diffusers-style `callback_on_step_end` that ticks `progress` and changes nothing (it returns
+    the step's tensors as given, whatever `progress` returns: tqdm's update returns a bool)."""
+    def step_done(pipe, step, timestep, tensors):
+        progress(1)
+        return tensors
+    return step_done
+
+
+@torch.no_grad()
+def sample(model, labels: torch.Tensor, height: int, width: int, *, steps: int = 50, guidance: float = 3.0,
+           eta: float = 1.0, seed: int = 0, batch: int = 8, frames: int | None = None,
+           progress=None) -> np.ndarray:
+    """Images (N, H, W, 3) from a DemoModel, or clips (N, frames, H, W, 3) from a DemoVideoModel,
+    in [0, 1] as float32. `progress` is called with the number of UNet steps done after each step
+    (e.g. a tqdm bar's update)."""
+    pipe = ShapesPipeline.from_model(model)
+    pipe.set_progress_bar_config(disable=True)
+    if pipe.is_video and frames is None:
+        frames = pipe.config.default_frames
+    n = labels.shape[0]
+    device = next(model.unet.parameters()).device  # noise is made on the CPU, then moved
+    noise = initial_noise(n, height, width, seed, frames)
+    names = pipe.config.class_names
+    step_done = None if progress is None else _step_callback(progress)
+    outs = []
+    for lo in range(0, n, batch):
+        g = torch.Generator().manual_seed(seed * 7919 + lo + 1)
+        out = pipe([names[int(i)] for i in labels[lo:lo + batch]], height, width, num_frames=frames,
+                   num_inference_steps=steps, guidance_scale=guidance, eta=eta, generator=g,
+                   latents=noise[lo:lo + batch].to(device), callback_on_step_end=step_done)
+        outs.append(out.frames if pipe.is_video else out.images)
+    return np.concatenate(outs)

@@ -1,0 +1,418 @@
+"""Video front end: load a text-to-video pipeline, apply a method, write H.264 MP4s + JSON sidecars.
+
+Models (``--model``):
+
+- ``animatediff`` (default): SD 1.5 (``stable-diffusion-v1-5/stable-diffusion-v1-5``) + the motion
+  adapter ``guoyww/animatediff-motion-adapter-v1-5-2`` through ``AnimateDiffPipeline`` (the UNet
+  becomes a ``UNetMotionModel``). Any SD-1.5-layout base (alias, hub id, folder) works the same way,
+  with ``--motion-adapter ID`` to pick the adapter.
+- ``zeroscope`` (``cerspense/zeroscope_v2_576w``, 576x320) and ``modelscope``
+  (``ali-vilab/text-to-video-ms-1.7b``, 256x256): ``UNet3DConditionModel`` through diffusers'
+  ``TextToVideoSDPipeline``.
+- ``tiny-video`` / ``tiny-video3d``: built-in random pipelines (noise) for tests and smoke runs.
+
+Only spatial 3x3 convs are re-dilated (the engine's layer rule); motion modules, temporal convs
+and temporal attention run as trained. NDCFG acts on every frame through the engine's UNet hook.
+What is particular to video: the motion adapter, the frame limit of the temporal layers, sampling
+to latents and decoding a few frames at a time (tiled for large frames, so many 1024 px frames
+fit), MP4s, and a motion statistic in every sidecar; with ``--compare`` the same seed is also
+sampled directly (``-direct`` MP4) and its motion recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..engine.errors import ScaleCrafterError
+from ..engine.families import ambiguous_family_error, families_of_layout, get_family
+from ..engine.plan import derive_plan
+from ..engine.presets import check_preset_fits, load_preset, preset_argument
+from ..models.builtin import MAX_FRAMES_3D, text_to_video_pipeline_class
+from ..outputs import files as outputs
+from ..outputs.media import frames_dir_of
+from . import common
+from .loading import (
+    LoadedModel,
+    ModelCache,
+    ModelInfo,
+    build_builtin,
+    find_config,
+    from_pretrained,
+    index_unet_class,
+    is_local_path,
+    read_json,
+    read_model_info,
+    resolve_device,
+    resolve_dtype,
+)
+from .options import GenerateOptions
+from .registry import NO_SDXL_VIDEO, resolve_model
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MOTION_ADAPTER = "guoyww/animatediff-motion-adapter-v1-5-2"
+UNET3D = "UNet3DConditionModel"
+MOTION_UNET = "UNetMotionModel"
+UNET3D_FAMILIES = ("modelscope", "zeroscope")
+DECODE_PIXELS = 8 * 512 * 512  # pixels decoded per VAE call (8 frames at 512 px, 2 at 1024 px)
+
+
+# ---- the model and its motion adapter -------------------------------------------------------------
+def inspect_video_model(opts: GenerateOptions) -> tuple[ModelInfo, dict[str, Any] | None]:
+    """Everything knowable from config files alone: (the model's, the motion adapter's config or None).
+
+    Fails fast (seconds, no weights read) when the model or its motion adapter is missing offline.
+    """
+    ref = resolve_model(opts.model, video=True, family=opts.family)
+    if opts.motion_adapter and (ref.builtin is not None or ref.family in UNET3D_FAMILIES):
+        why = "brings its own motion adapter" if ref.builtin and ref.builtin.motion_adapter else "is a UNet3D video model"
+        raise ScaleCrafterError(
+            f"--motion-adapter only applies to AnimateDiff models built from an SD 1.5 base; {opts.model!r} {why}"
+        )
+    info = read_model_info(ref)
+    if ref.builtin is not None:
+        return info, None
+    index = info.index
+    pipe_class, unet_class = index.get("_class_name"), index_unet_class(index)
+    if pipe_class == "StableDiffusionXLPipeline" or (index.get("text_encoder_2") or [None])[0]:
+        raise ScaleCrafterError(f"model {opts.model!r} is SDXL: {NO_SDXL_VIDEO}")
+    adapter_cfg = None
+    if unet_class == UNET3D:
+        if opts.motion_adapter:
+            raise ScaleCrafterError(
+                f"--motion-adapter only applies to AnimateDiff (an SD 1.5 base); {opts.model!r} is a UNet3D video model"
+            )
+        video_family(info.ref, UNET3D, info.unet_config)  # ModelScope or Zeroscope: named or refused now
+    elif unet_class in (None, "UNet2DConditionModel") or (unet_class == MOTION_UNET and opts.motion_adapter):
+        # an SD 1.5 base (or an AnimateDiff pipeline given another adapter): the adapter must be here too
+        adapter = _adapter_location(opts)
+        what = f"motion adapter {adapter!r}"
+        path = find_config(adapter, "config.json", what, local=is_local_path(adapter), flag="--motion-adapter")
+        adapter_cfg = read_json(path, what) if path is not None else {"_not_cached": True}
+    elif unet_class != MOTION_UNET:
+        raise ScaleCrafterError(
+            f"model {opts.model!r} ({pipe_class}, UNet {unet_class}) is not a supported video model: "
+            "use an SD 1.5 base (AnimateDiff), an AnimateDiff pipeline, or a ModelScope/Zeroscope UNet3D pipeline"
+        )
+    return info, adapter_cfg
+
+
+def _adapter_location(opts: GenerateOptions) -> str:
+    return opts.motion_adapter or DEFAULT_MOTION_ADAPTER
+
+
+def video_family(ref, unet_class: str, unet_config) -> str:
+    """The family of a video model: the one named (--family, a built-in model, a known hub id), else
+    the one its UNet's layout fits (ModelScope and Zeroscope share one: then it must be named), else
+    for a layout of no family (e.g. a small fine-tune) the defaults of its kind."""
+    if ref.family is not None:
+        return ref.family
+    candidates = families_of_layout(unet_class, unet_config)
+    if len(candidates) > 1:
+        raise ambiguous_family_error(unet_class, candidates)
+    if candidates:
+        return candidates[0]
+    return "modelscope" if unet_class == UNET3D else "animatediff"
+
+
+def max_frames_of(info: ModelInfo, adapter_cfg: dict[str, Any] | None) -> int | None:
+    """The most frames the model takes, as far as its config files tell before loading."""
+    if info.ref.builtin is not None:
+        return info.ref.builtin.max_frames
+    if adapter_cfg and "motion_max_seq_length" in adapter_cfg:
+        return int(adapter_cfg["motion_max_seq_length"])
+    if index_unet_class(info.index) == UNET3D:
+        return MAX_FRAMES_3D
+    return 32 if adapter_cfg is not None else None  # the AnimateDiff default when the config is unknown
+
+
+def check_frames(frames: int, max_frames: int | None, what: str) -> None:
+    if max_frames is not None and frames > max_frames:
+        raise ScaleCrafterError(
+            f"{frames} frames is more than {what} supports ({max_frames}: its motion modules' maximum sequence "
+            f"length); use --frames {max_frames} or fewer"
+        )
+
+
+def load_video_pipeline(opts: GenerateOptions, device: str, dtype, inspected=None) -> LoadedModel:
+    """Load the video pipeline of `opts` (alias, hub id, folder, built-in name); one-line errors offline.
+    `inspected`: what `inspect_video_model(opts)` returned, when the caller already has it."""
+    info, adapter_cfg = inspected or inspect_video_model(opts)
+    ref = info.ref
+    if ref.builtin is not None:
+        pipe = build_builtin(ref, device, dtype)
+        adapter = ref.builtin.motion_adapter
+    else:
+        pipe, adapter = _from_pretrained(opts, info, adapter_cfg, dtype)
+        pipe.to(device)
+    unet_class = type(pipe.unet).__name__
+    if unet_class == MOTION_UNET:
+        max_frames = int(getattr(pipe.unet.config, "motion_max_seq_length", None) or 32)
+    else:
+        max_frames = max_frames_of(info, adapter_cfg) or MAX_FRAMES_3D
+    return LoadedModel(pipe, ref, video_family(ref, unet_class, pipe.unet.config), info.revision, adapter, max_frames)
+
+
+def _from_pretrained(opts: GenerateOptions, info: ModelInfo, adapter_cfg: dict[str, Any] | None, dtype):
+    """(pipeline, what the sidecar records as its motion adapter) from a folder or the hub."""
+    ref = info.ref
+    load = dict(local=ref.kind == "local", cached=bool(info.index), dtype=dtype, progress=opts.progress)
+    unet_class = index_unet_class(info.index)
+    if unet_class == UNET3D:
+        return from_pretrained(text_to_video_pipeline_class(), ref.location, ref.describe(), **load), None
+    from diffusers import AnimateDiffPipeline, MotionAdapter
+
+    if unet_class == MOTION_UNET and not opts.motion_adapter:
+        return from_pretrained(AnimateDiffPipeline, ref.location, ref.describe(), **load), "(in the pipeline)"
+    adapter = _adapter_location(opts)
+    motion_adapter = from_pretrained(MotionAdapter, adapter, f"motion adapter {adapter!r}",
+                                     local=is_local_path(adapter), cached=not (adapter_cfg or {}).get("_not_cached"),
+                                     dtype=dtype, progress=opts.progress, flag="--motion-adapter")
+    pipe = from_pretrained(AnimateDiffPipeline, ref.location, ref.describe(), motion_adapter=motion_adapter, **load)
+    if unet_class != MOTION_UNET:  # an image base: give it AnimateDiff's schedule
+        _animatediff_scheduler(pipe)
+    return pipe, adapter
+
+
+def _animatediff_scheduler(pipe) -> None:
+    """AnimateDiff's motion modules were trained on the linear beta schedule (its inference config:
+    beta 0.00085 -> 0.012 linear); SD 1.5's own scheduler says scaled_linear. Keep DDIM's leading
+    spacing (steps_offset 1), on which the plans' reference steps are defined."""
+    from diffusers import DDIMScheduler
+
+    pipe.scheduler = DDIMScheduler.from_config(
+        pipe.scheduler.config, beta_schedule="linear", clip_sample=False, steps_offset=1, timestep_spacing="leading"
+    )
+
+
+def video_method(loaded: LoadedModel, opts: GenerateOptions, guidance: float) -> common.MethodContext:
+    """The method around each video. When the model's base size is its family's, the family goes
+    to the engine (so "auto" finds the family's reference presets); otherwise the base goes too,
+    and "auto" becomes the plan derived for that base, so a 1024 px preset written for a 512 px
+    base never lands on a 64 px model. TextToVideoSDPipeline does not say whether it runs CFG:
+    the guidance scale does."""
+    base, fam = loaded.base, get_family(loaded.family)
+    preset = preset_argument(opts.preset, opts.force_preset)
+    cfg = guidance > 1.0
+    if base == (fam.base_height, fam.base_width):
+        return common.MethodContext(loaded.pipe, opts, preset=preset, family=loaded.family, cfg=cfg)
+    if preset == "auto":
+        levels = len(loaded.pipe.unet.config.block_out_channels)
+        preset = derive_plan(levels, base, (opts.height, opts.width))
+    return common.MethodContext(loaded.pipe, opts, preset=preset, family=loaded.family, base=base, cfg=cfg)
+
+
+# ---- outputs ------------------------------------------------------------------------------------
+def video_targets(opts: GenerateOptions) -> list[dict[str, Any]]:
+    """Every video of the job: prompt, index, seed and the paths it will write."""
+    out_dir, settings = Path(opts.out_dir), opts.output_settings()
+    compare = opts.compare and opts.method != "direct"
+    jobs = []
+    for prompt, j, seed in common.job_samples(opts):
+        stem = outputs.output_stem(prompt, opts.width, opts.height, opts.method, seed, settings, extra=f"{opts.frames}f")
+        jobs.append({
+            "prompt": prompt, "index": j, "seed": seed, "mp4": out_dir / f"{stem}.mp4",
+            "frames_dir": frames_dir_of(out_dir / f"{stem}.mp4") if opts.save_frames else None,
+            "direct_mp4": out_dir / f"{stem}-direct.mp4" if compare else None,
+            "direct_frames_dir": frames_dir_of(out_dir / f"{stem}-direct.mp4") if compare and opts.save_frames else None,
+        })
+    return jobs
+
+
+def job_paths(job: dict[str, Any]) -> list[Path]:
+    """Every file and folder one video job writes."""
+    paths = []
+    for key in ("mp4", "direct_mp4"):
+        if job[key] is not None:
+            paths += [job[key], outputs.sidecar_path(job[key])]
+    return paths + [job[key] for key in ("frames_dir", "direct_frames_dir") if job[key] is not None]
+
+
+def _check_all_targets(jobs: list[dict[str, Any]], overwrite: bool) -> None:
+    files = []
+    for job in jobs:
+        for key in ("mp4", "direct_mp4"):
+            if job[key] is not None:
+                files += [job[key], outputs.sidecar_path(job[key])]
+    outputs.check_targets(files, overwrite)
+    for job in jobs:
+        for key in ("frames_dir", "direct_frames_dir"):
+            d = job[key]
+            if d is not None and d.exists() and not overwrite:
+                raise ScaleCrafterError(f"output folder {str(d)!r} already exists; pass --overwrite or choose another --out")
+
+
+def _check_preset_before_loading(opts: GenerateOptions, info: ModelInfo) -> None:
+    """A named preset that does not fit the model (family, base, size) fails before any weights
+    load where the base is known from the name or the config files; elsewhere it fails when the
+    plan is checked on the loaded pipeline, still before sampling."""
+    base = info.base
+    if opts.method != "scalecrafter" or opts.force_preset or opts.preset == "auto" or base is None:
+        return
+    family, plan = load_preset(opts.preset)
+    check_preset_fits(plan, family, family=info.ref.family, base=base, units="pixels", height=opts.height,
+                      width=opts.width)
+
+
+# ---- sampling and decoding --------------------------------------------------------------------
+def decode_chunk_frames(height: int, width: int) -> int:
+    return max(1, DECODE_PIXELS // max(1, height * width))
+
+
+def decode_latents(pipe, latents, *, chunk: int, progress: bool = False):
+    """(B, C, F, h, w) latents -> (B, F, H, W, 3) float frames in [0, 1], `chunk` frames per VAE call.
+    A pixel-space pipeline (no VAE) samples the frames themselves, in [-1, 1]."""
+    from tqdm.auto import tqdm
+
+    vae = getattr(pipe, "vae", None)
+    if vae is None:
+        return ((latents.float().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 4, 1).cpu().numpy()
+    b, c, f, h, w = latents.shape
+    flat = latents.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w) / vae.config.scaling_factor
+    pieces = []
+    starts = range(0, b * f, chunk)
+    with torch.no_grad():
+        for s in tqdm(starts, desc="decode", unit="chunk", disable=not progress, leave=False):
+            part = flat[s : s + chunk].to(dtype=vae.dtype)
+            img = vae.decode(part, return_dict=False)[0]
+            pieces.append((img.float() / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).cpu())
+    frames = torch.cat(pieces).nan_to_num(0.0)
+    return frames.reshape(b, f, *frames.shape[1:]).numpy()
+
+
+def sample_video(pipe, opts: GenerateOptions, prompt: str, seed: int, guidance: float):
+    """Run the pipeline to latents with a CPU generator seeded by `seed`."""
+    out = common.run_pipeline(pipe, opts, prompt, seed, guidance, num_frames=opts.frames, output_type="latent")
+    latents = out.frames if hasattr(out, "frames") else out[0]
+    if not hasattr(latents, "shape") or latents.ndim != 5:
+        raise RuntimeError(f"{type(pipe).__name__} returned no 5-D latents for output_type='latent'")
+    return latents
+
+
+def _write_video(frames, fps: int, mp4: Path, frames_dir: Path | None, meta: dict, overwrite: bool) -> list[Path]:
+    """Frames folder, MP4, sidecar; on failure remove what this call wrote (each write is atomic)."""
+    import shutil
+
+    from ..outputs.media import write_mp4, write_png_frames
+
+    done: list[Path] = []
+    try:
+        if frames_dir is not None:
+            write_png_frames(frames_dir, frames, overwrite=overwrite)
+            done.append(frames_dir)
+            meta["frames_dir"] = str(frames_dir)
+        write_mp4(mp4, frames, fps, overwrite=overwrite)
+        done.append(mp4)
+        outputs.write_sidecar(mp4, meta)
+    except BaseException:
+        for p in done:
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+        raise
+    return done
+
+
+def generate_videos(opts: GenerateOptions, cache: ModelCache | None = None) -> list[Path]:
+    """Generate every video of `opts`; returns the MP4 paths (each has a .json sidecar next to it).
+    `cache` keeps the loaded pipeline for the next job (`scv ui`).
+
+    Order: checks that need no weights (sizes, frames, names, presets, output collisions, a
+    writable output folder), then the model's config files (fast offline failure; the frame limit
+    of the motion modules; the memory estimate), then the weights; each video is sampled to
+    latents with its own seed, decoded in frame chunks, and written atomically with its sidecar
+    (and, with --compare, the direct video beside it). With `skip_existing`, videos whose files
+    all exist are left as they are.
+    """
+    from tqdm.auto import tqdm
+
+    from ..outputs.media import motion_stats
+
+    common.validate_options(opts)
+    jobs = video_targets(opts)
+    if opts.skip_existing:
+        jobs = outputs.skip_existing(jobs, job_paths, "videos")
+    _check_all_targets(jobs, opts.overwrite)
+    outputs.check_writable(Path(opts.out_dir))
+    info, adapter_cfg = inspect_video_model(opts)
+    common.check_model_options(opts, info.ref, info.ref.family)
+    check_frames(opts.frames, max_frames_of(info, adapter_cfg), f"{opts.model!r}")
+    common.check_size(opts.height, opts.width, info.size_multiple)
+    _check_preset_before_loading(opts, info)
+
+    device = resolve_device(opts.device)
+    dtype = resolve_dtype(opts.dtype, device)
+    chunk = decode_chunk_frames(opts.height, opts.width)
+    if info.configs_known:
+        unet_class = UNET3D if index_unet_class(info.index) == UNET3D else MOTION_UNET
+        common.check_memory(opts, info.unet_config, info.vae_config, info.vae_scale_factor, dtype, device,
+                            video_family(info.ref, unet_class, info.unet_config), decode_frames=chunk)
+    if not jobs:
+        return []
+    t0 = time.perf_counter()
+    loaded = common.load_cached(cache, opts, device, dtype,
+                                lambda: load_video_pipeline(opts, device, dtype, (info, adapter_cfg)))
+    pipe, family = loaded.pipe, loaded.family
+    check_frames(opts.frames, loaded.max_frames, f"{opts.model!r}")
+    common.check_size(opts.height, opts.width, common.size_multiple(pipe))
+    if not info.configs_known:
+        common.check_memory(opts, dict(pipe.unet.config), dict(pipe.vae.config), int(pipe.vae_scale_factor), dtype,
+                            device, family, decode_frames=chunk)
+    logger.info("loaded %s (%s, family %s) in %.1fs", loaded.ref.location, type(pipe.unet).__name__, family,
+                time.perf_counter() - t0)
+
+    sampling = common.prepare_pipeline(pipe, opts, family)
+    guidance = sampling.guidance
+    method = video_method(loaded, opts, guidance)
+    method.check()
+    outputs.prepare_out_dir(Path(opts.out_dir))
+    base_meta = common.job_sidecar(opts, loaded, sampling, device=device, dtype=dtype)
+    base_meta.update(motion_adapter=loaded.motion_adapter, frames=opts.frames, fps=opts.fps, decode_chunk_frames=chunk,
+                     video_codec="h264 (libx264), yuv420p, crf 18",
+                     output_settings=opts.output_settings())  # what the name's hash covers, with the prompt
+
+    written: list[Path] = []
+    for job in tqdm(jobs, desc="videos", unit="video", disable=not opts.progress or len(jobs) == 1):
+        start = time.perf_counter()
+        with method as method_meta:
+            latents = sample_video(pipe, opts, job["prompt"], job["seed"], guidance)
+        frames = decode_latents(pipe, latents, chunk=chunk, progress=opts.progress)[0]
+        motion = motion_stats(frames)
+        meta = {"prompt": job["prompt"], "seed": job["seed"], "index": job["index"], **base_meta, **method_meta}
+        meta["motion"] = motion
+        meta["seconds"] = round(time.perf_counter() - start, 3)
+
+        if job["direct_mp4"] is not None:
+            d_start = time.perf_counter()
+            d_latents = sample_video(pipe, opts, job["prompt"], job["seed"], guidance)
+            d_frames = decode_latents(pipe, d_latents, chunk=chunk, progress=opts.progress)[0]
+            d_motion = motion_stats(d_frames)
+            d_meta = {"prompt": job["prompt"], "seed": job["seed"], "index": job["index"], **base_meta,
+                      "method": "direct", "preset": None, "ndcfg": None, "dispersion": None, "progressive": None,
+                      "force_preset": None, "plan": None,
+                      "motion": d_motion, "compare_of": str(job["mp4"])}
+            d_meta["seconds"] = round(time.perf_counter() - d_start, 3)
+            d_meta["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            meta["compare"] = {
+                "direct_mp4": str(job["direct_mp4"]),
+                "direct_motion": d_motion,
+                "motion_ratio": _ratio(motion["mean_abs_frame_diff"], d_motion["mean_abs_frame_diff"]),
+                "coarse_motion_ratio": _ratio(motion["coarse_abs_frame_diff"], d_motion["coarse_abs_frame_diff"]),
+            }
+            _write_video(d_frames, opts.fps, job["direct_mp4"], job["direct_frames_dir"], d_meta, opts.overwrite)
+        meta["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        _write_video(frames, opts.fps, job["mp4"], job["frames_dir"], meta, opts.overwrite)
+        logger.info("wrote %s (motion %.4f)", job["mp4"], motion["mean_abs_frame_diff"])
+        written.append(job["mp4"])
+        if job["direct_mp4"] is not None:
+            written.append(job["direct_mp4"])
+    return written
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return None if b == 0 or not math.isfinite(b) else round(a / b, 6)
