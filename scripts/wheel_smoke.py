@@ -139,12 +139,12 @@ def unknown_pipeline_warns_and_runs_without_ndcfg(checkout: Path):
 
 @check
 def video_mp4_follows_the_umask(checkout: Path):
+    from scalecrafter_video.jobs.generate import run_job
     from scalecrafter_video.jobs.options import GenerateOptions
-    from scalecrafter_video.jobs.video import generate_videos
 
     old = os.umask(0o022)
     try:
-        (mp4,) = generate_videos(GenerateOptions(prompts=["x"], height=64, width=64, model="tiny-video", steps=1,
+        (mp4,) = run_job(GenerateOptions(prompts=["x"], height=64, width=64, model="tiny-video", steps=1,
                                                  frames=2, out_dir=Path("out/umask"), video=True, progress=False))
     finally:
         os.umask(old)

@@ -10,6 +10,7 @@ import pytest
 
 from scalecrafter_video import ScaleCrafterError, apply_scalecrafter, remove_scalecrafter
 from scalecrafter_video.jobs import image, resources, video
+from scalecrafter_video.jobs.generate import run_job, targets
 from scalecrafter_video.models import tiny
 
 GEN = ("generate", "--no-progress", "--steps", "2")
@@ -169,7 +170,7 @@ def test_skip_existing_refuses_a_half_written_item(scv, tmp_path, no_loading):
     from scalecrafter_video.jobs.options import GenerateOptions
 
     opts = GenerateOptions(prompts=["x"], height=64, width=64, model="tiny-sd", steps=2, out_dir=tmp_path)
-    png = image.image_targets(opts)[0][3]
+    png = targets(opts)[0].path
     png.write_bytes(b"png without its sidecar")
     code, out, err = scv(*GEN, "--model", "tiny-sd", "--prompt", "x", "--res", "64x64", "--out", tmp_path,
                          "--skip-existing")
@@ -180,7 +181,7 @@ def test_api_refuses_skip_existing_with_overwrite(tmp_path):
     from scalecrafter_video.jobs.options import GenerateOptions
 
     with pytest.raises(ScaleCrafterError, match="pass one of them"):
-        image.generate_images(GenerateOptions(prompts=["x"], height=64, width=64, model="tiny-sd", out_dir=tmp_path,
+        run_job(GenerateOptions(prompts=["x"], height=64, width=64, model="tiny-sd", out_dir=tmp_path,
                                               overwrite=True, skip_existing=True))
 
 

@@ -23,7 +23,7 @@ from scalecrafter_video.commands.bench.models import (
 )
 from scalecrafter_video.commands.bench.run import meta_unet_for
 from scalecrafter_video.commands.bench.suite import run_suite
-from scalecrafter_video.jobs.common import sampler_timesteps
+from scalecrafter_video.jobs.sampling import sampler_timesteps
 from tests.test_reuse import PLAN as MOVING_PREFIX
 
 torch.set_num_threads(1)

@@ -188,12 +188,12 @@ def test_no_overwrite_then_overwrite(scv, tmp_path):
 
 
 def test_all_targets_checked_before_generating(scv, tmp_path):
-    from scalecrafter_video.jobs.image import image_targets
+    from scalecrafter_video.jobs.generate import targets
     from scalecrafter_video.jobs.options import GenerateOptions
 
     opts = GenerateOptions(prompts=["p"], height=64, width=64, model="tiny-sd", method="direct", steps=4,
                            num_per_prompt=2, out_dir=tmp_path)
-    second = image_targets(opts)[1][3].with_suffix(".json")
+    second = targets(opts)[1].path.with_suffix(".json")
     second.write_text("{}")  # the second image's sidecar exists
     code, out, err = scv(*GEN, "--model", "tiny-sd", "--prompt", "p", "--res", "64x64", "--out", tmp_path,
                          "--num-per-prompt", "2", "--method", "direct")
@@ -376,14 +376,14 @@ def test_module_entry_point_subprocess(tmp_path):
 
 # ---- video dispatch -------------------------------------------------------------------------
 def test_video_flag_dispatches_with_video_defaults(scv, tmp_path, monkeypatch):
-    video = pytest.importorskip("scalecrafter_video.jobs.video")
+    generate = pytest.importorskip("scalecrafter_video.jobs.generate")
     seen = {}
 
     def fake(opts):
         seen["opts"] = opts
         return [tmp_path / "v.mp4"]
 
-    monkeypatch.setattr(video, "generate_videos", fake)
+    monkeypatch.setattr(generate, "run_job", fake)
     code, out, err = scv("generate", "--video", "--prompt", "waves", "--res", "768x512", "--out", tmp_path)
     assert code == 0, err
     opts = seen["opts"]

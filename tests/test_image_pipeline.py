@@ -9,7 +9,7 @@ import torch
 
 from scalecrafter_video import Plan, Rule, ScaleCrafterError, apply_scalecrafter, remove_scalecrafter, scalecrafter
 from scalecrafter_video.engine.families import defaults_family
-from scalecrafter_video.jobs import common, image, loading
+from scalecrafter_video.jobs import checks, image, loading, sampling
 from scalecrafter_video.jobs.registry import resolve_model
 from scalecrafter_video.models.tiny import tiny_tokenizer
 
@@ -98,7 +98,7 @@ def test_patch_tri_state_in_pipeline(tiny_sd):
 
 # ---- helpers --------------------------------------------------------------------------------
 def test_check_size():
-    common.check_size(128, 64, 64)
+    checks.check_size(128, 64, 64)
     for (h, w, m), message in {
         (0, 64, 8): "positive",
         (64, -8, 8): "positive",
@@ -108,7 +108,7 @@ def test_check_size():
         (64, 40, 64): "use 64",
     }.items():
         with pytest.raises(ScaleCrafterError, match=message):
-            common.check_size(h, w, m)
+            checks.check_size(h, w, m)
 
 
 def test_resolve_model_aliases_and_paths(tmp_path):
@@ -130,11 +130,11 @@ def test_defaults_family_reads_the_config_not_the_name():
 
 
 def test_vae_tiling_auto_rule():
-    assert not common.wants_vae_tiling("auto", "sd15", 1536, 1536)
-    assert common.wants_vae_tiling("auto", "sd15", 1024, 2048)
-    assert not common.wants_vae_tiling("auto", "sdxl", 1024, 1024)
-    assert common.wants_vae_tiling("auto", "sdxl", 1024, 1280)
-    assert common.wants_vae_tiling("on", "sd15", 64, 64) and not common.wants_vae_tiling("off", "sdxl", 4096, 4096)
+    assert not sampling.wants_vae_tiling("auto", "sd15", 1536, 1536)
+    assert sampling.wants_vae_tiling("auto", "sd15", 1024, 2048)
+    assert not sampling.wants_vae_tiling("auto", "sdxl", 1024, 1024)
+    assert sampling.wants_vae_tiling("auto", "sdxl", 1024, 1280)
+    assert sampling.wants_vae_tiling("on", "sd15", 64, 64) and not sampling.wants_vae_tiling("off", "sdxl", 4096, 4096)
 
 
 def test_hub_unreachable_is_one_line(monkeypatch, empty_hf_cache):

@@ -8,9 +8,9 @@ import subprocess
 
 import numpy as np
 import pytest
-from scalecrafter_video.outputs.media import motion_stats, read_video, write_mp4, write_png_frames
 
 from scalecrafter_video.engine.errors import ScaleCrafterError
+from scalecrafter_video.outputs.media import motion_stats, read_video, write_mp4, write_png_frames
 
 
 def _clip(n=8, h=64, w=96, seed=0):
@@ -139,10 +139,10 @@ def test_mp4_and_frame_folder_follow_the_umask(tmp_path, umask_022):
 
 
 def test_tiny_video_mp4_is_0644(tmp_path, umask_022):
+    from scalecrafter_video.jobs.generate import run_job
     from scalecrafter_video.jobs.options import GenerateOptions
-    from scalecrafter_video.jobs.video import generate_videos
 
-    (mp4,) = generate_videos(GenerateOptions(prompts=["x"], height=64, width=64, model="tiny-video", steps=1, frames=2,
+    (mp4,) = run_job(GenerateOptions(prompts=["x"], height=64, width=64, model="tiny-video", steps=1, frames=2,
                                              out_dir=tmp_path, video=True, progress=False, save_frames=True))
     assert stat.S_IMODE(mp4.stat().st_mode) == 0o644
     assert stat.S_IMODE(mp4.with_suffix(".json").stat().st_mode) == 0o644

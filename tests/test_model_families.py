@@ -7,10 +7,10 @@ import pytest
 
 from scalecrafter_video.engine.errors import ScaleCrafterError
 from scalecrafter_video.engine.families import KNOWN_MODELS, meta_unet
+from scalecrafter_video.jobs.generate import run_job
 from scalecrafter_video.jobs.image import image_family
 from scalecrafter_video.jobs.options import GenerateOptions
 from scalecrafter_video.jobs.registry import resolve_model
-from scalecrafter_video.jobs.video import generate_videos
 
 
 @pytest.mark.parametrize("model, family", [
@@ -51,10 +51,10 @@ def test_unet3d_folder_needs_family_whatever_its_name(tmp_path, scv):
                          "--out", tmp_path / "out")
     assert code == 2 and "--family" in err and len(err.strip().splitlines()) == 1
     with pytest.raises(ScaleCrafterError, match="several model families.*pass family= one of modelscope, zeroscope"):
-        generate_videos(GenerateOptions(**opts))
+        run_job(GenerateOptions(**opts))
     assert not (tmp_path / "out").exists()
     with pytest.raises(ScaleCrafterError, match="could not be loaded"):
-        generate_videos(GenerateOptions(**opts, family="zeroscope"))
+        run_job(GenerateOptions(**opts, family="zeroscope"))
 
 
 def test_family_must_match_the_kind(tmp_path, scv):

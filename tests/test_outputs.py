@@ -34,11 +34,11 @@ def test_stem_hashes_prompt_and_settings():
 
 
 def test_names_differ_for_every_setting_that_changes_the_output(tmp_path):
-    from scalecrafter_video.jobs.image import image_targets
+    from scalecrafter_video.jobs.generate import targets
     from scalecrafter_video.jobs.options import GenerateOptions
 
     def name(**kw):
-        return image_targets(GenerateOptions(prompts=["日本語の猫"], height=1024, width=1024, **kw))[0][3].name
+        return targets(GenerateOptions(prompts=["日本語の猫"], height=1024, width=1024, **kw))[0].path.name
 
     base = name()
     assert base.startswith("日本語の猫-1024x1024-scalecrafter-seed0-")
@@ -56,7 +56,7 @@ def test_names_differ_for_every_setting_that_changes_the_output(tmp_path):
     # options a method does not read, and output-only options, leave the name alone
     assert name(method="direct", ndcfg=False) == name(method="direct")
     assert name(overwrite=True, progress=False, device="cpu") == base
-    assert image_targets(GenerateOptions(prompts=["日本語の犬"], height=1024, width=1024))[0][3].name != base
+    assert targets(GenerateOptions(prompts=["日本語の犬"], height=1024, width=1024))[0].path.name != base
 
 
 def test_check_targets(tmp_path):

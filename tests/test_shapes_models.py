@@ -35,7 +35,7 @@ def test_generate_a_class_at_2x_writes_png_and_sidecar(scv, tmp_path):
 
 
 def test_the_same_job_through_the_api_is_the_same_image(scv, tmp_path):
-    from scalecrafter_video.jobs.image import generate_images
+    from scalecrafter_video.jobs.generate import run_job
     from scalecrafter_video.jobs.options import GenerateOptions
 
     code, _, err = scv("generate", "--model", "shapes32", "--prompt", "square", "--res", "64x32", "--steps", 3,
@@ -43,7 +43,7 @@ def test_the_same_job_through_the_api_is_the_same_image(scv, tmp_path):
     assert code == 0, err
     opts = GenerateOptions(model="shapes32", prompts=["square"], width=64, height=32, steps=3,
                            out_dir=tmp_path / "api", progress=False)
-    (api,) = generate_images(opts)
+    (api,) = run_job(opts)
     (cli,) = [p for p in _outputs(tmp_path / "cli") if p.suffix == ".png"]
     assert np.array_equal(np.asarray(Image.open(api)), np.asarray(Image.open(cli)))
     assert Image.open(api).size == (64, 32)

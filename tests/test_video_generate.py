@@ -7,11 +7,11 @@ import re
 
 import pytest
 import torch
-from scalecrafter_video.outputs.media import read_video
 
 from scalecrafter_video.engine.errors import ScaleCrafterError
+from scalecrafter_video.jobs.generate import run_job
 from scalecrafter_video.jobs.options import GenerateOptions
-from scalecrafter_video.jobs.video import generate_videos
+from scalecrafter_video.outputs.media import read_video
 
 torch.set_num_threads(1)
 
@@ -33,7 +33,7 @@ def _sidecar(path):
 
 
 def test_tiny_video_compare_and_frames(tmp_path):
-    paths = generate_videos(_opts(tmp_path, compare=True, save_frames=True, fps=6))
+    paths = run_job(_opts(tmp_path, compare=True, save_frames=True, fps=6))
     main, direct = paths
     assert re.fullmatch(r"a-red-fox-running-128x128-scalecrafter-8f-seed0-[0-9a-f]{8}\.mp4", main.name), main.name
     assert direct.name == main.stem + "-direct.mp4"
@@ -65,7 +65,7 @@ def test_tiny_video_compare_and_frames(tmp_path):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(video, "load_video_pipeline", forbidden)
         with pytest.raises(ScaleCrafterError, match="already exists"):
-            generate_videos(_opts(tmp_path, compare=True, save_frames=True, fps=6))
+            run_job(_opts(tmp_path, compare=True, save_frames=True, fps=6))
 
 
 def test_tiny_video3d_through_cli(tmp_path, capsys):
@@ -91,7 +91,7 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(media, "write_mp4", boom)
     with pytest.raises(OSError, match="disk full"):
-        generate_videos(_opts(tmp_path, model="tiny-video3d", frames=2, height=64, width=64, save_frames=True))
+        run_job(_opts(tmp_path, model="tiny-video3d", frames=2, height=64, width=64, save_frames=True))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -110,7 +110,7 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
 )
 def test_errors_before_loading(tmp_path, kw, match, no_weights_or_network):
     with pytest.raises(ScaleCrafterError, match=match) as info:
-        generate_videos(_opts(tmp_path / "out", **kw))
+        run_job(_opts(tmp_path / "out", **kw))
     assert "\n" not in str(info.value)
     assert not (tmp_path / "out").exists()
 
@@ -122,11 +122,11 @@ def test_missing_motion_adapter_offline(tmp_path, no_weights_or_network):
     (base / "model_index.json").write_text(json.dumps(
         {"_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "UNet2DConditionModel"]}))
     with pytest.raises(ScaleCrafterError, match="motion adapter 'scv-test/no-such-adapter' is not in the local") as e:
-        generate_videos(_opts(tmp_path / "out", model=str(base), motion_adapter="scv-test/no-such-adapter"))
+        run_job(_opts(tmp_path / "out", model=str(base), motion_adapter="scv-test/no-such-adapter"))
     assert "`hf download scv-test/no-such-adapter`" in str(e.value) and "--motion-adapter /path" in str(e.value)
     # the default adapter is named the same way when --motion-adapter is not given
     with pytest.raises(ScaleCrafterError, match="guoyww/animatediff-motion-adapter-v1-5-2"):
-        generate_videos(_opts(tmp_path / "out", model=str(base)))
+        run_job(_opts(tmp_path / "out", model=str(base)))
 
 
 @pytest.mark.parametrize("model", ["tiny-video", "tiny-video3d"])
@@ -145,7 +145,7 @@ def test_4x_plan_runs_ndcfg_and_dispersion_in_the_pipeline(tmp_path, monkeypatch
         return loaded
 
     monkeypatch.setattr(video, "load_video_pipeline", load)
-    (mp4,) = generate_videos(_opts(tmp_path, model=model, height=256, width=256, frames=2, steps=2, dispersion=True))
+    (mp4,) = run_job(_opts(tmp_path, model=model, height=256, width=256, frames=2, steps=2, dispersion=True))
     meta = _sidecar(mp4)
     plan = meta["plan"]
     assert plan["ndcfg_stop"] == 35 and plan["damped"] and plan["dispersion"] and meta["dispersion"] is True

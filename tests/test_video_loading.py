@@ -7,12 +7,12 @@ import json
 
 import pytest
 import torch
-from scalecrafter_video.outputs.media import read_video
 
 from scalecrafter_video.engine.errors import ScaleCrafterError
+from scalecrafter_video.jobs.generate import run_job
 from scalecrafter_video.jobs.options import GenerateOptions
-from scalecrafter_video.jobs.video import generate_videos
 from scalecrafter_video.models import tiny as tv
+from scalecrafter_video.outputs.media import read_video
 
 torch.set_num_threads(1)
 
@@ -46,7 +46,7 @@ def _opts(out, **kw):
 
 
 def test_animatediff_from_local_base_and_adapter(folders, tmp_path):
-    (mp4,) = generate_videos(_opts(tmp_path, model=str(folders / "sd-base"), motion_adapter=str(folders / "adapter8")))
+    (mp4,) = run_job(_opts(tmp_path, model=str(folders / "sd-base"), motion_adapter=str(folders / "adapter8")))
     assert read_video(mp4).shape == (4, 128, 128, 3)
     meta = json.loads(mp4.with_suffix(".json").read_text())
     assert meta["pipeline"] == "AnimateDiffPipeline" and meta["unet_class"] == "UNetMotionModel"
@@ -58,12 +58,12 @@ def test_animatediff_from_local_base_and_adapter(folders, tmp_path):
 
 def test_adapter_frame_limit_read_before_weights(folders, tmp_path):
     with pytest.raises(ScaleCrafterError, match=r"9 frames is more than .*\(8"):
-        generate_videos(_opts(tmp_path, model=str(folders / "sd-base"), motion_adapter=str(folders / "adapter8"),
+        run_job(_opts(tmp_path, model=str(folders / "sd-base"), motion_adapter=str(folders / "adapter8"),
                               frames=9))
 
 
 def test_text_to_video_from_local_folder(folders, tmp_path):
-    (mp4,) = generate_videos(_opts(tmp_path, model=str(folders / "t2v"), method="direct"))
+    (mp4,) = run_job(_opts(tmp_path, model=str(folders / "t2v"), method="direct"))
     assert read_video(mp4).shape == (4, 128, 128, 3)
     meta = json.loads(mp4.with_suffix(".json").read_text())
     assert meta["pipeline"] == "TextToVideoSDPipeline" and meta["family"] == "modelscope"
@@ -72,7 +72,7 @@ def test_text_to_video_from_local_folder(folders, tmp_path):
 
 def test_image_folder_without_adapter_is_refused_clearly(folders, tmp_path):
     with pytest.raises(ScaleCrafterError, match="motion adapter 'guoyww/animatediff-motion-adapter-v1-5-2'"):
-        generate_videos(_opts(tmp_path, model=str(folders / "sd-base")))
+        run_job(_opts(tmp_path, model=str(folders / "sd-base")))
 
 
 def test_adapter_folder_without_weights_names_the_adapter(folders, tmp_path):
@@ -80,6 +80,6 @@ def test_adapter_folder_without_weights_names_the_adapter(folders, tmp_path):
     broken.mkdir()
     (broken / "config.json").write_text((folders / "adapter8" / "config.json").read_text())
     with pytest.raises(ScaleCrafterError, match=r"^motion adapter '.*adapter-config-only' could not be loaded") as e:
-        generate_videos(_opts(tmp_path / "out", model=str(folders / "sd-base"), motion_adapter=str(broken)))
+        run_job(_opts(tmp_path / "out", model=str(folders / "sd-base"), motion_adapter=str(broken)))
     assert "\n" not in str(e.value)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -315,14 +315,9 @@ def cmd_generate(args: argparse.Namespace, argv: list[str]) -> int:
         save_frames=args.save_frames,
         compare=args.compare,
     )
-    if args.video:
-        from ..jobs.video import generate_videos
+    from ..jobs.generate import run_job
 
-        paths = generate_videos(opts)
-    else:
-        from ..jobs.image import generate_images
-
-        paths = generate_images(opts)
+    paths = run_job(opts)
     for path in paths:
         print(path)
     return 0

@@ -9,7 +9,8 @@ from ..engine.families import get_family
 from ..engine.layers import block_of
 from ..engine.plan import Plan
 from ..engine.presets import family_layers, preset_argument, presets, resolve_plan
-from ..jobs.common import check_size, check_steps, sampler_timesteps
+from ..jobs.checks import check_size, check_steps
+from ..jobs.sampling import sampler_timesteps
 
 
 def plan_rows(family: str, width: int, height: int, steps: int, preset: str = "auto",

@@ -106,6 +106,12 @@ _FREEU_SDXL = dict(b1=1.1, b2=1.2, s1=0.6, s2=0.4)
 _FREEU_MODELSCOPE = dict(b1=1.5, b2=1.6, s1=0.9, s2=0.2)
 
 
+def size_multiple(levels: int, pixels_per_sample: int = 1) -> int:
+    """Per side, what a size must be a multiple of (the one rule): one 2x per downsampling level of a
+    UNet with `levels` levels, times the pixels per UNet sample (the VAE's factor; 1 in samples)."""
+    return pixels_per_sample * 2 ** (levels - 1)
+
+
 @dataclass(frozen=True)
 class Family:
     """A UNet layout and how it is sampled by default."""
@@ -127,8 +133,8 @@ class Family:
 
     @property
     def size_multiple(self) -> int:
-        """Pixels per side the layout needs: the VAE factor times one 2x per downsampling level."""
-        return self.latent_factor * 2 ** (self.levels - 1)
+        """Pixels per side the layout needs."""
+        return size_multiple(self.levels, self.latent_factor)
 
 
 FAMILIES: dict[str, Family] = {

@@ -67,6 +67,7 @@ def pixels_per_sample(pipe) -> int:
 
 
 def check_size(height, width) -> None:
+    """Both sides whole positive numbers, else a one-line error (the one size check; jobs add their limits)."""
     for name, value in (("height", height), ("width", width)):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ScaleCrafterError(f"{name} must be a positive integer, got {value!r}")

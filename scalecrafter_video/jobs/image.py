@@ -1,4 +1,4 @@
-"""Image front end: load a Stable Diffusion / SDXL pipeline, apply a method, write PNGs + sidecars.
+"""Image jobs: what an image job does that a video job does not (the runner does the rest).
 
 Models are named by alias (sd15, sd21, sdxl), hub id, local diffusers folder, or a built-in model
 (tiny-sd, tiny-sdxl); `loading` finds them without the network. What is particular to images:
@@ -10,8 +10,6 @@ name), so fine-tunes and local copies behave like their base model.
 from __future__ import annotations
 
 import logging
-import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -21,21 +19,20 @@ from ..engine.errors import ScaleCrafterError
 from ..engine.families import defaults_family
 from ..engine.presets import preset_argument
 from ..outputs import files as outputs
-from . import common
+from . import runner
 from .loading import (
     LoadedModel,
-    ModelCache,
     ModelInfo,
     ModelRef,
     build_builtin,
     from_pretrained,
     index_unet_class,
     read_model_info,
-    resolve_device,
-    resolve_dtype,
 )
+from .method import MethodContext
 from .options import GenerateOptions
 from .registry import resolve_model
+from .sampling import run_pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -121,84 +118,61 @@ def check_plan(info: ModelInfo, opts: GenerateOptions) -> None:
     image_method(_MetaPipeline(unet, info.vae_scale_factor), opts).check()
 
 
-def image_method(pipe, opts: GenerateOptions) -> common.MethodContext:
+def image_method(pipe, opts: GenerateOptions) -> MethodContext:
     """The method around each image; the engine decides the family from the UNet unless --family names it."""
-    return common.MethodContext(pipe, opts, preset=preset_argument(opts.preset, opts.force_preset), family=opts.family)
+    return MethodContext(pipe, opts, preset=preset_argument(opts.preset, opts.force_preset), family=opts.family)
 
 
-# ---- generation -------------------------------------------------------------------------------
-def image_targets(opts: GenerateOptions) -> list[tuple[str, int, int, Path]]:
-    """(prompt, index within the prompt, seed, path) of every image of the job, in order."""
-    out_dir, settings = Path(opts.out_dir), opts.output_settings()
-    jobs = []
-    for prompt, j, seed in common.job_samples(opts):
-        stem = outputs.output_stem(prompt, opts.width, opts.height, opts.method, seed, settings)
-        jobs.append((prompt, j, seed, out_dir / f"{stem}.png"))
-    return jobs
+# ---- the image kind of job ---------------------------------------------------------------------
+class ImageKind:
+    """Images: PNGs from StableDiffusionPipeline / StableDiffusionXLPipeline and the built-in image models."""
 
+    name, noun, suffix = "image", "images", ".png"
 
-def generate_images(opts: GenerateOptions, cache: ModelCache | None = None) -> list[Path]:
-    """Generate every image of `opts`; returns the PNG paths (each has a .json sidecar next to it).
-    `cache` keeps the loaded pipeline for the next job (`scv ui`).
+    def name_extra(self, opts: GenerateOptions) -> str:
+        return ""
 
-    All checks run first (sizes, names, presets, output collisions, a writable output folder, the
-    memory estimate), then the model loads (failing fast when it is missing offline), then each
-    image is sampled with its own seed and written atomically together with its sidecar. With
-    `skip_existing`, images whose PNG and sidecar both exist are left as they are.
-    """
-    from tqdm.auto import tqdm
+    def inspect(self, opts: GenerateOptions) -> runner.Inspected:
+        info = inspect_model(opts.model, opts.family)
+        family = image_family(info.ref, info.unet_config, opts.family) if info.unet_config else opts.family
+        return runner.Inspected(info, family)
 
-    common.validate_options(opts)
-    jobs = image_targets(opts)
-    if opts.skip_existing:
-        jobs = outputs.skip_existing(jobs, lambda job: [job[3], outputs.sidecar_path(job[3])], "images")
-    outputs.check_targets([p for *_, p in jobs] + [outputs.sidecar_path(p) for *_, p in jobs], opts.overwrite)
-    outputs.check_writable(Path(opts.out_dir))
+    def check_plan(self, inspected: runner.Inspected, opts: GenerateOptions) -> None:
+        check_plan(inspected.info, opts)
 
-    device = resolve_device(opts.device)
-    dtype = resolve_dtype(opts.dtype, device)
-    info = inspect_model(opts.model, opts.family)
-    known_family = image_family(info.ref, info.unet_config, opts.family) if info.unet_config else opts.family
-    common.check_model_options(opts, info.ref, known_family)
-    common.check_size(opts.height, opts.width, info.size_multiple)
-    if opts.method == "scalecrafter":
-        check_plan(info, opts)
-    if info.configs_known:
-        common.check_memory(opts, info.unet_config, info.vae_config, info.vae_scale_factor, dtype, device,
-                            known_family)
-    if not jobs:
-        return []
-    t0 = time.perf_counter()
-    loaded = common.load_cached(cache, opts, device, dtype, lambda: load_pipeline(
-        info, device=device, dtype=dtype, progress=opts.progress, family=opts.family))
-    pipe, family = loaded.pipe, loaded.family
-    common.check_size(opts.height, opts.width, common.size_multiple(pipe))
-    if not info.configs_known:
-        common.check_memory(opts, dict(pipe.unet.config), dict(pipe.vae.config), int(pipe.vae_scale_factor), dtype,
-                            device, family)
-    logger.info("loaded %s (family %s) in %.1fs", loaded.ref.location, family, time.perf_counter() - t0)
+    def decode_frames(self, opts: GenerateOptions) -> None:
+        return None
 
-    sampling = common.prepare_pipeline(pipe, opts, family)
-    base_meta = common.job_sidecar(opts, loaded, sampling, device=device, dtype=dtype)
-    base_meta["output_settings"] = opts.output_settings()  # what the name's hash covers, with the prompt
+    def load(self, opts: GenerateOptions, inspected: runner.Inspected, device: str, dtype) -> LoadedModel:
+        return load_pipeline(inspected.info, device=device, dtype=dtype, progress=opts.progress, family=opts.family)
 
-    method = image_method(pipe, opts)
-    method.check()
-    outputs.prepare_out_dir(Path(opts.out_dir))
-    written: list[Path] = []
-    for prompt, index, seed, path in tqdm(jobs, desc="images", unit="img", disable=not opts.progress):
-        start = time.perf_counter()
-        with method as method_meta:
-            result = common.run_pipeline(pipe, opts, prompt, seed, sampling.guidance, output_type="pil")
-        meta = {"prompt": prompt, "seed": seed, "index": index, **base_meta, **method_meta}
-        meta["seconds"] = round(time.perf_counter() - start, 3)
-        meta["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        nsfw = getattr(result, "nsfw_content_detected", None)
+    def check_loaded(self, loaded: LoadedModel, opts: GenerateOptions) -> None:
+        return None
+
+    def method(self, loaded: LoadedModel, opts: GenerateOptions, guidance: float) -> MethodContext:
+        return image_method(loaded.pipe, opts)
+
+    def render(self, pipe, opts: GenerateOptions, prompt: str, seed: int, guidance: float):
+        return run_pipeline(pipe, opts, prompt, seed, guidance, output_type="pil")
+
+    def decode(self, pipe, raw, opts: GenerateOptions):
+        return raw.images[0]
+
+    def job_fields(self, loaded: LoadedModel, opts: GenerateOptions) -> dict[str, Any]:
+        return {}
+
+    def output_fields(self, output, raw) -> dict[str, Any]:
+        nsfw = getattr(raw, "nsfw_content_detected", None)
         if nsfw and nsfw[0]:
-            meta["nsfw_content_detected"] = True
-            logger.warning("%s: the safety checker blacked out this image", path.name)
-        outputs.save_image(result.images[0], path)
-        outputs.write_sidecar(path, meta)
-        logger.info("wrote %s", path)
-        written.append(path)
-    return written
+            logger.warning("the safety checker blacked out an image")
+            return {"nsfw_content_detected": True}
+        return {}
+
+    def compare(self, sample, direct, direct_path: Path) -> dict[str, Any]:
+        raise ScaleCrafterError("--compare writes a direct video beside each video; images have no --compare")
+
+    def write(self, output, path: Path, opts: GenerateOptions, overwrite: bool) -> None:
+        outputs.save_image(output, path)
+
+
+IMAGE = ImageKind()

@@ -25,7 +25,7 @@ import torch
 from huggingface_hub import constants, try_to_load_from_cache
 
 from ..engine.errors import ScaleCrafterError
-from ..engine.families import get_family
+from ..engine.families import get_family, size_multiple
 from ..models.builtin import BuiltinModel
 from ..models.diffusers_warnings import quiet_empty_fp32_warning
 from .options import DTYPES
@@ -68,7 +68,7 @@ class ModelInfo:
         when neither is known before loading."""
         channels = (self.unet_config or {}).get("block_out_channels")
         if channels:
-            return self.vae_scale_factor * 2 ** (len(channels) - 1)
+            return size_multiple(len(channels), self.vae_scale_factor)
         return get_family(self.ref.family).size_multiple if self.ref.family else None
 
     @property

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +33,9 @@ from ..engine.families import ambiguous_family_error, families_of_layout, get_fa
 from ..engine.plan import derive_plan
 from ..engine.presets import check_preset_fits, load_preset, preset_argument
 from ..models.builtin import MAX_FRAMES_3D, text_to_video_pipeline_class
-from ..outputs import files as outputs
-from ..outputs.media import frames_dir_of
-from . import common
+from . import runner
 from .loading import (
     LoadedModel,
-    ModelCache,
     ModelInfo,
     build_builtin,
     find_config,
@@ -49,11 +44,11 @@ from .loading import (
     is_local_path,
     read_json,
     read_model_info,
-    resolve_device,
-    resolve_dtype,
 )
+from .method import MethodContext
 from .options import GenerateOptions
 from .registry import NO_SDXL_VIDEO, resolve_model
+from .sampling import run_pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +56,7 @@ DEFAULT_MOTION_ADAPTER = "guoyww/animatediff-motion-adapter-v1-5-2"
 UNET3D = "UNet3DConditionModel"
 MOTION_UNET = "UNetMotionModel"
 UNET3D_FAMILIES = ("modelscope", "zeroscope")
+VIDEO_CODEC = "h264 (libx264), yuv420p, crf 18"
 DECODE_PIXELS = 8 * 512 * 512  # pixels decoded per VAE call (8 frames at 512 px, 2 at 1024 px)
 
 
@@ -192,7 +188,7 @@ def _animatediff_scheduler(pipe) -> None:
     )
 
 
-def video_method(loaded: LoadedModel, opts: GenerateOptions, guidance: float) -> common.MethodContext:
+def video_method(loaded: LoadedModel, opts: GenerateOptions, guidance: float) -> MethodContext:
     """The method around each video. When the model's base size is its family's, the family goes
     to the engine (so "auto" finds the family's reference presets); otherwise the base goes too,
     and "auto" becomes the plan derived for that base, so a 1024 px preset written for a 512 px
@@ -202,51 +198,11 @@ def video_method(loaded: LoadedModel, opts: GenerateOptions, guidance: float) ->
     preset = preset_argument(opts.preset, opts.force_preset)
     cfg = guidance > 1.0
     if base == (fam.base_height, fam.base_width):
-        return common.MethodContext(loaded.pipe, opts, preset=preset, family=loaded.family, cfg=cfg)
+        return MethodContext(loaded.pipe, opts, preset=preset, family=loaded.family, cfg=cfg)
     if preset == "auto":
         levels = len(loaded.pipe.unet.config.block_out_channels)
         preset = derive_plan(levels, base, (opts.height, opts.width))
-    return common.MethodContext(loaded.pipe, opts, preset=preset, family=loaded.family, base=base, cfg=cfg)
-
-
-# ---- outputs ------------------------------------------------------------------------------------
-def video_targets(opts: GenerateOptions) -> list[dict[str, Any]]:
-    """Every video of the job: prompt, index, seed and the paths it will write."""
-    out_dir, settings = Path(opts.out_dir), opts.output_settings()
-    compare = opts.compare and opts.method != "direct"
-    jobs = []
-    for prompt, j, seed in common.job_samples(opts):
-        stem = outputs.output_stem(prompt, opts.width, opts.height, opts.method, seed, settings, extra=f"{opts.frames}f")
-        jobs.append({
-            "prompt": prompt, "index": j, "seed": seed, "mp4": out_dir / f"{stem}.mp4",
-            "frames_dir": frames_dir_of(out_dir / f"{stem}.mp4") if opts.save_frames else None,
-            "direct_mp4": out_dir / f"{stem}-direct.mp4" if compare else None,
-            "direct_frames_dir": frames_dir_of(out_dir / f"{stem}-direct.mp4") if compare and opts.save_frames else None,
-        })
-    return jobs
-
-
-def job_paths(job: dict[str, Any]) -> list[Path]:
-    """Every file and folder one video job writes."""
-    paths = []
-    for key in ("mp4", "direct_mp4"):
-        if job[key] is not None:
-            paths += [job[key], outputs.sidecar_path(job[key])]
-    return paths + [job[key] for key in ("frames_dir", "direct_frames_dir") if job[key] is not None]
-
-
-def _check_all_targets(jobs: list[dict[str, Any]], overwrite: bool) -> None:
-    files = []
-    for job in jobs:
-        for key in ("mp4", "direct_mp4"):
-            if job[key] is not None:
-                files += [job[key], outputs.sidecar_path(job[key])]
-    outputs.check_targets(files, overwrite)
-    for job in jobs:
-        for key in ("frames_dir", "direct_frames_dir"):
-            d = job[key]
-            if d is not None and d.exists() and not overwrite:
-                raise ScaleCrafterError(f"output folder {str(d)!r} already exists; pass --overwrite or choose another --out")
+    return MethodContext(loaded.pipe, opts, preset=preset, family=loaded.family, base=base, cfg=cfg)
 
 
 def _check_preset_before_loading(opts: GenerateOptions, info: ModelInfo) -> None:
@@ -289,130 +245,78 @@ def decode_latents(pipe, latents, *, chunk: int, progress: bool = False):
 
 def sample_video(pipe, opts: GenerateOptions, prompt: str, seed: int, guidance: float):
     """Run the pipeline to latents with a CPU generator seeded by `seed`."""
-    out = common.run_pipeline(pipe, opts, prompt, seed, guidance, num_frames=opts.frames, output_type="latent")
+    out = run_pipeline(pipe, opts, prompt, seed, guidance, num_frames=opts.frames, output_type="latent")
     latents = out.frames if hasattr(out, "frames") else out[0]
     if not hasattr(latents, "shape") or latents.ndim != 5:
         raise RuntimeError(f"{type(pipe).__name__} returned no 5-D latents for output_type='latent'")
     return latents
 
 
-def _write_video(frames, fps: int, mp4: Path, frames_dir: Path | None, meta: dict, overwrite: bool) -> list[Path]:
-    """Frames folder, MP4, sidecar; on failure remove what this call wrote (each write is atomic)."""
-    import shutil
-
-    from ..outputs.media import write_mp4, write_png_frames
-
-    done: list[Path] = []
-    try:
-        if frames_dir is not None:
-            write_png_frames(frames_dir, frames, overwrite=overwrite)
-            done.append(frames_dir)
-            meta["frames_dir"] = str(frames_dir)
-        write_mp4(mp4, frames, fps, overwrite=overwrite)
-        done.append(mp4)
-        outputs.write_sidecar(mp4, meta)
-    except BaseException:
-        for p in done:
-            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-        raise
-    return done
-
-
-def generate_videos(opts: GenerateOptions, cache: ModelCache | None = None) -> list[Path]:
-    """Generate every video of `opts`; returns the MP4 paths (each has a .json sidecar next to it).
-    `cache` keeps the loaded pipeline for the next job (`scv ui`).
-
-    Order: checks that need no weights (sizes, frames, names, presets, output collisions, a
-    writable output folder), then the model's config files (fast offline failure; the frame limit
-    of the motion modules; the memory estimate), then the weights; each video is sampled to
-    latents with its own seed, decoded in frame chunks, and written atomically with its sidecar
-    (and, with --compare, the direct video beside it). With `skip_existing`, videos whose files
-    all exist are left as they are.
-    """
-    from tqdm.auto import tqdm
-
-    from ..outputs.media import motion_stats
-
-    common.validate_options(opts)
-    jobs = video_targets(opts)
-    if opts.skip_existing:
-        jobs = outputs.skip_existing(jobs, job_paths, "videos")
-    _check_all_targets(jobs, opts.overwrite)
-    outputs.check_writable(Path(opts.out_dir))
-    info, adapter_cfg = inspect_video_model(opts)
-    common.check_model_options(opts, info.ref, info.ref.family)
-    check_frames(opts.frames, max_frames_of(info, adapter_cfg), f"{opts.model!r}")
-    common.check_size(opts.height, opts.width, info.size_multiple)
-    _check_preset_before_loading(opts, info)
-
-    device = resolve_device(opts.device)
-    dtype = resolve_dtype(opts.dtype, device)
-    chunk = decode_chunk_frames(opts.height, opts.width)
-    if info.configs_known:
-        unet_class = UNET3D if index_unet_class(info.index) == UNET3D else MOTION_UNET
-        common.check_memory(opts, info.unet_config, info.vae_config, info.vae_scale_factor, dtype, device,
-                            video_family(info.ref, unet_class, info.unet_config), decode_frames=chunk)
-    if not jobs:
-        return []
-    t0 = time.perf_counter()
-    loaded = common.load_cached(cache, opts, device, dtype,
-                                lambda: load_video_pipeline(opts, device, dtype, (info, adapter_cfg)))
-    pipe, family = loaded.pipe, loaded.family
-    check_frames(opts.frames, loaded.max_frames, f"{opts.model!r}")
-    common.check_size(opts.height, opts.width, common.size_multiple(pipe))
-    if not info.configs_known:
-        common.check_memory(opts, dict(pipe.unet.config), dict(pipe.vae.config), int(pipe.vae_scale_factor), dtype,
-                            device, family, decode_frames=chunk)
-    logger.info("loaded %s (%s, family %s) in %.1fs", loaded.ref.location, type(pipe.unet).__name__, family,
-                time.perf_counter() - t0)
-
-    sampling = common.prepare_pipeline(pipe, opts, family)
-    guidance = sampling.guidance
-    method = video_method(loaded, opts, guidance)
-    method.check()
-    outputs.prepare_out_dir(Path(opts.out_dir))
-    base_meta = common.job_sidecar(opts, loaded, sampling, device=device, dtype=dtype)
-    base_meta.update(motion_adapter=loaded.motion_adapter, frames=opts.frames, fps=opts.fps, decode_chunk_frames=chunk,
-                     video_codec="h264 (libx264), yuv420p, crf 18",
-                     output_settings=opts.output_settings())  # what the name's hash covers, with the prompt
-
-    written: list[Path] = []
-    for job in tqdm(jobs, desc="videos", unit="video", disable=not opts.progress or len(jobs) == 1):
-        start = time.perf_counter()
-        with method as method_meta:
-            latents = sample_video(pipe, opts, job["prompt"], job["seed"], guidance)
-        frames = decode_latents(pipe, latents, chunk=chunk, progress=opts.progress)[0]
-        motion = motion_stats(frames)
-        meta = {"prompt": job["prompt"], "seed": job["seed"], "index": job["index"], **base_meta, **method_meta}
-        meta["motion"] = motion
-        meta["seconds"] = round(time.perf_counter() - start, 3)
-
-        if job["direct_mp4"] is not None:
-            d_start = time.perf_counter()
-            d_latents = sample_video(pipe, opts, job["prompt"], job["seed"], guidance)
-            d_frames = decode_latents(pipe, d_latents, chunk=chunk, progress=opts.progress)[0]
-            d_motion = motion_stats(d_frames)
-            d_meta = {"prompt": job["prompt"], "seed": job["seed"], "index": job["index"], **base_meta,
-                      "method": "direct", "preset": None, "ndcfg": None, "dispersion": None, "progressive": None,
-                      "force_preset": None, "plan": None,
-                      "motion": d_motion, "compare_of": str(job["mp4"])}
-            d_meta["seconds"] = round(time.perf_counter() - d_start, 3)
-            d_meta["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-            meta["compare"] = {
-                "direct_mp4": str(job["direct_mp4"]),
-                "direct_motion": d_motion,
-                "motion_ratio": _ratio(motion["mean_abs_frame_diff"], d_motion["mean_abs_frame_diff"]),
-                "coarse_motion_ratio": _ratio(motion["coarse_abs_frame_diff"], d_motion["coarse_abs_frame_diff"]),
-            }
-            _write_video(d_frames, opts.fps, job["direct_mp4"], job["direct_frames_dir"], d_meta, opts.overwrite)
-        meta["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        _write_video(frames, opts.fps, job["mp4"], job["frames_dir"], meta, opts.overwrite)
-        logger.info("wrote %s (motion %.4f)", job["mp4"], motion["mean_abs_frame_diff"])
-        written.append(job["mp4"])
-        if job["direct_mp4"] is not None:
-            written.append(job["direct_mp4"])
-    return written
-
-
 def _ratio(a: float, b: float) -> float | None:
     return None if b == 0 or not math.isfinite(b) else round(a / b, 6)
+
+
+# ---- the video kind of job ---------------------------------------------------------------------
+class VideoKind:
+    """Videos: MP4s (and lossless PNG frames) from AnimateDiff, ModelScope/Zeroscope and the built-in video models."""
+
+    name, noun, suffix = "video", "videos", ".mp4"
+
+    def name_extra(self, opts: GenerateOptions) -> str:
+        return f"{opts.frames}f"
+
+    def inspect(self, opts: GenerateOptions) -> runner.Inspected:
+        info, adapter_cfg = inspect_video_model(opts)
+        check_frames(opts.frames, max_frames_of(info, adapter_cfg), f"{opts.model!r}")
+        family = info.ref.family
+        if info.configs_known:
+            unet_class = UNET3D if index_unet_class(info.index) == UNET3D else MOTION_UNET
+            family = video_family(info.ref, unet_class, info.unet_config)
+        return runner.Inspected(info, family, adapter_cfg)
+
+    def check_plan(self, inspected: runner.Inspected, opts: GenerateOptions) -> None:
+        _check_preset_before_loading(opts, inspected.info)
+
+    def decode_frames(self, opts: GenerateOptions) -> int:
+        return decode_chunk_frames(opts.height, opts.width)
+
+    def load(self, opts: GenerateOptions, inspected: runner.Inspected, device: str, dtype) -> LoadedModel:
+        return load_video_pipeline(opts, device, dtype, (inspected.info, inspected.extra))
+
+    def check_loaded(self, loaded: LoadedModel, opts: GenerateOptions) -> None:
+        check_frames(opts.frames, loaded.max_frames, f"{opts.model!r}")
+
+    def method(self, loaded: LoadedModel, opts: GenerateOptions, guidance: float) -> MethodContext:
+        return video_method(loaded, opts, guidance)
+
+    def render(self, pipe, opts: GenerateOptions, prompt: str, seed: int, guidance: float):
+        return sample_video(pipe, opts, prompt, seed, guidance)
+
+    def decode(self, pipe, raw, opts: GenerateOptions):
+        return decode_latents(pipe, raw, chunk=decode_chunk_frames(opts.height, opts.width), progress=opts.progress)[0]
+
+    def job_fields(self, loaded: LoadedModel, opts: GenerateOptions) -> dict[str, Any]:
+        return {"motion_adapter": loaded.motion_adapter, "frames": opts.frames, "fps": opts.fps,
+                "decode_chunk_frames": decode_chunk_frames(opts.height, opts.width), "video_codec": VIDEO_CODEC}
+
+    def output_fields(self, output, raw) -> dict[str, Any]:
+        from ..outputs.media import motion_stats
+
+        return {"motion": motion_stats(output)}
+
+    def compare(self, sample: runner.Sample, direct: runner.Sample, direct_path: Path) -> dict[str, Any]:
+        motion, d_motion = sample.fields["motion"], direct.fields["motion"]
+        return {
+            "direct_mp4": str(direct_path),
+            "direct_motion": d_motion,
+            "motion_ratio": _ratio(motion["mean_abs_frame_diff"], d_motion["mean_abs_frame_diff"]),
+            "coarse_motion_ratio": _ratio(motion["coarse_abs_frame_diff"], d_motion["coarse_abs_frame_diff"]),
+        }
+
+    def write(self, output, path: Path, opts: GenerateOptions, overwrite: bool) -> None:
+        from ..outputs.media import write_mp4
+
+        write_mp4(path, output, opts.fps, overwrite=overwrite)
+
+
+VIDEO = VideoKind()

@@ -93,7 +93,7 @@ def add_bench_parser(sub) -> argparse.ArgumentParser:
 
 def _sizes(args, families: list[str], defaults) -> dict[str, list[tuple[int, int]]]:
     from ...engine.families import get_family
-    from ...jobs.common import check_size
+    from ...jobs.checks import check_size
     from ..arguments import parse_res
     from .models import bench_model
 

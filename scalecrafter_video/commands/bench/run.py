@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from ...jobs.common import sampler_timesteps
+from ...jobs.sampling import sampler_timesteps
 from . import VARIANTS
 from .flops import whole_run_flops
 from .models import bench_model, build_pipeline, meta_copy, unet_inputs

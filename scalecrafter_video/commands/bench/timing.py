@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import torch
 
 from ...engine.patch import scalecrafter
-from ...jobs.common import wants_vae_tiling
 from ...jobs.options import GenerateOptions
 from ...jobs.registry import BUILTIN_MODELS
+from ...jobs.sampling import wants_vae_tiling
 from ...jobs.video import decode_chunk_frames, decode_latents, sample_video
 from . import VARIANTS
 from .flops import count_flops

@@ -1,5 +1,5 @@
 """One process's part of a sweep: load the pipeline once, take a disjoint share of the unfinished
-items, generate each, write it atomically (sidecar, then the image or video) and record it in this
+items, generate each through the job runner, write it (the image or video, then its sidecar) and record it in this
 process's manifest. Run alone, or as N processes under `accelerate launch` (or torchrun)."""
 
 from __future__ import annotations
@@ -9,17 +9,19 @@ import logging
 import os
 import shutil
 import socket
-from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ...engine.errors import ScaleCrafterError
-from ...jobs.common import validate_options
+from ...jobs.checks import validate_options
+from ...jobs.generate import kind_of
 from ...jobs.loading import resolve_device
 from ...jobs.options import GenerateOptions
+from ...jobs.runner import Runner, Target
 from ...outputs import files as outputs
+from ...outputs.media import frames_dir_of
 from .grid import METHODS, SweepItem, build_grid
 from .manifest import ManifestWriter, check_settings, manifest_files, read_manifest
 
@@ -77,7 +79,7 @@ def validate(cfg: SweepConfig) -> None:
             validate_options(replace(cfg.template, prompts=cfg.prompts, width=width, height=height, method=method))
 
 
-def run_sweep(cfg: SweepConfig, make_backend: Callable[[GenerateOptions, str], Any] | None = None) -> SweepResult:
+def run_sweep(cfg: SweepConfig) -> SweepResult:
     """Generate this process's share of the unfinished items of `cfg`; returns what it did."""
     from tqdm.auto import tqdm
 
@@ -95,13 +97,13 @@ def run_sweep(cfg: SweepConfig, make_backend: Callable[[GenerateOptions, str], A
         logger.info("sweep process %d of %d: pid %d on %s, device %s", rank, world, os.getpid(),
                     socket.gethostname(), device)
         check_settings(out_dir, cfg.settings(), write=False)
-        backend = (make_backend or default_backend)(cfg.template, device)
-        base = backend.base_size()
+        runner = load_runner(replace(cfg.template, prompts=cfg.prompts), device)
+        height, width = runner.loaded.base
+        base = (width, height)
         items = build_grid(cfg.prompts, cfg.seeds, cfg.methods, cfg.sizes, base, cfg.include_base)
         for width, height in dict.fromkeys((i.width, i.height) for i in items):
-            backend.check_size(width, height)
-            if "scalecrafter" in cfg.methods and (width, height) != base:
-                backend.check_plan(width, height)
+            method = "scalecrafter" if "scalecrafter" in cfg.methods and (width, height) != base else "direct"
+            runner.check_loaded(replace(runner.opts, width=width, height=height, method=method))
         done = read_manifest(out_dir)
         pending = [i for i in items if i.key not in done]
         if state.is_main_process:
@@ -118,7 +120,7 @@ def run_sweep(cfg: SweepConfig, make_backend: Callable[[GenerateOptions, str], A
         try:
             with ManifestWriter(out_dir, rank) as writer:
                 for item in share:
-                    adopted = _do_item(item, backend, out_dir, writer, rank)
+                    adopted = _do_item(item, runner, out_dir, writer, rank)
                     result.adopted += adopted
                     result.generated += not adopted
                     bar.update(max(0, result.finished_before + counter.new_lines() - bar.n))
@@ -128,10 +130,20 @@ def run_sweep(cfg: SweepConfig, make_backend: Callable[[GenerateOptions, str], A
     return result
 
 
-def default_backend(template: GenerateOptions, device: str):
-    from .backends import ImageBackend, VideoBackend
+def load_runner(template: GenerateOptions, device: str) -> Runner:
+    """The job runner of the sweep's model, checked and loaded once for this process (quietly:
+    the sweep shows one progress bar of its own)."""
+    template = replace(template, device=device, progress=False)
+    runner = Runner(template, kind_of(template))
+    runner.check_model()
+    runner.load()
+    return runner
 
-    return (VideoBackend if template.video else ImageBackend)(template, device)
+
+def item_options(template: GenerateOptions, item: SweepItem) -> GenerateOptions:
+    """The options of one item: the sweep's, at the item's size, method and seed."""
+    return replace(template, prompts=[item.prompt], width=item.width, height=item.height, method=item.method,
+                   seed=item.seed, num_per_prompt=1, progress=False)
 
 
 def _process_state(device: str):
@@ -147,9 +159,9 @@ def _process_state(device: str):
     return state
 
 
-def _do_item(item: SweepItem, backend, out_dir: Path, writer: ManifestWriter, rank: int) -> bool:
+def _do_item(item: SweepItem, runner: Runner, out_dir: Path, writer: ManifestWriter, rank: int) -> bool:
     """Generate and record one item; True when complete files were already there (adopted)."""
-    rel = item.relpath(backend.suffix)
+    rel = item.relpath(runner.kind.suffix)
     path = out_dir / rel
     side = outputs.sidecar_path(path)
     adopted = path.exists()
@@ -159,11 +171,14 @@ def _do_item(item: SweepItem, backend, out_dir: Path, writer: ManifestWriter, ra
                                     "move it away or pass another --out")
         seconds = None
     else:
-        output, meta = backend.generate(item)
+        opts = item_options(runner.opts, item)
+        sample = runner.sample(opts, item.prompt, item.seed)
+        meta = runner.sidecar(sample, item.prompt, item.seed, 0, prompt_index=item.prompt_index,
+                              seed_index=item.seed_index, base=item.base)
         path.parent.mkdir(parents=True, exist_ok=True)
-        outputs.write_sidecar(path, meta)  # first: an image or video on disk always has its sidecar
-        backend.write(output, path)
-        seconds = meta["seconds"]
+        frames_dir = frames_dir_of(path) if opts.save_frames else None
+        runner.write(sample, Target(item.prompt, 0, item.seed, path, frames_dir), meta, overwrite=True)
+        seconds = sample.seconds
         logger.info("%s -> %s (%.1fs)", item.key, rel, seconds)
     writer.record({"key": item.key, "path": rel, "sidecar": str(Path(rel).with_suffix(".json")),
                    "method": item.method, "width": item.width, "height": item.height, "base": item.base,

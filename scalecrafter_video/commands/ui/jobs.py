@@ -18,12 +18,13 @@ from huggingface_hub import try_to_load_from_cache
 from ...engine.errors import ScaleCrafterError
 from ...engine.layers import spatial_convs
 from ...engine.plan import Plan
-from ...jobs import image, video
+from ...jobs import generate, image, video
 from ...jobs import registry as models
-from ...jobs.common import load_cached, make_scheduler, validate_options
-from ...jobs.loading import LoadedModel, ModelCache, index_unet_class, read_model_info, resolve_device, resolve_dtype
+from ...jobs.checks import validate_options
+from ...jobs.loading import LoadedModel, ModelCache, index_unet_class, read_model_info
 from ...jobs.options import GenerateOptions
 from ...jobs.registry import BUILTIN_MODELS, IMAGE_ALIASES, VIDEO_ALIASES, resolve_model
+from ...jobs.sampling import make_scheduler
 from ...outputs import files as outputs
 from ..arguments import parse_res
 from ..plan_plot import save_plan_plot
@@ -198,17 +199,14 @@ class JobResult:
 
 def output_path(opts: GenerateOptions) -> Path:
     """Where `scv generate` writes the (single) output of `opts`."""
-    if opts.video:
-        return video.video_targets(opts)[0]["mp4"]
-    return image.image_targets(opts)[0][3]
+    return generate.targets(opts)[0].path
 
 
 def run_jobs(jobs: list[GenerateOptions], cache: ModelCache) -> list[JobResult]:
     """Each job through the image or video front end with the pipeline from `cache`."""
     results = []
     for opts in jobs:
-        generate = video.generate_videos if opts.video else image.generate_images
-        written = generate(opts, cache)
+        written = generate.run_job(opts, cache)
         path = output_path(opts)
         if written and written[0] != path:
             raise RuntimeError(f"the front end wrote {written[0]}, expected {path}")
@@ -219,12 +217,7 @@ def run_jobs(jobs: list[GenerateOptions], cache: ModelCache) -> list[JobResult]:
 
 def load_model(opts: GenerateOptions, cache: ModelCache) -> LoadedModel:
     """The job's pipeline, from `cache` when a job of the same model ran (loaded otherwise)."""
-    device = resolve_device(opts.device)
-    dtype = resolve_dtype(opts.dtype, device)
-    if opts.video:
-        return load_cached(cache, opts, device, dtype, lambda: video.load_video_pipeline(opts, device, dtype))
-    return load_cached(cache, opts, device, dtype, lambda: image.load_pipeline(
-        opts.model, device=device, dtype=dtype, progress=opts.progress, family=opts.family))
+    return generate.load_model(opts, cache)
 
 
 def plan_plot(result: JobResult, opts: GenerateOptions, cache: ModelCache, path: Path) -> Path | None:
