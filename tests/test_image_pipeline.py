@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from scalecrafter_video import Plan, Rule, ScaleCrafterError, apply_scalecrafter, remove_scalecrafter, scalecrafter
-from scalecrafter_video.engine.families import defaults_family
 from scalecrafter_video.jobs import checks, image, loading, sampling
+from scalecrafter_video.jobs.family import defaults_family
 from scalecrafter_video.jobs.registry import resolve_model
 from scalecrafter_video.models.tiny import tiny_tokenizer
 

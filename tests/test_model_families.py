@@ -6,9 +6,9 @@ import json
 import pytest
 
 from scalecrafter_video.engine.errors import ScaleCrafterError
-from scalecrafter_video.engine.families import KNOWN_MODELS, meta_unet
+from scalecrafter_video.engine.families import meta_unet
+from scalecrafter_video.jobs.family import KNOWN_MODELS, job_family
 from scalecrafter_video.jobs.generate import run_job
-from scalecrafter_video.jobs.image import image_family
 from scalecrafter_video.jobs.options import GenerateOptions
 from scalecrafter_video.jobs.registry import resolve_model
 
@@ -23,12 +23,20 @@ def test_video_family_from_the_id_table_only(model, family):
     assert resolve_model(model, video=True, family="zeroscope").family == "zeroscope"  # --family wins
 
 
-def test_image_family_from_the_id_table_then_the_config():
+def _image_family(model, config, family=None):
+    return job_family(resolve_model(model, family=family), "UNet2DConditionModel", config, video=False, option=family)
+
+
+def test_image_family_from_the_architecture_then_the_name_then_the_config():
     sd21_like = {"cross_attention_dim": 1024}
-    assert image_family(resolve_model("sd21"), {"cross_attention_dim": 768}) == "sd21"
-    assert image_family(resolve_model("someone/fine-tune"), sd21_like) == "sd21"
-    assert image_family(resolve_model("sdxl"), {}, "sd15") == "sd15"
+    assert _image_family("sd21", {"cross_attention_dim": 768}) == "sd21"  # no layout in a partial config: the id
+    assert _image_family("someone/fine-tune", sd21_like) == "sd21"  # nothing names it: its config's defaults
+    assert _image_family("sdxl", {}, "sd15") == "sd15"  # --family wins over the id table
     assert set(KNOWN_MODELS.values()) <= {"sd15", "sd21", "sdxl", "modelscope", "zeroscope"}
+    sd15 = {k: v for k, v in meta_unet("sd15").config.items() if not k.startswith("_")}
+    assert _image_family("sdxl", sd15) == "sd15"  # the architecture first: an SD 1.5 UNet under any id
+    with pytest.raises(ScaleCrafterError, match="--family sd21 does not fit .* sd15 layout"):
+        _image_family("someone/fine-tune", sd15, "sd21")
 
 
 def _unet3d_folder(root, name):

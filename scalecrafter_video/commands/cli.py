@@ -18,6 +18,7 @@ from pathlib import Path
 from .. import __version__
 from ..engine.errors import ScaleCrafterError, one_line
 from ..engine.families import FAMILIES
+from ..jobs.family import SAMPLING
 from ..jobs.options import DTYPES, METHODS, SCHEDULERS, VAE_TILING, GenerateOptions
 from ..outputs.files import path_argument
 from .arguments import parse_res, read_prompts
@@ -156,7 +157,7 @@ def _add_generate(sub) -> None:
         help="sd15, sd21, sdxl, a hub id, a local diffusers folder, or tiny-sd / tiny-sdxl (offline, noise); "
         "default sd15 (animatediff with --video)",
     )
-    load.add_argument("--family", default=None, choices=tuple(FAMILIES),
+    load.add_argument("--family", default=None, choices=tuple(SAMPLING),
                       help="the model's family (base size, presets, defaults); needed where the architecture cannot "
                       "tell, e.g. a local ModelScope or Zeroscope folder; default: from the model id or architecture")
     load.add_argument("--dtype", default=d.dtype, choices=DTYPES,

@@ -1,5 +1,7 @@
-"""Model families: the UNet layouts the presets are written for, their base sizes, and how each
-is sampled by default (guidance, FreeU, VAE tiling, the reference DDIM schedule).
+"""Model families: the UNet layouts the reference presets are written for, their trained sizes,
+and the reference DDIM schedule the presets' windows are defined on. How a job samples each family
+by default (guidance, FreeU, VAE tiling) and which hub ids are which family are the application's
+(`jobs.family`); the shipped demo models keep their own layouts (`models.shapes`).
 
 Each family carries the real UNet configuration, so its layer names can be checked on a model
 built on the meta device (no weights, no download).
@@ -73,39 +75,6 @@ _UNET3D = dict(
     attention_head_dim=64,
 )
 
-# The shipped demo models (scalecrafter_video/demo): a class-conditional pixel-space UNet trained at
-# 32x32 (three levels; attention, self and class cross-attention, only at the deepest level and the
-# mid block), and the same UNet with motion modules (a MotionAdapter, 8-frame clips).
-SHAPES32_UNET = dict(
-    sample_size=32,
-    in_channels=3,
-    out_channels=3,
-    down_block_types=("DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D"),
-    up_block_types=("CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
-    block_out_channels=(16, 32, 64),
-    layers_per_block=1,
-    cross_attention_dim=64,
-    attention_head_dim=4,  # diffusers' legacy name: the number of heads
-    norm_num_groups=8,
-)
-_SHAPES32_MOTION_UNET = dict(
-    {k: v for k, v in SHAPES32_UNET.items() if k != "attention_head_dim"},  # UNetMotionModel names it heads
-    down_block_types=("DownBlockMotion", "DownBlockMotion", "CrossAttnDownBlockMotion"),
-    up_block_types=("CrossAttnUpBlockMotion", "UpBlockMotion", "UpBlockMotion"),
-    num_attention_heads=4,
-    motion_num_attention_heads=(1, 2, 4),
-    motion_max_seq_length=32,
-    use_motion_mid_block=True,
-)
-
-# FreeU (Si et al. 2023): the reference code's values for SD 1.5 / 2.1 / SDXL (AnimateDiff takes
-# SD 1.5's), the FreeU authors' ModelScope values for the UNet3D models.
-_FREEU_SD15 = dict(b1=1.2, b2=1.4, s1=0.9, s2=0.2)
-_FREEU_SD21 = dict(b1=1.1, b2=1.2, s1=0.9, s2=0.2)
-_FREEU_SDXL = dict(b1=1.1, b2=1.2, s1=0.6, s2=0.4)
-_FREEU_MODELSCOPE = dict(b1=1.5, b2=1.6, s1=0.9, s2=0.2)
-
-
 def size_multiple(levels: int, pixels_per_sample: int = 1) -> int:
     """Per side, what a size must be a multiple of (the one rule): one 2x per downsampling level of a
     UNet with `levels` levels, times the pixels per UNet sample (the VAE's factor; 1 in samples)."""
@@ -114,16 +83,13 @@ def size_multiple(levels: int, pixels_per_sample: int = 1) -> int:
 
 @dataclass(frozen=True)
 class Family:
-    """A UNet layout and how it is sampled by default."""
+    """A UNet layout the reference presets are written for, and the size it was trained at."""
 
     name: str
     unet_class: str  # diffusers class name
     unet_config: dict = field(repr=False)
     base_height: int  # pixels the model was trained at
     base_width: int
-    freeu: dict[str, float] | None = field(repr=False)  # FreeU parameters (--freeu); None: not tuned for it
-    guidance: float = 7.5  # classifier-free guidance scale when none is given
-    vae_tiling_side: int = 1536  # --vae-tiling auto tiles the decode above this many pixels per side
     latent_factor: int = 8  # pixels per UNet sample unit (the VAE's scale factor)
     video: bool = False
 
@@ -140,17 +106,12 @@ class Family:
 FAMILIES: dict[str, Family] = {
     f.name: f
     for f in (
-        Family("sd15", "UNet2DConditionModel", _SD15_UNET, 512, 512, _FREEU_SD15),
-        Family("sd21", "UNet2DConditionModel", _SD21_UNET, 512, 512, _FREEU_SD21),
-        Family("sdxl", "UNet2DConditionModel", _SDXL_UNET, 1024, 1024, _FREEU_SDXL, guidance=5.0, vae_tiling_side=1024),
-        Family("animatediff", "UNetMotionModel", _MOTION_UNET, 512, 512, _FREEU_SD15, vae_tiling_side=1024, video=True),
-        Family("modelscope", "UNet3DConditionModel", _UNET3D, 256, 256, _FREEU_MODELSCOPE, guidance=9.0,
-               vae_tiling_side=1024, video=True),
-        Family("zeroscope", "UNet3DConditionModel", _UNET3D, 320, 576, _FREEU_MODELSCOPE, guidance=9.0,
-               vae_tiling_side=1024, video=True),
-        Family("shapes32", "UNet2DConditionModel", SHAPES32_UNET, 32, 32, None, guidance=3.0, latent_factor=1),
-        Family("shapes32-motion", "UNetMotionModel", _SHAPES32_MOTION_UNET, 32, 32, None, guidance=3.0,
-               latent_factor=1, video=True),
+        Family("sd15", "UNet2DConditionModel", _SD15_UNET, 512, 512),
+        Family("sd21", "UNet2DConditionModel", _SD21_UNET, 512, 512),
+        Family("sdxl", "UNet2DConditionModel", _SDXL_UNET, 1024, 1024),
+        Family("animatediff", "UNetMotionModel", _MOTION_UNET, 512, 512, video=True),
+        Family("modelscope", "UNet3DConditionModel", _UNET3D, 256, 256, video=True),
+        Family("zeroscope", "UNet3DConditionModel", _UNET3D, 320, 576, video=True),
     )
 }
 IMAGE_FAMILIES = tuple(name for name, f in FAMILIES.items() if not f.video)
@@ -177,35 +138,6 @@ def meta_unet(family: str | Family) -> nn.Module:
         return cls(**fam.unet_config)
 
 
-# Hub ids whose family is known (the weights decide the trained size, which the architecture alone
-# may not: ModelScope and Zeroscope share one UNet3D layout). Exact ids only: fine-tunes and local
-# folders go by their architecture, or by family= / --family where that cannot decide.
-KNOWN_MODELS: dict[str, str] = {
-    "stable-diffusion-v1-5/stable-diffusion-v1-5": "sd15",
-    "runwayml/stable-diffusion-v1-5": "sd15",
-    "stabilityai/stable-diffusion-2-1-base": "sd21",
-    "stabilityai/stable-diffusion-xl-base-1.0": "sdxl",
-    "ali-vilab/text-to-video-ms-1.7b": "modelscope",
-    "damo-vilab/text-to-video-ms-1.7b": "modelscope",
-    "cerspense/zeroscope_v2_576w": "zeroscope",
-}
-
-
-def family_of_model_id(model_id: str) -> str | None:
-    """The family of a known hub id (exact match), else None."""
-    return KNOWN_MODELS.get(model_id)
-
-
-def defaults_family(unet_config) -> str:
-    """The image family whose sampling defaults (guidance, FreeU, tiling) suit any SD-like UNet:
-    sdxl when it takes "text_time" added conditioning, else sd21 (1024-d text) or sd15. Loose on
-    purpose; `detect_family` is the strict check of which reference presets apply."""
-    get = unet_config.get if isinstance(unet_config, dict) else lambda k, d=None: getattr(unet_config, k, d)
-    if get("addition_embed_type", None) == "text_time":
-        return "sdxl"
-    return "sd21" if get("cross_attention_dim", None) == 1024 else "sd15"
-
-
 def layout_families(unet: nn.Module) -> tuple[str, ...]:
     """Every family whose UNet layout this UNet has, from its class and config (never its name).
     Empty: no family's layout; more than one: the architecture cannot tell them apart."""
@@ -221,8 +153,6 @@ def families_of_layout(unet_class: str, config) -> tuple[str, ...]:
     sample = get("sample_size", None)
     cross = get("cross_attention_dim", None)
     sd_channels = (320, 640, 1280, 1280)
-    if channels == SHAPES32_UNET["block_out_channels"] and sample == 32 and cross == 64:
-        return {"UNet2DConditionModel": ("shapes32",), "UNetMotionModel": ("shapes32-motion",)}.get(unet_class, ())
     if unet_class == "UNetMotionModel":
         return ("animatediff",) if channels == sd_channels and cross == 768 else ()
     if unet_class == "UNet3DConditionModel":
@@ -234,12 +164,6 @@ def families_of_layout(unet_class: str, config) -> tuple[str, ...]:
     if channels == sd_channels and sample == 64 and cross in (768, 1024):
         return ("sd15",) if cross == 768 else ("sd21",)
     return ()
-
-
-def detect_family(unet: nn.Module) -> str | None:
-    """The one family whose reference presets fit this UNet, or None (no family's layout, or several)."""
-    found = layout_families(unet)
-    return found[0] if len(found) == 1 else None
 
 
 def ambiguous_family_error(unet_class: str, candidates: tuple[str, ...]) -> ScaleCrafterError:

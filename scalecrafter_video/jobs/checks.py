@@ -9,7 +9,7 @@ from typing import Any
 
 from ..engine import families, sizing
 from ..engine.errors import ScaleCrafterError
-from ..engine.families import IMAGE_FAMILIES, VIDEO_FAMILIES, get_family
+from .family import IMAGE_FAMILIES, VIDEO_FAMILIES, sampling_defaults
 from .options import DTYPES, MAX_SIDE, MAX_STEPS, METHODS, SCHEDULERS, VAE_TILING, GenerateOptions
 
 logger = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ def validate_options(opts: GenerateOptions) -> None:
         raise ScaleCrafterError(f"eta must be between 0 and 1, got {opts.eta}")
     if not (0 <= opts.seed < 2**63):
         raise ScaleCrafterError(f"seed must be between 0 and 2**63-1, got {opts.seed}")
-    if opts.family is not None and get_family(opts.family).video != opts.video:
+    if opts.family is not None and sampling_defaults(opts.family).video != opts.video:
         if opts.video:
             raise ScaleCrafterError(f"--family {opts.family} is an image family; video families: {', '.join(VIDEO_FAMILIES)}")
         raise ScaleCrafterError(f"--family {opts.family} is a video family: pass --video, or an image family "
@@ -109,7 +109,7 @@ def check_model_options(opts: GenerateOptions, ref, family: str | None) -> None:
 
 
 def check_freeu(opts: GenerateOptions, family: str) -> None:
-    if opts.freeu and get_family(family).freeu is None:
+    if opts.freeu and sampling_defaults(family).freeu is None:
         raise ScaleCrafterError(f"--freeu has no tuned parameters for {family} models: drop --freeu")
 
 

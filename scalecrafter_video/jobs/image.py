@@ -16,10 +16,11 @@ from typing import Any
 import torch
 
 from ..engine.errors import ScaleCrafterError
-from ..engine.families import defaults_family
+from ..engine.families import FAMILIES
 from ..engine.presets import preset_argument
 from ..outputs import files as outputs
 from . import runner
+from .family import job_family
 from .loading import (
     LoadedModel,
     ModelInfo,
@@ -70,12 +71,6 @@ def _check_index(ref: ModelRef, index: dict[str, Any]) -> None:
         raise ScaleCrafterError(f"{ref.describe()} is a {pipe_class}; supported image pipelines: {', '.join(IMAGE_PIPELINES)}")
 
 
-def image_family(ref: ModelRef, unet_config, family: str | None = None) -> str:
-    """`family` (--family) if given, else the one named for the model (a built-in model's, a known
-    hub id's), else the one its UNet config suggests."""
-    return family or ref.family or defaults_family(unet_config)
-
-
 def load_pipeline(model: str | ModelInfo, *, device: str = "cpu", dtype=None, progress: bool = True,
                   family: str | None = None) -> LoadedModel:
     """Load `model` (alias, hub id, folder, built-in name or an inspected model) onto `device`."""
@@ -91,7 +86,8 @@ def load_pipeline(model: str | ModelInfo, *, device: str = "cpu", dtype=None, pr
         pipe.to(device)
     unet = getattr(pipe, "unet", None)
     _check_unet_class(ref, type(unet).__name__ if unet is not None else None)
-    return LoadedModel(pipe, ref, image_family(ref, pipe.unet.config, family), info.revision)
+    return LoadedModel(pipe, ref, job_family(ref, type(pipe.unet).__name__, pipe.unet.config, video=False,
+                                                 option=family), info.revision)
 
 
 class _MetaPipeline:
@@ -120,7 +116,8 @@ def check_plan(info: ModelInfo, opts: GenerateOptions) -> None:
 
 def image_method(pipe, opts: GenerateOptions) -> MethodContext:
     """The method around each image; the engine decides the family from the UNet unless --family names it."""
-    return MethodContext(pipe, opts, preset=preset_argument(opts.preset, opts.force_preset), family=opts.family)
+    family = opts.family if opts.family in FAMILIES else None  # a family with reference presets
+    return MethodContext(pipe, opts, preset=preset_argument(opts.preset, opts.force_preset), family=family)
 
 
 # ---- the image kind of job ---------------------------------------------------------------------
@@ -134,7 +131,8 @@ class ImageKind:
 
     def inspect(self, opts: GenerateOptions) -> runner.Inspected:
         info = inspect_model(opts.model, opts.family)
-        family = image_family(info.ref, info.unet_config, opts.family) if info.unet_config else opts.family
+        unet_class = index_unet_class(info.index) or "UNet2DConditionModel"
+        family = job_family(info.ref, unet_class, info.unet_config, video=False, option=opts.family) if info.unet_config else info.ref.family
         return runner.Inspected(info, family)
 
     def check_plan(self, inspected: runner.Inspected, opts: GenerateOptions) -> None:

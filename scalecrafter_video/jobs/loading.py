@@ -25,7 +25,7 @@ import torch
 from huggingface_hub import constants, try_to_load_from_cache
 
 from ..engine.errors import ScaleCrafterError
-from ..engine.families import get_family, size_multiple
+from ..engine.families import FAMILIES, size_multiple
 from ..models.builtin import BuiltinModel
 from ..models.diffusers_warnings import quiet_empty_fp32_warning
 from .options import DTYPES
@@ -69,7 +69,8 @@ class ModelInfo:
         channels = (self.unet_config or {}).get("block_out_channels")
         if channels:
             return size_multiple(len(channels), self.vae_scale_factor)
-        return get_family(self.ref.family).size_multiple if self.ref.family else None
+        family = FAMILIES.get(self.ref.family)
+        return family.size_multiple if family else None
 
     @property
     def base(self) -> tuple[int, int] | None:
@@ -132,8 +133,8 @@ def model_base(ref: ModelRef, unet_config: dict[str, Any] | None, vae_scale_fact
     own base. None when nothing is known yet."""
     if ref.builtin is not None:
         unet_config, vae_scale_factor = ref.builtin.unet_config, ref.builtin.vae_scale_factor
-    elif ref.family is not None:
-        fam = get_family(ref.family)
+    elif ref.family in FAMILIES:
+        fam = FAMILIES[ref.family]
         return fam.base_height, fam.base_width
     sample = (unet_config or {}).get("sample_size")
     if sample is None:

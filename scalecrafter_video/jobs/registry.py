@@ -3,7 +3,7 @@
 Built-in models are one table (`BUILTIN_MODELS`): each entry says how to build the model and what
 is known about it before it is built, so a new kind of built-in model is one entry here, not a
 branch in every function. The family comes from --family, a built-in model's entry or the known
-hub ids (`families.KNOWN_MODELS`), never from a name; where none names it, the UNet decides.
+hub ids (`family.named_family`), never from a name; where none names it, the UNet decides.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from pathlib import Path
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from ..engine.errors import ScaleCrafterError
-from ..engine.families import VIDEO_FAMILIES, family_of_model_id
 from ..models.builtin import BuiltinModel
 from ..models.shapes.builtin import SHAPES_MODELS
 from ..models.tiny import TINY_MODELS
+from .family import named_family
 from .loading import ModelRef, is_local_path
 
 SD15_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
@@ -25,7 +25,7 @@ IMAGE_ALIASES: dict[str, str] = {
     "sd21": "stabilityai/stable-diffusion-2-1-base",
     "sdxl": "stabilityai/stable-diffusion-xl-base-1.0",
 }
-VIDEO_ALIASES: dict[str, str] = {  # alias -> repo id (its family: families.KNOWN_MODELS)
+VIDEO_ALIASES: dict[str, str] = {  # alias -> repo id (its family: family.KNOWN_MODELS)
     "animatediff": SD15_ID,
     "sd15": SD15_ID,  # an SD 1.5 base with --video is AnimateDiff
     "zeroscope": "cerspense/zeroscope_v2_576w",
@@ -52,9 +52,10 @@ def resolve_model(model: str, *, video: bool = False, family: str | None = None)
             raise ScaleCrafterError(f"model {model!r} is a video model: pass --video")
         raise ScaleCrafterError(f"{model!r} is an image model; built-in video models: {', '.join(builtins)}")
     if builtin is not None:
-        return ModelRef(model, builtin.kind, model, family or builtin.family, builtin)
+        return ModelRef(model, builtin.kind, model, named_family(None, video=video, family=family, builtin=builtin.family),
+                        builtin)
     if model in aliases:
-        return ModelRef(model, "hub", aliases[model], family or _family_of_id(aliases[model], video))
+        return ModelRef(model, "hub", aliases[model], named_family(aliases[model], video=video, family=family))
     if video and model == "sdxl":
         raise ScaleCrafterError(f"--video --model sdxl: {NO_SDXL_VIDEO}")
     if not video and model in VIDEO_ALIASES:
@@ -68,15 +69,7 @@ def resolve_model(model: str, *, video: bool = False, family: str | None = None)
             f"{'video ' if video else ''}model {model!r} is not an alias ({', '.join([*aliases, *builtins])}), "
             "a local folder or a valid hub id (owner/name)"
         ) from None
-    return ModelRef(model, "hub", model, family or _family_of_id(model, video))
-
-
-def _family_of_id(model_id: str, video: bool) -> str | None:
-    """The family of a known hub id; for video an SD 1.5 base is sampled as AnimateDiff."""
-    family = family_of_model_id(model_id)
-    if not video:
-        return family
-    return "animatediff" if family == "sd15" else family if family in VIDEO_FAMILIES else None
+    return ModelRef(model, "hub", model, named_family(model, video=video, family=family))
 
 
 def default_prompt(model: str) -> str:

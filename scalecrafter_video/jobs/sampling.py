@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import torch
 
 from ..engine.errors import ScaleCrafterError
-from ..engine.families import SD_SCHEDULER_CONFIG, get_family
+from ..engine.families import SD_SCHEDULER_CONFIG
+from .family import sampling_defaults
 from .options import SCHEDULERS, VAE_TILING, GenerateOptions
 
 GENERATOR = "torch.Generator('cpu').manual_seed(seed)"  # how every sample's noise is drawn
@@ -48,14 +49,14 @@ def prepare_pipeline(pipe, opts: GenerateOptions, family: str) -> Sampling:
     a loaded pipeline; the family gives the defaults (a pipeline without FreeU is left alone).
     The options are checked already (`checks.check_model_options`)."""
     pipe.scheduler = make_scheduler(opts.scheduler, pipe.scheduler.config)
-    freeu = get_family(family).freeu if opts.freeu else None
+    freeu = sampling_defaults(family).freeu if opts.freeu else None
     if freeu:
         pipe.enable_freeu(**freeu)
     elif hasattr(pipe, "disable_freeu"):
         pipe.disable_freeu()
     pipe.set_progress_bar_config(disable=not opts.progress, leave=False, desc="denoise")
     tiled = set_vae_tiling(pipe, wants_vae_tiling(opts.vae_tiling, family, opts.height, opts.width))
-    guidance = opts.guidance if opts.guidance is not None else get_family(family).guidance
+    guidance = opts.guidance if opts.guidance is not None else sampling_defaults(family).guidance
     return Sampling(guidance, freeu, tiled)
 
 
@@ -65,7 +66,7 @@ def wants_vae_tiling(mode: str, family: str, height: int, width: int) -> bool:
         raise ScaleCrafterError(f"unknown --vae-tiling {mode!r}: choose one of {', '.join(VAE_TILING)}")
     if mode != "auto":
         return mode == "on"
-    return max(height, width) > get_family(family).vae_tiling_side
+    return max(height, width) > sampling_defaults(family).vae_tiling_side
 
 
 def set_vae_tiling(pipe, tiled: bool) -> bool:

@@ -29,11 +29,12 @@ from typing import Any
 import torch
 
 from ..engine.errors import ScaleCrafterError
-from ..engine.families import ambiguous_family_error, families_of_layout, get_family
+from ..engine.families import FAMILIES
 from ..engine.plan import derive_plan
 from ..engine.presets import check_preset_fits, load_preset, preset_argument
 from ..models.builtin import MAX_FRAMES_3D, text_to_video_pipeline_class
 from . import runner
+from .family import UNET3D_FAMILIES, job_family
 from .loading import (
     LoadedModel,
     ModelInfo,
@@ -55,7 +56,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_MOTION_ADAPTER = "guoyww/animatediff-motion-adapter-v1-5-2"
 UNET3D = "UNet3DConditionModel"
 MOTION_UNET = "UNetMotionModel"
-UNET3D_FAMILIES = ("modelscope", "zeroscope")
 VIDEO_CODEC = "h264 (libx264), yuv420p, crf 18"
 DECODE_PIXELS = 8 * 512 * 512  # pixels decoded per VAE call (8 frames at 512 px, 2 at 1024 px)
 
@@ -85,7 +85,7 @@ def inspect_video_model(opts: GenerateOptions) -> tuple[ModelInfo, dict[str, Any
             raise ScaleCrafterError(
                 f"--motion-adapter only applies to AnimateDiff (an SD 1.5 base); {opts.model!r} is a UNet3D video model"
             )
-        video_family(info.ref, UNET3D, info.unet_config)  # ModelScope or Zeroscope: named or refused now
+        job_family(info.ref, UNET3D, info.unet_config, video=True, option=opts.family)  # ModelScope or Zeroscope: named or refused now
     elif unet_class in (None, "UNet2DConditionModel") or (unet_class == MOTION_UNET and opts.motion_adapter):
         # an SD 1.5 base (or an AnimateDiff pipeline given another adapter): the adapter must be here too
         adapter = _adapter_location(opts)
@@ -102,20 +102,6 @@ def inspect_video_model(opts: GenerateOptions) -> tuple[ModelInfo, dict[str, Any
 
 def _adapter_location(opts: GenerateOptions) -> str:
     return opts.motion_adapter or DEFAULT_MOTION_ADAPTER
-
-
-def video_family(ref, unet_class: str, unet_config) -> str:
-    """The family of a video model: the one named (--family, a built-in model, a known hub id), else
-    the one its UNet's layout fits (ModelScope and Zeroscope share one: then it must be named), else
-    for a layout of no family (e.g. a small fine-tune) the defaults of its kind."""
-    if ref.family is not None:
-        return ref.family
-    candidates = families_of_layout(unet_class, unet_config)
-    if len(candidates) > 1:
-        raise ambiguous_family_error(unet_class, candidates)
-    if candidates:
-        return candidates[0]
-    return "modelscope" if unet_class == UNET3D else "animatediff"
 
 
 def max_frames_of(info: ModelInfo, adapter_cfg: dict[str, Any] | None) -> int | None:
@@ -153,7 +139,7 @@ def load_video_pipeline(opts: GenerateOptions, device: str, dtype, inspected=Non
         max_frames = int(getattr(pipe.unet.config, "motion_max_seq_length", None) or 32)
     else:
         max_frames = max_frames_of(info, adapter_cfg) or MAX_FRAMES_3D
-    return LoadedModel(pipe, ref, video_family(ref, unet_class, pipe.unet.config), info.revision, adapter, max_frames)
+    return LoadedModel(pipe, ref, job_family(ref, unet_class, pipe.unet.config, video=True, option=opts.family), info.revision, adapter, max_frames)
 
 
 def _from_pretrained(opts: GenerateOptions, info: ModelInfo, adapter_cfg: dict[str, Any] | None, dtype):
@@ -194,15 +180,16 @@ def video_method(loaded: LoadedModel, opts: GenerateOptions, guidance: float) ->
     and "auto" becomes the plan derived for that base, so a 1024 px preset written for a 512 px
     base never lands on a 64 px model. TextToVideoSDPipeline does not say whether it runs CFG:
     the guidance scale does."""
-    base, fam = loaded.base, get_family(loaded.family)
+    base, fam = loaded.base, FAMILIES.get(loaded.family)
     preset = preset_argument(opts.preset, opts.force_preset)
     cfg = guidance > 1.0
-    if base == (fam.base_height, fam.base_width):
+    if fam is not None and base == (fam.base_height, fam.base_width):
         return MethodContext(loaded.pipe, opts, preset=preset, family=loaded.family, cfg=cfg)
     if preset == "auto":
         levels = len(loaded.pipe.unet.config.block_out_channels)
         preset = derive_plan(levels, base, (opts.height, opts.width))
-    return MethodContext(loaded.pipe, opts, preset=preset, family=loaded.family, base=base, cfg=cfg)
+    family = loaded.family if fam is not None else None  # a family with reference presets
+    return MethodContext(loaded.pipe, opts, preset=preset, family=family, base=base, cfg=cfg)
 
 
 def _check_preset_before_loading(opts: GenerateOptions, info: ModelInfo) -> None:
@@ -271,7 +258,7 @@ class VideoKind:
         family = info.ref.family
         if info.configs_known:
             unet_class = UNET3D if index_unet_class(info.index) == UNET3D else MOTION_UNET
-            family = video_family(info.ref, unet_class, info.unet_config)
+            family = job_family(info.ref, unet_class, info.unet_config, video=True, option=opts.family)
         return runner.Inspected(info, family, adapter_cfg)
 
     def check_plan(self, inspected: runner.Inspected, opts: GenerateOptions) -> None:

@@ -16,6 +16,7 @@ import torch
 
 from ...engine.errors import ScaleCrafterError
 from ...engine.families import SD_SCHEDULER_CONFIG, get_family
+from ...jobs.family import sampling_defaults
 from ...models.builtin import text_to_video_pipeline_class
 from ...models.diffusers_warnings import quiet_empty_fp32_warning
 from ...models.tiny import tiny_pipeline, tiny_tokenizer
@@ -70,7 +71,7 @@ def bench_model(name: str) -> BenchModel:
     if name not in REAL_MODELS:
         raise ScaleCrafterError(f"unknown benchmark model '{name}': choose one of {', '.join(REAL_MODELS + TINY_MODELS)}")
     fam = get_family(name)
-    return BenchModel(name, name, fam.video, fam.guidance)
+    return BenchModel(name, name, fam.video, sampling_defaults(name).guidance)
 
 
 class UNetHolder:

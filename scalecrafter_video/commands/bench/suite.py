@@ -77,8 +77,9 @@ def _compiled_rows(case: Case, device: torch.device, dtype: torch.dtype, flops: 
     pipe.unet.compile_repeated_blocks(dynamic=True)
     inputs = unet_inputs(pipe.unet, case.height, case.width, case.frames, device, dtype, pipe.vae_scale_factor)
     timestep = torch.tensor(981, device=device)
+    unet = pipe.unet
     with torch.no_grad():
-        first_call_s = timed(lambda: pipe.unet(**inputs, timestep=timestep), device)
+        first_call_s = timed(lambda: unet(**inputs, timestep=timestep), device)
     rows = []
     for variant, t in (("direct", 981), ("ndcfg", 981), ("ndcfg", 621)):  # 621: reference step 18, factors decayed
         graphs = counters["stats"]["unique_graphs"]
@@ -86,7 +87,7 @@ def _compiled_rows(case: Case, device: torch.device, dtype: torch.dtype, flops: 
         row = time_step(pipe, case, variant, warmup=2, repeats=3, flops=flops[variant], t=t)
         rows.append(dict(row, compiled=True, first_call_s=round(first_call_s, 1),
                          new_graphs=counters["stats"]["unique_graphs"] - graphs))
-    del pipe
+    del pipe, unet
     reset_peak(device)
     return rows
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ...engine.errors import ScaleCrafterError
-from ...engine.families import FAMILIES
+from ...jobs.family import SAMPLING
 from ...jobs.options import DTYPES, SCHEDULERS, GenerateOptions
 from ..arguments import parse_res, read_prompts
 
@@ -36,7 +36,7 @@ def add_sweep_parser(sub) -> argparse.ArgumentParser:
         epilog=SWEEP_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     grid = p.add_argument_group("grid")
     grid.add_argument("--model", default=None, help="as for `scv generate` (default sd15; animatediff with --video)")
-    grid.add_argument("--family", default=None, choices=tuple(FAMILIES),
+    grid.add_argument("--family", default=None, choices=tuple(SAMPLING),
                       help="the model's family, where its id or architecture cannot tell (as for `scv generate`)")
     grid.add_argument("--prompts", required=True, metavar="FILE", help="one prompt per line ('#' comments)")
     grid.add_argument("--methods", default="direct,scalecrafter", metavar="M[,M...]",

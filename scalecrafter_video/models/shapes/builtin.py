@@ -10,10 +10,9 @@ that was actually trained, offline, on a CPU.
 from __future__ import annotations
 
 from ...engine.errors import ScaleCrafterError
-from ...engine.families import get_family
 from ..builtin import BuiltinModel
 from .data import CLASS_NAMES, FRAMES
-from .model import ASSET_DIR, CONFIG_NAME, WEIGHTS_NAME
+from .model import ASSET_DIR, CONFIG_NAME, MOTION_UNET_CONFIG, UNET_CONFIG, WEIGHTS_NAME
 from .motion_model import MOTION_WEIGHTS_NAME
 
 NOTE = "the shipped shapes demo model (class-conditional: prompts are {})".format(", ".join(CLASS_NAMES))
@@ -44,13 +43,13 @@ def _video_pipeline():
 
 SHAPES_MODELS: dict[str, BuiltinModel] = {
     "shapes32": BuiltinModel(
-        "shapes32", "shipped", "shapes32", False, _image_pipeline, get_family("shapes32").unet_config,
+        "shapes32", "shipped", "shapes32", False, _image_pipeline, UNET_CONFIG,
         vae_scale_factor=1, classes=tuple(CLASS_NAMES), check=lambda: _require(WEIGHTS_NAME, CONFIG_NAME), note=NOTE,
     ),
     "shapes32-motion": BuiltinModel(
         "shapes32-motion", "shipped", "shapes32-motion", True, _video_pipeline,
-        get_family("shapes32-motion").unet_config, vae_scale_factor=1,
-        max_frames=get_family("shapes32-motion").unet_config["motion_max_seq_length"], default_frames=FRAMES,
+        MOTION_UNET_CONFIG, vae_scale_factor=1,
+        max_frames=MOTION_UNET_CONFIG["motion_max_seq_length"], default_frames=FRAMES,
         motion_adapter="shapes32-motion (shipped)", classes=tuple(CLASS_NAMES),
         check=lambda: _require(WEIGHTS_NAME, CONFIG_NAME, MOTION_WEIGHTS_NAME), note=NOTE,
     ),

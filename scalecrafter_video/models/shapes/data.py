@@ -45,8 +45,7 @@ def _shape_sdf(kind: torch.Tensor, cx, cy, size, xs, ys) -> torch.Tensor:
     # equilateral triangle pointing up, base = size, centred on its bounding box
     h = size * math.sqrt(3) / 2
     top = cy - h / 2
-    bottom = cy + h / 2
-    # edges: bottom (y <= bottom), and the two sloped edges through the apex (cx, top), whose
+    # edges: the bottom (y <= cy + h / 2), and the two sloped edges through the apex (cx, top), whose
     # outward normals are (+-cos30, -sin30) in image (y-down) coordinates
     n = math.sqrt(3) / 2
     d_bottom = dy - h / 2

@@ -16,21 +16,40 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ...engine.families import SHAPES32_UNET
 from .data import CLASS_NAMES
 
 ASSET_DIR = Path(__file__).resolve().parent / "assets"
 WEIGHTS_NAME = "shapes32.safetensors"
 CONFIG_NAME = "shapes32.json"
 
-CONTEXT_DIM = SHAPES32_UNET["cross_attention_dim"]
-
 # three levels (32, 16, 8 px at base size), attention (self + class cross-attention) only at the
 # deepest level and the mid block: the layout of the "shapes32" family. Chosen by
 # scripts/demo_model_sweep.py on a GPU: 4-level variants (deepest level 4x4) stayed at 0-38 % single
 # objects at 4x per side under the derived plan, 3-level ones reached 42-77 % (docs/demo.md,
 # samples/demo/sweep/)
-UNET_CONFIG = SHAPES32_UNET
+UNET_CONFIG = dict(
+    sample_size=32,
+    in_channels=3,
+    out_channels=3,
+    down_block_types=("DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+    block_out_channels=(16, 32, 64),
+    layers_per_block=1,
+    cross_attention_dim=64,
+    attention_head_dim=4,  # diffusers' legacy name: the number of heads
+    norm_num_groups=8,
+)
+# the same UNet with motion modules (a MotionAdapter, 8-frame clips): the shapes32-motion model
+MOTION_UNET_CONFIG = dict(
+    {k: v for k, v in UNET_CONFIG.items() if k != "attention_head_dim"},  # UNetMotionModel names it heads
+    down_block_types=("DownBlockMotion", "DownBlockMotion", "CrossAttnDownBlockMotion"),
+    up_block_types=("CrossAttnUpBlockMotion", "UpBlockMotion", "UpBlockMotion"),
+    num_attention_heads=4,
+    motion_num_attention_heads=(1, 2, 4),
+    motion_max_seq_length=32,
+    use_motion_mid_block=True,
+)
+CONTEXT_DIM = UNET_CONFIG["cross_attention_dim"]
 
 # DDPM training schedule (scaled_linear as SD 1.5/2.1); sample with DDIMScheduler.from_config(SCHEDULER_CONFIG) (diffusers
 # defaults: timestep_spacing "leading", steps_offset 1, set_alpha_to_one False -> t_i = 981 - 20 i).
