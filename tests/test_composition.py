@@ -1,6 +1,6 @@
 """Composition matrix: ScaleCrafter (NDCFG and prefix reuse on) inside tiny pipelines of the real diffusers
 classes with ControlNet, T2I-Adapter, IP-Adapter, LoRA, FreeU, model CPU offload, diffusers' cache
-hooks, torch.compile, and garbage collection after `del`.
+hooks, torch.compile, other `_conv_forward` patchers, and garbage collection after `del`.
 
 Each supported combination is checked the same way (`check_composition`):
 - at the base size (64 px) the patch is a no-op: bit-for-bit the unpatched output;
@@ -11,7 +11,7 @@ Each supported combination is checked the same way (`check_composition`):
 
 docs/compatibility.md is the table of what these tests show. Tests marked xfail(strict) describe the
 right behaviour that the patch lifecycle change brings (T2I residual halves, LoRA loaded after apply,
-torch.compile, garbage collection); remove the mark when it lands.
+torch.compile, a conv patcher set after apply, garbage collection); remove the mark when it lands.
 """
 
 from __future__ import annotations
@@ -357,11 +357,16 @@ def small_unet() -> UNet2DConditionModel:
         return UNet2DConditionModel(**SMALL_UNET).eval().requires_grad_(False)
 
 
-def small_call(unet, timestep=981):
+def small_call_at(unet, side: int) -> torch.Tensor:
     generator = torch.Generator().manual_seed(5)
-    sample, context = torch.randn(2, 4, 16, 16, generator=generator), torch.randn(2, 3, 8, generator=generator)
+    sample, context = torch.randn(2, 4, side, side, generator=generator), torch.randn(2, 3, 8, generator=generator)
     with torch.no_grad():
-        return unet(sample, torch.tensor(timestep), context).sample
+        return unet(sample, torch.tensor(981), context).sample
+
+
+def small_call(unet) -> torch.Tensor:
+    """One call at 2x the small UNet's base size."""
+    return small_call_at(unet, 16)
 
 
 @pytest.mark.xfail(strict=True, reason=LIFECYCLE)
@@ -380,6 +385,52 @@ def test_torch_compile_eager_backend():
         handle.remove()
     assert not leftovers(unet)
     torch.testing.assert_close(small_call(compiled), direct)
+
+
+def seamless(conv):
+    """A conv patcher in the InvokeAI seamless style: its own `_conv_forward`, circular padding."""
+    def _conv_forward(input, weight, bias):
+        padded = torch.nn.functional.pad(input, (1, 1, 1, 1), mode="circular")
+        return torch.nn.functional.conv2d(padded, weight, bias, conv.stride, 0, conv.dilation, conv.groups)
+
+    return _conv_forward
+
+
+def seamless_convs(unet) -> dict:
+    convs = [m for name, m in unet.named_modules()
+             if name.startswith(("down_blocks", "mid_block", "up_blocks")) and isinstance(m, torch.nn.Conv2d)
+             and m.kernel_size == (3, 3) and m.stride == (1, 1)]
+    return {conv: seamless(conv) for conv in convs}
+
+
+def test_a_conv_patcher_set_before_apply_runs_and_comes_back():
+    unet = small_unet()
+    patched = seamless_convs(unet)
+    for conv, forward in patched.items():
+        conv._conv_forward = forward
+    base = small_call_at(unet, 8)
+    with scalecrafter(unet, preset=SMALL_PLAN, batch_layout=UNCOND_COND):
+        assert torch.equal(small_call_at(unet, 8), base), "at the base size the other patcher runs as before"
+        small_call(unet)
+    assert all(conv.__dict__["_conv_forward"] is forward for conv, forward in patched.items())
+    assert torch.equal(small_call_at(unet, 8), base)
+
+
+@pytest.mark.xfail(strict=True, reason=LIFECYCLE)
+def test_a_conv_patcher_set_after_apply_is_left_working():
+    reference = small_unet()
+    for conv, forward in seamless_convs(reference).items():
+        conv._conv_forward = forward
+    expected = small_call(reference)
+
+    unet = small_unet()
+    handle = apply_scalecrafter(unet, preset=SMALL_PLAN, batch_layout=UNCOND_COND)
+    patched = seamless_convs(unet)
+    for conv, forward in patched.items():
+        conv._conv_forward = forward
+    handle.remove()
+    assert all(conv.__dict__.get("_conv_forward") is forward for conv, forward in patched.items())
+    assert torch.equal(small_call(unet), expected)
 
 
 def test_removed_patch_lets_the_unet_be_collected():
