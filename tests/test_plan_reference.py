@@ -155,7 +155,7 @@ def test_plan_dict_round_trip_and_unknown_keys():
 
     _, plan = presets()["sd21-2048x2048"]
     assert Plan.from_dict(plan.to_dict()) == plan
-    with pytest.raises(ScaleCrafterError, match="unknown plan keys"):
+    with pytest.raises(ScaleCrafterError, match="unknown key"):
         Plan.from_dict({"name": "x", "mian": []})
     with pytest.raises(ScaleCrafterError, match="factor"):
         Plan.from_dict({"name": "x", "main": [{"selector": "mid_block", "factor": 0.5, "stop": 30}]})

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field, replace
 
 from .errors import ScaleCrafterError
 from .layers import check_selectors, resolve_selectors
+from .schema import MAX_FACTOR, REFERENCE_STEPS, check_plan_dict
 
 Factor = tuple[float, float]
-REFERENCE_STEPS = 50
 _EPS = 1e-9
 
 
@@ -45,8 +45,8 @@ def _as_factor(value) -> Factor:
         pair = (float(value[0]), float(value[1]))
     else:
         raise ScaleCrafterError(f"a re-dilation factor must be a number or [dh, dw], got {value!r}")
-    if not all(math.isfinite(f) and 1 <= f <= 64 for f in pair):
-        raise ScaleCrafterError(f"re-dilation factors must be between 1 and 64, got {value!r}")
+    if not all(math.isfinite(f) and 1 <= f <= MAX_FACTOR for f in pair):
+        raise ScaleCrafterError(f"re-dilation factors must be between 1 and {MAX_FACTOR:g}, got {value!r}")
     return pair
 
 
@@ -171,23 +171,16 @@ class Plan:
         }
 
     @classmethod
-    def from_dict(cls, data: dict) -> Plan:
-        known = {"name", "source", "units", "base", "target", "num_train_timesteps", "main", "damped",
-                 "ndcfg_stop", "dispersion", "dispersion_stop", "notes"}
-        unknown = set(data) - known
-        if unknown:
-            raise ScaleCrafterError(f"unknown plan keys {sorted(unknown)}: allowed keys are {sorted(known)}")
+    def from_dict(cls, data: dict, where: str = "plan dict") -> Plan:
+        """The Plan of a dict in `to_dict`'s shape, every key checked by type (`schema.check_plan_dict`)."""
+        check_plan_dict(data, where)
 
         def rules(items):
-            out = []
-            for item in items or ():
-                extra = set(item) - {"selector", "factor", "stop", "progressive"}
-                if extra or "selector" not in item or "factor" not in item or "stop" not in item:
-                    raise ScaleCrafterError(
-                        f"a plan rule needs exactly selector, factor, stop (and optionally progressive), got {sorted(item)}"
-                    )
-                out.append(Rule(item["selector"], item["factor"], float(item["stop"]), bool(item.get("progressive", False))))
-            return tuple(out)
+            return tuple(Rule(r["selector"], r["factor"], float(r["stop"]), r.get("progressive", False))
+                         for r in items or ())
+
+        def size(value):
+            return tuple(value) if value else None
 
         return cls(
             name=data.get("name", "custom"),
@@ -196,9 +189,9 @@ class Plan:
             ndcfg_stop=float(data.get("ndcfg_stop", 0.0)),
             dispersion=tuple(data.get("dispersion", ())),
             dispersion_stop=float(data.get("dispersion_stop", 0.0)),
-            num_train_timesteps=int(data.get("num_train_timesteps", 1000)),
-            base=tuple(data["base"]) if data.get("base") else None,
-            target=tuple(data["target"]) if data.get("target") else None,
+            num_train_timesteps=data.get("num_train_timesteps", 1000),
+            base=size(data.get("base")),
+            target=size(data.get("target")),
             units=data.get("units", "pixels"),
             source=data.get("source", "custom"),
             notes=data.get("notes", ""),

@@ -21,58 +21,44 @@ from .errors import ScaleCrafterError
 from .families import get_family, meta_unet
 from .layers import spatial_convs
 from .plan import Plan, Rule, derive_plan
+from .schema import check_preset
 
 PRESET_FOLDER = "configs"  # inside the package
-_TOP_KEYS = {"name", "family", "height", "width", "description", "main", "damped", "dispersion"}
-_SECTION_KEYS = {"stop", "progressive", "factors"}
-_DISPERSION_KEYS = {"stop", "layers"}
 
 
-def _check_keys(found, allowed, where: str) -> None:
-    unknown = sorted(set(found) - allowed)
-    if unknown:
-        raise ScaleCrafterError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
-
-
-def _rules(section: dict, where: str) -> tuple[Rule, ...]:
-    _check_keys(section, _SECTION_KEYS, where)
-    if "stop" not in section:
-        raise ScaleCrafterError(f"{where}: missing 'stop' (the window in reference DDIM-50 steps)")
-    stop, progressive = float(section["stop"]), bool(section.get("progressive", False))
+def _rules(section: dict) -> tuple[Rule, ...]:
+    stop, progressive = float(section["stop"]), section.get("progressive", False)
     return tuple(Rule(sel, f, stop, progressive) for sel, f in section.get("factors", {}).items())
 
 
 def plan_from_preset(data: dict, where: str) -> Plan:
-    """Build a Plan from a parsed preset table (no layer check: see `validate_preset`)."""
-    _check_keys(data, _TOP_KEYS, where)
-    for key in ("name", "family", "height", "width", "main"):
-        if key not in data:
-            raise ScaleCrafterError(f"{where}: missing key '{key}'")
+    """Build a Plan from a parsed preset table, its keys checked by type (`schema.check_preset`);
+    no layer check: see `validate_preset`."""
+    check_preset(data, where)
     family = get_family(data["family"])
     damped = data.get("damped", {})
     dispersion = data.get("dispersion", {})
-    _check_keys(dispersion, _DISPERSION_KEYS, f"{where} [dispersion]")
     return Plan(
         name=data["name"],
-        main=_rules(data["main"], f"{where} [main]"),
-        damped=_rules(damped, f"{where} [damped]") if damped else (),
+        main=_rules(data["main"]),
+        damped=_rules(damped) if damped else (),
         ndcfg_stop=float(damped.get("stop", 0.0)),
         dispersion=tuple(dispersion.get("layers", ())),
         dispersion_stop=float(dispersion.get("stop", 0.0)),
         base=(family.base_height, family.base_width),
-        target=(int(data["height"]), int(data["width"])),
+        target=(data["height"], data["width"]),
         units="pixels",
         source="preset",
         notes=data.get("description", ""),
     )
 
 
-def _parse_preset(text: str, path: str, name: str) -> tuple[str, Plan]:
+def _parse_preset(text: str, path: str) -> tuple[str, Plan]:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ScaleCrafterError(f"preset file '{path}' is not valid TOML: {exc}") from None
-    return data.get("family", ""), plan_from_preset(data, f"preset {name}")
+    return data.get("family", ""), plan_from_preset(data, f"preset file '{path}'")
 
 
 def load_preset_file(path: str | Path) -> tuple[str, Plan]:
@@ -86,7 +72,7 @@ def load_preset_file(path: str | Path) -> tuple[str, Plan]:
         raise ScaleCrafterError(f"preset file '{path}' is not UTF-8 text (a preset is a TOML file)") from None
     except OSError as exc:
         raise ScaleCrafterError(f"cannot read preset file '{path}': {exc.strerror or exc}") from None
-    return _parse_preset(text, str(path), path.name)
+    return _parse_preset(text, str(path))
 
 
 def shipped_preset_files() -> dict[str, str]:
@@ -100,7 +86,7 @@ def presets() -> dict[str, tuple[str, Plan]]:
     """All shipped presets by name: (family, plan)."""
     found = {}
     for file_name, text in sorted(shipped_preset_files().items()):
-        family, plan = _parse_preset(text, f"scalecrafter_video/{PRESET_FOLDER}/{file_name}", file_name)
+        family, plan = _parse_preset(text, f"scalecrafter_video/{PRESET_FOLDER}/{file_name}")
         if plan.name in found:
             raise ScaleCrafterError(f"two preset files define '{plan.name}'")
         found[plan.name] = (family, plan)
@@ -129,8 +115,17 @@ def get_preset(name: str) -> tuple[str, Plan]:
     return table[name]
 
 
+def preset_type_error(preset) -> ScaleCrafterError:
+    return ScaleCrafterError(
+        f"preset must be 'auto', a preset name, a .toml path, a plan dict or a Plan, got {preset!r} "
+        f"({type(preset).__name__})"
+    )
+
+
 def load_preset(preset: str | Path) -> tuple[str, Plan]:
     """(family, plan) of a preset file (a Path, a name ending in .toml, or an existing file) or a shipped name."""
+    if not isinstance(preset, (str, Path)):
+        raise preset_type_error(preset)
     if isinstance(preset, Path) or str(preset).endswith(".toml") or Path(preset).is_file():
         return load_preset_file(preset)
     return get_preset(str(preset))
@@ -214,6 +209,8 @@ def _resolve(preset, *, height, width, base, levels, family, units) -> Plan:
         return preset
     if isinstance(preset, dict):
         return Plan.from_dict(preset)
+    if not isinstance(preset, (str, Path)):
+        raise preset_type_error(preset)
     if preset == "auto":
         if family is not None and units == "pixels":
             found = find_reference_preset(family, height, width)
