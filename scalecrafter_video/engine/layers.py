@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import sys
 from collections import defaultdict
 
 from torch import nn
@@ -27,13 +28,26 @@ _LORA_SUFFIX = re.compile(r"\.(base_layer|lora_[AB]\.[^.]+|lora_magnitude_vector
 _BLOCK = re.compile(r"^(down_blocks\.\d+|up_blocks\.\d+|mid_block)")
 
 
+def unwrap_compiled(module: nn.Module) -> nn.Module:
+    """The module inside `torch.compile`'s wrapper(s) (`OptimizedModule._orig_mod`), else `module`.
+
+    The patch goes on the inner module, which the compiled wrapper calls: its names are the plain
+    UNet's (no `_orig_mod.` prefix) and removing the patch never touches the wrapper."""
+    eval_frame = sys.modules.get("torch._dynamo.eval_frame")  # not imported: nothing was compiled
+    compiled = getattr(eval_frame, "OptimizedModule", None)
+    while compiled is not None and isinstance(module, compiled):
+        module = module._orig_mod
+    return module
+
+
 def find_unet(pipe_or_unet) -> tuple[nn.Module, object | None]:
-    """(the UNet, the pipeline or None) of a diffusers pipeline with a `.unet`, or of a bare UNet."""
+    """(the UNet, the pipeline or None) of a diffusers pipeline with a `.unet`, or of a bare UNet;
+    a compiled UNet (`torch.compile`) is looked through to the module it wraps."""
     unet = getattr(pipe_or_unet, "unet", None)
     if isinstance(unet, nn.Module):
-        return unet, pipe_or_unet
+        return unwrap_compiled(unet), pipe_or_unet
     if isinstance(pipe_or_unet, nn.Module):
-        return pipe_or_unet, None
+        return unwrap_compiled(pipe_or_unet), None
     raise ScaleCrafterError(
         f"cannot patch a {type(pipe_or_unet).__name__}: pass a diffusers pipeline with a .unet or the UNet itself"
     )

@@ -8,21 +8,27 @@ UNet once per branch), so NDCFG runs only where the layout is known:
 - the stock diffusers pipelines in `STOCK_LAYOUTS` (each checked by a test on a tiny pipeline);
 - any pipeline class that declares `scalecrafter_batch_layout = "uncond,cond"`;
 - a caller's `batch_layout="uncond,cond"` (a bare UNet, or a pipeline the caller vouches for).
+
+A known layout is not enough: each call must also be a CFG call (`cfg_probe`). Where the pipeline
+does not say, its [a; b] batch of two prompts without guidance would be damped as [uncond; cond].
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import weakref
 from collections.abc import Callable
 
 from .errors import ScaleCrafterError
+from .overrides import Override
 
 logger = logging.getLogger(__name__)
 
 UNCOND_COND = "uncond,cond"
 LAYOUTS = (UNCOND_COND,)
 LAYOUT_ATTRIBUTE = "scalecrafter_batch_layout"
+CFG_ARGUMENT = "do_classifier_free_guidance"
 STOCK_LAYOUTS: dict[str, str] = {
     "StableDiffusionPipeline": UNCOND_COND,
     "StableDiffusionXLPipeline": UNCOND_COND,
@@ -62,31 +68,94 @@ def unknown_layout_warning(pipe) -> str:
             f"or pass batch_layout={UNCOND_COND!r}")
 
 
-def cfg_probe(pipe, cfg: bool | Callable[[], bool] | None) -> Callable[[], bool]:
-    """Whether the current UNet call is a CFG call: `cfg` if given, else the pipeline's own
-    `do_classifier_free_guidance` (or guidance scale > 1); a bare UNet is always CFG."""
-    if callable(cfg):
-        return cfg
-    if cfg is not None:
-        return lambda: bool(cfg)
-    if pipe is None:
-        return lambda: True
-    if not hasattr(type(pipe), "do_classifier_free_guidance"):
-        logger.warning(
-            "%s does not say whether it runs CFG; NDCFG assumes every even batch is [uncond; cond]: "
-            "pass cfg=guidance_scale > 1 to apply_scalecrafter to be sure",
-            type(pipe).__name__,
-        )
-    ref = weakref.ref(pipe)
+class _CfgRecorder(Override):
+    """`pipe.encode_prompt` wrapped to record the `do_classifier_free_guidance` each pipeline call
+    passes it (TextToVideoSDPipeline keeps the flag in a local variable and nowhere else)."""
 
-    def probe() -> bool:
+    __slots__ = ("cfg", "signature")
+
+    def __init__(self, pipe):
+        super().__init__(pipe, "encode_prompt")
+        self.signature = inspect.signature(pipe.encode_prompt)
+        self.cfg: bool | None = None
+
+    def __call__(self, *args, **kwargs):
+        if self.live:
+            try:
+                bound = self.signature.bind(*args, **kwargs)
+                bound.apply_defaults()
+                self.cfg = bool(bound.arguments[CFG_ARGUMENT])
+            except (TypeError, KeyError):
+                self.cfg = None
+        return self.inner(*args, **kwargs)
+
+
+class CfgProbe:
+    """Whether the UNet call in progress is a CFG call (call it); None from `read` means the
+    pipeline did not say, and then NDCFG must not run: False, with one warning. `close()` takes
+    off what the probe put on the pipeline."""
+
+    def __init__(self, read: Callable[[], bool | None], unknown: str = "", recorder: _CfgRecorder | None = None):
+        self._read, self._unknown = read, unknown
+        self._recorder = weakref.ref(recorder) if recorder is not None else None
+        self._warned = False
+
+    def __call__(self) -> bool:
+        value = self._read()
+        if value is None:
+            if not self._warned:
+                logger.warning("%s", self._unknown)
+                self._warned = True
+            return False
+        return bool(value)
+
+    def close(self) -> None:
+        recorder = self._recorder() if self._recorder is not None else None
+        if recorder is not None:
+            recorder.remove()
+
+
+def cfg_probe(pipe, cfg: bool | Callable[[], bool] | None) -> CfgProbe:
+    """Whether the current UNet call is a CFG call: `cfg` if given, else what the pipeline says:
+    its `do_classifier_free_guidance`, else its `_guidance_scale` > 1, else the
+    `do_classifier_free_guidance` its call passed to `encode_prompt`; a bare UNet is always CFG.
+    Where none of these is known, NDCFG does not run (one warning): with two prompts and guidance
+    off, the batch [a; b] looks like [uncond; cond]."""
+    if callable(cfg):
+        return CfgProbe(cfg)
+    if cfg is not None:
+        return CfgProbe(lambda: bool(cfg))
+    if pipe is None:
+        return CfgProbe(lambda: True)
+    name = type(pipe).__name__
+    unknown = (f"noise-damped CFG is off: {name} does not say whether it runs CFG (no "
+               f"do_classifier_free_guidance, _guidance_scale or encode_prompt({CFG_ARGUMENT}=...)); pass "
+               "cfg=guidance_scale > 1 to apply_scalecrafter")
+    recorder = None
+    if not hasattr(type(pipe), CFG_ARGUMENT) and CFG_ARGUMENT in _parameters(getattr(pipe, "encode_prompt", None)):
+        recorder = _CfgRecorder(pipe)
+        recorder.install()
+    ref = weakref.ref(pipe)
+    recorded = weakref.ref(recorder) if recorder is not None else (lambda: None)
+
+    def read() -> bool | None:
         p = ref()
         if p is None:
-            return True
-        flag = getattr(p, "do_classifier_free_guidance", None)
+            return None
+        flag = getattr(p, CFG_ARGUMENT, None)
         if flag is not None:
             return bool(flag)
         scale = getattr(p, "_guidance_scale", None)
-        return True if scale is None else scale > 1.0
+        if scale is not None:
+            return scale > 1.0
+        r = recorded()
+        return r.cfg if r is not None else None
 
-    return probe
+    return CfgProbe(read, unknown, recorder)
+
+
+def _parameters(function) -> set[str]:
+    try:
+        return set(inspect.signature(function).parameters)
+    except (TypeError, ValueError):
+        return set()

@@ -32,6 +32,13 @@ def ref_step(timestep: float, num_train_timesteps: int = 1000) -> float:
     return (num_train_timesteps - stride + 1 - float(timestep)) / stride
 
 
+def in_window(step: float, stop: float) -> bool:
+    """Whether reference step `step` lies in a window of the first `stop` steps. A window of 0 steps
+    is never open, even at timesteps above the reference's first (t > 981 gives a negative step:
+    samplers with trailing or linspace spacing start at t = 999)."""
+    return stop > 0 and step < stop
+
+
 def progressive_factor(d: float, stop: float, step: float) -> float:
     """Reference progressive decay: max(ceil(d (stop - i) / stop), 2), never above d."""
     decayed = math.ceil(d * (stop - step) / stop - _EPS)
@@ -65,7 +72,7 @@ class Rule:
             raise ScaleCrafterError(f"rule '{self.selector}': stop must be in [0, 50] reference steps, got {self.stop}")
 
     def factor_at(self, step: float) -> Factor:
-        if step >= self.stop:
+        if not in_window(step, self.stop):
             return (1.0, 1.0)
         if not self.progressive:
             return self.factor
@@ -94,10 +101,10 @@ class Plan:
         return ref_step(timestep, self.num_train_timesteps)
 
     def ndcfg_active(self, timestep: float) -> bool:
-        return self.step_of(timestep) < self.ndcfg_stop
+        return in_window(self.step_of(timestep), self.ndcfg_stop)
 
     def dispersion_active(self, timestep: float) -> bool:
-        return bool(self.dispersion) and self.step_of(timestep) < self.dispersion_stop
+        return bool(self.dispersion) and in_window(self.step_of(timestep), self.dispersion_stop)
 
     def factors(self, timestep: float, layers: list[str], variant: str = "main") -> dict[str, Factor]:
         """Factor of every layer (only those != 1) at `timestep` for variant main or damped."""

@@ -100,6 +100,8 @@ class PrefixReuse:
         self.cached_bytes = 0
         self.peak_bytes = 0  # most bytes the cache held at once since the patch was applied
         self.reused_units = 0  # unit calls the damped passes did not have to run
+        self._replaced: list[tuple[nn.Module, object]] = []  # (unit, its forward before) while replaying
+        self._served = 0  # units cached when the replay began
         self.handles = [module.register_forward_hook(self._store_hook(name)) for name, module in self.units]
 
     def arm(self, differing: Iterable[str], rows: int) -> list[str]:
@@ -121,7 +123,6 @@ class PrefixReuse:
                 return None
             self.cache[name] = half
             self.cached_bytes += sum(t.numel() * t.element_size() for t in copies.values())
-            self.peak_bytes = max(self.peak_bytes, self.cached_bytes)
             return None
 
         return hook
@@ -129,32 +130,45 @@ class PrefixReuse:
     @contextlib.contextmanager
     def replay(self) -> Iterator[None]:
         """During the damped pass, cached units return their cached rows (each once) instead of running."""
-        self._prefix = frozenset()
-        saved = []
         try:
-            for name, module in self.units:
-                if name in self.cache:
-                    saved.append((module, module.__dict__.get("forward", _MISSING)))
-                    module.forward = self._cached_forward(name, module.forward)
+            self.begin_replay()
             yield
         finally:
-            for module, before in reversed(saved):
-                if before is _MISSING:
-                    module.__dict__.pop("forward", None)
-                else:
-                    module.forward = before
-            self.clear()
+            self.end_replay()
+
+    def begin_replay(self) -> None:
+        """Start serving the cache (`replay` as two calls, for callers that cannot hold a `with`)."""
+        self._prefix = frozenset()
+        self._served = len(self.cache)
+        for name, module in self.units:
+            if name in self.cache:
+                self._replaced.append((module, module.__dict__.get("forward", _MISSING)))
+                module.forward = self._cached_forward(name, module.forward)
+
+    def end_replay(self) -> None:
+        """Put every replaced unit forward back and drop the cache (idempotent)."""
+        self.reused_units += self._served - len(self.cache)
+        self._served = 0
+        while self._replaced:
+            module, before = self._replaced.pop()
+            if before is _MISSING:
+                module.__dict__.pop("forward", None)
+            else:
+                module.forward = before
+        self.clear()
 
     def _cached_forward(self, name: str, forward):
         def cached(*args, **kwargs):
             if name not in self.cache:  # called twice in one pass: run it
                 return forward(*args, **kwargs)
-            self.reused_units += 1
+            # counted in `end_replay`: a counter bumped here would be a value torch.compile guards on
             return self.cache.pop(name)
 
         return cached
 
     def clear(self) -> None:
+        # the peak is kept here, not in the store hook: torch.compile would guard on its value there
+        self.peak_bytes = max(self.peak_bytes, self.cached_bytes)
         self.cache.clear()
         self.cached_bytes = 0
         self._prefix = frozenset()
@@ -163,4 +177,4 @@ class PrefixReuse:
         for handle in self.handles:
             handle.remove()
         self.handles.clear()
-        self.clear()
+        self.end_replay()
