@@ -9,9 +9,7 @@ Each supported combination is checked the same way (`check_composition`):
   whole CFG batch, the damped plan on its unconditional half, [u_d; u_d + c_m - u_m]);
 - removed, the pipeline is bit-for-bit direct again and no conv wrapper or hook is left.
 
-docs/compatibility.md is the table of what these tests show. Tests marked xfail(strict) describe the
-right behaviour that the patch lifecycle change brings (T2I residual halves, LoRA loaded after apply,
-torch.compile, a conv patcher set after apply, garbage collection); remove the mark when it lands.
+docs/compatibility.md is the table of what these tests show.
 """
 
 from __future__ import annotations
@@ -34,7 +32,6 @@ from PIL import Image
 from scalecrafter_video import apply_scalecrafter, remove_scalecrafter, scalecrafter
 from scalecrafter_video.models.tiny import TINY_UNET_CONFIGS, tiny_pipeline
 
-LIFECYCLE = "fixed in the patch lifecycle change"
 STEPS = 2
 BASE, DOUBLE = 64, 128  # pixels: the tiny pipelines' base size and 2x per side
 UNCOND_COND = "uncond,cond"
@@ -199,7 +196,6 @@ def test_controlnet(tiny_sd):
     check_composition(pipe, image=image)
 
 
-@pytest.mark.xfail(strict=True, reason=LIFECYCLE)
 def test_t2i_adapter(tiny_sd):
     # The UNet pops the adapter residuals off their list as it goes, so the damped pass must get its own halves.
     adapter = T2IAdapter(in_channels=3, channels=list(tiny_sd.unet.config.block_out_channels), num_res_blocks=1,
@@ -264,7 +260,6 @@ def test_lora_loaded_before_apply(fresh_sd):
     check_composition(fresh_sd, apply=lambda p: apply_scalecrafter(p, preset=SD_PLAN))
 
 
-@pytest.mark.xfail(strict=True, reason=LIFECYCLE)
 def test_lora_loaded_after_apply(fresh_sd):
     # The same LoRA loaded before apply on a twin pipeline is the reference: the new lora_A convs must follow
     # the plan as the ones present at apply time do.
@@ -369,7 +364,6 @@ def small_call(unet) -> torch.Tensor:
     return small_call_at(unet, 16)
 
 
-@pytest.mark.xfail(strict=True, reason=LIFECYCLE)
 def test_torch_compile_eager_backend():
     unet = small_unet()
     with scalecrafter(unet, preset=SMALL_PLAN, batch_layout=UNCOND_COND) as eager:
@@ -416,7 +410,6 @@ def test_a_conv_patcher_set_before_apply_runs_and_comes_back():
     assert torch.equal(small_call_at(unet, 8), base)
 
 
-@pytest.mark.xfail(strict=True, reason=LIFECYCLE)
 def test_a_conv_patcher_set_after_apply_is_left_working():
     reference = small_unet()
     for conv, forward in seamless_convs(reference).items():
@@ -444,7 +437,6 @@ def test_removed_patch_lets_the_unet_be_collected():
     assert ref() is None
 
 
-@pytest.mark.xfail(strict=True, reason=LIFECYCLE)
 def test_patched_unet_is_collected_after_del():
     unet = small_unet()
     handle = apply_scalecrafter(unet, preset=SMALL_PLAN, batch_layout=UNCOND_COND)
