@@ -132,12 +132,12 @@ def hook_counts(unet) -> tuple[int, int]:
 
 
 def check_composition(pipe, plan: dict = SD_PLAN, apply=None, **call):
-    """The tri-state check of the module docstring; `apply` patches the pipeline (default: NDCFG with the
-    [uncond; cond] layout declared, since only the stock text-to-image pipelines are known by class)."""
+    """The tri-state check of the module docstring; `apply` patches the pipeline (default: the plan, NDCFG
+    on: every pipeline class here has its [uncond; cond] layout in `layouts.STOCK_LAYOUTS`)."""
     unet = pipe.unet
     hooks_before = hook_counts(unet)
     direct_base, direct_double = run(pipe, BASE, **call), run(pipe, DOUBLE, **call)
-    handle = (apply or (lambda p: apply_scalecrafter(p, preset=plan, batch_layout=UNCOND_COND)))(pipe)
+    handle = (apply or (lambda p: apply_scalecrafter(p, preset=plan)))(pipe)
     try:
         assert handle.ndcfg_layout == UNCOND_COND and handle.prefix_reuse is not None
         assert torch.equal(run(pipe, BASE, **call), direct_base), "the patch must be a no-op at the base size"

@@ -32,6 +32,8 @@ CFG_ARGUMENT = "do_classifier_free_guidance"
 STOCK_LAYOUTS: dict[str, str] = {
     "StableDiffusionPipeline": UNCOND_COND,
     "StableDiffusionXLPipeline": UNCOND_COND,
+    "StableDiffusionControlNetPipeline": UNCOND_COND,
+    "StableDiffusionAdapterPipeline": UNCOND_COND,
     "AnimateDiffPipeline": UNCOND_COND,
     "TextToVideoSDPipeline": UNCOND_COND,
 }
