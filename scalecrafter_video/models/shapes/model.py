@@ -28,7 +28,7 @@ CONTEXT_DIM = SHAPES32_UNET["cross_attention_dim"]
 # three levels (32, 16, 8 px at base size), attention (self + class cross-attention) only at the
 # deepest level and the mid block: the layout of the "shapes32" family. Chosen by
 # scripts/demo_model_sweep.py on a GPU: 4-level variants (deepest level 4x4) stayed at 0-38 % single
-# objects at 4x per side under the derived plan, 3-level ones reached 42-77 % (docs/demo.md,
+# objects at 4x per side under the derived plan, 3-level ones reached 42-77 % (docs/results/demo-images.md,
 # samples/demo/sweep/)
 UNET_CONFIG = SHAPES32_UNET
 
