@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Where does motion go at 2x? Probes of the shipped shapes32 motion model (docs/demo.md, "Why motion
+"""Where does motion go at 2x? Probes of the shipped shapes32 motion model (docs/results/demo-video.md, "Why motion
 drops at 2x"): `python scripts/motion_probe.py --out probe.json CASE [CASE ...] [--samples 24]`.
 
 Cases (DDIM; --steps 10, --guidance 3, --eta 1 unless given; seed 0; the video demo's labels and

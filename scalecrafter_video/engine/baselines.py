@@ -26,8 +26,26 @@ def _self_attention_queries(unet: nn.Module):
 
 def apply_attn_sf(pipe_or_unet, height: int, width: int, *, base: int | tuple[int, int] | None = None,
                   family: str | None = None) -> int:
-    """Scale the spatial self-attention logits for a `height` x `width` target (pixels for a
-    pipeline, sample units for a UNet). Returns the number of attention layers scaled."""
+    """Scale the spatial self-attention logits for a `height` x `width` target.
+
+    Each spatial self-attention's queries are scaled by `attn_sf_scale(n_train, n_test)`
+    (forward hooks; temporal and cross-attention are left alone). Applying again replaces the
+    earlier scaling.
+
+    Args:
+        pipe_or_unet: a diffusers pipeline or a bare UNet.
+        height: the target height: pixels for a pipeline, sample units for a bare UNet.
+        width: the target width, in the same units.
+        base: the training size (one side or (height, width)); default the family's or the
+            UNet config's.
+        family: the model family where the architecture cannot tell (ModelScope vs Zeroscope).
+
+    Returns:
+        The number of attention layers scaled.
+
+    Raises:
+        ScaleCrafterError: not a supported UNet, or a size that is not a positive integer.
+    """
     unet, pipe = find_unet(pipe_or_unet)
     check_unet(unet)
     check_size(height, width)
@@ -44,7 +62,14 @@ def apply_attn_sf(pipe_or_unet, height: int, width: int, *, base: int | tuple[in
 
 
 def remove_attn_sf(pipe_or_unet) -> bool:
-    """Take the Attn-SF hooks off (idempotent). Returns whether they were on."""
+    """Take the Attn-SF hooks off (idempotent).
+
+    Args:
+        pipe_or_unet: the pipeline or UNet `apply_attn_sf` was given.
+
+    Returns:
+        Whether they were on.
+    """
     unet, _ = find_unet(pipe_or_unet)
     handles = _ATTN_SF.pop(unet, None)
     for handle in handles or ():

@@ -59,7 +59,21 @@ def _as_factor(value) -> Factor:
 
 @dataclass(frozen=True)
 class Rule:
-    """Layers under `selector` (a layer name or block prefix) use `factor` while ref_step < stop."""
+    """Layers under `selector` (a layer name or block prefix) use `factor` while ref_step < stop.
+
+    Attributes:
+        selector: a full conv name (`down_blocks.1.resnets.0.conv1`) or a block prefix
+            (`down_blocks.2`, `mid_block`); checked against the UNet when the plan is applied.
+        factor: the re-dilation factor (dh, dw); a number is taken for both sides. Each between 1
+            and 64, fractional allowed.
+        stop: the end of the window in reference steps (0-50): the rule acts while the timestep's
+            reference step is below it.
+        progressive: decay the factor over the window by the reference rule
+            (`progressive_factor`) instead of holding it.
+
+    Raises:
+        ScaleCrafterError: a factor or stop out of range.
+    """
 
     selector: str
     factor: Factor
@@ -72,6 +86,7 @@ class Rule:
             raise ScaleCrafterError(f"rule '{self.selector}': stop must be in [0, 50] reference steps, got {self.stop}")
 
     def factor_at(self, step: float) -> Factor:
+        """The factor (dh, dw) at reference step `step`: (1, 1) outside the rule's window."""
         if not in_window(step, self.stop):
             return (1.0, 1.0)
         if not self.progressive:
@@ -81,7 +96,24 @@ class Rule:
 
 @dataclass(frozen=True)
 class Plan:
-    """A full ScaleCrafter plan. Sizes are informative; the rules are what runs."""
+    """A full ScaleCrafter plan. Sizes are informative; the rules are what runs.
+
+    Attributes:
+        name: the plan's name (a preset's name, `derived-WxH`, or the caller's).
+        main: the rules of the main pass (the guidance direction and the conditional term).
+        damped: the rules of the damped pass (the unconditional term of NDCFG), used while
+            NDCFG is on.
+        ndcfg_stop: NDCFG runs while the reference step is below it; 0 = ordinary CFG throughout.
+        dispersion: selectors whose dilated convs use the dispersed kernel (when dispersion is
+            enabled).
+        dispersion_stop: the dispersion window, in reference steps.
+        num_train_timesteps: the model's training timesteps, for the reference-step mapping.
+        base: (height, width) the model was trained at, or None.
+        target: (height, width) this plan is for, or None.
+        units: the units of `base` and `target`: "pixels", or a bare UNet's sample units.
+        source: "preset", "derived" or "custom".
+        notes: free text (not compared).
+    """
 
     name: str
     main: tuple[Rule, ...] = ()
@@ -98,16 +130,28 @@ class Plan:
 
     # ---- evaluation -------------------------------------------------------------------------
     def step_of(self, timestep: float) -> float:
+        """The reference step (0 at t=981, 49 at t=1 for 1000 training steps) of `timestep`."""
         return ref_step(timestep, self.num_train_timesteps)
 
     def ndcfg_active(self, timestep: float) -> bool:
+        """Whether NDCFG runs at `timestep` (a window of 0 steps never opens)."""
         return in_window(self.step_of(timestep), self.ndcfg_stop)
 
     def dispersion_active(self, timestep: float) -> bool:
+        """Whether the plan lists dispersion layers and `timestep` is inside their window."""
         return bool(self.dispersion) and in_window(self.step_of(timestep), self.dispersion_stop)
 
     def factors(self, timestep: float, layers: list[str], variant: str = "main") -> dict[str, Factor]:
-        """Factor of every layer (only those != 1) at `timestep` for variant main or damped."""
+        """Factor of every layer (only those != 1) at `timestep` for variant main or damped.
+
+        Args:
+            timestep: the timestep the UNet receives.
+            layers: the UNet's eligible conv names.
+            variant: "main" or "damped".
+
+        Returns:
+            {layer: (dh, dw)} for the layers whose factor is not 1 at this step.
+        """
         rules = {"main": self.main, "damped": self.damped}[variant]
         by_selector = {rule.selector: rule for rule in rules}
         step = self.step_of(timestep)
@@ -119,10 +163,20 @@ class Plan:
         return out
 
     def dispersed_layers(self, layers: list[str]) -> set[str]:
+        """The names among `layers` that the dispersion selectors cover."""
         return set(resolve_selectors(self.dispersion, layers))
 
     def steps(self, timesteps, layers: list[str], ndcfg: bool = True) -> list[dict]:
-        """The resolved plan per sampling step: {index, timestep, main, damped} (factors != 1)."""
+        """The resolved plan per sampling step: {index, timestep, main, damped} (factors != 1).
+
+        Args:
+            timesteps: the sampler's timesteps, in order.
+            layers: the UNet's eligible conv names.
+            ndcfg: whether NDCFG is on (off: `damped` is empty at every step).
+
+        Returns:
+            One dict per step; factors print as one number when isotropic, else [dh, dw].
+        """
         rows = []
         for i, t in enumerate(timesteps):
             t = float(t)
@@ -139,13 +193,23 @@ class Plan:
 
     # ---- checks and serialisation -----------------------------------------------------------
     def validate(self, layers: list[str], where: str | None = None) -> None:
-        """Every selector must name an eligible conv of this UNet (never a silent skip)."""
+        """Every selector must name an eligible conv of this UNet (never a silent skip).
+
+        Args:
+            layers: the UNet's eligible conv names.
+            where: how the plan is named in the error (default "plan '<name>'").
+
+        Raises:
+            ScaleCrafterError: a selector matches no eligible conv (the message names the closest
+                real layers).
+        """
         where = where or f"plan '{self.name}'"
         check_selectors([r.selector for r in self.main], layers, f"{where} [main]")
         check_selectors([r.selector for r in self.damped], layers, f"{where} [damped]")
         check_selectors(self.dispersion, layers, f"{where} [dispersion]")
 
     def without_ndcfg(self) -> Plan:
+        """The same plan with ordinary CFG throughout (`ndcfg_stop` 0)."""
         return replace(self, ndcfg_stop=0.0)
 
     def with_progressive(self, on: bool) -> Plan:
@@ -157,6 +221,7 @@ class Plan:
         return replace(self, main=switch(self.main), damped=switch(self.damped))
 
     def to_dict(self) -> dict:
+        """The plan as plain JSON-ready data (the form `from_dict` reads; `notes` left out)."""
         def rules(rs):
             return [
                 {"selector": r.selector, "factor": _compact(r.factor), "stop": r.stop, "progressive": r.progressive}
@@ -179,7 +244,21 @@ class Plan:
 
     @classmethod
     def from_dict(cls, data: dict, where: str = "plan dict") -> Plan:
-        """The Plan of a dict in `to_dict`'s shape, every key checked by type (`schema.check_plan_dict`)."""
+        """A plan from `to_dict`'s form, or a hand-written dict of rules, every key checked by type
+        (`schema.check_plan_dict`).
+
+        Args:
+            data: {"name", "main": [{"selector", "factor", "stop", "progressive"?}, ...],
+                "damped", "ndcfg_stop", "dispersion", "dispersion_stop", "base", "target", ...};
+                every key but the rules' selector, factor and stop is optional.
+            where: what the dict is, for the error message (e.g. a preset file's path).
+
+        Returns:
+            The plan.
+
+        Raises:
+            ScaleCrafterError: one line naming each bad key, the value it got and what it expects.
+        """
         check_plan_dict(data, where)
 
         def rules(items):
@@ -247,6 +326,16 @@ def derive_plan(
     the deepest level and mid block, progressive decay, window 35, NDCFG over 35 steps with the
     damped plan one level lighter, dispersion listed for levels >= 2 (the reference 4x presets).
     down_blocks.0 and the outermost up block are never dilated.
+
+    Args:
+        levels: the UNet's resolution levels (its number of down blocks).
+        base: (height, width) the model was trained at.
+        target: (height, width) to sample, in the same units as `base`.
+        units: the units of both sizes, recorded in the plan ("pixels" or sample units).
+        name: the plan's name; default `derived-WxH` of the target.
+
+    Returns:
+        The derived plan (`source="derived"`); with no rules at or below the base size.
     """
     (bh, bw), (th, tw) = base, target
     sh, sw = th / bh, tw / bw

@@ -68,14 +68,40 @@ def _transform(k: int, K: int, scale: int, eta: float, n: int) -> np.ndarray:
 
 
 def dispersion_transform(k: int = 3, K: int = 5, scale: int = 2, eta: float = 0.05, n: int = 3) -> np.ndarray:
-    """The K*K x k*k matrix R mapping a k x k kernel (row-major taps) to its dispersed K x K kernel."""
+    """The K*K x k*k matrix R mapping a k x k kernel (row-major taps) to its dispersed K x K kernel.
+
+    R is the least-squares solution of the module docstring's objective; it depends only on the
+    arguments, is shared by every channel pair, and is cached.
+
+    Args:
+        k: the trained kernel size (odd).
+        K: the dispersed kernel size (odd, larger than `k`).
+        scale: the upsampling factor of the structure-level term.
+        eta: the weight of the pixel-level term.
+        n: the side of the n x n inputs the objective is taken over.
+
+    Returns:
+        A new (K*K, k*k) float64 array (a copy: changing it does not touch the cache).
+
+    Raises:
+        ValueError: `k` or `K` is even, or `K <= k`.
+    """
     if not (k % 2 and K % 2 and K > k):
         raise ValueError(f"dispersion needs odd kernel sizes with K > k, got k={k}, K={K}")
     return _transform(k, K, scale, float(eta), n).copy()
 
 
 def disperse_kernel(weight: torch.Tensor, R: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """Apply R to every (out, in) k x k slice of a conv weight: returns (out, in, K, K)."""
+    """Apply R to every (out, in) k x k slice of a conv weight.
+
+    Args:
+        weight: a conv weight (out, in, k, k).
+        R: the transform from `dispersion_transform`, (K*K, k*k).
+
+    Returns:
+        The dispersed weight (out, in, K, K), in `weight`'s dtype and on its device (computed in
+        float32).
+    """
     R = torch.as_tensor(R, dtype=torch.float32, device=weight.device)
     K = int(round(R.shape[0] ** 0.5))
     out_c, in_c = weight.shape[:2]

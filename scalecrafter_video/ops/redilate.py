@@ -24,7 +24,18 @@ def _pair(value) -> tuple[int, int]:
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:
-    """Output length of a convolution along one axis (PyTorch's formula)."""
+    """Output length of a convolution along one axis (PyTorch's formula).
+
+    Args:
+        size: the input length.
+        kernel: the kernel length.
+        stride: the stride.
+        padding: the zero padding on each side.
+        dilation: the dilation.
+
+    Returns:
+        floor((size + 2 padding - dilation (kernel - 1) - 1) / stride) + 1.
+    """
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
@@ -42,6 +53,21 @@ def redilated_conv2d(
     The output has the size the plain "same"-padded conv (dilation 1, padding `base_padding`,
     default (k-1)/2) would give, so the layer is a drop-in replacement. Integer factors run one
     dilated conv with padding d*(k-1)/2; fractional ones go through bilinear resizes.
+
+    Args:
+        x: the input (N, C, H, W).
+        weight: the trained kernel (out, in / groups, kh, kw), odd sizes.
+        bias: the conv's bias, or None.
+        stride: the conv's stride, one int or (sh, sw).
+        factor: the re-dilation factor, d or (dh, dw), each >= 1; 1 runs the plain conv.
+        groups: the conv's groups.
+        base_padding: the trained conv's padding, one int or (ph, pw); default (k-1)/2.
+
+    Returns:
+        The output (N, out, H', W'), H' x W' being the trained conv's output size.
+
+    Raises:
+        ValueError: a factor below 1.
     """
     kh, kw = weight.shape[-2:]
     sh, sw = _pair(stride)

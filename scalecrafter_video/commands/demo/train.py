@@ -68,7 +68,7 @@ def ema_update(ema_params: list, params: list, decay: float, step: int) -> None:
     torch._foreach_add_(ema_params, [p.detach() for p in params], alpha=1 - d)
 
 
-# the recipe of the shipped checkpoint (see its JSON "training" record and docs/demo.md)
+# the recipe of the shipped checkpoint (see its JSON "training" record and docs/results/demo-images.md)
 SHIPPED = dict(steps=2913, batch=256, lr=1e-3, ema_decay=0.999, schedule="constant", warmup=200)
 
 

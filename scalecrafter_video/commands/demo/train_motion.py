@@ -48,7 +48,7 @@ from .train import ema_update, lr_schedule, training_alphas
 HIGH_NOISE_FROM = 500  # timesteps drawn for the "high noise" share of a batch are in [500, 1000)
 NOISE_BANDS = ((0, 300), (300, 700), (700, 1000))
 
-# the recipe of the shipped adapter (see its JSON "training" record and docs/demo.md)
+# the recipe of the shipped adapter (see its JSON "training" record and docs/results/demo-video.md)
 RECIPE = dict(batch=16, lr=2e-3, warmup=50, schedule="constant", ema_decay=0.995, p_uncond=0.15,
               high_noise_share=0.5, x0_weight_cap=None)
 

@@ -25,7 +25,7 @@ CONFIG_NAME = "shapes32.json"
 # three levels (32, 16, 8 px at base size), attention (self + class cross-attention) only at the
 # deepest level and the mid block: the layout of the "shapes32" family. Chosen by
 # scripts/demo_model_sweep.py on a GPU: 4-level variants (deepest level 4x4) stayed at 0-38 % single
-# objects at 4x per side under the derived plan, 3-level ones reached 42-77 % (docs/demo.md,
+# objects at 4x per side under the derived plan, 3-level ones reached 42-77 % (docs/results/demo-images.md,
 # samples/demo/sweep/)
 UNET_CONFIG = dict(
     sample_size=32,
