@@ -141,15 +141,16 @@ def test_trajectory_stats_separate_motion_from_jitter():
     stats = trajectory_stats([steady], 1)
     assert stats["followed_clips"] == 1
     assert stats["step"] == pytest.approx(1.0, abs=0.1) and stats["net"] == pytest.approx(1.0, abs=0.1)
+    assert stats["fit"] == pytest.approx(1.0, abs=0.1)
     assert stats["accel"] < 0.15
     # the same path with the object shaken 1 px up and down every other frame: per-frame steps grow,
     # the net displacement does not, and the jitter shows in accel
     shaken = np.stack([_frame(0, 17.0, 12.0 + t, 16.0 + (1.0 if t % 2 else 0.0), RED) for t in range(8)])
     jitter = trajectory_stats([shaken], 1)
     assert jitter["step"] > stats["step"] + 0.2 and jitter["net"] == pytest.approx(stats["net"], abs=0.15)
-    assert jitter["accel"] > 1.0
+    assert jitter["accel"] > 1.0 and jitter["fit"] == pytest.approx(stats["fit"], abs=0.15)
     # drawn 2x larger along a 2x longer path: the same motion in base pixels
     big = trajectory_stats([_clip(velocity=(1.0, 0.0), start=(12.0, 16.0), scale=2.0)], 2)
     assert big["net"] == pytest.approx(stats["net"], abs=0.1)
     assert trajectory_stats([np.stack([_blank(32)] * 8)], 1) == {"followed_clips": 0, "step": None, "net": None,
-                                                                  "accel": None}
+                                                                  "fit": None, "accel": None}

@@ -216,3 +216,209 @@ def cleanliness(bg_noise: float, base_bg_noise: float, floor: float = 0.005) -> 
     if not np.isfinite(bg_noise):
         return 0.0
     return float((base_bg_noise + floor) / (bg_noise + floor))
+
+
+# --- Evidence statistics: shares with Wilson intervals, ratios with bootstrap intervals, colour spread,
+# content kept. Shared by the image (below) and the video (video_metrics.py) comparisons of a case with base.
+
+Z95 = 1.959963984540054  # two-sided 95 % normal quantile
+SAME_COLOR_TOL = 0.2  # max channel difference between two object colours that counts as the same colour
+BOOTSTRAP_RESAMPLES = 2000
+
+
+def wilson_interval(successes: int, n: int, z: float = Z95) -> list[float] | None:
+    """Wilson score interval of a binomial share.
+
+    Args:
+        successes: Number of successes.
+        n: Number of trials.
+        z: Normal quantile (default 95 % two-sided).
+
+    Returns:
+        [low, high] in [0, 1], or None when n is 0.
+    """
+    if n <= 0:
+        return None
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    lo = 0.0 if successes <= 0 else max(0.0, float(centre - half))
+    hi = 1.0 if successes >= n else min(1.0, float(centre + half))
+    return [lo, hi]
+
+
+def share(successes: int, n: int) -> dict:
+    """A share with its count and 95 % Wilson interval.
+
+    Args:
+        successes: Number of successes.
+        n: Number of trials (samples, clips or frames: say which where it is reported).
+
+    Returns:
+        {"value", "k", "n", "ci95", "interval": "wilson"}; value and ci95 are None when n is 0.
+    """
+    return {"value": successes / n if n else None, "k": int(successes), "n": int(n),
+            "ci95": wilson_interval(successes, n), "interval": "wilson"}
+
+
+def _valid(values) -> np.ndarray:
+    """Per-sample validity of scalars (finite) or vectors (all finite); None is invalid."""
+    return np.array([v is not None and bool(np.all(np.isfinite(np.asarray(v, dtype=np.float64))))
+                     for v in values], dtype=bool)
+
+
+def _stack(values, keep: np.ndarray) -> np.ndarray:
+    return np.array([np.asarray(v, dtype=np.float64) for v, k in zip(values, keep) if k])
+
+
+def color_spread(colors) -> float:
+    """Spread of object colours across samples: the root-mean-square distance (RGB in [0, 1]) of each
+    colour from their mean. NaN for fewer than two colours.
+
+    Args:
+        colors: Sequence of RGB triples.
+    """
+    c = np.asarray(colors, dtype=np.float64).reshape(-1, 3)
+    if len(c) < 2:
+        return float("nan")
+    return float(np.sqrt(((c - c.mean(axis=0)) ** 2).sum(axis=1).mean()))
+
+
+def _mean(values: np.ndarray) -> float:
+    return float(np.mean(values))
+
+
+def bootstrap_ratio(case, base, *, paired: bool, statistic=_mean, resamples: int = BOOTSTRAP_RESAMPLES,
+                    seed: int = 0) -> dict:
+    """Ratio statistic(case) / statistic(base) with a 95 % percentile bootstrap interval.
+
+    `case` and `base` hold one value per sample (a scalar, or a vector such as a colour; None or NaN
+    where the sample cannot be measured). Paired (the case's sample i grew from base sample i, e.g.
+    a cascade or the upsampled control): only the indices valid in both count, and the bootstrap
+    resamples those indices jointly. Unpaired (e.g. direct sampling at 2x: same label, but its own
+    starting noise at its own size): each side's valid samples, resampled independently.
+
+    Args:
+        case: Per-sample values of the case.
+        base: Per-sample values of the base samples (aligned with `case` by index when paired).
+        paired: Whether sample i of the case grew from base sample i.
+        statistic: Function of an array of valid values (n, ...) to a float (default the mean).
+        resamples: Bootstrap resamples.
+        seed: Seed of the bootstrap's generator (fixed, so reruns give the same interval).
+
+    Returns:
+        {"value", "n" (case samples used; pairs when paired), "n_base", "ci95", "interval"}; value is
+        None when the base statistic is not positive or a side has no valid sample, ci95 None when a
+        side has fewer than two.
+    """
+    case, base = list(case), list(base)
+    ok_c, ok_b = _valid(case), _valid(base)
+    if paired:
+        if len(case) != len(base):
+            raise ValueError(f"paired ratio needs as many case samples as base samples ({len(case)} vs {len(base)})")
+        ok_c = ok_b = ok_c & ok_b
+    c, b = _stack(case, ok_c), _stack(base, ok_b)
+    kind = "paired bootstrap over samples" if paired else "unpaired bootstrap (case and base resampled apart)"
+    out = {"value": None, "n": int(len(c)), "n_base": int(len(b)), "ci95": None,
+           "interval": f"{kind}, {resamples} resamples, seed {seed}, percentile"}
+    if len(c) == 0 or len(b) == 0:
+        return out
+    sb = statistic(b)
+    if not np.isfinite(sb) or sb <= 0:
+        return out
+    out["value"] = float(statistic(c) / sb)
+    if len(c) < 2 or len(b) < 2:
+        return out
+    rng = np.random.default_rng(seed)
+    ratios = []
+    for _ in range(resamples):
+        ic = rng.integers(0, len(c), len(c))
+        ib = ic if paired else rng.integers(0, len(b), len(b))
+        den = statistic(b[ib])
+        if np.isfinite(den) and den > 0:
+            ratios.append(statistic(c[ic]) / den)
+    ratios = np.asarray([r for r in ratios if np.isfinite(r)])
+    if len(ratios) >= resamples // 2:
+        out["ci95"] = [float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5))]
+    return out
+
+
+def same_object(a, b, tol: float = SAME_COLOR_TOL) -> bool:
+    """Whether two detected objects, each (shape, colour) or None, have the same shape and a colour
+    within `tol` per channel. False when either is None."""
+    if a is None or b is None:
+        return False
+    return a[0] == b[0] and float(np.abs(np.subtract(a[1], b[1])).max()) <= tol
+
+
+def content_kept(case_objects, base_objects) -> dict:
+    """Share of samples whose object keeps the class and colour of the base sample with the same index
+    (for a cascade: the base sample it grew from), with a 95 % Wilson interval.
+
+    Args:
+        case_objects: Per sample, (shape, colour) of the detected object, or None.
+        base_objects: The same for the base samples, aligned by index.
+
+    Returns:
+        share() over the base samples that have an object (a case sample without one is not kept).
+    """
+    if len(case_objects) != len(base_objects):
+        raise ValueError(f"{len(case_objects)} case samples for {len(base_objects)} base samples")
+    pairs = [(c, b) for c, b in zip(case_objects, base_objects) if b is not None]
+    return share(sum(same_object(c, b) for c, b in pairs), len(pairs))
+
+
+def describe_images(images, scale: float, background=BACKGROUND) -> list[dict]:
+    """Per image: its structure and its largest object, as image_evidence() takes them.
+
+    Args:
+        images: Images (N, H, W, 3) in [0, 1] drawn at `scale` x the base size per side.
+        scale: Per-side factor against the base size.
+        background: Background colour.
+
+    Returns:
+        Per image {"single", "repetition", "object": (shape, colour) or None, "bg_noise"}.
+    """
+    out = []
+    for img in images:
+        st, info = analyse(img, scale, background)
+        out.append({"single": st.single, "repetition": st.repetition,
+                    "object": None if info is None else (info.shape, info.color),
+                    "bg_noise": background_noise(img, background)})
+    return out
+
+
+def image_evidence(case: list[dict], base: list[dict], *, paired: bool, seed: int = 0) -> dict:
+    """A case of images against the base-size images (both from describe_images): single and
+    repetition shares (Wilson), colour spread relative to base (bootstrap), content kept (same
+    class and colour as the base image of the same index; Wilson) and cleanliness.
+
+    Args:
+        case: describe_images() of the case.
+        base: describe_images() of the base-size samples (same labels per index).
+        paired: Whether image i of the case grew from base image i (cascade, upsampled control);
+            decides the bootstrap of the colour-spread ratio.
+        seed: Bootstrap seed.
+
+    Returns:
+        {"n", "single", "repetition", "color_spread", "color_spread_ratio", "content_kept",
+        "bg_noise", "clean"}.
+    """
+    n = len(case)
+    colors = [None if d["object"] is None else d["object"][1] for d in case]
+    base_colors = [None if d["object"] is None else d["object"][1] for d in base]
+    noise = [d["bg_noise"] for d in case if np.isfinite(d["bg_noise"])]
+    base_noise = [d["bg_noise"] for d in base if np.isfinite(d["bg_noise"])]
+    bg = float(np.mean(noise)) if noise else float("nan")
+    return {
+        "n": n,
+        "single": share(sum(d["single"] for d in case), n),
+        "repetition": share(sum(d["repetition"] for d in case), n),
+        "color_spread": color_spread([c for c in colors if c is not None]),
+        "color_spread_ratio": bootstrap_ratio(colors, base_colors, paired=paired, statistic=color_spread,
+                                              seed=seed),
+        "content_kept": content_kept([d["object"] for d in case], [d["object"] for d in base]),
+        "bg_noise": bg,
+        "clean": cleanliness(bg, float(np.mean(base_noise)) if base_noise else float("nan")),
+    }

@@ -14,7 +14,9 @@ A clip is a float array (frames, H, W, 3) in [0, 1] drawn at `scale` x the base 
 - bg_change / color_change: mean frame-to-frame change of the background pixels and of the
   object's colour (temporal flicker; 0 for a perfectly coherent clip).
 
-`trajectory_stats` separates motion from jitter on the clips with one object in every frame.
+`trajectory_stats` separates motion from jitter on the clips with one object in every frame, and
+`clip_evidence` compares a case with the base clips (ratios and shares with 95 % intervals) for
+scripts/cascade_evidence.py.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .data import BACKGROUND, CLASS_NAMES
-from .metrics import analyse, background_noise, background_pixels
+from .metrics import (SAME_COLOR_TOL, analyse, background_noise, background_pixels, bootstrap_ratio, cleanliness,
+                      color_spread, content_kept, share)
 
-COLOR_TOL = 0.2  # max channel difference from the clip's median object colour that counts as the same colour
+COLOR_TOL = SAME_COLOR_TOL  # max channel difference from the clip's median object colour counted as the same colour
 
 
 @dataclass
@@ -52,11 +55,19 @@ def _finite_mean(values) -> float:
     return float(np.mean(v)) if v else float("nan")
 
 
-def analyse_clip(clip, scale: float, background=BACKGROUND) -> ClipReport:
+def _checked(clip) -> np.ndarray:
     clip = np.asarray(clip, dtype=np.float32)
     if clip.ndim != 4 or clip.shape[-1] != 3:
         raise ValueError(f"expected a clip shaped (frames, height, width, 3), got {clip.shape}")
-    judged = [analyse(frame, scale, background) for frame in clip]
+    return clip
+
+
+def analyse_clip(clip, scale: float, background=BACKGROUND, judged=None) -> ClipReport:
+    """Judge one clip (see the module's docstring); `judged` is the per-frame analyse() output when the
+    caller has it already."""
+    clip = _checked(clip)
+    if judged is None:
+        judged = [analyse(frame, scale, background) for frame in clip]
     infos = [info for _, info in judged]
     present = [info is not None for info in infos]
     shapes = [info.shape for info in infos if info is not None]
@@ -131,25 +142,139 @@ def motion_ratio(motion: float, base_motion: float) -> float:
     return float(motion / base_motion)
 
 
+def track(judged, scale: float) -> np.ndarray | None:
+    """The object's centre per frame (frames, 2), (x, y) in base pixels, when every frame of a clip
+    holds exactly one object (None otherwise, or with fewer than 3 frames).
+
+    Args:
+        judged: Per frame, analyse()'s (Structure, ObjectInfo) of the clip.
+        scale: Per-side factor the clip was drawn at.
+    """
+    centres = [None if info is None or st.objects != 1 else np.asarray(info.centroid, dtype=np.float64) / scale
+               for st, info in judged]
+    if len(centres) < 3 or any(c is None for c in centres):
+        return None
+    return np.stack(centres)
+
+
+def path_stats(path: np.ndarray) -> dict:
+    """Motion of one followed path (frames, 2) in base pixels per frame.
+
+    Returns:
+        {"step": mean per-frame displacement (counts jitter), "net": first-to-last displacement /
+        (frames - 1), "fit": speed of the least-squares line through the positions (slope of x and of
+        y against the frame index; blind to jitter, uses every frame), "accel": mean change of the
+        per-frame displacement vector (jitter)}. A bounce off a wall shortens net and fit alike.
+    """
+    path = np.asarray(path, dtype=np.float64)
+    d = np.diff(path, axis=0)
+    dd = np.diff(d, axis=0)
+    t = np.arange(len(path), dtype=np.float64)
+    t -= t.mean()
+    slope = (t[:, None] * (path - path.mean(axis=0))).sum(axis=0) / (t * t).sum()
+    return {"step": float(np.hypot(d[:, 0], d[:, 1]).mean()),
+            "net": float(np.hypot(*(path[-1] - path[0]))) / (len(path) - 1),
+            "fit": float(np.hypot(*slope)),
+            "accel": float(np.hypot(dd[:, 0], dd[:, 1]).mean()) if len(dd) else 0.0}
+
+
 def trajectory_stats(clips, scale: float, background=BACKGROUND) -> dict:
     """Over the clips whose every frame holds exactly one object (`followed_clips` of them), in base
-    pixels: `step`, the mean per-frame centroid displacement (what `motion` measures); `net`, the
-    first-to-last displacement / (frames - 1), blind to jitter; `accel`, the mean change of the
-    per-frame displacement vector (jitter; 0 for constant velocity away from the walls). None when
-    no clip can be followed."""
-    steps, nets, accels = [], [], []
+    pixels per frame, the means of path_stats(): `step` (what `motion` measures), `net`, `fit` and
+    `accel`. None when no clip can be followed."""
+    stats = []
     for clip in clips:
-        centres = []
-        for frame in np.asarray(clip, dtype=np.float32):
-            judged, info = analyse(frame, scale, background)
-            centres.append(None if info is None or judged.objects != 1 else np.asarray(info.centroid) / scale)
-        if len(centres) < 3 or any(c is None for c in centres):
-            continue
-        path = np.stack(centres)
-        d = np.diff(path, axis=0)
-        steps.append(float(np.hypot(d[:, 0], d[:, 1]).mean()))
-        nets.append(float(np.hypot(*(path[-1] - path[0]))) / (len(path) - 1))
-        dd = np.diff(d, axis=0)
-        accels.append(float(np.hypot(dd[:, 0], dd[:, 1]).mean()))
-    mean = (lambda v: round(float(np.mean(v)), 4) if v else None)
-    return {"followed_clips": len(steps), "step": mean(steps), "net": mean(nets), "accel": mean(accels)}
+        path = track([analyse(frame, scale, background) for frame in _checked(clip)], scale)
+        if path is not None:
+            stats.append(path_stats(path))
+    out = {"followed_clips": len(stats)}
+    for key in ("step", "net", "fit", "accel"):
+        out[key] = round(float(np.mean([st[key] for st in stats])), 4) if stats else None
+    return out
+
+
+def describe_clips(clips, scale: float, background=BACKGROUND) -> list[dict]:
+    """Per clip, everything clip_evidence() needs, from one pass of the per-frame detector.
+
+    Args:
+        clips: Clips (N, frames, H, W, 3) in [0, 1] drawn at `scale` x the base size per side.
+        scale: Per-side factor against the base size.
+        background: Background colour.
+
+    Returns:
+        Per clip {"report": ClipReport, "path": track() or None, "motion": path_stats() or None,
+        "object": (the clip's most common shape, the median colour of its object over the frames)
+        or None when no frame has an object}.
+    """
+    out = []
+    for clip in clips:
+        clip = _checked(clip)
+        judged = [analyse(frame, scale, background) for frame in clip]
+        report = analyse_clip(clip, scale, background, judged=judged)
+        path = track(judged, scale)
+        colors = [info.color for _, info in judged if info is not None]
+        obj = (report.shape, tuple(float(v) for v in np.median(np.asarray(colors), axis=0))) if colors else None
+        out.append({"report": report, "path": path, "motion": None if path is None else path_stats(path),
+                    "object": obj})
+    return out
+
+
+MOTION_KEYS = {"step": "step_ratio", "net": "net_ratio", "fit": "fit_ratio"}
+
+
+def clip_evidence(case: list[dict], base: list[dict], *, paired: bool, seed: int = 0) -> dict:
+    """A case of clips against the base-size clips, both from describe_clips() with the same labels
+    per index.
+
+    Motion, on the clips with one object in every frame ("followed"), in base pixels per frame:
+    `step_ratio` (per-frame displacement), `net_ratio` (first-to-last displacement per frame) and
+    `fit_ratio` (least-squares velocity), each the case mean over the base mean with a 95 %
+    bootstrap interval (bootstrap_ratio: paired over clips followed in both when clip i of the
+    case grew from base clip i, unpaired otherwise). Shares with 95 % Wilson intervals: `single`
+    (n = frames, which are correlated within a clip, so that interval is optimistic), `repetition`
+    and `consistent` (n = clips), `content_kept` (n = base clips with an object). `color_spread_ratio`:
+    colour_spread() of the clips' object colours over the base clips'. Also the demo's
+    `motion_ratio` (every pair of consecutive one-object frames) and `clean`.
+
+    Args:
+        case: describe_clips() of the case.
+        base: describe_clips() of the base clips.
+        paired: Whether clip i of the case grew from base clip i (cascade, upsampled control).
+        seed: Bootstrap seed.
+
+    Returns:
+        A dict of the numbers above, each ratio and share with its n and ci95.
+    """
+    reports = [d["report"] for d in case]
+    base_reports = [d["report"] for d in base]
+    n = len(case)
+    frames = sum(r.frames for r in reports)
+
+    def fmean(values):
+        v = [x for x in values if x is not None and np.isfinite(x)]
+        return float(np.mean(v)) if v else float("nan")
+
+    out = {
+        "n": n,
+        "single": share(sum(r.single_frames for r in reports), frames),
+        "repetition": share(sum(r.repetition for r in reports), n),
+        "consistent": share(sum(r.consistent for r in reports), n),
+        "followed": sum(d["path"] is not None for d in case),
+    }
+    for key, name in MOTION_KEYS.items():
+        values = [None if d["motion"] is None else d["motion"][key] for d in case]
+        base_values = [None if d["motion"] is None else d["motion"][key] for d in base]
+        out[key] = fmean(values)
+        out[name] = bootstrap_ratio(values, base_values, paired=paired, seed=seed)
+    out["accel"] = fmean(None if d["motion"] is None else d["motion"]["accel"] for d in case)
+    colors = [None if d["object"] is None else d["object"][1] for d in case]
+    base_colors = [None if d["object"] is None else d["object"][1] for d in base]
+    out["color_spread"] = color_spread([c for c in colors if c is not None])
+    out["color_spread_ratio"] = bootstrap_ratio(colors, base_colors, paired=paired, statistic=color_spread,
+                                                seed=seed)
+    out["content_kept"] = content_kept([d["object"] for d in case], [d["object"] for d in base])
+    out["motion"] = fmean(r.motion for r in reports)
+    out["motion_ratio"] = motion_ratio(out["motion"], fmean(r.motion for r in base_reports))
+    out["bg_noise"] = fmean(r.bg_noise for r in reports)
+    out["clean"] = cleanliness(out["bg_noise"], fmean(r.bg_noise for r in base_reports))
+    return out
