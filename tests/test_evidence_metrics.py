@@ -6,8 +6,15 @@ import pytest
 import torch
 
 from scalecrafter_video.models.shapes.data import PALETTE, clip_params, render, sample_params
-from scalecrafter_video.models.shapes.metrics import (bootstrap_ratio, color_spread, content_kept, describe_images,
-                                                      image_evidence, share, wilson_interval)
+from scalecrafter_video.models.shapes.metrics import (
+    bootstrap_ratio,
+    color_spread,
+    content_kept,
+    describe_images,
+    image_evidence,
+    share,
+    wilson_interval,
+)
 from scalecrafter_video.models.shapes.video_metrics import clip_evidence, describe_clips, path_stats
 
 torch.set_num_threads(1)

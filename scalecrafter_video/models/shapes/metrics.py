@@ -320,7 +320,7 @@ def bootstrap_ratio(case, base, *, paired: bool, statistic=_mean, resamples: int
         ok_c = ok_b = ok_c & ok_b
     c, b = _stack(case, ok_c), _stack(base, ok_b)
     kind = "paired bootstrap over samples" if paired else "unpaired bootstrap (case and base resampled apart)"
-    out = {"value": None, "n": int(len(c)), "n_base": int(len(b)), "ci95": None,
+    out = {"value": None, "n": len(c), "n_base": len(b), "ci95": None,
            "interval": f"{kind}, {resamples} resamples, seed {seed}, percentile"}
     if len(c) == 0 or len(b) == 0:
         return out

@@ -26,8 +26,17 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .data import BACKGROUND, CLASS_NAMES
-from .metrics import (SAME_COLOR_TOL, analyse, background_noise, background_pixels, bootstrap_ratio, cleanliness,
-                      color_spread, content_kept, share)
+from .metrics import (
+    SAME_COLOR_TOL,
+    analyse,
+    background_noise,
+    background_pixels,
+    bootstrap_ratio,
+    cleanliness,
+    color_spread,
+    content_kept,
+    share,
+)
 
 COLOR_TOL = SAME_COLOR_TOL  # max channel difference from the clip's median object colour counted as the same colour
 

@@ -1,0 +1,312 @@
+#!/usr/bin/env python
+"""Evidence for issue 22 (motion and content kept at 2x / 4x) on the shipped shapes models:
+`python scripts/cascade_evidence.py [--models shapes32-motion,shapes32] [--samples 24] [--steps 25 50]
+[--scales 2 4] [--cases base,upsampled,direct,scalecrafter,cascade] [--threads 1] [--out DIR]`.
+
+Per model (shapes32-motion: clips; shapes32: images), DDIM step count and scale, every case samples
+the same labels (sample i: class i mod 3) from the same per-index starting noise (the demo's
+sampling.sample / run.run_case; DDIM, guidance 3, eta 1, seed 0 unless given):
+
+  base          the base size (32 px); sampled once per model and step count, the reference
+  upsampled     the base samples resized bicubic per frame to the target size, no denoising: the
+                metric control, which must read 1.00 (paired with base)
+  direct        sampled at the target size, no patch
+  scalecrafter  the engine's derived plan for the target size, NDCFG on (plain ScaleCrafter)
+  cascade       every variant of scalecrafter_video.jobs.cascade (or `cascade:NAME` for one), output
+                i grown from base sample i (paired). That module must provide
+                  evidence_variants() -> {name: options}
+                  sample_shapes_cascade(model, labels, base, height, width, *, steps, guidance, eta,
+                                        seed, batch, frames, **options) -> samples or (samples, info)
+                with `base` the base samples ((N, H, W, 3) or (N, F, H, W, 3) in [0, 1]) and samples
+                in the same layout at height x width. Without it the cascade cases are skipped with a
+                message and the other cases run.
+
+Numbers per case (models/shapes/video_metrics.clip_evidence, metrics.image_evidence): single /
+repetition / consistent / content kept as shares with 95 % Wilson intervals; on the clips with one
+object in every frame, per-frame (step), net and least-squares (fit) velocity, each as case mean /
+base mean with a 95 % bootstrap interval (2000 resamples, seed 0; paired over clips for upsampled and
+cascade, whose clip i grew from base clip i; unpaired for direct and scalecrafter, which start from
+their own noise at the target size); colour spread (RMS distance of the objects' colours from their
+mean) over base's, bootstrap likewise; clean.
+
+Writes DIR/results.json (every number with its n and interval; compact per-sample values) and
+DIR/table.md, after every case; a rerun with the same settings skips the cases already in
+results.json (resume), so a long run can be stopped and continued.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from scalecrafter_video.commands.demo.run import Case, run_case  # noqa: E402
+from scalecrafter_video.commands.demo.video_demo import json_safe  # noqa: E402
+from scalecrafter_video.models.shapes import metrics, video_metrics  # noqa: E402
+from scalecrafter_video.outputs import files as outputs  # noqa: E402
+
+CASCADE_MODULE = "scalecrafter_video.jobs.cascade"
+MODELS = ("shapes32-motion", "shapes32")
+BASIC_CASES = ("base", "upsampled", "direct", "scalecrafter")
+PAIRED = {"base": True, "upsampled": True, "direct": False, "scalecrafter": False}  # cascade cases: paired
+SETTINGS = ("samples", "seed", "guidance", "eta")  # a resumed run must match these
+
+
+def load_cascade():
+    """The cascade's evidence hooks, if the cascade has landed.
+
+    Returns:
+        ({variant name: options}, sampler) from scalecrafter_video.jobs.cascade, or (None, reason)
+        when it cannot be imported or lacks `evidence_variants` / `sample_shapes_cascade`.
+    """
+    try:
+        module = importlib.import_module(CASCADE_MODULE)
+    except ImportError as exc:
+        return None, f"{CASCADE_MODULE} cannot be imported ({exc})"
+    missing = [n for n in ("evidence_variants", "sample_shapes_cascade") if not callable(getattr(module, n, None))]
+    if missing:
+        return None, f"{CASCADE_MODULE} has no {' / '.join(missing)}"
+    return (dict(module.evidence_variants()), module.sample_shapes_cascade), ""
+
+
+def upsample(samples: np.ndarray, factor: int) -> np.ndarray:
+    """Images (N, H, W, 3) or clips (N, F, H, W, 3) in [0, 1], resized bicubic per frame by `factor`
+    per side and clamped to [0, 1]."""
+    x = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))
+    lead = x.shape[:-3]
+    flat = x.reshape(-1, *x.shape[-3:]).permute(0, 3, 1, 2)
+    big = torch.nn.functional.interpolate(flat, scale_factor=factor, mode="bicubic", align_corners=False)
+    big = big.clamp(0, 1).permute(0, 2, 3, 1)
+    return big.reshape(*lead, *big.shape[1:]).numpy()
+
+
+def select_cases(names: list[str], cascade) -> list[str]:
+    """Expand --cases: `cascade` into every variant, `cascade:NAME` into one (none while `cascade` is
+    None). Returns the cases in run order, base first."""
+    wanted = ["base"]
+    for name in names:
+        if name in BASIC_CASES:
+            chosen = [name]
+        elif name == "cascade" or name.startswith("cascade:"):
+            if cascade is None:
+                continue
+            variants = cascade[0]
+            chosen = list(variants) if name == "cascade" else [name.split(":", 1)[1]]
+            unknown = [c for c in chosen if c not in variants]
+            if unknown:
+                raise SystemExit(f"unknown cascade variant {unknown[0]!r}; {CASCADE_MODULE} has {', '.join(variants)}")
+            chosen = [f"cascade:{c}" for c in chosen]
+        else:
+            raise SystemExit(f"unknown case {name!r}: use {', '.join(BASIC_CASES)}, cascade or cascade:NAME")
+        wanted += [c for c in chosen if c not in wanted]
+    return wanted
+
+
+def load_model(name: str):
+    if name == "shapes32-motion":
+        from scalecrafter_video.models.shapes.motion_model import load_motion_model
+        return load_motion_model()
+    from scalecrafter_video.models.shapes.model import load_demo_model
+    return load_demo_model()
+
+
+def compact(described: list[dict], video: bool) -> dict:
+    """Per-sample values, rounded, in lists by key (small enough to keep in the JSON)."""
+    def color(obj):
+        return None if obj is None else [round(v, 3) for v in obj[1]]
+
+    out = {"shape": [None if d["object"] is None else d["object"][0] for d in described],
+           "color": [color(d["object"]) for d in described]}
+    if video:
+        out["single_frames"] = [d["report"].single_frames for d in described]
+        out["consistent"] = [d["report"].consistent for d in described]
+        for key in ("step", "net", "fit"):
+            out[key] = [None if d["motion"] is None else round(d["motion"][key], 4) for d in described]
+    else:
+        out["single"] = [d["single"] for d in described]
+        out["repetition"] = [d["repetition"] for d in described]
+    return out
+
+
+def fmt_ratio(r: dict | None) -> str:
+    if not r or r.get("value") is None:
+        return f"- (n {r['n'] if r else 0})"
+    ci = r["ci95"]
+    interval = f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""
+    return f"{r['value']:.2f}{interval} (n {r['n']})"
+
+
+def fmt_share(s: dict | None) -> str:
+    if not s or s.get("value") is None:
+        return "-"
+    lo, hi = s["ci95"]
+    return f"{s['value']:.0%} [{lo:.0%}, {hi:.0%}] ({s['k']}/{s['n']})"
+
+
+def markdown(doc: dict) -> str:
+    """One table per (model, steps, scale), cases down."""
+    groups: dict[tuple, list[dict]] = {}
+    for run in doc["runs"].values():
+        groups.setdefault((run["model"], run["steps"]), []).append(run)
+    st = doc["settings"]
+    lines = [(f"# Cascade evidence ({st['samples']} samples per case, seed {st['seed']}, "
+              f"guidance {st['guidance']:g}, eta {st['eta']:g})"), "",
+             ("Ratios: case mean / base mean with a 95 % bootstrap interval (paired over samples for the upsampled "
+              "control and cascades, unpaired for direct and ScaleCrafter), n = samples measured (motion: clips "
+              "with one object in every frame). Shares: 95 % Wilson interval (k/n; single counts frames, which are "
+              "correlated within a clip, so its interval is optimistic). Content kept for unpaired cases is the "
+              "chance agreement (same label, independent noise). s: wall seconds of the case."), ""]
+    for (model, steps), runs in groups.items():
+        video = model == "shapes32-motion"
+        scales = sorted({r["scale"] for r in runs if r["scale"] > 1})
+        base = [r for r in runs if r["case"] == "base"]
+        for scale in scales:
+            rows = base + [r for r in runs if r["scale"] == scale]
+            lines += [f"## {model}, DDIM {steps}, {scale}x ({32 * scale} px)", ""]
+            if video:
+                lines += [("| case | single (frames) | repetition | consistent | followed | per-frame ratio | "
+                           "net ratio | fit ratio | colour spread | content kept | clean | s |"),
+                          "|" + "---|" * 12]
+            else:
+                lines += ["| case | single | repetition | colour spread | content kept | clean | s |",
+                          "|" + "---|" * 7]
+            for r in rows:
+                ev = r["evidence"]
+                if video:
+                    lines.append(
+                        f"| {r['case']} | {fmt_share(ev['single'])} | {fmt_share(ev['repetition'])} | "
+                        f"{fmt_share(ev['consistent'])} | {ev['followed']}/{ev['n']} | {fmt_ratio(ev['step_ratio'])} | "
+                        f"{fmt_ratio(ev['net_ratio'])} | {fmt_ratio(ev['fit_ratio'])} | "
+                        f"{fmt_ratio(ev['color_spread_ratio'])} | {fmt_share(ev['content_kept'])} | "
+                        f"{ev['clean']:.2f} | {r['seconds']:.0f} |")
+                else:
+                    lines.append(
+                        f"| {r['case']} | {fmt_share(ev['single'])} | {fmt_share(ev['repetition'])} | "
+                        f"{fmt_ratio(ev['color_spread_ratio'])} | {fmt_share(ev['content_kept'])} | "
+                        f"{ev['clean']:.2f} | {r['seconds']:.0f} |")
+            lines.append("")
+    if doc.get("notes"):
+        lines += ["Notes:", ""] + [f"- {n}" for n in doc["notes"]] + [""]
+    return "\n".join(lines)
+
+
+def save(doc: dict, out: Path) -> None:
+    outputs.atomic_write_text(out / "results.json", json.dumps(json_safe(doc), indent=1, allow_nan=False) + "\n")
+    outputs.atomic_write_text(out / "table.md", markdown(doc))
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--models", default=",".join(MODELS), help=f"comma list of {', '.join(MODELS)}")
+    ap.add_argument("--samples", type=int, default=24, help="samples (clips) per case")
+    ap.add_argument("--steps", type=int, nargs="+", default=[25, 50], help="DDIM step counts")
+    ap.add_argument("--scales", type=int, nargs="+", default=[2, 4], help="per-side factors")
+    ap.add_argument("--cases", default="base,upsampled,direct,scalecrafter,cascade",
+                    help="comma list: base, upsampled, direct, scalecrafter, cascade (every variant), cascade:NAME")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads")
+    ap.add_argument("--out", type=Path, default=ROOT / "samples" / "cascade_evidence")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--guidance", type=float, default=3.0)
+    ap.add_argument("--eta", type=float, default=1.0)
+    ap.add_argument("--batch", type=int, default=8)
+    a = ap.parse_args(argv)
+    a.models = [m for m in a.models.split(",") if m]
+    if unknown := [m for m in a.models if m not in MODELS]:
+        ap.error(f"unknown model {unknown[0]!r}; use {', '.join(MODELS)}")
+    if a.samples < 1 or min(a.steps) < 1 or min(a.scales) < 2 or a.threads < 1:
+        ap.error("--samples, --steps and --threads must be at least 1, --scales at least 2")
+    a.cases = [c for c in a.cases.split(",") if c]
+    return a
+
+
+def main(argv=None) -> int:
+    a = parse_args(argv)
+    torch.set_num_threads(a.threads)
+    cascade, reason = load_cascade()
+    wants_cascade = any(c == "cascade" or c.startswith("cascade:") for c in a.cases)
+    cases, notes = select_cases(a.cases, cascade), []
+    if wants_cascade and cascade is None:
+        notes.append(f"cascade cases skipped: {reason}")
+        print(f"cascade cases skipped: {reason}", file=sys.stderr)
+    settings = {k: getattr(a, k) for k in SETTINGS}
+    out = outputs.prepare_out_dir(a.out)
+    doc = {"settings": settings, "runs": {}, "notes": []}
+    if (out / "results.json").exists():
+        doc = json.loads((out / "results.json").read_text())
+        if doc.get("settings") != settings:
+            raise SystemExit(f"{out / 'results.json'} was measured with {doc.get('settings')}, not {settings}: "
+                             "pass another --out")
+    doc["notes"] = sorted(set(doc.get("notes", [])) - {n for n in doc.get("notes", []) if "skipped" in n}
+                          | set(notes))
+    doc.setdefault("commands", []).append(" ".join(["python scripts/cascade_evidence.py", *sys.argv[1:]])
+                                         if argv is None else "main(" + repr(argv) + ")")
+    doc["environment"] = {"torch_threads": torch.get_num_threads(), **outputs.versions(("torch", "diffusers"))}
+    t_all = time.time()
+    for model_name in a.models:
+        model = load_model(model_name)
+        video = model_name == "shapes32-motion"
+        frames = int(model.config["frames"]) if video else None
+        labels = torch.arange(a.samples) % len(model.class_names)
+        kw = {"guidance": a.guidance, "eta": a.eta, "seed": a.seed, "batch": a.batch, "frames": frames}
+        describe = video_metrics.describe_clips if video else metrics.describe_images
+        evidence = video_metrics.clip_evidence if video else metrics.image_evidence
+        for steps in a.steps:
+            base_key = f"{model_name} ddim{steps} 1x base"
+            todo = [(scale, case) for scale in a.scales for case in cases
+                    if case != "base" and f"{model_name} ddim{steps} {scale}x {case}" not in doc["runs"]]
+            if base_key in doc["runs"] and not todo:
+                continue
+            # every case is compared with the base samples: sample them first (again, when resuming)
+            t0 = time.time()
+            base, _ = run_case(model, Case("direct", 1), labels, steps=steps, **kw)
+            base_desc = describe(base, 1)
+            if base_key not in doc["runs"]:
+                todo.insert(0, (1, "base"))
+            for scale, case in todo:
+                key = f"{model_name} ddim{steps} {scale}x {case}"
+                info: dict = {}
+                if case == "base":
+                    described = base_desc
+                else:
+                    t0 = time.time()
+                    if case == "upsampled":
+                        samples = upsample(base, scale)
+                    elif case in ("direct", "scalecrafter"):
+                        samples, info = run_case(model, Case(case, scale, ndcfg=case == "scalecrafter"), labels,
+                                                 steps=steps, **kw)
+                    else:
+                        variants, sampler = cascade
+                        got = sampler(model, labels, base, 32 * scale, 32 * scale, steps=steps, **kw,
+                                      **variants[case.split(":", 1)[1]])
+                        samples, info = got if isinstance(got, tuple) else (got, {})
+                    described = describe(samples, scale)
+                paired = PAIRED.get(case, True)
+                ev = evidence(described, base_desc, paired=paired, seed=a.seed)
+                seconds = time.time() - t0
+                doc["runs"][key] = {"model": model_name, "steps": steps, "scale": scale, "case": case,
+                                    "paired": paired, "seconds": round(seconds, 1),
+                                    "date": datetime.date.today().isoformat(), "info": info,
+                                    "evidence": ev, "per_sample": compact(described, video)}
+                save(doc, out)
+                brief = (f"net {fmt_ratio(ev['net_ratio'])}, fit {fmt_ratio(ev['fit_ratio'])}" if video
+                         else f"colour spread {fmt_ratio(ev['color_spread_ratio'])}")
+                print(f"{key}: single {fmt_share(ev['single'])}, {brief}, {seconds:.0f} s", file=sys.stderr,
+                      flush=True)
+    print(f"done in {time.time() - t_all:.0f} s: {out / 'results.json'}, {out / 'table.md'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
