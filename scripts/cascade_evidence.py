@@ -197,6 +197,11 @@ def markdown(doc: dict) -> str:
                         f"{fmt_ratio(ev['color_spread_ratio'])} | {fmt_share(ev['content_kept'])} | "
                         f"{ev['clean']:.2f} | {r['seconds']:.0f} |")
             lines.append("")
+    for inv in doc.get("invocations", []):
+        lines.append(f"- `{inv['command']}`: {inv['wall_seconds'] / 60:.1f} min wall, {inv['torch_threads']} "
+                     f"thread(s), finished {inv['finished']}")
+    if doc.get("invocations"):
+        lines.append("")
     if doc.get("notes"):
         lines += ["Notes:", ""] + [f"- {n}" for n in doc["notes"]] + [""]
     return "\n".join(lines)
@@ -250,10 +255,11 @@ def main(argv=None) -> int:
                              "pass another --out")
     doc["notes"] = sorted(set(doc.get("notes", [])) - {n for n in doc.get("notes", []) if "skipped" in n}
                           | set(notes))
-    doc.setdefault("commands", []).append(" ".join(["python scripts/cascade_evidence.py", *sys.argv[1:]])
-                                         if argv is None else "main(" + repr(argv) + ")")
+    command = (" ".join(["python scripts/cascade_evidence.py", *sys.argv[1:]]) if argv is None
+               else "main(" + repr(argv) + ")")
+    doc.setdefault("commands", []).append(command)
     doc["environment"] = {"torch_threads": torch.get_num_threads(), **outputs.versions(("torch", "diffusers"))}
-    t_all = time.time()
+    t_all, ran = time.time(), False
     for model_name in a.models:
         model = load_model(model_name)
         video = model_name == "shapes32-motion"
@@ -300,11 +306,18 @@ def main(argv=None) -> int:
                                     "date": datetime.date.today().isoformat(), "info": info,
                                     "evidence": ev, "per_sample": compact(described, video)}
                 save(doc, out)
+                ran = True
                 brief = (f"net {fmt_ratio(ev['net_ratio'])}, fit {fmt_ratio(ev['fit_ratio'])}" if video
                          else f"colour spread {fmt_ratio(ev['color_spread_ratio'])}")
                 print(f"{key}: single {fmt_share(ev['single'])}, {brief}, {seconds:.0f} s", file=sys.stderr,
                       flush=True)
-    print(f"done in {time.time() - t_all:.0f} s: {out / 'results.json'}, {out / 'table.md'}", file=sys.stderr)
+    wall = time.time() - t_all
+    if ran:
+        doc.setdefault("invocations", []).append({"command": command, "finished": datetime.datetime.now()
+                                                  .isoformat(timespec="seconds"), "wall_seconds": round(wall, 1),
+                                                  "torch_threads": torch.get_num_threads()})
+        save(doc, out)
+    print(f"done in {wall:.0f} s: {out / 'results.json'}, {out / 'table.md'}", file=sys.stderr)
     return 0
 
 
