@@ -30,8 +30,10 @@ their own noise at the target size); colour spread (RMS distance of the objects'
 mean) over base's, bootstrap likewise; clean.
 
 Writes DIR/results.json (every number with its n and interval; compact per-sample values) and
-DIR/table.md, after every case; a rerun with the same settings skips the cases already in
-results.json (resume), so a long run can be stopped and continued.
+DIR/table.md (DIR: --out, default samples/cascade_evidence/full) after every case; a rerun with the
+same settings skips the cases already in results.json (resume), so a long run can be stopped and
+continued (the base samples are drawn again on resuming). The reduced harness check of 2026-12-06 is
+in samples/cascade_evidence/reduced/.
 """
 
 from __future__ import annotations
@@ -221,7 +223,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--cases", default="base,upsampled,direct,scalecrafter,cascade",
                     help="comma list: base, upsampled, direct, scalecrafter, cascade (every variant), cascade:NAME")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
-    ap.add_argument("--out", type=Path, default=ROOT / "samples" / "cascade_evidence")
+    ap.add_argument("--out", type=Path, default=ROOT / "samples" / "cascade_evidence" / "full")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--guidance", type=float, default=3.0)
     ap.add_argument("--eta", type=float, default=1.0)
