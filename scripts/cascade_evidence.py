@@ -190,8 +190,9 @@ def markdown(doc: dict) -> str:
                     lines.append(
                         f"| {r['case']} | {fmt_share(ev['single'])} | {fmt_share(ev['repetition'])} | "
                         f"{fmt_share(ev['consistent'])} | {ev['followed']}/{ev['n']} | "
-                        f"{fmt_ratio(ev['step_ratio'])} | {fmt_ratio(ev['net_ratio'])} | {fmt_ratio(ev['fit_ratio'])} | "
-                        f"{fmt_ratio(ev['color_spread_ratio'])} | {fmt_share(ev['content_kept'])} | "
+                        f"{fmt_ratio(ev['step_ratio'])} | {fmt_ratio(ev['net_ratio'])} | "
+                        f"{fmt_ratio(ev['fit_ratio'])} | {fmt_ratio(ev['color_spread_ratio'])} | "
+                        f"{fmt_share(ev['content_kept'])} | "
                         f"{ev['clean']:.2f} | {r['seconds']:.0f} |")
                 else:
                     lines.append(
