@@ -3,10 +3,11 @@ its fields may take (the command line offers the same)."""
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ..engine.presets import preset_sha256
 
 METHODS = ("scalecrafter", "direct", "attn-sf")
 SCHEDULERS: dict[str, str] = {  # --scheduler -> diffusers class
@@ -66,23 +67,19 @@ class GenerateOptions:
     def output_settings(self) -> dict[str, Any]:
         """Every setting that changes an output besides its prompt, size and seed (what output
         names hash). Method options count only for the method that reads them; a preset file
-        counts by its content, so editing it gives new names."""
+        counts by its content (a shipped name by its shipped file's), so editing it gives new names;
+        --family counts only when given."""
         settings: dict[str, Any] = {
             "model": self.model, "negative_prompt": self.negative_prompt, "method": self.method,
             "steps": self.steps, "guidance": self.guidance, "eta": self.eta, "scheduler": self.scheduler,
             "dtype": self.dtype, "freeu": self.freeu, "vae_tiling": self.vae_tiling,
         }
+        if self.family is not None:  # only when named: jobs without --family keep their names
+            settings["family"] = self.family
         if self.method == "scalecrafter":
-            preset_sha256 = _file_sha256(self.preset) if self.preset != "auto" else None
-            settings.update(preset=self.preset, preset_sha256=preset_sha256, ndcfg=self.ndcfg,
+            settings.update(preset=self.preset, preset_sha256=preset_sha256(self.preset), ndcfg=self.ndcfg,
                             dispersion=self.dispersion, progressive=self.progressive)
         if self.video:
             settings.update(frames=self.frames, fps=self.fps, motion_adapter=self.motion_adapter)
         return settings
 
-
-def _file_sha256(path: str) -> str | None:
-    try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    except (OSError, ValueError):  # a preset name, not a file
-        return None

@@ -1,0 +1,57 @@
+"""Edges found by trying `scv` as a new user: output names that follow every setting that changes an
+output (the family, an edited shipped preset), a reader that goes away, sizes with odd characters,
+sidecars that disagree with their image, schedulers of the shapes models, a sweep refused before
+its first item, missing video weights, --max-scale, --host, the ui's errors and its model box when
+served to others, and system folders as outputs. Each is a one-line error with nothing written."""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from scalecrafter_video.engine import presets as preset_module
+from scalecrafter_video.jobs.generate import targets
+from scalecrafter_video.jobs.options import GenerateOptions
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def one_line_error(code, err, *contains):
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("scv: error: "), (code, err)
+    for text in contains:
+        assert text in lines[0], (text, lines[0])
+    return lines[0]
+
+
+def files_in(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []
+
+
+# ---- point 8: names follow the family and the shipped preset's content ---------------------------
+def test_family_is_in_the_name_only_when_given(tmp_path):
+    opts = GenerateOptions(prompts=["waves"], height=640, width=640, model=str(tmp_path / "t2v"), video=True,
+                           out_dir=tmp_path)
+    modelscope, zeroscope = (targets(replace(opts, family=f))[0].path.name for f in ("modelscope", "zeroscope"))
+    assert modelscope != zeroscope  # different plans, so --skip-existing must not keep the other's video
+    assert "family" not in opts.output_settings()  # jobs without --family keep their names
+    assert replace(opts, family="zeroscope").output_settings()["family"] == "zeroscope"
+
+
+def test_a_shipped_preset_is_hashed_by_its_content(tmp_path, monkeypatch):
+    opts = GenerateOptions(prompts=["a fox"], height=2048, width=2048, model="sd15", preset="sd15-2048x2048",
+                           out_dir=tmp_path)
+    files = preset_module.shipped_preset_files()
+    file_name, text = next((f, t) for f, t in files.items() if f == "sd15_2048x2048.toml")
+    digest = opts.output_settings()["preset_sha256"]
+    assert digest == preset_module.preset_sha256("sd15-2048x2048") == hashlib.sha256(text.encode()).hexdigest()
+    before = targets(opts)[0].path.name
+    edited = {**files, file_name: text + "\n# tuned again\n"}
+    monkeypatch.setattr(preset_module, "shipped_preset_files", lambda: edited)
+    assert targets(opts)[0].path.name != before
+    assert preset_module.preset_sha256("auto") is None and preset_module.preset_sha256("no-such-preset") is None
