@@ -55,3 +55,42 @@ def test_a_shipped_preset_is_hashed_by_its_content(tmp_path, monkeypatch):
     monkeypatch.setattr(preset_module, "shipped_preset_files", lambda: edited)
     assert targets(opts)[0].path.name != before
     assert preset_module.preset_sha256("auto") is None and preset_module.preset_sha256("no-such-preset") is None
+
+
+# ---- point 13: --max-scale -----------------------------------------------------------------------
+@pytest.fixture
+def shared_tiny_sd(monkeypatch, tiny_sd):
+    from scalecrafter_video.models import tiny
+
+    monkeypatch.setattr(tiny, "tiny_pipeline", lambda name: tiny_sd)
+    return tiny_sd
+
+
+def test_max_scale_is_a_generate_flag_and_the_error_names_it(scv, tmp_path, shared_tiny_sd):
+    out = tmp_path / "out"
+    gen = ("generate", "--model", "tiny-sd", "--res", "576x576", "--steps", 1, "--no-progress", "--out", out)
+    code, _, err = scv(*gen)  # 9x tiny-sd's 64 px per side
+    one_line_error(code, err, "above max_scale=8", "--max-scale")
+    assert files_in(out) == []
+    code, _, err = scv(*gen, "--max-scale", "0.5")
+    one_line_error(code, err, "--max-scale must be a finite number of at least 1")
+    code, printed, err = scv(*gen, "--max-scale", 9)
+    assert code == 0, err
+    raised = Path(printed.strip())
+    assert json.loads(raised.with_suffix(".json").read_text())["output_settings"]["max_scale"] == 9
+    # the default adds nothing to the settings: other jobs keep their names
+    assert "max_scale" not in GenerateOptions(prompts=["x"], height=64, width=64).output_settings()
+    assert GenerateOptions(prompts=["x"], height=64, width=64, max_scale=9.0).output_settings()["max_scale"] == 9
+
+
+def test_max_scale_is_a_sweep_flag(scv, tmp_path, monkeypatch):
+    from scalecrafter_video.commands.sweep import run as sweep_run
+
+    def stop(cfg):  # the sweep itself is tested in test_sweep.py: here only what reaches it
+        raise sweep_run.ScaleCrafterError(f"stopped with max_scale={cfg.template.max_scale:g}")
+
+    monkeypatch.setattr(sweep_run, "run_sweep", stop)
+    (tmp_path / "p.txt").write_text("a fox\n")
+    code, _, err = scv("sweep", "--model", "tiny-sd", "--prompts", tmp_path / "p.txt", "--res", "576x576",
+                       "--out", tmp_path / "sweep", "--max-scale", 12)
+    one_line_error(code, err, "stopped with max_scale=12")

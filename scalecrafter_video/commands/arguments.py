@@ -3,6 +3,7 @@ refused with a one-line `ScaleCrafterError`."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -23,6 +24,17 @@ def parse_res(text: str) -> tuple[int, int]:
         if value > MAX_SIDE:
             raise ScaleCrafterError(f"--res {text}: {side} {value} is larger than the maximum of {MAX_SIDE} pixels")
     return width, height
+
+
+def max_scale_argument(text: str) -> float:
+    """--max-scale X: a number of at least 1 (the scale per side over the model's base size)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--max-scale must be a number, got {text!r}") from None
+    if not value >= 1 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"--max-scale must be a finite number of at least 1, got {text!r}")
+    return value
 
 
 def read_prompts(path: str | Path) -> list[str]:

@@ -21,7 +21,7 @@ from ..engine.families import FAMILIES
 from ..jobs.family import SAMPLING
 from ..jobs.options import DTYPES, METHODS, SCHEDULERS, VAE_TILING, GenerateOptions
 from ..outputs.files import path_argument
-from .arguments import parse_res, read_prompts
+from .arguments import max_scale_argument, parse_res, read_prompts
 from .bench.cli import add_bench_parser, run_bench
 from .demo.cli import add_demo_parser, run_demo
 from .evaluation.cli import add_eval_parser, run_eval_command
@@ -179,6 +179,9 @@ def _add_generate(sub) -> None:
     method.add_argument("--force-preset", action="store_true",
                         help="apply --preset even to a model of another family or base size, or at another size "
                         "than it was written for (an error otherwise)")
+    method.add_argument("--max-scale", type=max_scale_argument, default=d.max_scale, metavar="X",
+                        help=f"the largest scale per side over the model's base size ScaleCrafter accepts "
+                        f"(default {d.max_scale:g}; beyond it plans are untested)")
 
     samp = p.add_argument_group("sampling")
     samp.add_argument("--steps", type=_positive_int("steps"), default=d.steps, help=f"sampling steps (default {d.steps})")
@@ -303,6 +306,7 @@ def cmd_generate(args: argparse.Namespace, argv: list[str]) -> int:
         skip_existing=args.skip_existing,
         force_memory=args.force_memory,
         force_preset=args.force_preset,
+        max_scale=args.max_scale,
         dtype=args.dtype,
         device=args.device,
         freeu=args.freeu,

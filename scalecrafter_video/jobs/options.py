@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..engine.presets import preset_sha256
+from ..engine.sizing import DEFAULT_MAX_SCALE
 
 METHODS = ("scalecrafter", "direct", "attn-sf")
 SCHEDULERS: dict[str, str] = {  # --scheduler -> diffusers class
@@ -55,6 +56,7 @@ class GenerateOptions:
     progress: bool = True
     force_memory: bool = False  # run even when the memory estimate exceeds the device's memory
     force_preset: bool = False  # apply a named preset / preset file to another family, base or size
+    max_scale: float = DEFAULT_MAX_SCALE  # the largest scale per side over the base size ScaleCrafter accepts
     command: list[str] | None = None  # the command line that asked for this job (for sidecars)
     # video only
     video: bool = False
@@ -68,7 +70,7 @@ class GenerateOptions:
         """Every setting that changes an output besides its prompt, size and seed (what output
         names hash). Method options count only for the method that reads them; a preset file
         counts by its content (a shipped name by its shipped file's), so editing it gives new names;
-        --family counts only when given."""
+        --family and --max-scale count only when given."""
         settings: dict[str, Any] = {
             "model": self.model, "negative_prompt": self.negative_prompt, "method": self.method,
             "steps": self.steps, "guidance": self.guidance, "eta": self.eta, "scheduler": self.scheduler,
@@ -79,6 +81,8 @@ class GenerateOptions:
         if self.method == "scalecrafter":
             settings.update(preset=self.preset, preset_sha256=preset_sha256(self.preset), ndcfg=self.ndcfg,
                             dispersion=self.dispersion, progressive=self.progressive)
+            if self.max_scale != DEFAULT_MAX_SCALE:  # only when raised: other jobs keep their names
+                settings["max_scale"] = self.max_scale
         if self.video:
             settings.update(frames=self.frames, fps=self.fps, motion_adapter=self.motion_adapter)
         return settings
