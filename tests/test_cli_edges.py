@@ -94,3 +94,22 @@ def test_max_scale_is_a_sweep_flag(scv, tmp_path, monkeypatch):
     code, _, err = scv("sweep", "--model", "tiny-sd", "--prompts", tmp_path / "p.txt", "--res", "576x576",
                        "--out", tmp_path / "sweep", "--max-scale", 12)
     one_line_error(code, err, "stopped with max_scale=12")
+
+
+# ---- point 12: a reader that goes away, odd sizes, sidecars that disagree -------------------------
+def test_a_closed_pipe_stops_scv_quietly_with_141():
+    """`scv plan ... | head -1`: the reader is gone before scv writes (closed at once here, so the write
+    surely fails); scv stops with 128 + SIGPIPE and says nothing."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "scalecrafter_video", "plan", "--family", "sd15", "--res",
+                             "2048x2048", "--steps", "50"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 141 and err == ""
+
+
+@pytest.mark.parametrize("res", ["6\u00b2x64", "+-64x64", "64x\uff16\uff14", "64x--64"])
+def test_res_takes_ascii_digits_only(scv, res):
+    code, _, err = scv("plan", "--family", "sd15", "--res", res)
+    one_line_error(code, err, f"--res {res!r} is not WIDTHxHEIGHT")
+
