@@ -113,3 +113,25 @@ def test_res_takes_ascii_digits_only(scv, res):
     code, _, err = scv("plan", "--family", "sd15", "--res", res)
     one_line_error(code, err, f"--res {res!r} is not WIDTHxHEIGHT")
 
+
+def _image_with_sidecar(folder: Path, name: str, size: tuple[int, int], recorded: tuple[int, int]) -> Path:
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
+    Image.new("RGB", size, (200, 30, 30)).save(path)
+    path.with_suffix(".json").write_text(json.dumps({"method": "direct", "width": recorded[0],
+                                                     "height": recorded[1], "model": "m"}))
+    return path
+
+
+def test_eval_refuses_a_sidecar_whose_size_disagrees_with_its_image(scv, tmp_path):
+    gen = tmp_path / "gen"
+    for i in range(3):
+        _image_with_sidecar(gen, f"ok{i}", (64, 64), (64, 64))
+    bad = _image_with_sidecar(gen, "liar", (64, 32), (64, 64))
+    out = tmp_path / "eval.json"
+    code, _, err = scv("eval", "--generated", gen, "--features", "random", "--base", gen, "--json", out,
+                       "--no-progress")
+    one_line_error(code, err, str(bad), "64x32 pixels but its sidecar says 64x64")
+    assert not out.exists()
