@@ -135,3 +135,37 @@ def test_eval_refuses_a_sidecar_whose_size_disagrees_with_its_image(scv, tmp_pat
                        "--no-progress")
     one_line_error(code, err, str(bad), "64x32 pixels but its sidecar says 64x64")
     assert not out.exists()
+
+
+# ---- point 13: every scheduler on the shapes models -----------------------------------------------
+@pytest.mark.parametrize("scheduler", ["ddim", "pndm", "euler", "euler-a", "dpm++", "unipc"])
+def test_every_scheduler_samples_shapes32(scv, tmp_path, scheduler):
+    code, printed, err = scv("generate", "--model", "shapes32", "--prompt", "circle", "--res", "64x64", "--steps", 2,
+                             "--scheduler", scheduler, "--no-progress", "--out", tmp_path)
+    assert code == 0, err
+    side = json.loads(Path(printed.strip()).with_suffix(".json").read_text())
+    assert side["scheduler"] == scheduler
+
+
+def test_a_scheduler_without_eta_samples_the_motion_model(scv, tmp_path):
+    code, printed, err = scv("generate", "--video", "--model", "shapes32-motion", "--prompt", "square", "--res",
+                             "64x64", "--frames", 2, "--steps", 2, "--scheduler", "unipc", "--no-progress",
+                             "--out", tmp_path)
+    assert code == 0, err
+    assert Path(printed.strip()).suffix == ".mp4"
+
+
+def test_euler_starts_from_its_first_sigma_and_draws_a_shape():
+    """Euler's noise is scaled by init_noise_sigma, which is its first sigma only after set_timesteps:
+    scaled before, 20 steps end in noise, not in a shape in [-1, 1]."""
+    import torch
+
+    from scalecrafter_video.jobs.sampling import make_scheduler
+    from scalecrafter_video.models.shapes.model import load_demo_model
+    from scalecrafter_video.models.shapes.pipeline import ShapesPipeline
+
+    pipe = ShapesPipeline.from_model(load_demo_model())
+    pipe.set_progress_bar_config(disable=True)
+    pipe.scheduler = make_scheduler("euler", pipe.scheduler.config)
+    x = pipe("triangle", num_inference_steps=20, generator=torch.Generator().manual_seed(0), output_type="latent").images
+    assert x.abs().max() < 1.5 and x.std() < 0.6
