@@ -169,3 +169,41 @@ def test_euler_starts_from_its_first_sigma_and_draws_a_shape():
     pipe.scheduler = make_scheduler("euler", pipe.scheduler.config)
     x = pipe("triangle", num_inference_steps=20, generator=torch.Generator().manual_seed(0), output_type="latent").images
     assert x.abs().max() < 1.5 and x.std() < 0.6
+
+
+# ---- point 13: a sweep that fails before its first item leaves no settings behind -----------------
+def test_a_sweep_that_fails_before_any_item_leaves_no_sweep_json(scv, tmp_path, monkeypatch, shared_tiny_sd):
+    from scalecrafter_video.jobs.runner import Runner
+
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a fox\n")
+    out = tmp_path / "sweep"
+    args = ("sweep", "--model", "tiny-sd", "--prompts", prompts, "--res", "128x128", "--methods", "direct",
+            "--out", out, "--device", "cpu", "--no-progress")
+
+    def broken(self, opts, prompt, seed):
+        raise TypeError("step() got an unexpected keyword argument 'eta'")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Runner, "sample", broken)
+        code, _, err = scv(*args, "--steps", 2)
+    assert code == 1 and "unexpected TypeError" in err
+    assert not (out / "sweep.json").exists() and not (out / "manifest").exists()
+    assert "stopped: TypeError" in (out / "logs" / "rank000.log").read_text()  # the log says what happened
+    code, stdout, err = scv(*args, "--steps", 1)  # other settings: the folder is not locked to the failed ones
+    assert code == 0, err
+    assert json.loads((out / "sweep.json").read_text())["steps"] == 1
+
+
+def test_a_sweep_keeps_its_settings_once_an_item_is_recorded(tmp_path):
+    from scalecrafter_video.commands.sweep.manifest import ManifestWriter, check_settings, forget_unstarted
+
+    assert check_settings(tmp_path, {"steps": 2, "prompts": ["a"]}, write=True)
+    assert not check_settings(tmp_path, {"steps": 2, "prompts": ["a"]}, write=True)  # there already
+    (tmp_path / "direct" / "64x64").mkdir(parents=True)
+    (tmp_path / "direct" / "64x64" / "p00000-s000-a.png").write_bytes(b"written, not recorded")
+    assert not forget_unstarted(tmp_path) and (tmp_path / "sweep.json").exists()
+    (tmp_path / "direct" / "64x64" / "p00000-s000-a.png").unlink()
+    with ManifestWriter(tmp_path, 0) as writer:
+        writer.record({"key": "a", "path": "direct/64x64/p00000-s000-a.png"})
+    assert not forget_unstarted(tmp_path) and (tmp_path / "sweep.json").exists()

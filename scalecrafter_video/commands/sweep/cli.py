@@ -110,10 +110,14 @@ def run_sweep_command(args: argparse.Namespace, argv: list[str]) -> int:
               f"running the sweep as {processes} CPU processes through accelerate's torchrun launcher",
               file=sys.stderr)
     if processes > 1 and LAUNCHED_ENV not in os.environ:
+        from .manifest import forget_unstarted, is_sweep
         from .run import validate
 
         validate(cfg)
+        new = not is_sweep(Path(args.out))
         code = launch(relaunch_argv, processes)
+        if code and new:  # every process has stopped: settings no item was recorded with are taken back
+            forget_unstarted(Path(args.out))
         if code:
             print(f"scv: sweep: a process failed (exit {code}); finished items are kept, rerun to resume "
                   f"(logs: {Path(args.out) / 'logs'})", file=sys.stderr)
