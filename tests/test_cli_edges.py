@@ -167,7 +167,8 @@ def test_euler_starts_from_its_first_sigma_and_draws_a_shape():
     pipe = ShapesPipeline.from_model(load_demo_model())
     pipe.set_progress_bar_config(disable=True)
     pipe.scheduler = make_scheduler("euler", pipe.scheduler.config)
-    x = pipe("triangle", num_inference_steps=20, generator=torch.Generator().manual_seed(0), output_type="latent").images
+    x = pipe("triangle", num_inference_steps=20, generator=torch.Generator().manual_seed(0),
+             output_type="latent").images
     assert x.abs().max() < 1.5 and x.std() < 0.6
 
 
@@ -207,3 +208,23 @@ def test_a_sweep_keeps_its_settings_once_an_item_is_recorded(tmp_path):
     with ManifestWriter(tmp_path, 0) as writer:
         writer.record({"key": "a", "path": "direct/64x64/p00000-s000-a.png"})
     assert not forget_unstarted(tmp_path) and (tmp_path / "sweep.json").exists()
+
+
+# ---- point 13: a video job missing both its model and its motion adapter says both ---------------
+def test_missing_sd15_and_motion_adapter_are_named_in_one_line(scv, empty_hf_cache, no_weights_or_network, tmp_path):
+    out = tmp_path / "out"
+    code, _, err = scv("generate", "--video", "--prompt", "waves", "--res", "1024x1024", "--out", out)
+    one_line_error(code, err, "stable-diffusion-v1-5/stable-diffusion-v1-5",
+                   "guoyww/animatediff-motion-adapter-v1-5-2",
+                   "`hf download stable-diffusion-v1-5/stable-diffusion-v1-5` and `hf download guoyww/",
+                   "--motion-adapter")
+    assert not out.exists()
+    # with the adapter cached, only the model is missing: its own message
+    snapshot = empty_hf_cache / "models--guoyww--animatediff-motion-adapter-v1-5-2" / "snapshots" / "abc"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("abc")
+    code, _, err = scv("generate", "--video", "--prompt", "waves", "--res", "1024x1024", "--out", out)
+    line = one_line_error(code, err, "stable-diffusion-v1-5/stable-diffusion-v1-5")
+    assert "motion adapter" not in line
