@@ -228,3 +228,20 @@ def test_missing_sd15_and_motion_adapter_are_named_in_one_line(scv, empty_hf_cac
     code, _, err = scv("generate", "--video", "--prompt", "waves", "--res", "1024x1024", "--out", out)
     line = one_line_error(code, err, "stable-diffusion-v1-5/stable-diffusion-v1-5")
     assert "motion adapter" not in line
+
+
+# ---- point 13: a bad --host for scv ui is one line about the host ---------------------------------
+@pytest.mark.parametrize("host, message", [("300.1.1.1", "is not a valid IP address"),
+                                           ("192.0.2.1", "is not an address of this machine"),
+                                           ("", "--host is empty")])
+def test_ui_refuses_a_bad_host_in_one_line(scv, tmp_path, monkeypatch, host, message):
+    pytest.importorskip("gradio")
+    from scalecrafter_video.commands.ui import app
+
+    def no_server(*args, **kwargs):
+        raise AssertionError("the server was started")
+
+    monkeypatch.setattr(app, "launch", no_server)  # before this fix a bad host reached the server
+    code, out, err = scv("ui", "--model", "tiny-sd", "--host", host, "--port", 7999, "--out", tmp_path / "ui")
+    line = one_line_error(code, err, message, "pass 127.0.0.1")
+    assert "port" not in line and out == "" and not (tmp_path / "ui").exists()
