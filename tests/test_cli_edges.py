@@ -245,3 +245,72 @@ def test_ui_refuses_a_bad_host_in_one_line(scv, tmp_path, monkeypatch, host, mes
     code, out, err = scv("ui", "--model", "tiny-sd", "--host", host, "--port", 7999, "--out", tmp_path / "ui")
     line = one_line_error(code, err, message, "pass 127.0.0.1")
     assert "port" not in line and out == "" and not (tmp_path / "ui").exists()
+
+
+# ---- points 13 and 10: the ui's errors stay, and served to others it runs only its listed models ----
+def _ui_app(tmp_path, **kwargs):
+    pytest.importorskip("gradio")
+    from scalecrafter_video.commands.ui.app import App
+
+    return App(out_dir=str(tmp_path / "out"), stage_dir=tmp_path / "stage", **kwargs)
+
+
+def _ask(app, model, method="direct"):
+    """`App.generate` as the page calls it."""
+    return app.generate("a red fox", None, model, "128x128", method, True, False, 2.0, 0.0, 2.0, app.out_dir, False)
+
+
+def test_ui_errors_stay_until_closed(tmp_path):
+    import gradio as gr
+
+    app = _ui_app(tmp_path)
+    with pytest.raises(gr.Error) as caught:
+        app.generate("a fox", None, "tiny-sd", "12x", "direct", True, False, 2.0, 0.0, 2.0, app.out_dir, False)
+    assert "--res '12x' is not WIDTHxHEIGHT" in caught.value.message
+    assert caught.value.duration is None  # Gradio's default hides it after 10 s, leaving a bare "Error"
+
+
+def test_ui_served_to_others_runs_only_the_listed_models(tmp_path, empty_hf_cache, shared_tiny_sd):
+    import gradio as gr
+
+    from scalecrafter_video.commands.ui.app import build_app
+
+    folder = tmp_path / "some-model"
+    folder.mkdir()
+    (folder / "model_index.json").write_text("{}")
+    app = _ui_app(tmp_path, fixed_out_dir=True, fixed_models=True, model="tiny-sd")
+    for model in (str(folder), "stabilityai/stable-diffusion-2-1", "sd15"):  # a folder, a hub id, an uncached alias
+        with pytest.raises(gr.Error) as caught:
+            _ask(app, model)
+        assert "runs only the models in its list" in caught.value.message and model in caught.value.message
+        assert "\n" not in caught.value.message and caught.value.duration is None
+        with pytest.raises(gr.Error, match="runs only the models in its list"):
+            app.model_changed(model)
+    assert files_in(tmp_path / "out") == []
+    assert Path(_ask(app, "tiny-sd")[0]["value"]).is_file()  # a listed model runs
+    page = build_app(app, "tiny-sd")
+    box = next(b for b in page.blocks.values() if isinstance(b, gr.Dropdown) and b.label == "model")
+    assert not box.allow_custom_value and [c[1] for c in box.choices] == app.offered_models()
+    # on localhost alone, any model may still be typed in
+    assert _ui_app(tmp_path).check_model(str(folder)) is None
+
+
+def test_scv_ui_shared_fixes_the_models_and_goes_offline(scv, tmp_path, monkeypatch):
+    pytest.importorskip("gradio")
+    from huggingface_hub import constants
+
+    from scalecrafter_video.commands.ui import app as ui_app
+    from scalecrafter_video.jobs import loading
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    seen = {}
+
+    def no_server(page, app, **kwargs):
+        seen.update(fixed_models=app.fixed_models, fixed_out_dir=app.fixed_out_dir, offline=loading.hub_offline())
+        raise ui_app.ScaleCrafterError("not serving in a test")
+
+    monkeypatch.setattr(ui_app, "launch", no_server)
+    code, _, err = scv("ui", "--model", "tiny-sd", "--share", "--out", tmp_path / "ui")
+    one_line_error(code, err, "not serving in a test")
+    assert seen == {"fixed_models": True, "fixed_out_dir": True, "offline": True}

@@ -6,6 +6,7 @@ import argparse
 import importlib.util
 import ipaddress
 import logging
+import os
 import re
 import socket
 import tempfile
@@ -74,16 +75,20 @@ def run_ui_command(args: argparse.Namespace, argv: list[str]) -> int:
     resolve_model(args.model, video=is_video_model(args.model))
     resolve_device(args.device)
     local = is_loopback(args.host) and not args.share
+    if not local:
+        serve_offline()
     from .app import App, build_app, launch
 
     with tempfile.TemporaryDirectory(prefix="scv-ui-") as stage:
-        app = App(out_dir=str(out), stage_dir=Path(stage), device=args.device, fixed_out_dir=not local)
+        app = App(out_dir=str(out), stage_dir=Path(stage), device=args.device, fixed_out_dir=not local,
+                  fixed_models=not local, model=args.model)
         page = build_app(app, args.model, steps=args.steps)
         url, share_url = launch(page, app, host=args.host, port=args.port, share=args.share)
         try:
             print(f"scv ui: serving on {url} (Ctrl-C stops)", flush=True)
             if not is_loopback(args.host):
-                print(f"scv ui: --host {args.host} serves other machines too; outputs go to {out} only", flush=True)
+                print(f"scv ui: --host {args.host} serves other machines too; outputs go to {out} only, models "
+                      "from the list only, no downloads", flush=True)
             if share_url:
                 print(f"scv ui: public link {share_url} (anyone with it can use this app while it runs)", flush=True)
             while page.is_running:
@@ -91,6 +96,15 @@ def run_ui_command(args: argparse.Namespace, argv: list[str]) -> int:
         finally:
             page.close()
     return 0
+
+
+def serve_offline() -> None:
+    """Served beyond this machine, the app downloads nothing: the hub is offline for this process
+    (`jobs.loading.hub_offline` reads the environment at each load)."""
+    from huggingface_hub import constants
+
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    constants.HF_HUB_OFFLINE = True
 
 
 def check_host(host: str) -> None:
