@@ -314,3 +314,34 @@ def test_scv_ui_shared_fixes_the_models_and_goes_offline(scv, tmp_path, monkeypa
     code, _, err = scv("ui", "--model", "tiny-sd", "--share", "--out", tmp_path / "ui")
     one_line_error(code, err, "not serving in a test")
     assert seen == {"fixed_models": True, "fixed_out_dir": True, "offline": True}
+
+
+# ---- point 13: no output in a system folder, even as root -----------------------------------------
+def test_generate_refuses_a_system_output_folder(scv, no_weights_or_network):
+    assert not Path("/usr/local/scv-test").exists()
+    code, _, err = scv("generate", "--model", "tiny-sd", "--res", "128x128", "--steps", 1, "--out",
+                       "/usr/local/scv-test")
+    one_line_error(code, err, "/usr/local/scv-test", "is in the system folder /usr", "pass another --out")
+    assert not Path("/usr/local/scv-test").exists()
+
+
+def test_plan_refuses_a_plot_in_dev(scv):
+    code, out, err = scv("plan", "--family", "sd15", "--res", "2048x2048", "--plot", "/dev/full.png")
+    one_line_error(code, err, "'/dev/full.png' is in the system folder /dev", "pass another --plot")
+    assert out == "" and not Path("/dev/full.png").exists()
+
+
+def test_system_folders_and_the_folders_that_are_never_refused(tmp_path, monkeypatch):
+    from scalecrafter_video.outputs import files
+
+    for path in ("/usr/local/out", "/etc", "/lib64/x", "/var/lib/x", "/proc/1", "/sys/x", "/boot/x", "/"):
+        assert files.system_folder(Path(path)) is not None, path
+    for path in (tmp_path / "out", Path.home() / "scv-out", "/opt/data/out", "/srv/out", "/var/tmp/out"):
+        assert files.system_folder(Path(path)) is None, path
+    # a project checked out under a system folder writes its outputs where it runs
+    monkeypatch.setattr(files.Path, "cwd", classmethod(lambda cls: Path("/usr/src/app")))
+    assert files.system_folder(Path("/usr/src/app/outputs")) is None
+    assert files.system_folder(Path("/usr/src/other")) == "/usr"
+    # running in / protects nothing less
+    monkeypatch.setattr(files.Path, "cwd", classmethod(lambda cls: Path("/")))
+    assert files.system_folder(Path("/etc/x")) == "/etc"
