@@ -3,6 +3,8 @@ refused with a one-line `ScaleCrafterError`."""
 
 from __future__ import annotations
 
+import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -14,7 +16,8 @@ def parse_res(text: str) -> tuple[int, int]:
     """'2048x1024' -> (width 2048, height 1024); one-line errors for anything else."""
     raw = str(text).strip().lower().replace("×", "x").replace("*", "x")
     parts = raw.split("x")
-    if len(parts) != 2 or not all(p.strip().lstrip("+-").isdigit() for p in parts):
+    # ASCII digits only: str.isdigit() passes '²' and signs like '+-64', which int() then refuses
+    if len(parts) != 2 or not all(re.fullmatch(r"[+-]?[0-9]+", p.strip()) for p in parts):
         raise ScaleCrafterError(f"--res {text!r} is not WIDTHxHEIGHT, e.g. 2048x1024 (2048 wide, 1024 high)")
     width, height = (int(p) for p in parts)
     for side, value in (("width", width), ("height", height)):
@@ -23,6 +26,17 @@ def parse_res(text: str) -> tuple[int, int]:
         if value > MAX_SIDE:
             raise ScaleCrafterError(f"--res {text}: {side} {value} is larger than the maximum of {MAX_SIDE} pixels")
     return width, height
+
+
+def max_scale_argument(text: str) -> float:
+    """--max-scale X: a number of at least 1 (the scale per side over the model's base size)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--max-scale must be a number, got {text!r}") from None
+    if not value >= 1 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"--max-scale must be a finite number of at least 1, got {text!r}")
+    return value
 
 
 def read_prompts(path: str | Path) -> list[str]:

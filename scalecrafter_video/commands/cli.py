@@ -1,8 +1,9 @@
 """`scv`: generate high-resolution images and videos with ScaleCrafter, inspect plans and presets.
 
 Every user error is a `ScaleCrafterError`, printed as one line `scv: error: ...` with exit code 2
-(argparse mistakes too); Ctrl-C exits 130; tracebacks only with --debug. Each subcommand is a
-small function taking the parsed arguments, so tests can call `main([...])` in-process.
+(argparse mistakes too); Ctrl-C exits 130; a reader of standard output that goes away (`| head`)
+stops it quietly with 141; tracebacks only with --debug. Each subcommand is a small function taking
+the parsed arguments, so tests can call `main([...])` in-process.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from ..engine.families import FAMILIES
 from ..jobs.family import SAMPLING
 from ..jobs.options import DTYPES, METHODS, SCHEDULERS, VAE_TILING, GenerateOptions
 from ..outputs.files import path_argument
-from .arguments import parse_res, read_prompts
+from .arguments import max_scale_argument, parse_res, read_prompts
 from .bench.cli import add_bench_parser, run_bench
 from .demo.cli import add_demo_parser, run_demo
 from .evaluation.cli import add_eval_parser, run_eval_command
@@ -68,6 +69,9 @@ examples:
 
 Run `scv COMMAND --help` for the options of a command.
 """
+
+
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: standard output's reader went away
 
 
 class _ArgumentError(Exception):
@@ -179,6 +183,9 @@ def _add_generate(sub) -> None:
     method.add_argument("--force-preset", action="store_true",
                         help="apply --preset even to a model of another family or base size, or at another size "
                         "than it was written for (an error otherwise)")
+    method.add_argument("--max-scale", type=max_scale_argument, default=d.max_scale, metavar="X",
+                        help=f"the largest scale per side over the model's base size ScaleCrafter accepts "
+                        f"(default {d.max_scale:g}; beyond it plans are untested)")
 
     samp = p.add_argument_group("sampling")
     samp.add_argument("--steps", type=_positive_int("steps"), default=d.steps, help=f"sampling steps (default {d.steps})")
@@ -303,6 +310,7 @@ def cmd_generate(args: argparse.Namespace, argv: list[str]) -> int:
         skip_existing=args.skip_existing,
         force_memory=args.force_memory,
         force_preset=args.force_preset,
+        max_scale=args.max_scale,
         dtype=args.dtype,
         device=args.device,
         freeu=args.freeu,
@@ -407,6 +415,15 @@ def _err(message: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run `scv` with `argv` (default sys.argv[1:]); returns the exit code."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # here, not at exit: a reader that went away shows now
+        return code
+    except BrokenPipeError:
+        return _reader_gone()
+
+
+def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     _configure_logging(debug)
@@ -425,6 +442,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args._handler(args, argv) or 0)
+    except BrokenPipeError as exc:
+        if _stdout_closed():
+            raise  # main() stops quietly
+        return _unexpected(exc, debug)  # another pipe (a child process's) broke: that is an error
     except ScaleCrafterError as exc:
         if debug:
             traceback.print_exc()
@@ -434,13 +455,43 @@ def main(argv: list[str] | None = None) -> int:
         print("scv: interrupted (finished outputs were kept; nothing half-written)", file=sys.stderr)
         return 130
     except Exception as exc:
-        if debug:
-            traceback.print_exc()
-        if type(exc).__name__ == "OutOfMemoryError":
-            _err("out of memory: try a smaller --res, --dtype float16, --vae-tiling on or another --device")
-            return 1
-        _err(f"unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)")
+        return _unexpected(exc, debug)
+
+
+def _unexpected(exc: Exception, debug: bool) -> int:
+    if debug:
+        traceback.print_exc()
+    if type(exc).__name__ == "OutOfMemoryError":
+        _err("out of memory: try a smaller --res, --dtype float16, --vae-tiling on or another --device")
         return 1
+    _err(f"unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)")
+    return 1
+
+
+def _stdout_closed() -> bool:
+    """Whether standard output is a pipe whose reader went away (poll reports an error on it)."""
+    try:
+        import select
+
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), or no file descriptor (captured)
+        return False
+
+
+def _reader_gone() -> int:
+    """The reader of standard output went away (`scv plan ... | head -1`): stop quietly, as `cat` or
+    `yes` would, with 141 (128 + SIGPIPE, what a shell reports for a process a closed pipe stopped).
+    Standard output is pointed at devnull, as the Python docs advise, so flushing it at exit raises
+    nothing more."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no file descriptor (tests capture stdout in memory)
+        pass
+    return EXIT_BROKEN_PIPE
 
 
 def _commands(parser: argparse.ArgumentParser) -> list[str]:

@@ -12,6 +12,7 @@ another base size or another target size is an error too; a Plan object is appli
 
 from __future__ import annotations
 
+import hashlib
 import tomllib
 from functools import lru_cache
 from importlib import resources
@@ -79,6 +80,27 @@ def shipped_preset_files() -> dict[str, str]:
     """File name -> text of every preset shipped in the package."""
     folder = resources.files("scalecrafter_video") / PRESET_FOLDER
     return {f.name: f.read_text(encoding="utf-8") for f in folder.iterdir() if f.name.endswith(".toml")}
+
+
+def preset_sha256(preset: str | Path) -> str | None:
+    """SHA-256 of what a preset argument reads: the file of a path (as `load_preset` tells a file from a
+    name), or the shipped file that defines a shipped name, so an edited preset gives new output
+    names. None for "auto", an unknown name or an unreadable file (those fail where they load)."""
+    if not isinstance(preset, (str, Path)) or preset == "auto":
+        return None
+    if isinstance(preset, Path) or str(preset).endswith(".toml") or Path(preset).is_file():
+        try:
+            return hashlib.sha256(Path(preset).read_bytes()).hexdigest()
+        except (OSError, ValueError):
+            return None
+    for text in shipped_preset_files().values():
+        try:
+            name = tomllib.loads(text).get("name")
+        except tomllib.TOMLDecodeError:
+            continue
+        if name == str(preset):
+            return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return None
 
 
 @lru_cache(maxsize=None)

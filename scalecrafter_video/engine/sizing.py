@@ -141,7 +141,8 @@ class PlanResolver:
             raise ScaleCrafterError(
                 f"height={height}, width={width} is {scale:g}x the base size (height={self.base[0]}, "
                 f"width={self.base[1]}) per side, above max_scale={self.max_scale:g}; sizes were read as "
-                f"{_units_text(self.units)}: pass sizes in those units, or raise max_scale if you mean it"
+                f"{_units_text(self.units)}: pass sizes in those units, or raise max_scale (scv: --max-scale) if "
+                "you mean it"
             )
 
     def _preset_target(self) -> tuple[int, int]:

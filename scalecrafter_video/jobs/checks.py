@@ -86,6 +86,8 @@ def validate_options(opts: GenerateOptions) -> None:
                 raise ScaleCrafterError(f"{name} must be a whole number of at least 1, got {value!r}")
         if opts.compare and opts.method == "direct":
             logger.warning("--compare compares a method with direct sampling; with --method direct it is ignored")
+    if isinstance(opts.max_scale, bool) or not isinstance(opts.max_scale, (int, float)) or not opts.max_scale >= 1:
+        raise ScaleCrafterError(f"max-scale must be a number of at least 1, got {opts.max_scale!r}")
     if opts.method == "scalecrafter":
         _check_preset(opts.preset)
     elif opts.preset != "auto" or opts.dispersion or not opts.ndcfg or opts.progressive is not None:

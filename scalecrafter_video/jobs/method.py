@@ -39,7 +39,7 @@ class MethodContext:
         opts = self.opts
         return apply_scalecrafter(self.pipe, height=opts.height, width=opts.width, preset=self.preset, ndcfg=ndcfg,
                                   dispersion=opts.dispersion, progressive=opts.progressive, cfg=self.cfg,
-                                  **self.where)
+                                  max_scale=opts.max_scale, **self.where)
 
     def __enter__(self) -> dict[str, Any]:
         opts = self.opts

@@ -3,10 +3,12 @@ its fields may take (the command line offers the same)."""
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ..engine.presets import preset_sha256
+from ..engine.sizing import DEFAULT_MAX_SCALE
 
 METHODS = ("scalecrafter", "direct", "attn-sf")
 SCHEDULERS: dict[str, str] = {  # --scheduler -> diffusers class
@@ -54,6 +56,7 @@ class GenerateOptions:
     progress: bool = True
     force_memory: bool = False  # run even when the memory estimate exceeds the device's memory
     force_preset: bool = False  # apply a named preset / preset file to another family, base or size
+    max_scale: float = DEFAULT_MAX_SCALE  # the largest scale per side over the base size ScaleCrafter accepts
     command: list[str] | None = None  # the command line that asked for this job (for sidecars)
     # video only
     video: bool = False
@@ -66,23 +69,21 @@ class GenerateOptions:
     def output_settings(self) -> dict[str, Any]:
         """Every setting that changes an output besides its prompt, size and seed (what output
         names hash). Method options count only for the method that reads them; a preset file
-        counts by its content, so editing it gives new names."""
+        counts by its content (a shipped name by its shipped file's), so editing it gives new names;
+        --family and --max-scale count only when given."""
         settings: dict[str, Any] = {
             "model": self.model, "negative_prompt": self.negative_prompt, "method": self.method,
             "steps": self.steps, "guidance": self.guidance, "eta": self.eta, "scheduler": self.scheduler,
             "dtype": self.dtype, "freeu": self.freeu, "vae_tiling": self.vae_tiling,
         }
+        if self.family is not None:  # only when named: jobs without --family keep their names
+            settings["family"] = self.family
         if self.method == "scalecrafter":
-            preset_sha256 = _file_sha256(self.preset) if self.preset != "auto" else None
-            settings.update(preset=self.preset, preset_sha256=preset_sha256, ndcfg=self.ndcfg,
+            settings.update(preset=self.preset, preset_sha256=preset_sha256(self.preset), ndcfg=self.ndcfg,
                             dispersion=self.dispersion, progressive=self.progressive)
+            if self.max_scale != DEFAULT_MAX_SCALE:  # only when raised: other jobs keep their names
+                settings["max_scale"] = self.max_scale
         if self.video:
             settings.update(frames=self.frames, fps=self.fps, motion_adapter=self.motion_adapter)
         return settings
 
-
-def _file_sha256(path: str) -> str | None:
-    try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    except (OSError, ValueError):  # a preset name, not a file
-        return None

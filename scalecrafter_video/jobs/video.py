@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from huggingface_hub import try_to_load_from_cache
 
 from ..engine.errors import ScaleCrafterError
 from ..engine.families import FAMILIES
@@ -41,6 +42,7 @@ from .loading import (
     build_builtin,
     find_config,
     from_pretrained,
+    hub_offline,
     index_unet_class,
     is_local_path,
     read_json,
@@ -72,7 +74,13 @@ def inspect_video_model(opts: GenerateOptions) -> tuple[ModelInfo, dict[str, Any
         raise ScaleCrafterError(
             f"--motion-adapter only applies to AnimateDiff models built from an SD 1.5 base; {opts.model!r} {why}"
         )
-    info = read_model_info(ref)
+    try:
+        info = read_model_info(ref)
+    except ScaleCrafterError:
+        both = _model_and_adapter_missing(opts, ref)
+        if both:
+            raise ScaleCrafterError(both) from None
+        raise
     if ref.builtin is not None:
         return info, None
     index = info.index
@@ -102,6 +110,22 @@ def inspect_video_model(opts: GenerateOptions) -> tuple[ModelInfo, dict[str, Any
 
 def _adapter_location(opts: GenerateOptions) -> str:
     return opts.motion_adapter or DEFAULT_MOTION_ADAPTER
+
+
+def _model_and_adapter_missing(opts: GenerateOptions, ref) -> str | None:
+    """One message naming both downloads, where an SD 1.5 base (AnimateDiff) and the motion adapter
+    it needs are both missing offline; None where only the model is (its own error says so)."""
+    if ref.builtin is not None or ref.kind == "local" or not (ref.family == "animatediff" or opts.motion_adapter):
+        return None
+    adapter = _adapter_location(opts)
+    if isinstance(try_to_load_from_cache(ref.location, "model_index.json"), str) or is_local_path(adapter):
+        return None  # the model is here (another problem), or the adapter is a folder (checked later)
+    if isinstance(try_to_load_from_cache(adapter, "config.json"), str):
+        return None
+    reason = "HF_HUB_OFFLINE is set" if hub_offline() else "the hub is unreachable"
+    return (f"{ref.describe()} and the motion adapter {adapter!r} it needs are not in the local Hugging Face cache "
+            f"and {reason}: run `hf download {ref.location}` and `hf download {adapter}` on a connected machine "
+            "and copy the ~/.cache/huggingface here, or pass --model and --motion-adapter local diffusers folders")
 
 
 def max_frames_of(info: ModelInfo, adapter_cfg: dict[str, Any] | None) -> int | None:

@@ -7,7 +7,8 @@ user's umask (files 0666 & ~umask, folders 0777 & ~umask), as a plain write woul
 of a job are checked (names, collisions, a writable folder) before any model loads, so a refused
 job writes nothing at all. A name holds a readable slug of the prompt, the size, the method, the
 seed and a short hash of every setting that changes the output, so runs with other settings never
-collide, and an interrupted batch can resume by skipping the items already written.
+collide, and an interrupted batch can resume by skipping the items already written. No output
+is written into a system folder (`SYSTEM_FOLDERS`), even by root.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import platform
 import re
 import secrets
 import shutil
+import tempfile
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
@@ -75,9 +77,40 @@ def sidecar_path(path: Path) -> Path:
     return path.with_suffix(SIDECAR_SUFFIX)
 
 
+# Folders of the operating system and its packages: no output goes there, even as root (who may
+# write anywhere). /opt is not one (it often holds data too), nor /tmp, /home, /root or /srv. The
+# folder scv runs in, the home folder and the temporary folder are never refused, so a project
+# checked out under /usr/src or a service whose home is under /var/lib still writes its outputs.
+SYSTEM_FOLDERS = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/run", "/sbin",
+                  "/sys", "/usr", "/var/lib", "/var/log")
+
+
+def system_folder(path: Path) -> str | None:
+    """The system folder `path` lies in (symbolic links followed; "/" itself counts), or None."""
+    resolved = Path(os.path.abspath(Path(path).expanduser())).resolve()
+    for own in (Path.cwd(), Path.home(), Path(tempfile.gettempdir())):
+        own = own.resolve()
+        if own != Path(own.anchor) and resolved.is_relative_to(own):
+            return None
+    if resolved == Path(resolved.anchor):
+        return str(resolved)
+    return next((root for root in SYSTEM_FOLDERS if resolved.is_relative_to(root)), None)
+
+
+def check_not_system(path: Path, flag: str = "--out", what: str | None = None) -> None:
+    """Refuse an output at or under a system folder (`SYSTEM_FOLDERS`) in one line naming `what`
+    (default: `flag` and the path) and `flag`, the option to change."""
+    root = system_folder(path)
+    if root is not None:
+        raise ScaleCrafterError(
+            f"{what or f'{flag} {str(path)!r}'} is in the system folder {root}, where scv writes nothing (even "
+            f"as root): pass another {flag}, in a folder of your own, your home or /tmp")
+
+
 def prepare_out_dir(out_dir: Path) -> Path:
     """Create `out_dir` (and parents); a one-line error when it cannot be a folder."""
     out_dir = Path(out_dir)
+    check_not_system(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ScaleCrafterError(f"output folder {str(out_dir)!r} exists and is not a folder; pass another --out")
     try:
@@ -91,6 +124,8 @@ def check_targets(paths: Iterable[Path], overwrite: bool, flag: str = "--out") -
     """Refuse a job whose outputs collide with each other or (without `overwrite`) with existing files;
     `flag` is the option that names them."""
     paths = [Path(p) for p in paths]
+    for p in paths:
+        check_not_system(p, flag, f"output {str(p)!r}")
     seen: set[Path] = set()
     for p in paths:
         if p in seen:
@@ -118,12 +153,14 @@ def path_argument(text: str, flag: str = "--out", what: str = "folder") -> Path:
 
 
 def check_writable(folder: Path, flag: str = "--out") -> None:
-    """Fail now, not after sampling, when files cannot be written in `folder`.
+    """Fail now, not after sampling, when files cannot be written in `folder` (a system folder
+    included: `check_not_system`).
 
     Creates the missing folders, writes and removes a temporary file, and removes the folders it
     created: a refused or failed job leaves no trace.
     """
     folder = Path(folder)
+    check_not_system(folder, flag)
     missing: list[Path] = []
     created: list[Path] = []
     try:

@@ -31,6 +31,7 @@ class Generated:
     base: bool = False  # generated at the model's base size (the FID_b reference)
     base_size: tuple[int, int] | None = None  # the model's base (width, height), when recorded
     prompt: str | None = None
+    recorded_by: str = "its sidecar"  # what says its method and size: its sidecar or the sweep's manifest
 
     @property
     def video(self) -> bool:
@@ -85,9 +86,33 @@ def load_frames(path: Path) -> np.ndarray:
 
 
 def find_generated(folder: Path) -> list[Generated]:
+    """Every generated image and video of `folder` with its method and size; an image whose pixels
+    disagree with the size recorded for it is refused now (a video's when its frames are read)."""
     from ..sweep.manifest import is_sweep
 
-    return _from_sweep(Path(folder)) if is_sweep(folder) else _from_sidecars(Path(folder))
+    found = _from_sweep(Path(folder)) if is_sweep(folder) else _from_sidecars(Path(folder))
+    for g in found:
+        if not g.video:
+            try:
+                with Image.open(g.path) as im:
+                    width, height = im.size
+            except OSError:
+                continue  # unreadable: load_rgb says so when it is read
+            check_recorded_size(g, width, height)
+    return found
+
+
+def check_recorded_size(g: Generated, width: int, height: int) -> None:
+    """Refuse an image or video whose pixels are not the size recorded for it (rows group by that
+    size and the shapes references are drawn at it). Sizes are not recorded for --base files. An
+    MP4 may be padded to even sides."""
+    if not g.width:
+        return
+    padded = (g.width + g.width % 2, g.height + g.height % 2)
+    if (width, height) != (g.width, g.height) and not (g.video and (width, height) == padded):
+        raise ScaleCrafterError(
+            f"{str(g.path)!r} is {width}x{height} pixels but {g.recorded_by} says {g.width}x{g.height}: "
+            "regenerate it, or move it (and its sidecar) out of --generated")
 
 
 def _from_sweep(folder: Path) -> list[Generated]:
@@ -102,7 +127,8 @@ def _from_sweep(folder: Path) -> list[Generated]:
         side = _read_sidecar((folder / e["path"]).with_suffix(".json")) or {}
         base_size = tuple(side["base_size"]) if side.get("base_size") else None
         out.append(Generated(folder / e["path"], e["method"], int(e["width"]), int(e["height"]),
-                             settings.get("model"), bool(e.get("base")), base_size, e.get("prompt")))
+                             settings.get("model"), bool(e.get("base")), base_size, e.get("prompt"),
+                             recorded_by="the sweep's manifest"))
     return out
 
 

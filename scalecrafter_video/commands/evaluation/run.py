@@ -24,7 +24,7 @@ import torch
 
 from ...engine.errors import ScaleCrafterError
 from . import features as feat
-from .inputs import Generated, find_generated, frames_source, list_images, load_frames
+from .inputs import Generated, check_recorded_size, find_generated, frames_source, list_images, load_frames
 from .metrics import fid, kid
 from .resize import clean_resize, random_crops
 
@@ -132,9 +132,12 @@ def _order(key: tuple) -> tuple:
 
 
 def _load(items: Iterable[Generated | Path]) -> Iterator[np.ndarray]:
-    """Every image, and every frame of every video, one at a time."""
+    """Every image, and every frame of every video, one at a time (each the size recorded for it)."""
     for g in items:
-        yield from load_frames(g.path if isinstance(g, Generated) else g)
+        frames = load_frames(g.path if isinstance(g, Generated) else g)
+        if isinstance(g, Generated):
+            check_recorded_size(g, frames.shape[2], frames.shape[1])
+        yield from frames
 
 
 def _base_sets(cfg: EvalConfig, generated: list[Generated]) -> dict[tuple | None, list]:

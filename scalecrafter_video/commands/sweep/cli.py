@@ -10,7 +10,7 @@ from pathlib import Path
 from ...engine.errors import ScaleCrafterError
 from ...jobs.family import SAMPLING
 from ...jobs.options import DTYPES, SCHEDULERS, GenerateOptions
-from ..arguments import parse_res, read_prompts
+from ..arguments import max_scale_argument, parse_res, read_prompts
 
 SWEEP_EXAMPLES = """\
 examples:
@@ -55,6 +55,9 @@ def add_sweep_parser(sub) -> argparse.ArgumentParser:
     samp.add_argument("--negative-prompt", metavar="TEXT", default=None)
     samp.add_argument("--preset", default="auto", metavar="NAME|auto|PATH", help="ScaleCrafter plan (default auto)")
     samp.add_argument("--no-ndcfg", dest="ndcfg", action="store_false", help="ordinary CFG for scalecrafter")
+    samp.add_argument("--max-scale", type=max_scale_argument, default=d.max_scale, metavar="X",
+                      help=f"the largest scale per side over the base size ScaleCrafter accepts "
+                      f"(default {d.max_scale:g})")
     samp.add_argument("--dtype", default=d.dtype, choices=DTYPES)
     samp.add_argument("--device", default="auto", help="auto (each process its own GPU, else CPU), cpu, cuda")
     video = p.add_argument_group("video")
@@ -90,7 +93,8 @@ def run_sweep_command(args: argparse.Namespace, argv: list[str]) -> int:
     template = GenerateOptions(
         prompts=[], height=0, width=0, model=model,
         family=args.family,
-        negative_prompt=args.negative_prompt, preset=args.preset, ndcfg=args.ndcfg, steps=args.steps,
+        negative_prompt=args.negative_prompt, preset=args.preset, ndcfg=args.ndcfg, max_scale=args.max_scale,
+        steps=args.steps,
         guidance=args.guidance, eta=args.eta, scheduler=args.scheduler, dtype=args.dtype, device=args.device,
         out_dir=Path(args.out), progress=False, command=["scv", *argv], video=args.video,
         frames=args.frames or default_frames(model, GenerateOptions.frames),
@@ -106,10 +110,14 @@ def run_sweep_command(args: argparse.Namespace, argv: list[str]) -> int:
               f"running the sweep as {processes} CPU processes through accelerate's torchrun launcher",
               file=sys.stderr)
     if processes > 1 and LAUNCHED_ENV not in os.environ:
+        from .manifest import forget_unstarted, is_sweep
         from .run import validate
 
         validate(cfg)
+        new = not is_sweep(Path(args.out))
         code = launch(relaunch_argv, processes)
+        if code and new:  # every process has stopped: settings no item was recorded with are taken back
+            forget_unstarted(Path(args.out))
         if code:
             print(f"scv: sweep: a process failed (exit {code}); finished items are kept, rerun to resume "
                   f"(logs: {Path(args.out) / 'logs'})", file=sys.stderr)

@@ -80,14 +80,15 @@ def _ends_with_newline(path: Path, size: int) -> bool:
         return f.read(1) == b"\n"
 
 
-def check_settings(out_dir: Path, settings: dict[str, Any], write: bool) -> None:
+def check_settings(out_dir: Path, settings: dict[str, Any], write: bool) -> bool:
     """The first run writes the sweep's settings; a later run into the same folder must match them
-    (its grid may grow: more prompts at the end, seeds, methods or sizes)."""
+    (its grid may grow: more prompts at the end, seeds, methods or sizes). Returns whether this
+    call created the settings file (`forget_unstarted` takes it back)."""
     path = Path(out_dir) / SETTINGS_FILE
     if not path.is_file():
         if write:
             outputs.atomic_write_text(path, json.dumps(settings, indent=2) + "\n")
-        return
+        return write
     try:
         old = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -107,3 +108,28 @@ def check_settings(out_dir: Path, settings: dict[str, Any], write: bool) -> None
                 "prompt's line): keep the old prompts in order and add new ones at the end, or pass another --out")
     if write and len(new_prompts) > len(old_prompts):
         outputs.atomic_write_text(path, json.dumps(dict(old, prompts=new_prompts), indent=2) + "\n")
+    return False
+
+
+def forget_unstarted(out_dir: Path) -> bool:
+    """Take back the settings file of a sweep that failed before any item was recorded (a sampler
+    that cannot run, a wrong model), so the folder does not stay locked to the failed settings;
+    empty manifest files go too, the logs stay. A sweep with any manifest line or any item's file
+    (method/WxH/name, a finished write) is kept. Returns whether the settings file was removed."""
+    files = manifest_files(out_dir)
+    if any(path.stat().st_size for path in files):
+        return False
+    if any(not p.name.startswith(".") for p in Path(out_dir).glob("*/*/*")):
+        return False
+    path = Path(out_dir) / SETTINGS_FILE
+    if not path.is_file():
+        return False
+    path.unlink()
+    for empty in files:
+        empty.unlink(missing_ok=True)
+    try:
+        (Path(out_dir) / MANIFEST_DIR).rmdir()
+    except OSError:  # not there, or not empty
+        pass
+    logger.info("no item was recorded: removed %s, so the folder takes other settings", path)
+    return True

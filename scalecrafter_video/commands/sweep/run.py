@@ -23,7 +23,7 @@ from ...jobs.runner import Runner, Target
 from ...outputs import files as outputs
 from ...outputs.media import frames_dir_of
 from .grid import METHODS, SweepItem, build_grid
-from .manifest import ManifestWriter, check_settings, manifest_files, read_manifest
+from .manifest import ManifestWriter, check_settings, forget_unstarted, manifest_files, read_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -81,8 +81,6 @@ def validate(cfg: SweepConfig) -> None:
 
 def run_sweep(cfg: SweepConfig) -> SweepResult:
     """Generate this process's share of the unfinished items of `cfg`; returns what it did."""
-    from tqdm.auto import tqdm
-
     validate(cfg)
     device = resolve_device(cfg.template.device)
     state = _process_state(device)
@@ -106,27 +104,45 @@ def run_sweep(cfg: SweepConfig) -> SweepResult:
             runner.check_loaded(replace(runner.opts, width=width, height=height, method=method))
         done = read_manifest(out_dir)
         pending = [i for i in items if i.key not in done]
+        created = False
         if state.is_main_process:
-            check_settings(out_dir, cfg.settings(), write=True)
-            _remove_stale_temps(out_dir)
-        # every process has read the same manifest before any of them writes to it: equal `pending`
-        state.wait_for_everyone()
-        share = pending[rank::world]
-        result = SweepResult(rank, world, len(items), len(items) - len(pending), share=len(share), out_dir=out_dir)
-        logger.info("%d items, %d finished before, %d for this process", len(items), result.finished_before, len(share))
-        bar = tqdm(total=len(items), initial=result.finished_before, desc="sweep", unit="item",
-                   disable=not (cfg.progress and state.is_main_process), dynamic_ncols=True)
-        counter = _ManifestCounter(out_dir)
+            created = check_settings(out_dir, cfg.settings(), write=True)
         try:
-            with ManifestWriter(out_dir, rank) as writer:
-                for item in share:
-                    adopted = _do_item(item, runner, out_dir, writer, rank)
-                    result.adopted += adopted
-                    result.generated += not adopted
-                    bar.update(max(0, result.finished_before + counter.new_lines() - bar.n))
-        finally:
-            bar.close()
-        logger.info("done: %d generated, %d adopted", result.generated, result.adopted)
+            return _run_share(cfg, state, runner, items, pending, out_dir)
+        except BaseException:
+            # alone, a run that created the settings and recorded nothing takes them back (several
+            # processes: the launcher does, once every process has stopped)
+            if created and world == 1:
+                forget_unstarted(out_dir)
+            raise
+
+
+def _run_share(cfg: SweepConfig, state, runner: Runner, items: list[SweepItem], pending: list[SweepItem],
+               out_dir: Path) -> SweepResult:
+    """Generate and record this process's share of `pending`."""
+    from tqdm.auto import tqdm
+
+    rank, world = state.process_index, state.num_processes
+    if state.is_main_process:
+        _remove_stale_temps(out_dir)
+    # every process has read the same manifest before any of them writes to it: equal `pending`
+    state.wait_for_everyone()
+    share = pending[rank::world]
+    result = SweepResult(rank, world, len(items), len(items) - len(pending), share=len(share), out_dir=out_dir)
+    logger.info("%d items, %d finished before, %d for this process", len(items), result.finished_before, len(share))
+    bar = tqdm(total=len(items), initial=result.finished_before, desc="sweep", unit="item",
+               disable=not (cfg.progress and state.is_main_process), dynamic_ncols=True)
+    counter = _ManifestCounter(out_dir)
+    try:
+        with ManifestWriter(out_dir, rank) as writer:
+            for item in share:
+                adopted = _do_item(item, runner, out_dir, writer, rank)
+                result.adopted += adopted
+                result.generated += not adopted
+                bar.update(max(0, result.finished_before + counter.new_lines() - bar.n))
+    finally:
+        bar.close()
+    logger.info("done: %d generated, %d adopted", result.generated, result.adopted)
     return result
 
 

@@ -2,8 +2,8 @@
 and the results side by side with their sidecars, downloads and the plan figure.
 
 The callbacks are plain functions over `jobs` (the tests call them directly); every
-`ScaleCrafterError` reaches the page as the CLI's one-line message (`gr.Error`), and anything
-else as one line too, with the traceback in the server's log. Pipelines are cached per model in
+`ScaleCrafterError` reaches the page as the CLI's one-line message (`gr.Error`, shown until
+closed), and anything else as one line too, with the traceback in the server's log. Pipelines are cached per model in
 one `ModelCache`; requests run one at a time (the cache and the patched UNets are not shared
 between concurrent jobs).
 """
@@ -42,13 +42,29 @@ CSS = ("#left-image img, #right-image img { width: 100%; height: 100%; object-fi
 
 class App:
     """The state behind the page: the model cache, the folder results are staged in for the browser
-    (Gradio serves only files under its allowed folders), and the output folder policy."""
+    (Gradio serves only files under its allowed folders), and the output folder and model policy.
+
+    Served beyond this machine (`fixed_out_dir`, `fixed_models`), the page writes to `out_dir` only
+    and runs only the models of its list (`jobs.model_choices`: the built-in models, those in the
+    local Hugging Face cache, and `model`, the one it was started with): no other folder of the
+    machine is read and nothing is downloaded (`scv ui` also sets the hub offline then)."""
 
     def __init__(self, *, out_dir: str, stage_dir: Path, device: str = "auto", fixed_out_dir: bool = False,
-                 cache: ModelCache | None = None):
+                 fixed_models: bool = False, model: str | None = None, cache: ModelCache | None = None):
         self.out_dir, self.stage_dir, self.device = out_dir, Path(stage_dir), device
-        self.fixed_out_dir = fixed_out_dir
+        self.fixed_out_dir, self.fixed_models, self.model = fixed_out_dir, fixed_models, model
         self.cache = cache or ModelCache()
+
+    def offered_models(self) -> list[str]:
+        """The model box's list: the built-in and cached models, and the one the page opened with."""
+        return jobs.model_choices(self.model)
+
+    def check_model(self, model: str) -> None:
+        """Served to others, a model not in the list is refused (a folder of this machine, a hub id)."""
+        if self.fixed_models and model not in self.offered_models():
+            raise ScaleCrafterError(
+                f"this server runs only the models in its list ({', '.join(self.offered_models())}), not {model!r}: "
+                "it is served beyond this machine; run `scv ui --model ...` on localhost for any other")
 
     # ---- callbacks ----------------------------------------------------------------------------
     def generate(self, prompt: str, shape: str | None, model: str, size: str, method: str, ndcfg: bool,
@@ -60,6 +76,7 @@ class App:
             with _warnings() as notes:
                 if self.fixed_out_dir and out_dir != self.out_dir:
                     raise ScaleCrafterError(f"this server writes to {self.out_dir!r} only (shared or not on localhost)")
+                self.check_model(model)
                 request = jobs.Request(
                     prompt=shape if jobs.model_classes(model) else prompt, model=model, size=size, method=method,
                     out_dir=out_dir, ndcfg=ndcfg, dispersion=dispersion, steps=steps, seed=seed, frames=frames,
@@ -70,11 +87,10 @@ class App:
                 plan = next((jobs.plan_plot(r, o, self.cache, stage / "plan.png")
                              for r, o in zip(results, options) if r.method == "scalecrafter"), None)
         except ScaleCrafterError as exc:
-            raise gr.Error(one_line(exc), print_exception=False) from None
+            raise _error(str(exc)) from None
         except Exception as exc:
             logger.exception("the request failed")
-            message = f"unexpected {type(exc).__name__}: {exc} (the server's log has the traceback)"
-            raise gr.Error(one_line(message), print_exception=False) from None
+            raise _error(f"unexpected {type(exc).__name__}: {exc} (the server's log has the traceback)") from None
         return self._page(results, options[0].video, stage, plan, notes)
 
     def _stage_folder(self) -> Path:
@@ -102,6 +118,10 @@ class App:
 
     def model_changed(self, model: str) -> tuple:
         """Prompt or class list, size choices and the frames field for `model`."""
+        try:
+            self.check_model(model)
+        except ScaleCrafterError as exc:
+            raise _error(str(exc)) from None
         classes = jobs.model_classes(model)
         return (
             gr.update(visible=not classes),
@@ -109,6 +129,12 @@ class App:
             gr.update(choices=jobs.size_choices(model), value=jobs.default_size(model)),
             gr.update(visible=jobs.is_video_model(model), value=jobs.default_frames(model)),
         )
+
+
+def _error(message: str) -> gr.Error:
+    """The page's error: one line, shown until the user closes it (Gradio's default hides it after
+    10 seconds, leaving only "Error" on the outputs)."""
+    return gr.Error(one_line(message), duration=None, print_exception=False)
 
 
 def status_text(results: list[jobs.JobResult], notes: list[str]) -> str:
@@ -154,6 +180,8 @@ def _copy(path: Path, folder: Path) -> Path:
 # ---- the page -----------------------------------------------------------------------------------
 def build_app(app: App, model: str = DEFAULT_MODEL, *, steps: int = GenerateOptions.steps) -> gr.Blocks:
     """The page, opened on `model` with `steps` sampling steps."""
+    if app.model is None:
+        app.model = model
     classes = jobs.model_classes(model)
     is_video = jobs.is_video_model(model)
     with gr.Blocks(title="scv ui", analytics_enabled=False) as page:
@@ -162,8 +190,11 @@ def build_app(app: App, model: str = DEFAULT_MODEL, *, steps: int = GenerateOpti
                     "Outputs and JSON sidecars are written as `scv generate` writes them.")
         with gr.Row():
             with gr.Column(scale=1, min_width=300):
-                model_box = gr.Dropdown(jobs.model_choices(model), value=model, label="model", allow_custom_value=True,
-                                        info="built-in models, cached ones, or a hub id / diffusers folder")
+                model_box = gr.Dropdown(
+                    app.offered_models() if app.fixed_models else jobs.model_choices(model), value=model,
+                    label="model", allow_custom_value=not app.fixed_models,
+                    info="built-in and cached models" if app.fixed_models else
+                    "built-in models, cached ones, or a hub id / diffusers folder")
                 prompt = gr.Textbox("a corgi on a beach", label="prompt", visible=not classes, elem_id="prompt")
                 shape = gr.Dropdown(list(classes), value=classes[0] if classes else None, label="class",
                                     visible=bool(classes), elem_id="class")

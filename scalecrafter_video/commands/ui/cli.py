@@ -6,6 +6,9 @@ import argparse
 import importlib.util
 import ipaddress
 import logging
+import os
+import re
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -67,20 +70,25 @@ def run_ui_command(args: argparse.Namespace, argv: list[str]) -> int:
         raise ScaleCrafterError(f"--port must be between 1 and 65535, got {args.port}")
     if args.steps < 1:
         raise ScaleCrafterError(f"--steps must be at least 1, got {args.steps}")
+    check_host(args.host)
     out = path_argument(args.out)
     resolve_model(args.model, video=is_video_model(args.model))
     resolve_device(args.device)
     local = is_loopback(args.host) and not args.share
+    if not local:
+        serve_offline()
     from .app import App, build_app, launch
 
     with tempfile.TemporaryDirectory(prefix="scv-ui-") as stage:
-        app = App(out_dir=str(out), stage_dir=Path(stage), device=args.device, fixed_out_dir=not local)
+        app = App(out_dir=str(out), stage_dir=Path(stage), device=args.device, fixed_out_dir=not local,
+                  fixed_models=not local, model=args.model)
         page = build_app(app, args.model, steps=args.steps)
         url, share_url = launch(page, app, host=args.host, port=args.port, share=args.share)
         try:
             print(f"scv ui: serving on {url} (Ctrl-C stops)", flush=True)
             if not is_loopback(args.host):
-                print(f"scv ui: --host {args.host} serves other machines too; outputs go to {out} only", flush=True)
+                print(f"scv ui: --host {args.host} serves other machines too; outputs go to {out} only, models "
+                      "from the list only, no downloads", flush=True)
             if share_url:
                 print(f"scv ui: public link {share_url} (anyone with it can use this app while it runs)", flush=True)
             while page.is_running:
@@ -88,6 +96,40 @@ def run_ui_command(args: argparse.Namespace, argv: list[str]) -> int:
         finally:
             page.close()
     return 0
+
+
+def serve_offline() -> None:
+    """Served beyond this machine, the app downloads nothing: the hub is offline for this process
+    (`jobs.loading.hub_offline` reads the environment at each load)."""
+    from huggingface_hub import constants
+
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    constants.HF_HUB_OFFLINE = True
+
+
+def check_host(host: str) -> None:
+    """--host must be an address of this machine (or a name resolving to one), else one line saying
+    so, before the server starts (which would report it as a port problem)."""
+    fix = "pass 127.0.0.1 (this machine only), 0.0.0.0 (every network) or an address of this machine"
+    if not host.strip():
+        raise ScaleCrafterError(f"--host is empty: {fix}")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if re.fullmatch(r"[0-9.]+", host):  # a malformed IPv4 address: no name lookup for it
+            raise ScaleCrafterError(f"--host {host!r} is not a valid IP address: {fix}") from None
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        why = getattr(exc, "strerror", None) or exc
+        raise ScaleCrafterError(f"--host {host!r} is not an address or a name this machine resolves ({why}): "
+                                f"{fix}") from None
+    with socket.socket(family, kind, proto) as probe:
+        try:
+            probe.bind((address[0], 0))  # any free port: --port is checked when the server starts
+        except OSError as exc:
+            raise ScaleCrafterError(f"--host {host!r} is not an address of this machine "
+                                    f"({exc.strerror or exc}): {fix}") from None
 
 
 def is_loopback(host: str) -> bool:

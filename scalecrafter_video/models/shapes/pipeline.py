@@ -1,4 +1,5 @@
-"""`ShapesPipeline`: sampling for the shapes models, images and clips through one DDIM + CFG loop.
+"""`ShapesPipeline`: sampling for the shapes models, images and clips through one CFG loop (DDIM by
+default; any diffusers scheduler, each given what its step() takes).
 
 Class names are the prompts ("circle", "square", "triangle"); the null class is the unconditional
 context. Each UNet call gets the batch [uncond; cond] and guidance is eps = u + w (c - u), so the
@@ -11,6 +12,8 @@ generator, latents, output_type, return_dict, callback_on_step_end).
 """
 
 from __future__ import annotations
+
+import inspect
 
 import torch
 from diffusers import DDIMScheduler, DiffusionPipeline, ImagePipelineOutput
@@ -83,6 +86,16 @@ class ShapesPipeline(DiffusionPipeline):
         if not 1 <= num_frames <= limit:
             raise ScaleCrafterError(f"num_frames must be 1-{limit} (the motion modules' length), got {num_frames}")
 
+    def prepare_extra_step_kwargs(self, generator, eta: float) -> dict:
+        """`eta` and `generator` for the scheduler's step() where it takes them, as diffusers' pipelines
+        decide it from its signature: DDIM takes both, Euler-A and DPM++ the generator, PNDM,
+        Euler and UniPC neither or one (eta is DDIM's alone)."""
+        accepted = set(inspect.signature(self.scheduler.step).parameters)
+        extra = {"eta": eta} if "eta" in accepted else {}
+        if "generator" in accepted:
+            extra["generator"] = generator
+        return extra
+
     @torch.no_grad()
     def __call__(
         self,
@@ -102,7 +115,8 @@ class ShapesPipeline(DiffusionPipeline):
         """Images (N, H, W, 3) or clips (N, F, H, W, 3) in [0, 1] ("np"; "pt": channels first;
         "pil": PIL images, a list per clip; "latent": the final sample, (N, 3, H, W) or
         (N, 3, F, H, W) in [-1, 1], as diffusers' pipelines return latents). `latents` (noise, (N, 3, H, W) or (N, 3, F, H, W))
-        fixes the starting point; `generator` draws it otherwise, and draws DDIM's eta noise."""
+        fixes the starting point; `generator` draws it otherwise, and draws DDIM's eta noise (and
+        the noise of the other schedulers whose step() draws any)."""
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         labels = self.class_ids(prompts)
         size = self.unet.config.sample_size
@@ -114,11 +128,13 @@ class ShapesPipeline(DiffusionPipeline):
         device = self._execution_device
         n, channels = len(prompts), self.unet.config.in_channels
         shape = (n, channels, num_frames, height, width) if self.is_video else (n, channels, height, width)
+        self.scheduler.set_timesteps(num_inference_steps, device=device)  # init_noise_sigma follows the steps
         if latents is None:
             latents = randn_tensor(shape, generator=generator, device=device, dtype=self.unet.dtype)
         elif tuple(latents.shape) != shape:
             raise ScaleCrafterError(f"latents must be shaped {shape}, got {tuple(latents.shape)}")
-        x = latents.to(device=device, dtype=self.unet.dtype)
+        # the scheduler's starting scale (1 for DDIM; Euler's first sigma), as diffusers' prepare_latents
+        x = latents.to(device=device, dtype=self.unet.dtype) * self.scheduler.init_noise_sigma
 
         labels = labels.to(device)
         context = self.class_embedding(labels)
@@ -128,16 +144,17 @@ class ShapesPipeline(DiffusionPipeline):
         if self.is_video:  # the motion UNet takes one context row per frame
             context = context.repeat_interleave(num_frames, dim=0)
 
-        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        extra_step_kwargs = self.prepare_extra_step_kwargs(generator, eta)
         with self.progress_bar(total=num_inference_steps) as bar:
             for i, t in enumerate(self.scheduler.timesteps):
                 x_in = torch.cat([x, x]) if self.do_classifier_free_guidance else x
-                tt = torch.full((x_in.shape[0],), int(t), dtype=torch.long, device=device)
+                x_in = self.scheduler.scale_model_input(x_in, t)  # identity for DDIM; Euler divides by its sigma
+                tt = t.to(device).expand(x_in.shape[0])  # DDIM's are whole numbers, Euler's may not be
                 eps = self.unet(x_in, tt, encoder_hidden_states=context).sample
                 if self.do_classifier_free_guidance:
                     u, c = eps.chunk(2)
                     eps = u + guidance_scale * (c - u)
-                x = self.scheduler.step(eps, t, x, eta=eta, generator=generator).prev_sample
+                x = self.scheduler.step(eps, t, x, **extra_step_kwargs).prev_sample
                 if callback_on_step_end is not None:
                     returned = callback_on_step_end(self, i, t, {"latents": x})
                     if isinstance(returned, dict):  # diffusers' contract: a dict of tensors to replace
