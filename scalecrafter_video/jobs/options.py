@@ -81,8 +81,6 @@ class GenerateOptions:
         if self.method == "scalecrafter":
             settings.update(preset=self.preset, preset_sha256=preset_sha256(self.preset), ndcfg=self.ndcfg,
                             dispersion=self.dispersion, progressive=self.progressive)
-            if self.max_scale != DEFAULT_MAX_SCALE:  # only when raised: other jobs keep their names
-                settings["max_scale"] = self.max_scale
         if self.video:
             settings.update(frames=self.frames, fps=self.fps, motion_adapter=self.motion_adapter)
         return settings
