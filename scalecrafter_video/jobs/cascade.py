@@ -43,10 +43,10 @@ from ..engine.patch import apply_scalecrafter
 from ..engine.plan import Plan, Rule
 from ..engine.sizing import base_size, check_size, pixels_per_sample
 from .frames import as_frames, decode_chunk_frames, decode_latents, resize_frames, to_pil
+from .options import STAGE_PLANS
 
 logger = logging.getLogger(__name__)
 
-STAGE_PLANS = ("full", "restrained", "none")
 STAGE_SCALE = 2  # the most a stage enlarges each side (before rounding to the model's multiple)
 RESIZE = "bicubic in pixel space (latent models: decode, resize, encode)"
 # FreeScale's restrained re-dilation: these layers only, for the first 35 of 50 reference steps

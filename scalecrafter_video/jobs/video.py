@@ -33,7 +33,7 @@ from ..engine.presets import check_preset_fits, load_preset, preset_argument
 from ..models.builtin import MAX_FRAMES_3D, text_to_video_pipeline_class
 from . import runner
 from .family import UNET3D_FAMILIES, job_family
-from .frames import decode_chunk_frames, decode_latents
+from .frames import decode_chunk_frames, decode_latents, to_numpy
 from .loading import (
     LoadedModel,
     ModelInfo,
@@ -254,6 +254,9 @@ class VideoKind:
 
     def decode(self, pipe, raw, opts: GenerateOptions):
         return decode_latents(pipe, raw, chunk=decode_chunk_frames(opts.height, opts.width), progress=opts.progress)[0]
+
+    def from_frames(self, frames):
+        return to_numpy(frames)
 
     def job_fields(self, loaded: LoadedModel, opts: GenerateOptions) -> dict[str, Any]:
         return {"motion_adapter": loaded.motion_adapter, "frames": opts.frames, "fps": opts.fps,
