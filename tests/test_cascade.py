@@ -234,3 +234,23 @@ def test_python_entry_point_refines_a_given_clip(shapes32):
     assert result.frames.shape == (3, 3, 64, 64)
     assert result.stages[0] == {"stage": 0, "size": [32, 32], "from": "input"} and len(result.stages) == 2
     assert math.isfinite(float(result.frames.mean()))
+
+
+# ---- scv sweep's cascade method ----------------------------------------------------------------------
+def test_sweep_cascade_method(scv, tmp_path, monkeypatch, tiny_sd):
+    from scalecrafter_video.commands.sweep.manifest import read_manifest
+
+    monkeypatch.setattr(tiny, "tiny_pipeline", lambda name: tiny_sd)
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red fox\n")
+    out = tmp_path / "sweep"
+    args = ("sweep", "--model", "tiny-sd", "--prompts", prompts, "--res", "128x128", "--steps", 2,
+            "--methods", "direct,cascade", "--out", out, "--device", "cpu", "--no-progress")
+    code, stdout, err = scv(*args, "--restart", "0.5")
+    assert code == 0, err
+    entry = read_manifest(out)["p0-s0-cascade-128x128"]
+    side = json.loads((out / entry["sidecar"]).read_text())
+    assert side["method"] == "cascade" and len(side["cascade"]["stages"]) == 2
+    assert json.loads((out / "sweep.json").read_text())["cascade"]["restart"] == 0.5
+    code, stdout, err = scv(*args, "--restart", "0.4")
+    assert code == 2 and "holds a sweep with cascade" in err
