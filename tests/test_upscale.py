@@ -95,6 +95,8 @@ def test_refused_before_any_weights(scv, tmp_path, no_weights_or_network):
         assert code == 2 and message in err and err.count("\n") == 1, (args, err)
     code, out, err = scv(*UP, source, "--model", "shapes32", "--res", "128x128", "--out", tmp_path / "o")
     assert code == 2 and "shapes32 draws one of circle, square, triangle (e.g. --prompt circle)" in err
+    code, out, err = scv(*UP, source, "--model", "sd15", "--res", "1024x1024", "--out", tmp_path / "o")
+    assert code == 2 and "no prompt: pass --prompt TEXT, what the input shows" in err
     assert not (tmp_path / "o").exists()
 
 

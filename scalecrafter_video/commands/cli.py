@@ -435,7 +435,7 @@ def cmd_generate(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def cmd_upscale(args: argparse.Namespace, argv: list[str]) -> int:
-    from ..jobs.registry import default_prompt
+    from ..jobs.registry import BUILTIN_MODELS, default_prompt
     from ..jobs.upscale import probe_input, run_upscale
 
     path_argument(args.out)
@@ -444,6 +444,9 @@ def cmd_upscale(args: argparse.Namespace, argv: list[str]) -> int:
     model = args.model or ("animatediff" if probe.video else "sd15")
     if args.motion_adapter and not probe.video:
         raise ScaleCrafterError("--motion-adapter only applies to clips (an .mp4 input)")
+    builtin = BUILTIN_MODELS.get(model)
+    if args.prompt is None and (builtin is None or (builtin.kind != "tiny" and not builtin.classes)):
+        raise ScaleCrafterError("no prompt: pass --prompt TEXT, what the input shows")
     prompt = default_prompt(model) if args.prompt is None else args.prompt
     if not prompt.strip():
         raise ScaleCrafterError("--prompt is empty")

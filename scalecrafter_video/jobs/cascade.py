@@ -176,6 +176,11 @@ def restrained_plan(base: tuple[int, int], size: tuple[int, int]) -> Plan:
     return Plan(main=tuple(Rule(layer, factor, RESTRAINED_STOP) for layer in RESTRAINED_LAYERS), **common)
 
 
+def within(size: tuple[int, int], base: tuple[int, int]) -> bool:
+    """Whether a stage of `size` is no larger than the base size on either side (it runs as trained)."""
+    return size[0] <= base[0] and size[1] <= base[1]
+
+
 def engine_stages(stage_plan: str, *, base: tuple[int, int], family: str | None = None, preset="auto",
                   ndcfg: bool = True) -> StageMethod:
     """The method of each stage as `apply_scalecrafter` applies it (the Python entry point's; jobs
@@ -196,7 +201,7 @@ def engine_stages(stage_plan: str, *, base: tuple[int, int], family: str | None 
     @contextlib.contextmanager
     def method(refiner, size: tuple[int, int], final: bool) -> Iterator[dict[str, Any]]:
         fields: dict[str, Any] = {"plan": None}
-        if stage_plan == "none":
+        if stage_plan == "none" or within(size, base):
             yield fields
             return
         chosen = (preset if final else "auto") if stage_plan == "full" else restrained_plan(base, size)
@@ -284,6 +289,7 @@ class SkipResidual:
         self.noiser.set_timesteps(steps)
         self.capture = _AddNoise(scheduler)
         self.weights: list[float] = []
+        self.steps = 0  # denoising steps run (one callback each)
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[SkipResidual]:
@@ -296,6 +302,7 @@ class SkipResidual:
 
     def mix(self, scheduler, i: int, t, latents: torch.Tensor) -> torch.Tensor:
         """The latents after loop step `i` (at timestep `t`) with the skip residual of the next step mixed in."""
+        self.steps += 1
         if self.capture.original is None:
             raise RuntimeError("the refining pipeline never called scheduler.add_noise: no stage input to mix in")
         timesteps = scheduler.timesteps
@@ -451,7 +458,7 @@ def refine(refiner, prompt: str, frames: torch.Tensor, *, config: CascadeConfig,
     refined = _frames_of(refiner, out, video, size, progress)
     first = config.start_step(steps) * getattr(refiner.scheduler, "order", 1)
     record = {"size": [size[1], size[0]], **fields, "restart": config.restart, "start_step": config.start_step(steps),
-              "start_timestep": float(refiner.scheduler.timesteps[first]), "steps": calls[0],
+              "start_timestep": float(refiner.scheduler.timesteps[first]), "steps": skip.steps,
               "unet_calls": calls[0], "damped_passes": fields.get("damped_passes", 0),
               "skip_exponent": config.skip_exponent,
               "skip_weights": [round(skip.weights[0], 6), round(skip.weights[-1], 6)] if skip.weights else [],
@@ -554,6 +561,8 @@ def cascade(pipe, prompt: str, height: int, width: int, *, num_frames: int | Non
         sizes = cascade_sizes(model_base, (height, width), multiple)
     else:
         frames = as_frames(image)
+        if not is_video(pipe) and frames.shape[0] != 1:
+            raise ScaleCrafterError(f"{type(pipe).__name__} draws images: pass one image, not {frames.shape[0]} frames")
         _check_multiple(int(frames.shape[-2]), int(frames.shape[-1]), multiple, "the image")
         sizes = stage_sizes(tuple(frames.shape[-2:]), (height, width), multiple)
         if len(sizes) < 2:

@@ -172,7 +172,7 @@ class Runner:
         if opts.cascade and info.base is not None and info.size_multiple:
             for size, final in self._stages(opts, info.base, info.size_multiple)[1:]:
                 if opts.stage_plan == "full":
-                    self.kind.check_plan(inspected, self._stage_options(opts, size, final))
+                    self.kind.check_plan(inspected, self._stage_options(opts, size, final, info.base))
         elif opts.method == "scalecrafter":
             self.kind.check_plan(inspected, opts)
         if info.configs_known:
@@ -233,9 +233,12 @@ class Runner:
             sizes = stage_sizes(self.source.size, target, multiple)
         return [(size, k == len(sizes) - 1) for k, size in enumerate(sizes)]
 
-    def _stage_options(self, opts: GenerateOptions, size: tuple[int, int], final: bool) -> GenerateOptions:
-        """A stage's options: its size, and the method its plan asks for (the job's preset at the last stage)."""
-        method = "direct" if opts.stage_plan == "none" else "scalecrafter"
+    def _stage_options(self, opts: GenerateOptions, size: Size, final: bool, base: Size) -> GenerateOptions:
+        """A stage's options: its size, and the method its plan asks for (the job's preset at the last
+        stage; direct within the base size, where every plan runs the UNet as trained)."""
+        from .cascade import within
+
+        method = "direct" if opts.stage_plan == "none" or within(size, base) else "scalecrafter"
         return replace(opts, height=size[0], width=size[1], method=method, cascade=False,
                        preset=opts.preset if final else "auto")
 
@@ -248,10 +251,10 @@ class Runner:
             if self._refiner is None:
                 self._refiner = refiner_of(self.loaded.pipe)
             refiner = self._refiner
-        stage = self._stage_options(opts, size, final)
-        if opts.stage_plan == "restrained":
+        base = self.loaded.base
+        stage = self._stage_options(opts, size, final, base)
+        if opts.stage_plan == "restrained" and stage.method == "scalecrafter":
             cfg = self.sampling.guidance > 1.0 if opts.video else None
-            base = self.loaded.base
             return MethodContext(refiner, stage, preset=restrained_plan(base, size), base=base, cfg=cfg)
         return self.kind.method(replace(self.loaded, pipe=refiner), stage, self.sampling.guidance)
 
