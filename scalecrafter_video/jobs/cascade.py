@@ -562,7 +562,8 @@ def cascade(pipe, prompt: str, height: int, width: int, *, num_frames: int | Non
     else:
         frames = as_frames(image)
         if not is_video(pipe) and frames.shape[0] != 1:
-            raise ScaleCrafterError(f"{type(pipe).__name__} draws images: pass one image, not {frames.shape[0]} frames")
+            raise ScaleCrafterError(f"{type(pipe).__name__} draws images: pass one image, not "
+                                    f"{frames.shape[0]} frames")
         _check_multiple(int(frames.shape[-2]), int(frames.shape[-1]), multiple, "the image")
         sizes = stage_sizes(tuple(frames.shape[-2:]), (height, width), multiple)
         if len(sizes) < 2:
