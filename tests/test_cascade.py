@@ -117,7 +117,8 @@ def _freescale_by_hand(pipe, x0, steps, restart, exponent, seed, guidance=3.0, e
         for t in timesteps:
             c1 = skip_weight(int(t), exponent)
             x = x * (1 - c1) + sched.add_noise(x0, noise, t.reshape(1)) * c1
-            u, c = pipe.unet(torch.cat([x, x]), torch.full((2,), int(t)), encoder_hidden_states=context).sample.chunk(2)
+            eps = pipe.unet(torch.cat([x, x]), torch.full((2,), int(t)), encoder_hidden_states=context).sample
+            u, c = eps.chunk(2)
             x = sched.step(u + guidance * (c - u), t, x, eta=eta, generator=generator).prev_sample
     return (x.clamp(-1, 1) + 1) / 2
 

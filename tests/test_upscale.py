@@ -89,7 +89,7 @@ def test_refused_before_any_weights(scv, tmp_path, no_weights_or_network):
     source = tmp_path / "small.png"
     Image.new("RGB", (64, 64)).save(source)
     for args, message in ((("--res", "64x64"), "is no larger than the input (64x64): nothing to upscale"),
-                          (("--res", "96x128"), "width 96 is not divisible by 64 (this model needs multiples of 64 pixels)"),
+                          (("--res", "96x128"), "width 96 is not divisible by 64 (this model needs multiples of 64"),
                           (("--res", "128x128", "--restart", "1"), "restart must be above 0 and below 1")):
         code, out, err = scv(*UP, source, "--model", "tiny-sd", *args, "--out", tmp_path / "o")
         assert code == 2 and message in err and err.count("\n") == 1, (args, err)
