@@ -27,6 +27,8 @@ _LAZY = {
     "Plan": "engine.plan",
     "Rule": "engine.plan",
     "derive_plan": "engine.plan",
+    "cascade": "jobs.cascade",
+    "CascadeResult": "jobs.cascade",
 }
 
 __all__ = ["ScaleCrafterError", *_LAZY]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from scalecrafter_video import ScaleCrafterError, apply_scalecrafter, remove_scalecrafter
-from scalecrafter_video.jobs import image, resources, video
+from scalecrafter_video.jobs import frames, image, resources, video
 from scalecrafter_video.jobs.generate import run_job, targets
 from scalecrafter_video.models import tiny
 
@@ -236,7 +236,7 @@ def test_available_memory_reads_the_host():
 
 
 def test_video_decode_stops_between_chunks_on_ctrl_c(scv, tmp_path, monkeypatch):
-    monkeypatch.setattr(video, "DECODE_PIXELS", 64 * 64)  # one frame per VAE call
+    monkeypatch.setattr(frames, "DECODE_PIXELS", 64 * 64)  # one frame per VAE call
     real_load = video.load_video_pipeline
     decoded = []
 

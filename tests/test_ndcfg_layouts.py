@@ -64,6 +64,35 @@ def test_stock_pipelines_batch_uncond_then_cond(request, name):
     assert batch_layout(pipe) == STOCK_LAYOUTS[type(pipe).__name__] == "uncond,cond"
 
 
+@pytest.mark.parametrize("name", ["tiny_sd", "tiny_sdxl", "tiny_video", "tiny_video3d"])
+def test_refining_siblings_batch_uncond_then_cond(request, name):
+    """The img2img / video-to-video siblings the cascade refines with (from_pipe) batch [uncond; cond] too."""
+    from scalecrafter_video.jobs.cascade import refiner_of
+
+    pipe = request.getfixturevalue(name)
+    refiner = refiner_of(pipe)
+    video = name.startswith("tiny_video")
+    frames = torch.rand(2 if video else 1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    given = {"video": frames.unsqueeze(0)} if video else {"image": frames}
+    calls, hook = _record_unet_calls(refiner.unet)
+    try:
+        refiner(prompt=PROMPT, negative_prompt=NEGATIVE, strength=0.5, num_inference_steps=2, guidance_scale=7.5,
+                output_type="latent", **given)
+    finally:
+        hook.remove()
+    encoded = pipe.encode_prompt(prompt=PROMPT, device="cpu", num_images_per_prompt=1,
+                                 do_classifier_free_guidance=True, negative_prompt=NEGATIVE)
+    cond, uncond = encoded[0], encoded[1]
+    if type(pipe.unet).__name__ == "UNetMotionModel":
+        cond, uncond = cond.repeat_interleave(2, dim=0), uncond.repeat_interleave(2, dim=0)
+    (batch, text), = calls
+    first, second = text.chunk(2)
+    torch.testing.assert_close(first, uncond)
+    torch.testing.assert_close(second, cond)
+    assert refiner is not pipe and refiner.unet is pipe.unet
+    assert batch_layout(refiner) == STOCK_LAYOUTS[type(refiner).__name__] == "uncond,cond"
+
+
 def test_counters_on_a_stock_pipeline(tiny_sd):
     """4x per side: DDIM-2 visits t=501 (NDCFG window open) and t=1 (closed): 2 UNet calls, 1 damped pass."""
     with scalecrafter(tiny_sd, 256, 256) as handle:

@@ -266,3 +266,22 @@ def test_sidecars_are_json_files_next_to_the_outputs(app, shared_tiny_sd):
     meta = json.loads(sidecar.read_text())
     assert meta == updates[5]["ScaleCrafter"]
     assert meta["plan"]["ndcfg_stop"] > 0 and meta["damped_passes"] > 0  # 4x: NDCFG ran
+
+
+# ---- the upscale box: scv upscale's job ----------------------------------------------------------
+def test_upscale_box_runs_scv_upscales_job(app, shared_tiny_sd, tmp_path):
+    assert "upscale" in {d.api_name for d in build_app(app, steps=STEPS).fns.values()}
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (64, 64), (200, 30, 30)).save(photo)
+    updates = app.upscale(str(photo), "a red fox", None, "tiny-sd", "128x128", True, False, float(STEPS), 0.0,
+                          app.out_dir, False)
+    left, right = Path(updates[0]["value"]), Path(updates[2]["value"])
+    assert updates[0]["label"] == "input" and Image.open(left).size == (64, 64)
+    assert Image.open(right).size == (128, 128) and right.name.startswith("photo-128x128-upscale-seed0-")
+    side = updates[5]["upscaled (cascade)"]
+    assert side["method"] == "upscale" and side["input"]["path"] == str(photo) and side["command"][1] == "upscale"
+    assert files_in(Path(app.out_dir)) == sorted([right.name, right.with_suffix(".json").name])
+    with pytest.raises(gr.Error, match="no file to upscale"):
+        app.upscale(None, "a red fox", None, "tiny-sd", "128x128", True, False, float(STEPS), 0.0, app.out_dir, False)
+    with pytest.raises(gr.Error, match="an image needs an image model; 'tiny-video' is not one"):
+        app.upscale(str(photo), "x", None, "tiny-video", "128x128", True, False, float(STEPS), 0.0, app.out_dir, False)

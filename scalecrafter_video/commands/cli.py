@@ -20,7 +20,7 @@ from .. import __version__
 from ..engine.errors import ScaleCrafterError, one_line
 from ..engine.families import FAMILIES
 from ..jobs.family import SAMPLING
-from ..jobs.options import DTYPES, METHODS, SCHEDULERS, VAE_TILING, GenerateOptions
+from ..jobs.options import DTYPES, METHODS, SCHEDULERS, STAGE_PLANS, VAE_TILING, GenerateOptions
 from ..outputs.files import path_argument
 from .arguments import max_scale_argument, parse_res, read_prompts
 from .bench.cli import add_bench_parser, run_bench
@@ -36,10 +36,22 @@ examples:
   scv generate --model sd21 --prompt "a castle" --res 1024x1024 --method direct   # baseline
   scv generate --model tiny-sd --res 128x128 --steps 4                            # offline smoke test (noise)
   scv generate --video --prompt "waves at sunset" --res 1024x1024 --frames 16 --fps 8
+  scv generate --video --model shapes32-motion --prompt circle --res 64x64 --cascade  # motion of the 32 px clip
   cat prompts.txt | scv generate --prompts - --res 1024x1024 --skip-existing      # resume a batch
 
 --res is WIDTHxHEIGHT: 2048x1024 is 2048 pixels wide and 1024 high. Output names hold the prompt,
 size, method, seed and a hash of every other setting that changes the output.
+"""
+
+UPSCALE_EXAMPLES = """\
+examples:
+  scv upscale photo.png --res 2048x2048 --prompt "a corgi on a beach"
+  scv upscale clip.mp4 --res 1024x1024 --prompt "waves at sunset" --restart 0.5
+  scv upscale circle.mp4 --model shapes32-motion --prompt circle --res 64x64
+
+The input's size must be a multiple of what the model needs (else it is resized to the nearest
+valid size, with a notice). Outputs are named like `scv generate`'s: the input's name, size,
+"upscale", seed and a hash of the input's bytes and every setting.
 """
 
 PLAN_EXAMPLES = """\
@@ -53,6 +65,7 @@ examples:
 MAIN_EXAMPLES = """\
 commands:
   generate   sample images (or videos with --video) at a resolution above the model's training size
+  upscale    upscale your own image or clip (PNG, JPEG, MP4) by the cascade's stages
   plan       print the resolved re-dilation / NDCFG plan per sampling step (no weights needed)
   presets    list the shipped reference presets
   bench      what ScaleCrafter costs: FLOPs (no GPU), time per step and per run, peak memory
@@ -123,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks and library logs")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     _add_generate(sub)
+    _add_upscale(sub)
     _add_plan(sub)
     _add_presets(sub)
     _add_package_command(sub, add_bench_parser, run_bench)
@@ -153,13 +167,53 @@ def _add_generate(sub) -> None:
                         help="a text file with one prompt per line ('#' comments); - reads standard input")
     what.add_argument("--res", required=True, metavar="WxH", help="output size WIDTHxHEIGHT in pixels, e.g. 2048x1024")
     what.add_argument("--negative-prompt", metavar="TEXT", default=d.negative_prompt, help="negative prompt")
+    _add_loading(p, d, "default sd15 (animatediff with --video)")
 
+    method = p.add_argument_group("method")
+    method.add_argument("--method", default=d.method, choices=METHODS,
+                        help="scalecrafter (default), direct (plain sampling at the target size) or attn-sf (baseline)")
+    _add_plan_options(method, d)
+
+    cascade = p.add_argument_group(
+        "cascade", "sample at the model's base size, then refine in stages of at most 2x per side (layout and motion "
+        "of the base sample, detail of the target size)")
+    cascade.add_argument("--cascade", action="store_true",
+                         help="sample by a cascade (its stages' method: --stage-plan; the plan options above apply "
+                         "to the full plan)")
+    _add_cascade_options(cascade, d, "; needs --cascade")
+
+    samp = p.add_argument_group("sampling")
+    _add_sampling(samp, d)
+    samp.add_argument("--num-per-prompt", type=_positive_int("num-per-prompt"), default=d.num_per_prompt,
+                      metavar="N", help="outputs per prompt (default 1)")
+    samp.add_argument("--freeu", action="store_true", help="FreeU with the reference parameters of the family")
+    samp.add_argument("--vae-tiling", default=d.vae_tiling, choices=VAE_TILING,
+                      help="tiled VAE decode (auto: above 1536 px per side, above 1024 for SDXL)")
+    samp.add_argument("--force-memory", action="store_true",
+                      help="run even when the memory estimate (latents, UNet activations, VAE decode; checked before "
+                      "loading) exceeds the device's free memory")
+
+    _add_output(p, d)
+
+    video = p.add_argument_group("video")
+    video.add_argument("--video", action="store_true", help="generate videos (default model animatediff)")
+    video.add_argument("--frames", type=_positive_int("frames"), default=None, help=f"frames (default {d.frames})")
+    video.add_argument("--fps", type=_positive_int("fps"), default=None, help=f"frames per second of the MP4 (default {d.fps})")
+    video.add_argument("--motion-adapter", metavar="ID", default=None,
+                       help="AnimateDiff motion adapter (hub id or folder; AnimateDiff models only)")
+    video.add_argument("--save-frames", action="store_true", help="also write every frame as a PNG")
+    video.add_argument("--compare", action="store_true", help="also run direct sampling and write both side by side")
+    _debug_flag(p)
+    p.set_defaults(_handler=cmd_generate)
+
+
+def _add_loading(p: argparse.ArgumentParser, d: GenerateOptions, default_model: str):
     load = p.add_argument_group("loading")
     load.add_argument(
         "--model",
         default=None,
         help="sd15, sd21, sdxl, a hub id, a local diffusers folder, or tiny-sd / tiny-sdxl (offline, noise); "
-        "default sd15 (animatediff with --video)",
+        + default_model,
     )
     load.add_argument("--family", default=None, choices=tuple(SAMPLING),
                       help="the model's family (base size, presets, defaults); needed where the architecture cannot "
@@ -167,10 +221,10 @@ def _add_generate(sub) -> None:
     load.add_argument("--dtype", default=d.dtype, choices=DTYPES,
                       help="weights dtype (auto: float16 on CUDA, float32 on CPU)")
     load.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:N or mps (default auto)")
+    return load
 
-    method = p.add_argument_group("method")
-    method.add_argument("--method", default=d.method, choices=METHODS,
-                        help="scalecrafter (default), direct (plain sampling at the target size) or attn-sf (baseline)")
+
+def _add_plan_options(method, d: GenerateOptions) -> None:
     method.add_argument("--preset", default=d.preset, metavar="NAME|auto|PATH",
                         help="auto (reference preset of this exact size, else the derived plan), a preset name "
                         "(`scv presets`) or a .toml file")
@@ -187,7 +241,21 @@ def _add_generate(sub) -> None:
                         help=f"the largest scale per side over the model's base size ScaleCrafter accepts "
                         f"(default {d.max_scale:g}; beyond it plans are untested)")
 
-    samp = p.add_argument_group("sampling")
+
+def _add_cascade_options(group, d: GenerateOptions, needs: str = "") -> None:
+    group.add_argument("--restart", type=float, default=None, metavar="FRACTION",
+                       help=f"the fraction of the schedule each stage skips: it is re-noised to step "
+                       f"int(FRACTION * steps) and denoised from there (default {d.restart}, FreeScale's{needs})")
+    group.add_argument("--skip-exponent", type=float, default=None, metavar="E",
+                       help=f"the skip residual mixes the noised stage input in with weight cos_factor ** E "
+                       f"(default {d.skip_exponent:g}, FreeScale's{needs})")
+    group.add_argument("--stage-plan", default=None, choices=STAGE_PLANS,
+                       help=f"each stage's method: full (ScaleCrafter's plan for the stage's size), restrained "
+                       f"(FreeScale's: down_blocks.1 downsampler, down_blocks.2 and mid-block resnets, 35 of 50 "
+                       f"steps) or none (direct) (default {d.stage_plan}{needs})")
+
+
+def _add_sampling(samp, d: GenerateOptions) -> None:
     samp.add_argument("--steps", type=_positive_int("steps"), default=d.steps, help=f"sampling steps (default {d.steps})")
     samp.add_argument("--guidance", type=float, default=None,
                       help="classifier-free guidance scale (default: 7.5 SD, 5.0 SDXL, the family's for video)")
@@ -195,15 +263,9 @@ def _add_generate(sub) -> None:
     samp.add_argument("--scheduler", default=d.scheduler, choices=tuple(SCHEDULERS),
                       help=f"sampler (default {d.scheduler}; the reference presets are tuned on DDIM)")
     samp.add_argument("--seed", type=_seed, default=d.seed, help="seed of the first output; output k uses seed+k")
-    samp.add_argument("--num-per-prompt", type=_positive_int("num-per-prompt"), default=d.num_per_prompt,
-                      metavar="N", help="outputs per prompt (default 1)")
-    samp.add_argument("--freeu", action="store_true", help="FreeU with the reference parameters of the family")
-    samp.add_argument("--vae-tiling", default=d.vae_tiling, choices=VAE_TILING,
-                      help="tiled VAE decode (auto: above 1536 px per side, above 1024 for SDXL)")
-    samp.add_argument("--force-memory", action="store_true",
-                      help="run even when the memory estimate (latents, UNet activations, VAE decode; checked before "
-                      "loading) exceeds the device's free memory")
 
+
+def _add_output(p: argparse.ArgumentParser, d: GenerateOptions) -> None:
     out = p.add_argument_group("output")
     out.add_argument("--out", default=str(d.out_dir), metavar="DIR", help=f"output folder (default {d.out_dir})")
     exist = out.add_mutually_exclusive_group()
@@ -212,16 +274,39 @@ def _add_generate(sub) -> None:
                        help="leave outputs whose file and sidecar exist and do the rest (resume a stopped batch)")
     out.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
 
-    video = p.add_argument_group("video")
-    video.add_argument("--video", action="store_true", help="generate videos (default model animatediff)")
-    video.add_argument("--frames", type=_positive_int("frames"), default=None, help=f"frames (default {d.frames})")
-    video.add_argument("--fps", type=_positive_int("fps"), default=None, help=f"frames per second of the MP4 (default {d.fps})")
-    video.add_argument("--motion-adapter", metavar="ID", default=None,
-                       help="AnimateDiff motion adapter (hub id or folder; AnimateDiff models only)")
-    video.add_argument("--save-frames", action="store_true", help="also write every frame as a PNG")
-    video.add_argument("--compare", action="store_true", help="also run direct sampling and write both side by side")
+
+def _add_upscale(sub) -> None:
+    d = GenerateOptions(prompts=[], height=0, width=0)
+    p = sub.add_parser(
+        "upscale",
+        help="upscale your own image or clip by the cascade's stages",
+        description="Upscale a PNG/JPEG image or an MP4 clip: the cascade's stages (at most 2x per side each, "
+        "re-noised to the restart step, denoised with the skip residual) starting from the file instead of a "
+        "base-size sample. Clips keep their frame count and fps (audio is dropped).",
+        epilog=UPSCALE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("input", metavar="INPUT", help="a .png / .jpg image or an .mp4 clip")
+    what = p.add_argument_group("what to make")
+    what.add_argument("--res", required=True, metavar="WxH", help="output size WIDTHxHEIGHT in pixels, e.g. 2048x2048")
+    what.add_argument("--prompt", metavar="TEXT",
+                      help="what the input shows (the class for the shapes models; the tiny models need none)")
+    what.add_argument("--negative-prompt", metavar="TEXT", default=d.negative_prompt, help="negative prompt")
+    load = _add_loading(p, d, "default sd15 for an image, animatediff for a clip")
+    load.add_argument("--motion-adapter", metavar="ID", default=None,
+                      help="AnimateDiff motion adapter (hub id or folder; AnimateDiff models, clips only)")
+    cascade = p.add_argument_group("stages")
+    _add_cascade_options(cascade, d)
+    _add_plan_options(cascade, d)
+    samp = p.add_argument_group("sampling")
+    _add_sampling(samp, d)
+    samp.add_argument("--vae-tiling", default=d.vae_tiling, choices=VAE_TILING,
+                      help="tiled VAE encode and decode (auto: above 1536 px per side, above 1024 for SDXL)")
+    samp.add_argument("--force-memory", action="store_true",
+                      help="run even when the memory estimate at --res exceeds the device's free memory")
+    _add_output(p, d)
     _debug_flag(p)
-    p.set_defaults(_handler=cmd_generate)
+    p.set_defaults(_handler=cmd_upscale)
 
 
 def _add_plan(sub) -> None:
@@ -271,30 +356,23 @@ def _add_package_command(sub, add_parser, handler) -> None:
 
 # ---- commands -------------------------------------------------------------------------------
 VIDEO_ONLY_FLAGS = ("frames", "fps", "motion_adapter", "save_frames", "compare")
+CASCADE_FLAGS = ("restart", "skip_exponent", "stage_plan")
 
 
-def cmd_generate(args: argparse.Namespace, argv: list[str]) -> int:
-    from ..jobs.registry import default_frames, default_prompt
+def _flags(args: argparse.Namespace, names) -> list[str]:
+    return [f"--{name.replace('_', '-')}" for name in names if getattr(args, name, None) not in (None, False)]
 
-    given = [f"--{name.replace('_', '-')}" for name in VIDEO_ONLY_FLAGS if getattr(args, name) not in (None, False)]
-    if given and not args.video:
-        raise ScaleCrafterError(f"{', '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} to videos: add --video")
-    out_dir = path_argument(args.out)
-    width, height = parse_res(args.res)
-    model = args.model or ("animatediff" if args.video else "sd15")
-    if args.prompt is None and args.prompts is None:
-        args.prompt = default_prompt(model)
-    prompts = [args.prompt] if args.prompt is not None else read_prompts(args.prompts)
-    if args.prompt is not None and not args.prompt.strip():
-        raise ScaleCrafterError("--prompt is empty")
-    opts = GenerateOptions(
-        prompts=prompts,
-        height=height,
-        width=width,
-        model=model,
+
+def _applies(flags: list[str]) -> str:
+    return f"{', '.join(flags)} only appl{'ies' if len(flags) == 1 else 'y'}"
+
+
+def _job_options(args: argparse.Namespace, argv: list[str], **fields) -> GenerateOptions:
+    """The options every job command shares, read from `args`; `fields` gives the rest."""
+    d = GenerateOptions(prompts=[], height=0, width=0)
+    return GenerateOptions(
         family=args.family,
         negative_prompt=args.negative_prompt,
-        method=args.method,
         preset=args.preset,
         ndcfg=args.ndcfg,
         dispersion=args.dispersion,
@@ -304,8 +382,7 @@ def cmd_generate(args: argparse.Namespace, argv: list[str]) -> int:
         eta=args.eta,
         scheduler=args.scheduler,
         seed=args.seed,
-        num_per_prompt=args.num_per_prompt,
-        out_dir=out_dir,
+        out_dir=path_argument(args.out),
         overwrite=args.overwrite,
         skip_existing=args.skip_existing,
         force_memory=args.force_memory,
@@ -313,21 +390,78 @@ def cmd_generate(args: argparse.Namespace, argv: list[str]) -> int:
         max_scale=args.max_scale,
         dtype=args.dtype,
         device=args.device,
-        freeu=args.freeu,
         vae_tiling=args.vae_tiling,
         progress=args.progress,
         command=["scv", *argv],
+        motion_adapter=args.motion_adapter,
+        restart=d.restart if args.restart is None else args.restart,
+        skip_exponent=d.skip_exponent if args.skip_exponent is None else args.skip_exponent,
+        stage_plan=args.stage_plan or d.stage_plan,
+        **fields,
+    )
+
+
+def cmd_generate(args: argparse.Namespace, argv: list[str]) -> int:
+    from ..jobs.registry import default_frames, default_prompt
+
+    given = _flags(args, VIDEO_ONLY_FLAGS)
+    if given and not args.video:
+        raise ScaleCrafterError(f"{_applies(given)} to videos: add --video")
+    given = _flags(args, CASCADE_FLAGS)
+    if given and not args.cascade:
+        raise ScaleCrafterError(f"{_applies(given)} to a cascade: add --cascade")
+    path_argument(args.out)
+    width, height = parse_res(args.res)
+    model = args.model or ("animatediff" if args.video else "sd15")
+    if args.prompt is None and args.prompts is None:
+        args.prompt = default_prompt(model)
+    prompts = [args.prompt] if args.prompt is not None else read_prompts(args.prompts)
+    if args.prompt is not None and not args.prompt.strip():
+        raise ScaleCrafterError("--prompt is empty")
+    opts = _job_options(
+        args, argv,
+        prompts=prompts,
+        height=height,
+        width=width,
+        model=model,
+        method=args.method,
+        num_per_prompt=args.num_per_prompt,
+        freeu=args.freeu,
         video=args.video,
         frames=args.frames or default_frames(model, GenerateOptions.frames),
         fps=args.fps or GenerateOptions.fps,
-        motion_adapter=args.motion_adapter,
         save_frames=args.save_frames,
         compare=args.compare,
+        cascade=args.cascade,
     )
     from ..jobs.generate import run_job
 
     paths = run_job(opts)
     for path in paths:
+        print(path)
+    return 0
+
+
+def cmd_upscale(args: argparse.Namespace, argv: list[str]) -> int:
+    from ..jobs.registry import BUILTIN_MODELS, default_prompt
+    from ..jobs.upscale import probe_input, run_upscale
+
+    path_argument(args.out)
+    width, height = parse_res(args.res)
+    probe = probe_input(args.input)  # readable, and an image or a clip, before anything else
+    model = args.model or ("animatediff" if probe.video else "sd15")
+    if args.motion_adapter and not probe.video:
+        raise ScaleCrafterError("--motion-adapter only applies to clips (an .mp4 input)")
+    builtin = BUILTIN_MODELS.get(model)
+    if args.prompt is None and (builtin is None or (builtin.kind != "tiny" and not builtin.classes)):
+        raise ScaleCrafterError("no prompt: pass --prompt TEXT, what the input shows")
+    prompt = default_prompt(model) if args.prompt is None else args.prompt
+    if not prompt.strip():
+        raise ScaleCrafterError("--prompt is empty")
+    opts = _job_options(args, argv, prompts=[prompt], height=height, width=width, model=model, video=probe.video,
+                        frames=probe.frames or GenerateOptions.frames, fps=probe.fps or GenerateOptions.fps,
+                        cascade=True)
+    for path in run_upscale(opts, probe):
         print(path)
     return 0
 

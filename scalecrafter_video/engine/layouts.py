@@ -36,6 +36,11 @@ STOCK_LAYOUTS: dict[str, str] = {
     "StableDiffusionAdapterPipeline": UNCOND_COND,
     "AnimateDiffPipeline": UNCOND_COND,
     "TextToVideoSDPipeline": UNCOND_COND,
+    # the img2img / video-to-video siblings the cascade refines with
+    "StableDiffusionImg2ImgPipeline": UNCOND_COND,
+    "StableDiffusionXLImg2ImgPipeline": UNCOND_COND,
+    "AnimateDiffVideoToVideoPipeline": UNCOND_COND,
+    "VideoToVideoSDPipeline": UNCOND_COND,
 }
 
 

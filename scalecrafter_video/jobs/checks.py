@@ -5,6 +5,7 @@ model takes (class prompts, FreeU), sizes and steps, and the memory estimate, ea
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from ..engine import families, sizing
@@ -80,14 +81,17 @@ def validate_options(opts: GenerateOptions) -> None:
         raise ScaleCrafterError(f"--family {opts.family} is a video family: pass --video, or an image family "
                                 f"({', '.join(IMAGE_FAMILIES)})")
     if opts.video:
-        for name in ("frames", "fps"):
-            value = getattr(opts, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ScaleCrafterError(f"{name} must be a whole number of at least 1, got {value!r}")
+        if isinstance(opts.frames, bool) or not isinstance(opts.frames, int) or opts.frames < 1:
+            raise ScaleCrafterError(f"frames must be a whole number of at least 1, got {opts.frames!r}")
+        fps = opts.fps  # whole for `scv generate`; an upscaled clip keeps its own, 29.97 too
+        if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps) or fps <= 0:
+            raise ScaleCrafterError(f"fps must be a positive number, got {fps!r}")
         if opts.compare and opts.method == "direct":
             logger.warning("--compare compares a method with direct sampling; with --method direct it is ignored")
     if isinstance(opts.max_scale, bool) or not isinstance(opts.max_scale, (int, float)) or not opts.max_scale >= 1:
         raise ScaleCrafterError(f"max-scale must be a number of at least 1, got {opts.max_scale!r}")
+    if opts.cascade:
+        _check_cascade(opts)
     if opts.method == "scalecrafter":
         _check_preset(opts.preset)
     elif opts.preset != "auto" or opts.dispersion or not opts.ndcfg or opts.progressive is not None:
@@ -113,6 +117,15 @@ def check_model_options(opts: GenerateOptions, ref, family: str | None) -> None:
 def check_freeu(opts: GenerateOptions, family: str) -> None:
     if opts.freeu and sampling_defaults(family).freeu is None:
         raise ScaleCrafterError(f"--freeu has no tuned parameters for {family} models: drop --freeu")
+
+
+def _check_cascade(opts: GenerateOptions) -> None:
+    from .cascade import CascadeConfig
+
+    CascadeConfig(opts.restart, opts.skip_exponent, opts.stage_plan)
+    if opts.method != "scalecrafter":
+        raise ScaleCrafterError(f"--cascade sets the method of each stage with --stage-plan (full, restrained, none); "
+                                f"drop --method {opts.method}")
 
 
 def _check_preset(preset: str) -> None:

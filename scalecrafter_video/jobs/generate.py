@@ -28,7 +28,7 @@ def targets(opts: GenerateOptions) -> list[Target]:
     compare = opts.video and opts.compare and opts.method != "direct"
     found = []
     for prompt, j, seed in job_samples(opts):
-        stem = outputs.output_stem(prompt, opts.width, opts.height, opts.method, seed, settings,
+        stem = outputs.output_stem(prompt, opts.width, opts.height, opts.method_name, seed, settings,
                                    extra=kind.name_extra(opts))
 
         def target(name: str, direct: Target | None = None) -> Target:

@@ -21,6 +21,7 @@ from ..engine.presets import preset_argument
 from ..outputs import files as outputs
 from . import runner
 from .family import job_family
+from .frames import to_pil
 from .loading import (
     LoadedModel,
     ModelInfo,
@@ -155,6 +156,9 @@ class ImageKind:
 
     def decode(self, pipe, raw, opts: GenerateOptions):
         return raw.images[0]
+
+    def from_frames(self, frames):
+        return to_pil(frames)[0]
 
     def job_fields(self, loaded: LoadedModel, opts: GenerateOptions) -> dict[str, Any]:
         return {}

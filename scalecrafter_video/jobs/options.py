@@ -11,6 +11,7 @@ from ..engine.presets import preset_sha256
 from ..engine.sizing import DEFAULT_MAX_SCALE
 
 METHODS = ("scalecrafter", "direct", "attn-sf")
+STAGE_PLANS = ("full", "restrained", "none")  # --stage-plan: the method of each cascade stage above the base
 SCHEDULERS: dict[str, str] = {  # --scheduler -> diffusers class
     "ddim": "DDIMScheduler",
     "dpm++": "DPMSolverMultistepScheduler",
@@ -65,6 +66,16 @@ class GenerateOptions:
     motion_adapter: str | None = None
     save_frames: bool = False
     compare: bool = False
+    # cascade (--cascade): the base-size sample refined in stages of at most 2x per side (jobs.cascade)
+    cascade: bool = False
+    restart: float = 0.3  # the fraction of the schedule each stage skips (FreeScale's 0.3)
+    skip_exponent: float = 2.0  # the skip residual's weight is cos_factor ** skip_exponent
+    stage_plan: str = "full"  # full | restrained | none: the method of each stage above the base
+
+    @property
+    def method_name(self) -> str:
+        """What output names and sidecars call the job's method: "cascade" with --cascade, else `method`."""
+        return "cascade" if self.cascade else self.method
 
     def output_settings(self) -> dict[str, Any]:
         """Every setting that changes an output besides its prompt, size and seed (what output
@@ -83,5 +94,8 @@ class GenerateOptions:
                             dispersion=self.dispersion, progressive=self.progressive)
         if self.video:
             settings.update(frames=self.frames, fps=self.fps, motion_adapter=self.motion_adapter)
+        if self.cascade:
+            settings["cascade"] = {"restart": self.restart, "skip_exponent": self.skip_exponent,
+                                   "stage_plan": self.stage_plan}
         return settings
 

@@ -11,17 +11,23 @@ last, so a sidecar on disk means its output is complete.
 Images and videos differ only where they really do (`image.IMAGE`, `video.VIDEO`, each a `Kind`):
 the model inspection and loading, the method's engine arguments, sampling and decoding, the
 sidecar fields of the medium and the media writer.
+
+A cascade (`--cascade`) is one more way to sample an output (`Runner.sample` runs `cascade.run_stages`
+with this job's method per stage); `scv upscale` is a cascade whose first stage is the user's file
+(`Runner.source`) instead of a base-size sample. Both check, name and write as every other job.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..outputs import files as outputs
 from .checks import check_memory, check_model_options, check_size, size_multiple, validate_options
@@ -31,7 +37,12 @@ from .options import GenerateOptions
 from .sampling import Sampling, prepare_pipeline, set_vae_tiling, wants_vae_tiling
 from .sidecar import job_sidecar
 
+if TYPE_CHECKING:
+    from .cascade import CascadeConfig
+
 logger = logging.getLogger(__name__)
+
+Size = tuple[int, int]  # (height, width) in pixels
 
 
 @dataclass(frozen=True)
@@ -95,6 +106,8 @@ class Kind(Protocol):
 
     def decode(self, pipe, raw, opts: GenerateOptions): ...
 
+    def from_frames(self, frames): ...
+
     def job_fields(self, loaded: LoadedModel, opts: GenerateOptions) -> dict[str, Any]: ...
 
     def output_fields(self, output, raw) -> dict[str, Any]: ...
@@ -119,18 +132,21 @@ class Runner:
 
     `check()` makes every check that needs no weights, `load()` loads (from `cache` when given:
     `scv ui`) and checks the pipeline, `sample(opts, prompt, seed)` samples one output (the
-    options may change size or method: `scv sweep`), `write(sample, target)` writes it.
+    options may change size or method: `scv sweep`), `write(sample, target)` writes it. With
+    `source` (`scv upscale`) a cascade starts from that file's frames instead of a base sample.
     """
 
     opts: GenerateOptions
     kind: Kind
     cache: ModelCache | None = None
+    source: Any = None  # an `upscale.Source`: its `size`, `frames` and sidecar `fields()`
     device: str = field(init=False)
     dtype: Any = field(init=False)
     inspected: Inspected | None = field(default=None, init=False)
     loaded: LoadedModel | None = field(default=None, init=False)
     sampling: Sampling | None = field(default=None, init=False)
     _methods: dict[tuple, MethodContext] = field(default_factory=dict, init=False, repr=False)
+    _refiner: Any = field(default=None, init=False, repr=False)
 
     # -- before the weights
     def check(self) -> None:
@@ -153,7 +169,11 @@ class Runner:
         inspected = self.inspected
         info = inspected.info
         check_size(opts.height, opts.width, info.size_multiple)
-        if opts.method == "scalecrafter":
+        if opts.cascade and info.base is not None and info.size_multiple:
+            for size, final in self._stages(opts, info.base, info.size_multiple)[1:]:
+                if opts.stage_plan == "full":
+                    self.kind.check_plan(inspected, self._stage_options(opts, size, final, info.base))
+        elif opts.method == "scalecrafter":
             self.kind.check_plan(inspected, opts)
         if info.configs_known:
             check_memory(opts, info.unet_config, info.vae_config, info.vae_scale_factor, self.dtype, self.device,
@@ -187,7 +207,11 @@ class Runner:
         if not self.inspected.info.configs_known:
             check_memory(opts, dict(pipe.unet.config), dict(pipe.vae.config), int(pipe.vae_scale_factor), self.dtype,
                          self.device, self.loaded.family, decode_frames=self.kind.decode_frames(opts))
-        self.method(opts).check()
+        if not opts.cascade:
+            self.method(opts).check()
+            return
+        for size, final in self._stages(opts, self.loaded.base, size_multiple(pipe))[1:]:
+            self._stage_method(opts, size, final).check()
 
     def method(self, opts: GenerateOptions) -> MethodContext:
         """The method around sampling `opts` (one context per size and method, so its notices are said once)."""
@@ -196,19 +220,106 @@ class Runner:
             self._methods[key] = self.kind.method(self.loaded, opts, self.sampling.guidance)
         return self._methods[key]
 
+    # -- a cascade's stages
+    def _stages(self, opts: GenerateOptions, base: tuple[int, int], multiple: int) -> list[tuple[Size, bool]]:
+        """((height, width), whether it is the last) of every stage of a cascade: from the base size,
+        or from the size of `source`."""
+        from .cascade import cascade_sizes, stage_sizes
+
+        target = (opts.height, opts.width)
+        if self.source is None:
+            sizes = cascade_sizes(base, target, multiple)
+        else:
+            sizes = stage_sizes(self.source.size, target, multiple)
+        return [(size, k == len(sizes) - 1) for k, size in enumerate(sizes)]
+
+    def _stage_options(self, opts: GenerateOptions, size: Size, final: bool, base: Size) -> GenerateOptions:
+        """A stage's options: its size, and the method its plan asks for (the job's preset at the last
+        stage; direct within the base size, where every plan runs the UNet as trained)."""
+        from .cascade import within
+
+        method = "direct" if opts.stage_plan == "none" or within(size, base) else "scalecrafter"
+        return replace(opts, height=size[0], width=size[1], method=method, cascade=False,
+                       preset=opts.preset if final else "auto")
+
+    def _stage_method(self, opts: GenerateOptions, size: tuple[int, int], final: bool, refiner=None) -> MethodContext:
+        """The method around one stage on the refining pipeline: the kind's (full, none) or FreeScale's
+        restrained plan."""
+        from .cascade import refiner_of, restrained_plan
+
+        if refiner is None:
+            if self._refiner is None:
+                self._refiner = refiner_of(self.loaded.pipe)
+            refiner = self._refiner
+        base = self.loaded.base
+        stage = self._stage_options(opts, size, final, base)
+        if opts.stage_plan == "restrained" and stage.method == "scalecrafter":
+            cfg = self.sampling.guidance > 1.0 if opts.video else None
+            return MethodContext(refiner, stage, preset=restrained_plan(base, size), base=base, cfg=cfg)
+        return self.kind.method(replace(self.loaded, pipe=refiner), stage, self.sampling.guidance)
+
+    def cascade_config(self, opts: GenerateOptions) -> CascadeConfig:
+        """The cascade settings of `opts`."""
+        from .cascade import CascadeConfig
+
+        return CascadeConfig(opts.restart, opts.skip_exponent, opts.stage_plan)
+
+    def _cascade(self, opts: GenerateOptions, prompt: str, seed: int) -> tuple[Any, dict[str, Any]]:
+        """A cascade of `opts` in memory: (the output, its sidecar fields)."""
+        import torch
+
+        from .cascade import RESIZE, refiner_of, run_stages
+
+        pipe, family = self.loaded.pipe, self.loaded.family
+        if self._refiner is None:
+            self._refiner = refiner_of(pipe)
+        stages = self._stages(opts, self.loaded.base, size_multiple(pipe))
+
+        @contextlib.contextmanager
+        def method(refiner, size: tuple[int, int], final: bool) -> Iterator[dict[str, Any]]:
+            tiled = set_vae_tiling(refiner, wants_vae_tiling(opts.vae_tiling, family, *size))
+            with self._stage_method(opts, size, final, refiner) as fields:
+                fields["vae_tiling"] = tiled
+                yield fields
+
+        config = self.cascade_config(opts)
+        source = self.source
+        set_vae_tiling(pipe, wants_vae_tiling(opts.vae_tiling, family, *stages[0][0]))
+        result = run_stages(pipe, prompt, [size for size, _ in stages], config=config, method=method,
+                            steps=opts.steps, guidance_scale=self.sampling.guidance,
+                            frames=source.frames if source is not None else None,
+                            num_frames=opts.frames if opts.video else None, eta=opts.eta,
+                            negative_prompt=opts.negative_prompt, generator=torch.Generator("cpu").manual_seed(seed),
+                            refiner=self._refiner, progress=opts.progress)
+        fields: dict[str, Any] = {}
+        if source is not None:
+            fields["input"] = source.fields()
+        fields["cascade"] = {**config.to_dict(), "resize": RESIZE,
+                             "generator": "one torch.Generator('cpu').manual_seed(seed): the base, then each stage",
+                             "stages": result.stages}
+        return self.kind.from_frames(result.frames), fields
+
     # -- each output
     def sample(self, opts: GenerateOptions, prompt: str, seed: int) -> Sample:
-        """Sample one output of `opts` (this job's options, or a sweep item's) in memory."""
+        """Sample one output of `opts` (this job's options, or a sweep item's) in memory: with
+        `opts.cascade`, by a cascade (from `source` where given)."""
         pipe, start = self.loaded.pipe, time.perf_counter()
         tiled = set_vae_tiling(pipe, wants_vae_tiling(opts.vae_tiling, self.loaded.family, opts.height, opts.width))
         sampling = replace(self.sampling, vae_tiling=tiled)
         fields = job_sidecar(opts, self.loaded, sampling, device=self.device, dtype=self.dtype)
         fields.update(self.kind.job_fields(self.loaded, opts))
         fields["output_settings"] = opts.output_settings()  # what the name's hash covers, with the prompt
-        with self.method(opts) as method_fields:
-            raw = self.kind.render(pipe, opts, prompt, seed, sampling.guidance)
-        output = self.kind.decode(pipe, raw, opts)
-        fields.update(method_fields)
+        if opts.cascade:
+            output, cascade_fields = self._cascade(opts, prompt, seed)
+            raw = None
+            if self.source is not None:
+                fields["method"] = "upscale"
+            fields.update(cascade_fields)
+        else:
+            with self.method(opts) as method_fields:
+                raw = self.kind.render(pipe, opts, prompt, seed, sampling.guidance)
+            output = self.kind.decode(pipe, raw, opts)
+            fields.update(method_fields)
         fields.update(self.kind.output_fields(output, raw))
         return Sample(output, opts, fields, round(time.perf_counter() - start, 3))
 
@@ -245,7 +356,7 @@ class Runner:
 
         opts = self.opts
         outputs.prepare_out_dir(Path(opts.out_dir))
-        direct_opts = replace(opts, method="direct")
+        direct_opts = replace(opts, method="direct", cascade=False)
         written: list[Path] = []
         for target in tqdm(todo, desc=self.kind.noun, unit=self.kind.name, disable=not opts.progress or len(todo) < 2):
             sample = self.sample(opts, target.prompt, target.seed)

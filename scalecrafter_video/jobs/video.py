@@ -36,6 +36,7 @@ from ..engine.presets import check_preset_fits, load_preset, preset_argument
 from ..models.builtin import MAX_FRAMES_3D, text_to_video_pipeline_class
 from . import runner
 from .family import UNET3D_FAMILIES, job_family
+from .frames import decode_chunk_frames, decode_latents, to_numpy
 from .loading import (
     LoadedModel,
     ModelInfo,
@@ -59,7 +60,6 @@ DEFAULT_MOTION_ADAPTER = "guoyww/animatediff-motion-adapter-v1-5-2"
 UNET3D = "UNet3DConditionModel"
 MOTION_UNET = "UNetMotionModel"
 VIDEO_CODEC = "h264 (libx264), yuv420p, crf 18"
-DECODE_PIXELS = 8 * 512 * 512  # pixels decoded per VAE call (8 frames at 512 px, 2 at 1024 px)
 
 
 # ---- the model and its motion adapter -------------------------------------------------------------
@@ -229,31 +229,6 @@ def _check_preset_before_loading(opts: GenerateOptions, info: ModelInfo) -> None
 
 
 # ---- sampling and decoding --------------------------------------------------------------------
-def decode_chunk_frames(height: int, width: int) -> int:
-    return max(1, DECODE_PIXELS // max(1, height * width))
-
-
-def decode_latents(pipe, latents, *, chunk: int, progress: bool = False):
-    """(B, C, F, h, w) latents -> (B, F, H, W, 3) float frames in [0, 1], `chunk` frames per VAE call.
-    A pixel-space pipeline (no VAE) samples the frames themselves, in [-1, 1]."""
-    from tqdm.auto import tqdm
-
-    vae = getattr(pipe, "vae", None)
-    if vae is None:
-        return ((latents.float().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 4, 1).cpu().numpy()
-    b, c, f, h, w = latents.shape
-    flat = latents.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w) / vae.config.scaling_factor
-    pieces = []
-    starts = range(0, b * f, chunk)
-    with torch.no_grad():
-        for s in tqdm(starts, desc="decode", unit="chunk", disable=not progress, leave=False):
-            part = flat[s : s + chunk].to(dtype=vae.dtype)
-            img = vae.decode(part, return_dict=False)[0]
-            pieces.append((img.float() / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).cpu())
-    frames = torch.cat(pieces).nan_to_num(0.0)
-    return frames.reshape(b, f, *frames.shape[1:]).numpy()
-
-
 def sample_video(pipe, opts: GenerateOptions, prompt: str, seed: int, guidance: float):
     """Run the pipeline to latents with a CPU generator seeded by `seed`."""
     out = run_pipeline(pipe, opts, prompt, seed, guidance, num_frames=opts.frames, output_type="latent")
@@ -305,6 +280,9 @@ class VideoKind:
 
     def decode(self, pipe, raw, opts: GenerateOptions):
         return decode_latents(pipe, raw, chunk=decode_chunk_frames(opts.height, opts.width), progress=opts.progress)[0]
+
+    def from_frames(self, frames):
+        return to_numpy(frames)
 
     def job_fields(self, loaded: LoadedModel, opts: GenerateOptions) -> dict[str, Any]:
         return {"motion_adapter": loaded.motion_adapter, "frames": opts.frames, "fps": opts.fps,

@@ -50,13 +50,13 @@ def pad_even(frames: np.ndarray) -> np.ndarray:
     return frames
 
 
-def write_mp4(path: str | os.PathLike, frames, fps: int, *, overwrite: bool = False, crf: int = 18) -> Path:
+def write_mp4(path: str | os.PathLike, frames, fps: float, *, overwrite: bool = False, crf: int = 18) -> Path:
     """Encode frames as an H.264 / yuv420p MP4 at `path`, atomically. Returns the path."""
     import imageio_ffmpeg
 
     path = Path(path)
-    if fps < 1:
-        raise ScaleCrafterError(f"fps must be at least 1, got {fps}")
+    if not fps > 0:
+        raise ScaleCrafterError(f"fps must be positive, got {fps}")
     if path.exists() and not overwrite:
         raise ScaleCrafterError(f"{path} exists; pass --overwrite to replace it or choose another --out")
     a = pad_even(to_uint8(frames))

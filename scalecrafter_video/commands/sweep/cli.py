@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ...engine.errors import ScaleCrafterError
 from ...jobs.family import SAMPLING
-from ...jobs.options import DTYPES, SCHEDULERS, GenerateOptions
+from ...jobs.options import DTYPES, SCHEDULERS, STAGE_PLANS, GenerateOptions
 from ..arguments import max_scale_argument, parse_res, read_prompts
 
 SWEEP_EXAMPLES = """\
@@ -40,7 +40,8 @@ def add_sweep_parser(sub) -> argparse.ArgumentParser:
                       help="the model's family, where its id or architecture cannot tell (as for `scv generate`)")
     grid.add_argument("--prompts", required=True, metavar="FILE", help="one prompt per line ('#' comments)")
     grid.add_argument("--methods", default="direct,scalecrafter", metavar="M[,M...]",
-                      help="from direct, attn-sf, scalecrafter (default direct,scalecrafter)")
+                      help="from direct, attn-sf, scalecrafter, cascade (`scv generate --cascade`; default "
+                      "direct,scalecrafter)")
     grid.add_argument("--res", default="", metavar="WxH[,WxH...]", help="target sizes WIDTHxHEIGHT in pixels")
     grid.add_argument("--base", action="store_true",
                       help="also generate at the model's base size (direct): the reference set of FID_b")
@@ -58,6 +59,12 @@ def add_sweep_parser(sub) -> argparse.ArgumentParser:
     samp.add_argument("--max-scale", type=max_scale_argument, default=d.max_scale, metavar="X",
                       help=f"the largest scale per side over the base size ScaleCrafter accepts "
                       f"(default {d.max_scale:g})")
+    samp.add_argument("--restart", type=float, default=d.restart, metavar="FRACTION",
+                      help=f"the cascade method's restart (default {d.restart})")
+    samp.add_argument("--skip-exponent", type=float, default=d.skip_exponent, metavar="E",
+                      help=f"the cascade method's skip-residual exponent (default {d.skip_exponent:g})")
+    samp.add_argument("--stage-plan", default=d.stage_plan, choices=STAGE_PLANS,
+                      help=f"the cascade method's plan per stage (default {d.stage_plan})")
     samp.add_argument("--dtype", default=d.dtype, choices=DTYPES)
     samp.add_argument("--device", default="auto", help="auto (each process its own GPU, else CPU), cpu, cuda")
     video = p.add_argument_group("video")
@@ -98,7 +105,8 @@ def run_sweep_command(args: argparse.Namespace, argv: list[str]) -> int:
         guidance=args.guidance, eta=args.eta, scheduler=args.scheduler, dtype=args.dtype, device=args.device,
         out_dir=Path(args.out), progress=False, command=["scv", *argv], video=args.video,
         frames=args.frames or default_frames(model, GenerateOptions.frames),
-        fps=args.fps, motion_adapter=args.motion_adapter, save_frames=args.save_frames)
+        fps=args.fps, motion_adapter=args.motion_adapter, save_frames=args.save_frames, restart=args.restart,
+        skip_exponent=args.skip_exponent, stage_plan=args.stage_plan)
     cfg = SweepConfig(template, prompts, args.seeds, methods, sizes, Path(args.out), include_base=args.base,
                       progress=args.progress)
     processes, relaunch_argv = args.num_processes, argv

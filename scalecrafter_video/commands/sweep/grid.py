@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from ...outputs.files import slugify
 
-METHODS = ("direct", "attn-sf", "scalecrafter")
+METHODS = ("direct", "attn-sf", "scalecrafter", "cascade")  # cascade: `scv generate --cascade`
 BASE_METHOD = "direct"  # at the base size every method is plain sampling
 
 

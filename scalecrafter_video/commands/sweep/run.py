@@ -27,6 +27,8 @@ from .manifest import ManifestWriter, check_settings, forget_unstarted, manifest
 
 logger = logging.getLogger(__name__)
 
+CASCADE = "cascade"
+
 LOG_DIR = "logs"
 
 
@@ -48,7 +50,8 @@ class SweepConfig:
                 "eta": t.eta, "scheduler": t.scheduler, "negative_prompt": t.negative_prompt, "dtype": t.dtype,
                 "preset": t.preset, "ndcfg": t.ndcfg, "dispersion": t.dispersion, "progressive": t.progressive,
                 "freeu": t.freeu, "frames": t.frames if t.video else None, "fps": t.fps if t.video else None,
-                "motion_adapter": t.motion_adapter, "prompts": self.prompts}
+                "motion_adapter": t.motion_adapter,
+                **({"cascade": cascade_settings(t)} if CASCADE in self.methods else {}), "prompts": self.prompts}
 
 
 @dataclass
@@ -76,7 +79,8 @@ def validate(cfg: SweepConfig) -> None:
         raise ScaleCrafterError("no sizes: pass --res WxH[,WxH...] and/or --base")
     for width, height in cfg.sizes or [(64, 64)]:  # sampling settings are checked with --base alone too
         for method in cfg.methods:
-            validate_options(replace(cfg.template, prompts=cfg.prompts, width=width, height=height, method=method))
+            validate_options(with_method(replace(cfg.template, prompts=cfg.prompts, width=width, height=height),
+                                         method))
 
 
 def run_sweep(cfg: SweepConfig) -> SweepResult:
@@ -102,6 +106,8 @@ def run_sweep(cfg: SweepConfig) -> SweepResult:
         for width, height in dict.fromkeys((i.width, i.height) for i in items):
             method = "scalecrafter" if "scalecrafter" in cfg.methods and (width, height) != base else "direct"
             runner.check_loaded(replace(runner.opts, width=width, height=height, method=method))
+            if CASCADE in cfg.methods and (width, height) != base:
+                runner.check_loaded(with_method(replace(runner.opts, width=width, height=height), CASCADE))
         done = read_manifest(out_dir)
         pending = [i for i in items if i.key not in done]
         created = False
@@ -158,8 +164,22 @@ def load_runner(template: GenerateOptions, device: str) -> Runner:
 
 def item_options(template: GenerateOptions, item: SweepItem) -> GenerateOptions:
     """The options of one item: the sweep's, at the item's size, method and seed."""
-    return replace(template, prompts=[item.prompt], width=item.width, height=item.height, method=item.method,
-                   seed=item.seed, num_per_prompt=1, progress=False)
+    opts = replace(template, prompts=[item.prompt], width=item.width, height=item.height, seed=item.seed,
+                   num_per_prompt=1, progress=False)
+    return with_method(opts, item.method)
+
+
+def with_method(opts: GenerateOptions, method: str) -> GenerateOptions:
+    """`opts` sampled by a sweep method: a `scv generate` method, or "cascade" (ScaleCrafter's
+    options apply to its full stage plan)."""
+    if method == CASCADE:
+        return replace(opts, method="scalecrafter", cascade=True)
+    return replace(opts, method=method, cascade=False)
+
+
+def cascade_settings(opts: GenerateOptions) -> dict[str, Any]:
+    """The cascade settings a sweep with the cascade method records."""
+    return {"restart": opts.restart, "skip_exponent": opts.skip_exponent, "stage_plan": opts.stage_plan}
 
 
 def _process_state(device: str):

@@ -1,5 +1,6 @@
 """The `scv ui` page (Gradio): a prompt (or a class), a model, a size, a method and its toggles,
-and the results side by side with their sidecars, downloads and the plan figure.
+and the results side by side with their sidecars, downloads and the plan figure; an upload box
+upscales the user's own image or clip (`scv upscale`'s job) to the size chosen.
 
 The callbacks are plain functions over `jobs` (the tests call them directly); every
 `ScaleCrafterError` reaches the page as the CLI's one-line message (`gr.Error`, shown until
@@ -92,6 +93,39 @@ class App:
             logger.exception("the request failed")
             raise _error(f"unexpected {type(exc).__name__}: {exc} (the server's log has the traceback)") from None
         return self._page(results, options[0].video, stage, plan, notes)
+
+    def upscale(self, upload: str | None, prompt: str, shape: str | None, model: str, size: str, ndcfg: bool,
+                dispersion: bool, steps: float, seed: float, out_dir: str, overwrite: bool,
+                progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple:
+        """Upscale the uploaded image or clip (`scv upscale`); the page shows it on the left and the
+        result on the right. Returns the same updates as `generate`."""
+        try:
+            with _warnings() as notes:
+                if self.fixed_out_dir and out_dir != self.out_dir:
+                    raise ScaleCrafterError(f"this server writes to {self.out_dir!r} only (shared or not on "
+                                            "localhost)")
+                request = jobs.Request(
+                    prompt=shape if jobs.model_classes(model) else prompt, model=model, size=size, method="direct",
+                    out_dir=out_dir, ndcfg=ndcfg, dispersion=dispersion, steps=steps, seed=seed, overwrite=overwrite,
+                    device=self.device)
+                opts, probe = jobs.upscale_options(request, upload)
+                result = jobs.run_upscale_job(opts, probe, self.cache)
+                stage = self._stage_folder()
+                shown = _copy(probe.path, stage)
+                output, sidecar = _copy(result.path, stage), _copy(result.sidecar_path, stage)
+        except ScaleCrafterError as exc:
+            raise gr.Error(one_line(exc), print_exception=False) from None
+        except Exception as exc:
+            logger.exception("the upscale failed")
+            message = f"unexpected {type(exc).__name__}: {exc} (the server's log has the traceback)"
+            raise gr.Error(one_line(message), print_exception=False) from None
+        video, label = opts.video, jobs.METHOD_LABELS["upscale"]
+        updates = []
+        for media, name in ((shown, "input"), (output, label)):
+            updates.append(gr.update(value=None if video else str(media), label=name, visible=not video))
+            updates.append(gr.update(value=str(media) if video else None, label=name, visible=video))
+        return (*updates, status_text([result], notes), {label: result.sidecar}, [str(output), str(sidecar)],
+                gr.update(value=None, visible=False))
 
     def _stage_folder(self) -> Path:
         folder = self.stage_dir / secrets.token_hex(6)
@@ -213,6 +247,10 @@ def build_app(app: App, model: str = DEFAULT_MODEL, *, steps: int = GenerateOpti
                 out_dir = gr.Textbox(app.out_dir, label="output folder", interactive=not app.fixed_out_dir)
                 overwrite = gr.Checkbox(False, label="overwrite", info="sample again where the output exists")
                 run = gr.Button("Generate", variant="primary", elem_id="generate")
+                with gr.Accordion("upscale your own image or clip", open=False):
+                    upload = gr.File(label="PNG / JPEG image or MP4 clip", file_types=list(jobs.UPLOAD_TYPES),
+                                     type="filepath", elem_id="upload")
+                    upscale = gr.Button("Upscale to the size above", elem_id="upscale")
             with gr.Column(scale=2):
                 with gr.Row():
                     left_image = gr.Image(label="direct", type="filepath", height=OUTPUT_HEIGHT, elem_id="left-image",
@@ -233,7 +271,11 @@ def build_app(app: App, model: str = DEFAULT_MODEL, *, steps: int = GenerateOpti
         run.click(app.generate,
                   [prompt, shape, model_box, size, method, ndcfg, dispersion, steps_box, seed, frames, out_dir, overwrite],
                   [left_image, left_video, right_image, right_video, status, settings, files, plan],
-                  api_name="generate", concurrency_limit=1)
+                  api_name="generate", concurrency_limit=1, concurrency_id="jobs")
+        upscale.click(app.upscale,
+                      [upload, prompt, shape, model_box, size, ndcfg, dispersion, steps_box, seed, out_dir, overwrite],
+                      [left_image, left_video, right_image, right_video, status, settings, files, plan],
+                      api_name="upscale", concurrency_limit=1, concurrency_id="jobs")
     return page
 
 

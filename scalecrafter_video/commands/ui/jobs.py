@@ -25,6 +25,7 @@ from ...jobs.loading import LoadedModel, ModelCache, index_unet_class, read_mode
 from ...jobs.options import GenerateOptions
 from ...jobs.registry import BUILTIN_MODELS, IMAGE_ALIASES, VIDEO_ALIASES, resolve_model
 from ...jobs.sampling import make_scheduler
+from ...jobs.upscale import IMAGE_SUFFIXES, VIDEO_SUFFIXES, Probe, probe_input, run_upscale, upscale_target
 from ...outputs import files as outputs
 from ..arguments import parse_res
 from ..plan_plot import save_plan_plot
@@ -33,7 +34,9 @@ logger = logging.getLogger(__name__)
 
 SIDE_BY_SIDE = "side by side"
 METHOD_CHOICES = ("direct", "attn-sf", "scalecrafter", SIDE_BY_SIDE)
-METHOD_LABELS = {"direct": "direct", "attn-sf": "Attn-SF", "scalecrafter": "ScaleCrafter"}
+METHOD_LABELS = {"direct": "direct", "attn-sf": "Attn-SF", "scalecrafter": "ScaleCrafter",
+                 "upscale": "upscaled (cascade)"}
+UPLOAD_TYPES = (*IMAGE_SUFFIXES, *VIDEO_SUFFIXES)  # what the upscale box takes
 # Side by side samples ScaleCrafter first: it can fail where direct sampling cannot (the plan, its
 # size limit), so a refused request writes nothing. The page shows direct on the left.
 SIDE_BY_SIDE_ORDER = ("scalecrafter", "direct")
@@ -157,6 +160,51 @@ def job_options(request: Request) -> list[GenerateOptions]:
     for opts in jobs:
         validate_options(opts)
     return jobs
+
+
+def upscale_options(request: Request, input_path: str | None) -> tuple[GenerateOptions, Probe]:
+    """The options of an upscale of the uploaded file (`scv upscale`'s, checked) and its probe; the
+    request's method and frames do not apply (the file's kind and frame count decide)."""
+    if not input_path:
+        raise ScaleCrafterError("no file to upscale: drop a PNG/JPEG image or an MP4 clip in the upscale box")
+    if not request.model or not request.model.strip():
+        raise ScaleCrafterError("no model chosen: pick one from the list or type a hub id or a folder")
+    probe = probe_input(input_path)
+    if probe.video != is_video_model(request.model):
+        what, need = ("a clip", "a video model") if probe.video else ("an image", "an image model")
+        raise ScaleCrafterError(f"{what} needs {need}; {request.model!r} is not one")
+    classes = model_classes(request.model)
+    if classes and request.prompt not in classes:
+        raise ScaleCrafterError(f"{request.model!r} draws one of the classes {', '.join(classes)}; got "
+                                f"{request.prompt!r}")
+    width, height = parse_res(request.size)
+    if not str(request.out_dir).strip():
+        raise ScaleCrafterError("the output folder is empty: name a folder (. for the one scv ui started in)")
+    opts = GenerateOptions(
+        prompts=[request.prompt], height=height, width=width, model=request.model,
+        steps=_whole(request.steps, "steps"), seed=_whole(request.seed, "seed"),
+        out_dir=Path(request.out_dir).expanduser(), overwrite=request.overwrite, skip_existing=not request.overwrite,
+        device=request.device, video=probe.video, frames=probe.frames or GenerateOptions.frames,
+        fps=probe.fps or GenerateOptions.fps, cascade=True, ndcfg=request.ndcfg, dispersion=request.dispersion,
+    )
+    command = ["scv", "upscale", str(probe.path), "--model", opts.model, "--prompt", request.prompt,
+               "--res", f"{width}x{height}", "--steps", str(opts.steps), "--seed", str(opts.seed),
+               "--out", str(opts.out_dir), *([] if opts.ndcfg else ["--no-ndcfg"]),
+               *(["--dispersion"] if opts.dispersion else []),
+               *(["--device", opts.device] if opts.device != "auto" else [])]
+    opts = replace(opts, command=command)
+    validate_options(opts)
+    return opts, probe
+
+
+def run_upscale_job(opts: GenerateOptions, probe: Probe, cache: ModelCache) -> JobResult:
+    """An upscale through the one runner with the pipeline from `cache`."""
+    written = run_upscale(opts, probe, cache)
+    path = upscale_target(opts, probe).path
+    if written and written[0] != path:
+        raise RuntimeError(f"the upscale wrote {written[0]}, expected {path}")
+    sidecar = json.loads(outputs.sidecar_path(path).read_text(encoding="utf-8"))
+    return JobResult("upscale", path, sidecar, reused=not written)
 
 
 def _whole(value: Any, name: str) -> int:

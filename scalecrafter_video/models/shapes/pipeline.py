@@ -8,7 +8,10 @@ space: `vae_scale_factor` is 1, so `apply_scalecrafter(pipe, height, width)` tak
 base size is the UNet's sample_size. With a `UNetMotionModel` (the motion model) it samples clips
 of `num_frames` frames; with a `UNet2DConditionModel`, images. The call follows diffusers'
 AnimateDiffPipeline (prompt, height, width, num_frames, num_inference_steps, guidance_scale, eta,
-generator, latents, output_type, return_dict, callback_on_step_end).
+generator, latents, output_type, return_dict, callback_on_step_end); with `image` (the image model) or
+`video` (the motion model) and `strength` it is its own img2img / video-to-video pipeline, as
+diffusers' StableDiffusionImg2ImgPipeline and AnimateDiffVideoToVideoPipeline take them (the cascade
+refines through it).
 """
 
 from __future__ import annotations
@@ -111,12 +114,25 @@ class ShapesPipeline(DiffusionPipeline):
         output_type: str = "np",
         return_dict: bool = True,
         callback_on_step_end=None,
+        image: torch.Tensor | None = None,
+        video: torch.Tensor | None = None,
+        strength: float = 1.0,
     ):
         """Images (N, H, W, 3) or clips (N, F, H, W, 3) in [0, 1] ("np"; "pt": channels first;
         "pil": PIL images, a list per clip; "latent": the final sample, (N, 3, H, W) or
         (N, 3, F, H, W) in [-1, 1], as diffusers' pipelines return latents). `latents` (noise, (N, 3, H, W) or (N, 3, F, H, W))
         fixes the starting point; `generator` draws it otherwise, and draws DDIM's eta noise (and
-        the noise of the other schedulers whose step() draws any)."""
+        the noise of the other schedulers whose step() draws any).
+
+        img2img / video-to-video: `image` (N, 3, H, W) for the image model or `video` (N, F, 3, H, W)
+        for the motion model, in [0, 1] (the layouts diffusers' image and video processors take as
+        tensors; size and frame count come from it), is noised with one `generator` draw to the
+        timestep of step `num_inference_steps - int(num_inference_steps * strength)` and denoised from
+        there, as StableDiffusionImg2ImgPipeline does."""
+        init = self._init_sample(image, video, latents, strength)
+        if init is not None:
+            height, width = init.shape[-2:]
+            num_frames = init.shape[2] if self.is_video else None
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         labels = self.class_ids(prompts)
         size = self.unet.config.sample_size
@@ -129,12 +145,24 @@ class ShapesPipeline(DiffusionPipeline):
         n, channels = len(prompts), self.unet.config.in_channels
         shape = (n, channels, num_frames, height, width) if self.is_video else (n, channels, height, width)
         self.scheduler.set_timesteps(num_inference_steps, device=device)  # init_noise_sigma follows the steps
-        if latents is None:
+        timesteps = self.scheduler.timesteps
+        if init is not None:
+            if tuple(init.shape) != shape:
+                what = "video" if self.is_video else "image"
+                raise ScaleCrafterError(f"{what} holds {init.shape[0]} samples for {n} prompts")
+            timesteps = timesteps[num_inference_steps - self._refined_steps(num_inference_steps, strength):]
+            init = init.to(device=device, dtype=self.unet.dtype)
+            noise = randn_tensor(shape, generator=generator, device=device, dtype=self.unet.dtype)
+            latents = self.scheduler.add_noise(init, noise, timesteps[:1])
+        elif latents is None:
             latents = randn_tensor(shape, generator=generator, device=device, dtype=self.unet.dtype)
         elif tuple(latents.shape) != shape:
             raise ScaleCrafterError(f"latents must be shaped {shape}, got {tuple(latents.shape)}")
-        # the scheduler's starting scale (1 for DDIM; Euler's first sigma), as diffusers' prepare_latents
-        x = latents.to(device=device, dtype=self.unet.dtype) * self.scheduler.init_noise_sigma
+        # pure noise starts at the scheduler's starting scale (1 for DDIM; Euler's first sigma), as diffusers'
+        # prepare_latents; a noised image is already on the scale of its first timestep (add_noise)
+        x = latents.to(device=device, dtype=self.unet.dtype)
+        if init is None:
+            x = x * self.scheduler.init_noise_sigma
 
         labels = labels.to(device)
         context = self.class_embedding(labels)
@@ -145,8 +173,8 @@ class ShapesPipeline(DiffusionPipeline):
             context = context.repeat_interleave(num_frames, dim=0)
 
         extra_step_kwargs = self.prepare_extra_step_kwargs(generator, eta)
-        with self.progress_bar(total=num_inference_steps) as bar:
-            for i, t in enumerate(self.scheduler.timesteps):
+        with self.progress_bar(total=len(timesteps)) as bar:
+            for i, t in enumerate(timesteps):
                 x_in = torch.cat([x, x]) if self.do_classifier_free_guidance else x
                 x_in = self.scheduler.scale_model_input(x_in, t)  # identity for DDIM; Euler divides by its sigma
                 tt = t.to(device).expand(x_in.shape[0])  # DDIM's are whole numbers, Euler's may not be
@@ -173,3 +201,34 @@ class ShapesPipeline(DiffusionPipeline):
         if not return_dict:
             return (images,)
         return AnimateDiffPipelineOutput(frames=images) if self.is_video else ImagePipelineOutput(images=images)
+
+    def _init_sample(self, image, video, latents, strength: float) -> torch.Tensor | None:
+        """The img2img / video-to-video input as a sample in [-1, 1], (N, 3, H, W) or (N, 3, F, H, W);
+        None for text-to-image."""
+        given = image if video is None else video
+        if given is None:
+            return None
+        if image is not None and video is not None:
+            raise ScaleCrafterError("pass image or video, not both")
+        if latents is not None:
+            raise ScaleCrafterError("pass image / video or latents, not both")
+        if not isinstance(strength, (int, float)) or isinstance(strength, bool) or not 0 < strength <= 1:
+            raise ScaleCrafterError(f"strength must be above 0 and at most 1, got {strength!r}")
+        want, ndim = ("video", 5) if self.is_video else ("image", 4)
+        name = "video" if video is not None else "image"
+        if name != want:
+            drawn = "clips" if self.is_video else "images"
+            raise ScaleCrafterError(f"this pipeline's UNet draws {drawn}: pass {want}=")
+        if not isinstance(given, torch.Tensor) or given.ndim != ndim or given.shape[-3] != 3:
+            layout = "(N, F, 3, H, W)" if self.is_video else "(N, 3, H, W)"
+            raise ScaleCrafterError(f"{name} must be a tensor shaped {layout} in [0, 1]")
+        sample = given.float().clamp(0, 1) * 2 - 1
+        return sample.permute(0, 2, 1, 3, 4) if self.is_video else sample
+
+    @staticmethod
+    def _refined_steps(steps: int, strength: float) -> int:
+        """Steps an img2img call runs: int(steps * strength), as diffusers' img2img pipelines count them."""
+        refined = min(int(steps * strength), steps)
+        if refined < 1:
+            raise ScaleCrafterError(f"strength {strength} runs no step of {steps}: raise strength or the steps")
+        return refined

@@ -1,0 +1,76 @@
+"""Frames between pipelines, files and the cascade: latents decoded a few frames per VAE call, and
+the one in-memory form the cascade resizes, (N, 3, H, W) floats in [0, 1] (N frames of a clip, 1 for
+an image), to and from what pipelines return and writers take."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+DECODE_PIXELS = 8 * 512 * 512  # pixels decoded per VAE call (8 frames at 512 px, 2 at 1024 px)
+
+
+def decode_chunk_frames(height: int, width: int) -> int:
+    """Frames of `height` x `width` pixels decoded per VAE call."""
+    return max(1, DECODE_PIXELS // max(1, height * width))
+
+
+def decode_latents(pipe, latents, *, chunk: int, progress: bool = False):
+    """(B, C, F, h, w) latents -> (B, F, H, W, 3) float frames in [0, 1], `chunk` frames per VAE call.
+    A pixel-space pipeline (no VAE) samples the frames themselves, in [-1, 1]."""
+    from tqdm.auto import tqdm
+
+    vae = getattr(pipe, "vae", None)
+    if vae is None:
+        return ((latents.float().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 4, 1).cpu().numpy()
+    b, c, f, h, w = latents.shape
+    flat = latents.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w) / vae.config.scaling_factor
+    pieces = []
+    starts = range(0, b * f, chunk)
+    with torch.no_grad():
+        for s in tqdm(starts, desc="decode", unit="chunk", disable=not progress, leave=False):
+            part = flat[s : s + chunk].to(dtype=vae.dtype)
+            img = vae.decode(part, return_dict=False)[0]
+            pieces.append((img.float() / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).cpu())
+    frames = torch.cat(pieces).nan_to_num(0.0)
+    return frames.reshape(b, f, *frames.shape[1:]).numpy()
+
+
+def as_frames(value) -> torch.Tensor:
+    """A PIL image, a list of PIL images, (F, H, W, 3) / (H, W, 3) arrays (uint8, or floats in [0, 1])
+    or an (N, 3, H, W) tensor in [0, 1] -> (N, 3, H, W) float32 in [0, 1] on the CPU."""
+    if isinstance(value, torch.Tensor):
+        x = value.detach().float().cpu()
+        if x.ndim == 3:
+            x = x.unsqueeze(0)
+        return x.clamp(0, 1)
+    if isinstance(value, (list, tuple)):
+        return torch.cat([as_frames(v) for v in value])
+    a = np.asarray(value.convert("RGB") if hasattr(value, "convert") else value)
+    if a.ndim == 3:
+        a = a[None]
+    a = a.astype(np.float32) / 255.0 if a.dtype == np.uint8 else a.astype(np.float32)
+    return torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).clamp(0, 1)
+
+
+def to_numpy(frames: torch.Tensor) -> np.ndarray:
+    """(N, 3, H, W) in [0, 1] -> (N, H, W, 3) float32 numpy, the form the video writers take."""
+    return frames.permute(0, 2, 3, 1).float().cpu().numpy()
+
+
+def to_pil(frames: torch.Tensor) -> list:
+    """(N, 3, H, W) in [0, 1] -> N PIL images, rounded as diffusers' `numpy_to_pil` rounds."""
+    from PIL import Image
+
+    a = (to_numpy(frames) * 255).round().astype(np.uint8)
+    return [Image.fromarray(f) for f in a]
+
+
+def resize_frames(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bicubic resize of (N, 3, H, W) frames in [0, 1] to `size` = (height, width), clamped to [0, 1]
+    (bicubic overshoots at edges); antialiased where a side shrinks."""
+    if tuple(frames.shape[-2:]) == tuple(size):
+        return frames
+    x = torch.nn.functional.interpolate(frames.float(), size=tuple(size), mode="bicubic", align_corners=False,
+                                        antialias=True)
+    return x.clamp(0, 1)
