@@ -12,14 +12,8 @@ sampling.sample / run.run_case; DDIM, guidance 3, eta 1, seed 0 unless given):
                 metric control, which must read 1.00 (paired with base)
   direct        sampled at the target size, no patch
   scalecrafter  the engine's derived plan for the target size, NDCFG on (plain ScaleCrafter)
-  cascade       every variant of scalecrafter_video.jobs.cascade (or `cascade:NAME` for one), output
-                i grown from base sample i (paired). That module must provide
-                  evidence_variants() -> {name: options}
-                  sample_shapes_cascade(model, labels, base, height, width, *, steps, guidance, eta,
-                                        seed, batch, frames, **options) -> samples or (samples, info)
-                with `base` the base samples ((N, H, W, 3) or (N, F, H, W, 3) in [0, 1]) and samples
-                in the same layout at height x width. Without it the cascade cases are skipped with a
-                message and the other cases run.
+  cascade       every variant of CASCADE_VARIANTS (or `cascade:NAME` for one): base sample i refined
+                to the target size by scalecrafter_video.jobs.cascade.cascade (paired with base).
 
 Numbers per case (models/shapes/video_metrics.clip_evidence, metrics.image_evidence): single /
 repetition / consistent / content kept as shares with 95 % Wilson intervals; on the clips with one
@@ -66,21 +60,56 @@ PAIRED = {"base": True, "upsampled": True, "direct": False, "scalecrafter": Fals
 SETTINGS = ("samples", "seed", "guidance", "eta")  # a resumed run must match these
 
 
-def load_cascade():
-    """The cascade's evidence hooks, if the cascade has landed.
+# The cascade variants measured: the stage plan and the restart (FreeScale's skip exponent 2 throughout).
+CASCADE_VARIANTS = {
+    "full-r0.3": dict(stage_plan="full", restart=0.3),
+    "full-r0.5": dict(stage_plan="full", restart=0.5),
+    "restrained-r0.3": dict(stage_plan="restrained", restart=0.3),
+    "none-r0.3": dict(stage_plan="none", restart=0.3),
+}
+
+
+def sample_shapes_cascade(model, labels, base: np.ndarray, height: int, width: int, *, steps: int, guidance: float,
+                          eta: float, seed: int, batch: int = 8, frames: int | None = None, stage_plan: str,
+                          restart: float, skip_exponent: float = 2.0) -> tuple[np.ndarray, dict]:
+    """Each base sample i refined up to `height` x `width` by `scalecrafter_video.jobs.cascade.cascade`
+    (as `scv upscale` refines a user's file), with its own generator (seed, i).
 
     Returns:
-        ({variant name: options}, sampler) from scalecrafter_video.jobs.cascade, or (None, reason)
-        when it cannot be imported or lacks `evidence_variants` / `sample_shapes_cascade`.
+        (samples in base's layout at the target size, {"unet_calls": over all samples and stages}).
+    """
+    from scalecrafter_video.jobs.cascade import cascade
+    from scalecrafter_video.models.shapes.data import CLASS_NAMES
+    from scalecrafter_video.models.shapes.pipeline import ShapesPipeline
+
+    pipe = ShapesPipeline.from_model(model)
+    pipe.set_progress_bar_config(disable=True)
+    video = base.ndim == 5
+    out, calls = [], 0
+    for i, label in enumerate(labels.tolist()):
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + i)
+        start = base[i] if video else base[i][None]
+        result = cascade(pipe, CLASS_NAMES[label], height, width, num_inference_steps=steps, guidance_scale=guidance,
+                         eta=eta, generator=generator, image=start, restart=restart, skip_exponent=skip_exponent,
+                         stage_plan=stage_plan)
+        got = result.frames.permute(0, 2, 3, 1).numpy()
+        out.append(got if video else got[0])
+        calls += sum(stage.get("unet_calls", 0) for stage in result.stages)
+    return np.stack(out).astype(np.float32), {"unet_calls": calls}
+
+
+def load_cascade():
+    """The cascade variants and their sampler, if the cascade can be imported.
+
+    Returns:
+        ({variant name: options}, sampler), "" or (None, reason) when `scalecrafter_video.jobs.cascade`
+        cannot be imported.
     """
     try:
-        module = importlib.import_module(CASCADE_MODULE)
+        importlib.import_module(CASCADE_MODULE)
     except ImportError as exc:
         return None, f"{CASCADE_MODULE} cannot be imported ({exc})"
-    missing = [n for n in ("evidence_variants", "sample_shapes_cascade") if not callable(getattr(module, n, None))]
-    if missing:
-        return None, f"{CASCADE_MODULE} has no {' / '.join(missing)}"
-    return (dict(module.evidence_variants()), module.sample_shapes_cascade), ""
+    return (dict(CASCADE_VARIANTS), sample_shapes_cascade), ""
 
 
 def upsample(samples: np.ndarray, factor: int) -> np.ndarray:

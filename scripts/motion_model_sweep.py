@@ -73,7 +73,10 @@ def one(args) -> int:
 
     from scalecrafter_video.commands.demo.run import Case, benchmark
     from scalecrafter_video.commands.demo.train_motion import train_motion
-    from scalecrafter_video.models.shapes.motion_model import ADAPTER_CONFIG, load_motion_model
+    from scalecrafter_video.models.shapes.motion_model import (
+        ADAPTER_CONFIG,
+        load_motion_model,
+    )
 
     out = Path(args.out)
     log = PrefixedLog(out / "log.txt", args.one)

@@ -40,7 +40,10 @@ from scalecrafter_video.engine.patch import remove_scalecrafter, scalecrafter  #
 from scalecrafter_video.engine.plan import ref_step  # noqa: E402
 from scalecrafter_video.models.shapes.motion_model import load_motion_model  # noqa: E402
 from scalecrafter_video.models.shapes.pipeline import ShapesPipeline  # noqa: E402
-from scalecrafter_video.models.shapes.video_metrics import summarize_clips, trajectory_stats  # noqa: E402
+from scalecrafter_video.models.shapes.video_metrics import (  # noqa: E402
+    summarize_clips,
+    trajectory_stats,
+)
 
 ALL = ["down_blocks.0", "down_blocks.1", "down_blocks.2", "mid_block", "up_blocks.0", "up_blocks.1", "up_blocks.2"]
 DERIVED = ALL[1:-1]  # the engine's rule for this 3-level UNet: every block but the outermost two

@@ -65,7 +65,10 @@ def interacting_motion_unet():
     """shapes32 + a motion adapter with seeded random output projections (a fresh adapter's are
     zero, which makes the motion model the image model per frame): frames really interact."""
     from scalecrafter_video.models.shapes.model import load_demo_model
-    from scalecrafter_video.models.shapes.motion_model import assemble, build_motion_adapter
+    from scalecrafter_video.models.shapes.motion_model import (
+        assemble,
+        build_motion_adapter,
+    )
 
     adapter = build_motion_adapter(seed=3)
     g = torch.Generator().manual_seed(4)

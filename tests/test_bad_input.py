@@ -8,7 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from scalecrafter_video import ScaleCrafterError, apply_scalecrafter, remove_scalecrafter
+from scalecrafter_video import (
+    ScaleCrafterError,
+    apply_scalecrafter,
+    remove_scalecrafter,
+)
 from scalecrafter_video.jobs import frames, image, resources, video
 from scalecrafter_video.jobs.generate import run_job, targets
 from scalecrafter_video.models import tiny

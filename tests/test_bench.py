@@ -12,7 +12,11 @@ from diffusers import UNet2DConditionModel
 
 from scalecrafter_video import scalecrafter
 from scalecrafter_video.commands.bench import VARIANTS
-from scalecrafter_video.commands.bench.flops import count_flops, dilation_costs_nothing, whole_run_flops
+from scalecrafter_video.commands.bench.flops import (
+    count_flops,
+    dilation_costs_nothing,
+    whole_run_flops,
+)
 from scalecrafter_video.commands.bench.models import (
     UNetHolder,
     bench_model,

@@ -1,11 +1,10 @@
 """scripts/cascade_evidence.py on tiny settings (shapes32-motion, 2 clips, 2x): every case's numbers carry
-their n and 95 % interval, the upsampled control reads 1.0, cascade cases come from
-scalecrafter_video.jobs.cascade (skipped with a note while it is absent), and a rerun resumes."""
+their n and 95 % interval, the upsampled control reads 1.0, cascade cases run through
+scalecrafter_video.jobs.cascade (skipped with a note where it cannot be imported), and a rerun resumes."""
 
 import importlib.util
 import json
 import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -65,10 +64,8 @@ def test_control_reads_one_and_cascade_variants_are_discovered(script, tmp_path,
         calls.append((height, width, steps, frames, restart, len(labels)))
         return script.upsample(base, height // base.shape[-2]), {"stages": [32, height], "restart": restart}
 
-    fake = types.ModuleType(CASCADE)
-    fake.evidence_variants = lambda: {"r30": {"restart": 0.3}, "r50": {"restart": 0.5}}
-    fake.sample_shapes_cascade = sample_shapes_cascade
-    monkeypatch.setitem(sys.modules, CASCADE, fake)
+    monkeypatch.setattr(script, "CASCADE_VARIANTS", {"r30": {"restart": 0.3}, "r50": {"restart": 0.5}})
+    monkeypatch.setattr(script, "sample_shapes_cascade", sample_shapes_cascade)
     # 8 steps: enough for the base clips to hold one object per frame (2 steps draw none)
     doc = _run(script, tmp_path, "--steps", "8", "--cases", "upsampled,cascade:r30")
     assert calls == [(64, 64, 8, 8, 0.3, 2)]
@@ -86,3 +83,12 @@ def test_control_reads_one_and_cascade_variants_are_discovered(script, tmp_path,
     assert runs["shapes32-motion ddim8 2x cascade:r30"]["info"]["restart"] == 0.3
     with pytest.raises(SystemExit, match="unknown cascade variant"):
         _run(script, tmp_path / "x", "--steps", "8", "--cases", "cascade:nope")
+
+
+def test_the_real_cascade_refines_each_base_clip(script, tmp_path):
+    """One variant through scalecrafter_video.jobs.cascade itself: clip i grows from base clip i (paired),
+    at the target size, with the frame count kept."""
+    doc = _run(script, tmp_path, "--steps", "4", "--cases", "cascade:full-r0.3")
+    run = doc["runs"]["shapes32-motion ddim4 2x cascade:full-r0.3"]
+    assert run["paired"] and run["info"]["unet_calls"] > 0
+    assert run["evidence"]["single"]["n"] == 16  # 2 clips x 8 frames

@@ -196,7 +196,11 @@ def test_a_sweep_that_fails_before_any_item_leaves_no_sweep_json(scv, tmp_path, 
 
 
 def test_a_sweep_keeps_its_settings_once_an_item_is_recorded(tmp_path):
-    from scalecrafter_video.commands.sweep.manifest import ManifestWriter, check_settings, forget_unstarted
+    from scalecrafter_video.commands.sweep.manifest import (
+        ManifestWriter,
+        check_settings,
+        forget_unstarted,
+    )
 
     assert check_settings(tmp_path, {"steps": 2, "prompts": ["a"]}, write=True)
     assert not check_settings(tmp_path, {"steps": 2, "prompts": ["a"]}, write=True)  # there already

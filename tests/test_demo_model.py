@@ -10,7 +10,12 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(1)
 
-from scalecrafter_video.models.shapes.model import ASSET_DIR, CONFIG_NAME, WEIGHTS_NAME, load_demo_model  # noqa: E402
+from scalecrafter_video.models.shapes.model import (  # noqa: E402
+    ASSET_DIR,
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    load_demo_model,
+)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from scalecrafter_video import ScaleCrafterError
-from scalecrafter_video.commands.demo.train_motion import loss_weights, sample_timesteps, train_motion
+from scalecrafter_video.commands.demo.train_motion import (
+    loss_weights,
+    sample_timesteps,
+    train_motion,
+)
 from scalecrafter_video.commands.demo.train_motion import main as train_main
 from scalecrafter_video.models.shapes.model import load_demo_model
 from scalecrafter_video.models.shapes.motion_model import (

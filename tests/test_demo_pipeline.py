@@ -13,7 +13,12 @@ from scalecrafter_video import (
 )
 from scalecrafter_video.commands.demo.sampling import initial_noise, sample
 from scalecrafter_video.models.shapes.model import load_demo_model
-from scalecrafter_video.models.shapes.motion_model import DemoVideoModel, assemble, build_motion_adapter, motion_config
+from scalecrafter_video.models.shapes.motion_model import (
+    DemoVideoModel,
+    assemble,
+    build_motion_adapter,
+    motion_config,
+)
 from scalecrafter_video.models.shapes.pipeline import ShapesPipeline
 
 torch.set_num_threads(1)

@@ -12,7 +12,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(1)
 
 from scalecrafter_video.commands.demo.train import lr_schedule, train  # noqa: E402
-from scalecrafter_video.models.shapes.model import CONFIG_NAME, UNET_CONFIG, load_demo_model  # noqa: E402
+from scalecrafter_video.models.shapes.model import (  # noqa: E402
+    CONFIG_NAME,
+    UNET_CONFIG,
+    load_demo_model,
+)
 
 TINY = dict(UNET_CONFIG, block_out_channels=(8, 8, 16), norm_num_groups=4, only_cross_attention=True)
 

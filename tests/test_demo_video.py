@@ -6,7 +6,11 @@ import json
 import pytest
 import torch
 
-from scalecrafter_video.models.shapes.motion_model import ADAPTER_CONFIG, motion_config, save_motion_adapter
+from scalecrafter_video.models.shapes.motion_model import (
+    ADAPTER_CONFIG,
+    motion_config,
+    save_motion_adapter,
+)
 
 torch.set_num_threads(1)
 

@@ -5,7 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from scalecrafter_video.commands.evaluation.features import RandomConvFeatures, build_extractor, extract
+from scalecrafter_video.commands.evaluation.features import (
+    RandomConvFeatures,
+    build_extractor,
+    extract,
+)
 from scalecrafter_video.commands.evaluation.metrics import fid, kid
 from scalecrafter_video.commands.evaluation.resize import clean_resize, random_crops
 from scalecrafter_video.engine.errors import ScaleCrafterError

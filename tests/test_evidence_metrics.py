@@ -5,7 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from scalecrafter_video.models.shapes.data import PALETTE, clip_params, render, sample_params
+from scalecrafter_video.models.shapes.data import (
+    PALETTE,
+    clip_params,
+    render,
+    sample_params,
+)
 from scalecrafter_video.models.shapes.metrics import (
     bootstrap_ratio,
     color_spread,
@@ -15,7 +20,11 @@ from scalecrafter_video.models.shapes.metrics import (
     share,
     wilson_interval,
 )
-from scalecrafter_video.models.shapes.video_metrics import clip_evidence, describe_clips, path_stats
+from scalecrafter_video.models.shapes.video_metrics import (
+    clip_evidence,
+    describe_clips,
+    path_stats,
+)
 
 torch.set_num_threads(1)
 N = 6  # clips per case: two per class

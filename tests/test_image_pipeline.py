@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from scalecrafter_video import Plan, Rule, ScaleCrafterError, apply_scalecrafter, remove_scalecrafter, scalecrafter
+from scalecrafter_video import (
+    Plan,
+    Rule,
+    ScaleCrafterError,
+    apply_scalecrafter,
+    remove_scalecrafter,
+    scalecrafter,
+)
 from scalecrafter_video.jobs import checks, image, loading, sampling
 from scalecrafter_video.jobs.family import defaults_family
 from scalecrafter_video.jobs.registry import resolve_model

@@ -10,7 +10,12 @@ import pytest
 import torch
 from diffusers import DDIMScheduler, UNet2DConditionModel
 
-from scalecrafter_video import Plan, apply_scalecrafter, remove_scalecrafter, scalecrafter
+from scalecrafter_video import (
+    Plan,
+    apply_scalecrafter,
+    remove_scalecrafter,
+    scalecrafter,
+)
 from scalecrafter_video.engine.layers import spatial_convs
 from tests.test_patch import assert_pristine, inputs, run, snapshot, tiny_unet
 

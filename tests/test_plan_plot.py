@@ -9,7 +9,11 @@ import pytest
 from PIL import Image
 
 from scalecrafter_video.commands.describe import plan_rows
-from scalecrafter_video.commands.plan_plot import layer_order, plan_figure, plan_matrices
+from scalecrafter_video.commands.plan_plot import (
+    layer_order,
+    plan_figure,
+    plan_matrices,
+)
 from scalecrafter_video.engine.plan import Plan, Rule
 from scalecrafter_video.engine.presets import family_layers
 

@@ -9,7 +9,12 @@ import pytest
 import torch
 from diffusers import UNet2DConditionModel
 
-from scalecrafter_video import Plan, apply_scalecrafter, remove_scalecrafter, scalecrafter
+from scalecrafter_video import (
+    Plan,
+    apply_scalecrafter,
+    remove_scalecrafter,
+    scalecrafter,
+)
 from scalecrafter_video.engine.reuse import differing_layers, shared_prefix
 from scalecrafter_video.models.tiny import TINY_UNET_CONFIGS
 from scalecrafter_video.models.tiny import tiny_pipeline as tiny_video_pipeline

@@ -4,7 +4,12 @@ the per-side scale is limited, and the family comes from the architecture or fam
 import pytest
 import torch
 
-from scalecrafter_video import ScaleCrafterError, apply_scalecrafter, remove_scalecrafter, scalecrafter
+from scalecrafter_video import (
+    ScaleCrafterError,
+    apply_scalecrafter,
+    remove_scalecrafter,
+    scalecrafter,
+)
 from scalecrafter_video.engine.families import meta_unet
 from tests.test_patch import run, tiny_unet
 

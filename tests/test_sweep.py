@@ -6,7 +6,11 @@ import os
 import pytest
 
 from scalecrafter_video.commands.sweep.grid import build_grid, item_seed
-from scalecrafter_video.commands.sweep.manifest import ManifestWriter, check_settings, read_manifest
+from scalecrafter_video.commands.sweep.manifest import (
+    ManifestWriter,
+    check_settings,
+    read_manifest,
+)
 from scalecrafter_video.engine.errors import ScaleCrafterError
 
 

@@ -20,7 +20,14 @@ from .. import __version__
 from ..engine.errors import ScaleCrafterError, one_line
 from ..engine.families import FAMILIES
 from ..jobs.family import SAMPLING
-from ..jobs.options import DTYPES, METHODS, SCHEDULERS, STAGE_PLANS, VAE_TILING, GenerateOptions
+from ..jobs.options import (
+    DTYPES,
+    METHODS,
+    SCHEDULERS,
+    STAGE_PLANS,
+    VAE_TILING,
+    GenerateOptions,
+)
 from ..outputs.files import path_argument
 from .arguments import max_scale_argument, parse_res, read_prompts
 from .bench.cli import add_bench_parser, run_bench

@@ -53,7 +53,14 @@ from .layouts import batch_layout as layout_of
 from .overrides import Override
 from .plan import Plan
 from .reuse import PrefixReuse, differing_layers, reuse_units, rows_of, supports_reuse
-from .sizing import DEFAULT_MAX_SCALE, PlanResolver, base_size, check_size, pixels_per_sample, resolve_family
+from .sizing import (
+    DEFAULT_MAX_SCALE,
+    PlanResolver,
+    base_size,
+    check_size,
+    pixels_per_sample,
+    resolve_family,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -42,7 +42,13 @@ from ..engine.overrides import Override
 from ..engine.patch import apply_scalecrafter
 from ..engine.plan import Plan, Rule
 from ..engine.sizing import base_size, check_size, pixels_per_sample
-from .frames import as_frames, decode_chunk_frames, decode_latents, resize_frames, to_pil
+from .frames import (
+    as_frames,
+    decode_chunk_frames,
+    decode_latents,
+    resize_frames,
+    to_pil,
+)
 from .options import STAGE_PLANS
 
 logger = logging.getLogger(__name__)

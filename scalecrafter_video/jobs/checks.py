@@ -11,7 +11,15 @@ from typing import Any
 from ..engine import families, sizing
 from ..engine.errors import ScaleCrafterError
 from .family import IMAGE_FAMILIES, VIDEO_FAMILIES, sampling_defaults
-from .options import DTYPES, MAX_SIDE, MAX_STEPS, METHODS, SCHEDULERS, VAE_TILING, GenerateOptions
+from .options import (
+    DTYPES,
+    MAX_SIDE,
+    MAX_STEPS,
+    METHODS,
+    SCHEDULERS,
+    VAE_TILING,
+    GenerateOptions,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -30,7 +30,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..outputs import files as outputs
-from .checks import check_memory, check_model_options, check_size, size_multiple, validate_options
+from .checks import (
+    check_memory,
+    check_model_options,
+    check_size,
+    size_multiple,
+    validate_options,
+)
 from .loading import LoadedModel, ModelCache, ModelInfo, resolve_device, resolve_dtype
 from .method import MethodContext
 from .options import GenerateOptions

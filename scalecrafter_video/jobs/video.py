@@ -26,7 +26,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import torch
 from huggingface_hub import try_to_load_from_cache
 
 from ..engine.errors import ScaleCrafterError

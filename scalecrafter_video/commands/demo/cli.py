@@ -51,7 +51,14 @@ def run_demo(args) -> int:
 
     from ...engine.errors import ScaleCrafterError
     from ...models.shapes.model import load_demo_model
-    from .run import benchmark, checked_outputs, default_cases, format_table, output_paths, write_outputs
+    from .run import (
+        benchmark,
+        checked_outputs,
+        default_cases,
+        format_table,
+        output_paths,
+        write_outputs,
+    )
 
     if args.video:
         from .video_demo import run_video_demo

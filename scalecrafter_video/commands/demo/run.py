@@ -53,7 +53,12 @@ def default_cases(scales=(2, 4), variants: bool = True) -> list[Case]:
 
 def run_case(model: DemoModel | DemoVideoModel, case: Case, labels: torch.Tensor, *, steps: int, guidance: float,
              eta: float, seed: int, batch: int, frames: int | None = None, progress=None) -> tuple[np.ndarray, dict]:
-    from ...engine.patch import apply_attn_sf, remove_attn_sf, remove_scalecrafter, scalecrafter
+    from ...engine.patch import (
+        apply_attn_sf,
+        remove_attn_sf,
+        remove_scalecrafter,
+        scalecrafter,
+    )
 
     base = int(model.unet.config.sample_size)
     size = base * case.scale

@@ -24,7 +24,14 @@ import torch
 
 from ...engine.errors import ScaleCrafterError
 from . import features as feat
-from .inputs import Generated, check_recorded_size, find_generated, frames_source, list_images, load_frames
+from .inputs import (
+    Generated,
+    check_recorded_size,
+    find_generated,
+    frames_source,
+    list_images,
+    load_frames,
+)
 from .metrics import fid, kid
 from .resize import clean_resize, random_crops
 

@@ -23,7 +23,13 @@ from ...jobs.runner import Runner, Target
 from ...outputs import files as outputs
 from ...outputs.media import frames_dir_of
 from .grid import METHODS, SweepItem, build_grid
-from .manifest import ManifestWriter, check_settings, forget_unstarted, manifest_files, read_manifest
+from .manifest import (
+    ManifestWriter,
+    check_settings,
+    forget_unstarted,
+    manifest_files,
+    read_manifest,
+)
 
 logger = logging.getLogger(__name__)
 

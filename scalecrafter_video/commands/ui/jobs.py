@@ -25,7 +25,14 @@ from ...jobs.loading import LoadedModel, ModelCache, index_unet_class, read_mode
 from ...jobs.options import GenerateOptions
 from ...jobs.registry import BUILTIN_MODELS, IMAGE_ALIASES, VIDEO_ALIASES, resolve_model
 from ...jobs.sampling import make_scheduler
-from ...jobs.upscale import IMAGE_SUFFIXES, VIDEO_SUFFIXES, Probe, probe_input, run_upscale, upscale_target
+from ...jobs.upscale import (
+    IMAGE_SUFFIXES,
+    VIDEO_SUFFIXES,
+    Probe,
+    probe_input,
+    run_upscale,
+    upscale_target,
+)
 from ...outputs import files as outputs
 from ..arguments import parse_res
 from ..plan_plot import save_plan_plot
