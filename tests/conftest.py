@@ -35,6 +35,31 @@ def tiny_sdxl():
     return tiny_pipeline("tiny-sdxl")
 
 
+@pytest.fixture(scope="session")
+def tiny_video():
+    """The tiny-video pipeline (AnimateDiff layout, seed 0), built once; tests must leave it unpatched."""
+    from scalecrafter_video.models.tiny import tiny_pipeline
+
+    return tiny_pipeline("tiny-video")
+
+
+@pytest.fixture(scope="session")
+def tiny_video3d():
+    """The tiny-video3d pipeline (UNet3D layout, seed 0), built once; tests must leave it unpatched."""
+    from scalecrafter_video.models.tiny import tiny_pipeline
+
+    return tiny_pipeline("tiny-video3d")
+
+
+@pytest.fixture(scope="session")
+def bare_unet():
+    """helpers.tiny_unet(): the bare SD-1.5-layout UNet of the engine tests, built once. Tests must
+    leave it unpatched with its weights; one that changes weights builds its own tiny_unet()."""
+    from helpers import tiny_unet
+
+    return tiny_unet()
+
+
 @pytest.fixture
 def scv(capsys):
     """Run `scv` in-process: scv("generate", ...) -> (exit code, stdout, stderr)."""

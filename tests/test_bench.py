@@ -10,6 +10,7 @@ import pytest
 import torch
 from diffusers import UNet2DConditionModel
 
+from helpers import MOVING_PREFIX
 from scalecrafter_video import scalecrafter
 from scalecrafter_video.commands.bench import VARIANTS
 from scalecrafter_video.commands.bench.flops import count_flops, dilation_costs_nothing, whole_run_flops
@@ -24,9 +25,6 @@ from scalecrafter_video.commands.bench.models import (
 from scalecrafter_video.commands.bench.run import meta_unet_for
 from scalecrafter_video.commands.bench.suite import run_suite
 from scalecrafter_video.jobs.common import sampler_timesteps
-from tests.test_reuse import PLAN as MOVING_PREFIX
-
-torch.set_num_threads(1)
 
 
 def test_the_counter_gives_dilated_convs_the_flops_of_plain_ones():

@@ -16,8 +16,6 @@ from scalecrafter_video.models.shapes.data import (
 )
 from scalecrafter_video.models.shapes.metrics import analyse
 
-torch.set_num_threads(1)
-
 
 def test_clips_are_seeded_and_shaped_for_the_motion_unet():
     a, la = make_clips(5, torch.Generator().manual_seed(1))

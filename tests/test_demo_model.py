@@ -8,7 +8,6 @@ import pytest
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-torch.set_num_threads(1)
 
 from scalecrafter_video.models.shapes.model import ASSET_DIR, CONFIG_NAME, WEIGHTS_NAME, load_demo_model  # noqa: E402
 

@@ -16,8 +16,6 @@ from scalecrafter_video.models.shapes.model import load_demo_model
 from scalecrafter_video.models.shapes.motion_model import DemoVideoModel, assemble, build_motion_adapter, motion_config
 from scalecrafter_video.models.shapes.pipeline import ShapesPipeline
 
-torch.set_num_threads(1)
-
 
 @pytest.fixture(scope="module")
 def image_model():

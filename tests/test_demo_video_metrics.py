@@ -11,7 +11,6 @@ from scalecrafter_video.models.shapes.data import BACKGROUND, CLASS_NAMES, clip_
 from scalecrafter_video.models.shapes.metrics import analyse
 from scalecrafter_video.models.shapes.video_metrics import analyse_clip, motion_ratio, summarize_clips
 
-torch.set_num_threads(1)
 RED, BLUE = (0.9, 0.15, 0.15), (0.2, 0.3, 0.95)
 
 

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 import torch
-from scalecrafter_video.outputs.media import frames_dir_of, write_mp4, write_png_frames
 
 from scalecrafter_video.models.shapes.data import CLASS_NAMES, make_clips
+from scalecrafter_video.outputs.media import frames_dir_of, write_mp4, write_png_frames
 
 N, FRAMES = 6, 8
 

@@ -15,8 +15,6 @@ from scalecrafter_video.ops import (
     redilated_conv2d,
 )
 
-torch.set_num_threads(1)
-
 
 @pytest.fixture
 def conv():

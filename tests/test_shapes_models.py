@@ -6,12 +6,9 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from scalecrafter_video.models.shapes import builtin as shapes
-
-torch.set_num_threads(1)
 
 
 def _outputs(folder):

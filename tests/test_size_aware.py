@@ -4,16 +4,14 @@ the per-side scale is limited, and the family comes from the architecture or fam
 import pytest
 import torch
 
+from helpers import run
 from scalecrafter_video import ScaleCrafterError, apply_scalecrafter, remove_scalecrafter, scalecrafter
 from scalecrafter_video.engine.families import meta_unet
-from tests.test_patch import run, tiny_unet
-
-torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
-def unet():
-    return tiny_unet()  # sample_size 8
+def unet(bare_unet):
+    return bare_unet  # sample_size 8
 
 
 def test_bare_unet_without_sizes_follows_each_call(unet):

@@ -6,14 +6,11 @@ import json
 import re
 
 import pytest
-import torch
-from scalecrafter_video.outputs.media import read_video
 
 from scalecrafter_video.engine.errors import ScaleCrafterError
 from scalecrafter_video.jobs.options import GenerateOptions
 from scalecrafter_video.jobs.video import generate_videos
-
-torch.set_num_threads(1)
+from scalecrafter_video.outputs.media import read_video
 
 
 @pytest.fixture(autouse=True)

@@ -6,15 +6,12 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
-from scalecrafter_video.outputs.media import read_video
 
 from scalecrafter_video.engine.errors import ScaleCrafterError
 from scalecrafter_video.jobs.options import GenerateOptions
 from scalecrafter_video.jobs.video import generate_videos
 from scalecrafter_video.models import tiny as tv
-
-torch.set_num_threads(1)
+from scalecrafter_video.outputs.media import read_video
 
 
 @pytest.fixture(autouse=True)

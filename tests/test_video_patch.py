@@ -12,10 +12,7 @@ from torch import nn
 
 from scalecrafter_video import apply_scalecrafter, remove_scalecrafter
 from scalecrafter_video.engine.layers import spatial_convs
-from scalecrafter_video.models.tiny import tiny_pipeline as tiny_video_pipeline
 from scalecrafter_video.ops.redilate import redilated_conv2d
-
-torch.set_num_threads(1)
 
 FRAMES = 4
 T_EARLY = 981  # reference step 0: every window is open
@@ -23,9 +20,10 @@ T_LATE = 1  # reference step 49: every window is closed
 TEMPORAL = ("motion_modules", "temp_convs", "temp_attentions", "transformer_in")
 
 
-@pytest.fixture(scope="module", params=["tiny-video", "tiny-video3d"])
+@pytest.fixture(params=["tiny_video", "tiny_video3d"])
 def pipe(request):
-    return tiny_video_pipeline(request.param, seed=0)
+    """conftest's session pipelines (seed 0); every test takes its patches off again."""
+    return request.getfixturevalue(request.param)
 
 
 def _inputs(pipe, batch=2, size=16, seed=0):
