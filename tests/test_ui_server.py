@@ -27,6 +27,7 @@ WIDTH, HEIGHT = parse_res(SIZE)
 CLASSES = jobs.model_classes(DEFAULT_MODEL)
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
+MISSING = [name for name, path in (("chromium", CHROMIUM), ("chromedriver", CHROMEDRIVER)) if not path]
 # What a root, headless Chromium needs on a closed network (without the background-networking
 # flags it keeps opening connections that are refused).
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -86,11 +87,12 @@ def test_api_bad_input_is_the_cli_message(server, tmp_path):
     assert not (tmp_path / "never").exists()
 
 
-@pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
-                    reason="chromium and chromedriver not found: apt-get install -y chromium chromium-driver "
-                    "(.ci/run installs them)")
+@pytest.mark.browser
+@pytest.mark.skipif(bool(MISSING), reason=f"browser test not run: {' and '.join(MISSING)} not found on PATH; "
+                    "install them with apt-get install -y chromium chromium-driver (.ci/run does, as root)")
 def test_browser_side_by_side(server, tmp_path):
-    webdriver = pytest.importorskip("selenium.webdriver")
+    webdriver = pytest.importorskip("selenium.webdriver", reason="browser test not run: selenium is not installed "
+                                    "(pip install -e '.[test]')")
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
