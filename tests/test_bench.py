@@ -58,7 +58,7 @@ def test_cpu_and_meta_counts_agree():
     for unet, device in ((pipe.unet, "cpu"), (meta_copy(pipe.unet), "meta")):
         x = unet_inputs(unet, 256, 256, 0, device, torch.float32)
         with scalecrafter(UNetHolder(unet), height=256, width=256, dispersion=True):
-            counts.append(count_flops(lambda: unet(**x, timestep=981)))
+            counts.append(count_flops(lambda unet=unet, x=x: unet(**x, timestep=981)))
     assert counts[0] == counts[1] > 0
 
 
@@ -92,7 +92,9 @@ def test_random_pipelines_have_the_real_shapes():
     assert pipe.vae.config.scaling_factor == 0.13025 and pipe.vae.config.force_upcast
     for name in ("animatediff", "modelscope"):
         pipe = real_pipeline(name, "meta")
-        assert type(pipe.unet).__name__ == {"animatediff": "UNetMotionModel", "modelscope": "UNet3DConditionModel"}[name]
+        assert (
+            type(pipe.unet).__name__ == {"animatediff": "UNetMotionModel", "modelscope": "UNet3DConditionModel"}[name]
+        )
         assert bench_model(name).video
 
 

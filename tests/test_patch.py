@@ -209,7 +209,11 @@ def test_lora_layers_follow_the_plan():
     unet = tiny_unet(seed=3)
     config = peft.LoraConfig(r=4, lora_alpha=4, target_modules=["conv1", "conv2"], init_lora_weights=False)
     unet.add_adapter(config)
-    lora_convs = [n for n, m in unet.named_modules() if "lora_A" in n and isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)]
+    lora_convs = [
+        n
+        for n, m in unet.named_modules()
+        if "lora_A" in n and isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)
+    ]
     assert lora_convs and set(spatial_convs(unet)) >= {"mid_block.resnets.0.conv1"}
     with scalecrafter(unet, 32, 32, ndcfg=False) as handle:
         assert handle.patched_convs > len(spatial_convs(unet))  # base and lora_A convs

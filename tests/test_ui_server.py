@@ -69,7 +69,9 @@ def test_api_scalecrafter_at_2x_returns_image_and_sidecar(server, tmp_path):
     sidecar_file = next(Path(f) for f in files if f.endswith(".json"))
     meta = json.loads(sidecar_file.read_text())
     assert meta == sidecars["ScaleCrafter"]
-    assert meta["method"] == "scalecrafter" and (meta["width"], meta["height"]) == (WIDTH, HEIGHT) and meta["seed"] == 3
+    assert (
+        meta["method"] == "scalecrafter" and (meta["width"], meta["height"]) == (WIDTH, HEIGHT) and meta["seed"] == 3
+    )
     assert meta["plan"]["target"] == [HEIGHT, WIDTH] and meta["plan"]["base"] == [HEIGHT // 2, WIDTH // 2]
     assert Image.open(plan["value"]).format == "PNG" and "ScaleCrafter" in status
     written = sorted(p.name for p in Path(app.out_dir).iterdir())
@@ -80,9 +82,21 @@ def test_api_bad_input_is_the_cli_message(server, tmp_path):
     url, app = server
     client = gradio_client.Client(url, verbose=False, download_files=str(tmp_path))
     with pytest.raises(gradio_client.exceptions.AppError) as caught:
-        client.predict(prompt="a red fox", shape=CLASSES[0] if CLASSES else None, model=DEFAULT_MODEL, size="12x", method="scalecrafter", ndcfg=True,
-                       dispersion=False, steps=STEPS, seed=0, frames=16, out_dir=str(tmp_path / "never"),
-                       overwrite=False, api_name="/generate")
+        client.predict(
+            prompt="a red fox",
+            shape=CLASSES[0] if CLASSES else None,
+            model=DEFAULT_MODEL,
+            size="12x",
+            method="scalecrafter",
+            ndcfg=True,
+            dispersion=False,
+            steps=STEPS,
+            seed=0,
+            frames=16,
+            out_dir=str(tmp_path / "never"),
+            overwrite=False,
+            api_name="/generate",
+        )
     assert str(caught.value) == "--res '12x' is not WIDTHxHEIGHT, e.g. 2048x1024 (2048 wide, 1024 high)"
     assert not (tmp_path / "never").exists()
 
@@ -110,7 +124,10 @@ def test_browser_side_by_side(server, tmp_path):
         driver.find_element(By.CSS_SELECTOR, "#generate").click()
         images = "#left-image img, #right-image img"
         WebDriverWait(driver, 120).until(
-            lambda d: len(d.find_elements(By.CSS_SELECTOR, images)) == 2 and d.find_elements(By.CSS_SELECTOR, "#plan img"))
+            lambda d: (
+                len(d.find_elements(By.CSS_SELECTOR, images)) == 2 and d.find_elements(By.CSS_SELECTOR, "#plan img")
+            )
+        )
         sources = [img.get_attribute("src") for img in driver.find_elements(By.CSS_SELECTOR, images)]
         assert len(set(sources)) == 2 and all(src.endswith(".png") for src in sources)
         WebDriverWait(driver, 30).until(lambda d: all(

@@ -3,6 +3,7 @@ apply/remove is bit-identical, NDCFG splits video batches right, inflated (5-D) 
 
 from __future__ import annotations
 
+from functools import partial
 from types import SimpleNamespace
 
 import pytest
@@ -95,7 +96,7 @@ def test_spatial_convs_follow_plan(pipe):
                 assert expected == {}
             seen = {}
 
-            def check(module, args, output, name=None):
+            def check(module, args, output, name, expected, seen):
                 x = args[0]
                 factor = expected.get(name)
                 if factor is None:
@@ -105,7 +106,7 @@ def test_spatial_convs_follow_plan(pipe):
                                            module.padding)
                 seen[name] = torch.allclose(output, ref, atol=1e-5, rtol=1e-4)
 
-            hooks = [m.register_forward_hook(lambda mod, a, o, n=by_module[id(m)]: check(mod, a, o, n))
+            hooks = [m.register_forward_hook(partial(check, name=by_module[id(m)], expected=expected, seen=seen))
                      for ms in spatial_convs(unet).values() for m in ms]
             try:
                 _run(unet, sample, text, t)
