@@ -113,3 +113,13 @@ def no_weights_or_network(monkeypatch):
     monkeypatch.setattr(image, "load_pipeline", forbidden)
     monkeypatch.setattr(loading, "hub_reachable", forbidden)
     monkeypatch.setattr(video, "load_video_pipeline", forbidden)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (scripts/test.sh runs `-n 2 --dist loadfile`) the files with slow tests go
+    first, so that no file of several minutes starts last while the other worker has run out of work.
+    Every worker sorts the same collection the same way; a run in one process keeps the file order."""
+    if not hasattr(config, "workerinput"):
+        return
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)  # stable: file and test order kept otherwise
