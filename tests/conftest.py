@@ -115,9 +115,10 @@ def no_weights_or_network(monkeypatch):
     monkeypatch.setattr(video, "load_video_pipeline", forbidden)
 
 
+@pytest.hookimpl(tryfirst=True)  # before -k / -m deselect: the order is the same whatever they keep
 def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (scripts/test.sh runs `-n 2 --dist loadfile`) the files with slow tests go
-    first, so that no file of several minutes starts last while the other worker has run out of work.
+    """Under pytest-xdist (scripts/test.sh: `-n 2 --dist loadfile --no-loadscope-reorder`) the files with
+    slow tests go first, so that no file of several minutes starts last while the other worker idles.
     Every worker sorts the same collection the same way; a run in one process keeps the file order."""
     if not hasattr(config, "workerinput"):
         return

@@ -18,7 +18,7 @@ from scalecrafter_video.engine.layers import spatial_convs
 
 @pytest.fixture(scope="module")
 def unet(bare_unet):
-    """conftest's session UNet; the tests leave it as they found it (assert_pristine)."""
+    """conftest's session UNet: every test here takes its patches and hooks off again."""
     return bare_unet
 
 
