@@ -41,26 +41,42 @@ timed() {
   echo "wheel-smoke: $((SECONDS - start))s  scv ${command#"$SCV "}" | cut -c1-110 >&3
   return $rc
 }
-timed "$SCV" presets > presets.txt
-timed "$SCV" plan --family sd15 --res 2048x2048 --steps 50 --json > plan.json
-timed "$SCV" generate --model tiny-sd --res 128x128 --steps 2 --no-progress --out out/image > image.txt
-timed "$SCV" generate --video --model tiny-video --res 128x128 --frames 4 --steps 2 --no-progress \
-  --out out/video > video.txt
-# the demo at 2x only (its 4x cases sample 128 px for minutes on 2 cores; the suite runs them)
-timed "$SCV" demo --samples 1 --steps 2 --scales 2 --out out/demo --no-progress > demo.txt
-# the shipped trained models from the installed package data: shapes32, and its motion adapter
-timed "$SCV" generate --model shapes32 --prompt circle --res 64x64 --steps 2 --no-progress --out out/shapes \
-  > shapes.txt
-timed "$SCV" generate --video --model shapes32-motion --prompt square --res 64x64 --frames 4 --steps 2 \
-  --no-progress --out out/shapes-video > shapes-video.txt
-# a sweep: the video one on the shipped motion model, with its lossless frames
-printf "circle\n" > classes.txt
-timed "$SCV" sweep --video --model shapes32-motion --prompts classes.txt --res 64x64 --base --steps 1 \
-  --save-frames --out out/video-sweep --device cpu --no-progress > video-sweep.txt
-ls out/video-sweep/scalecrafter/64x64/*-frames/frame_0007.png out/video-sweep/direct/32x32/*.mp4 > /dev/null
-# without the extras (matplotlib, gradio) the plot and the app refuse in one line, exit 2
-rc=0; timed "$SCV" plan --family sd15 --res 1024x1024 --plot plan.png 2> plot-error.txt || rc=$?; [[ $rc == 2 ]]
-rc=0; timed "$SCV" ui 2> ui-error.txt || rc=$?; [[ $rc == 2 ]]
+# The commands are independent (each writes its own files): two lanes at once, one per core.
+# Each lane stops at its first failure (set -e holds in the background subshell).
+lane_tiny() {
+  timed "$SCV" presets > presets.txt
+  timed "$SCV" plan --family sd15 --res 2048x2048 --steps 50 --json > plan.json
+  timed "$SCV" generate --model tiny-sd --res 128x128 --steps 2 --no-progress --out out/image > image.txt
+  timed "$SCV" generate --video --model tiny-video --res 128x128 --frames 4 --steps 2 --no-progress \
+    --out out/video > video.txt
+  # without the extras (matplotlib, gradio) the plot and the app refuse in one line, exit 2
+  local rc=0
+  timed "$SCV" plan --family sd15 --res 1024x1024 --plot plan.png 2> plot-error.txt || rc=$?
+  [[ $rc == 2 ]]
+  rc=0
+  timed "$SCV" ui 2> ui-error.txt || rc=$?
+  [[ $rc == 2 ]]
+}
+lane_shipped() {
+  # the demo at 2x only (its 4x cases sample 128 px for minutes on 2 cores; the suite runs them)
+  timed "$SCV" demo --samples 1 --steps 2 --scales 2 --out out/demo --no-progress > demo.txt
+  # the shipped trained models from the installed package data: shapes32, and its motion adapter
+  timed "$SCV" generate --model shapes32 --prompt circle --res 64x64 --steps 2 --no-progress --out out/shapes \
+    > shapes.txt
+  timed "$SCV" generate --video --model shapes32-motion --prompt square --res 64x64 --frames 4 --steps 2 \
+    --no-progress --out out/shapes-video > shapes-video.txt
+  # a sweep: the video one on the shipped motion model, with its lossless frames
+  printf "circle\n" > classes.txt
+  timed "$SCV" sweep --video --model shapes32-motion --prompts classes.txt --res 64x64 --base --steps 1 \
+    --save-frames --out out/video-sweep --device cpu --no-progress > video-sweep.txt
+  ls out/video-sweep/scalecrafter/64x64/*-frames/frame_0007.png out/video-sweep/direct/32x32/*.mp4 > /dev/null
+}
+lane_tiny & tiny=$!
+lane_shipped & shipped=$!
+failed=0
+wait "$tiny" || { failed=1; echo "wheel-smoke: FAILED in the tiny-model commands (presets .. ui)" >&2; }
+wait "$shipped" || { failed=1; echo "wheel-smoke: FAILED in the shipped-model commands (demo .. sweep)" >&2; }
+[[ $failed == 0 ]]
 echo "wheel-smoke: scv commands done at ${SECONDS}s"
 "$PY" wheel_smoke.py "$ROOT"
 echo "wheel-smoke: done in ${SECONDS}s"
