@@ -49,7 +49,7 @@ def main() -> None:
         before.remove()
     diffs, scale_gaps = [], []
     w, phi = args.guidance, args.rescale
-    for main, new in zip(main_out, rewritten):
+    for main, new in zip(main_out, rewritten, strict=True):
         if torch.equal(main, new):  # outside the NDCFG window: nothing differs
             continue
         u_main, c_main = main.chunk(2)
@@ -59,7 +59,10 @@ def main() -> None:
         ours = rescale_noise_cfg(guided, c_seen, guidance_rescale=phi)
         diffs.append(((ours - reference).flatten(1).norm(dim=1) / reference.flatten(1).norm(dim=1)).mean().item())
         dims = list(range(1, guided.ndim))
-        ratio = lambda ref: phi * ref.std(dim=dims) / guided.std(dim=dims) + (1 - phi)  # noqa: E731
+
+        def ratio(ref, guided=guided, dims=dims):
+            return phi * ref.std(dim=dims) / guided.std(dim=dims) + (1 - phi)
+
         scale_gaps.append(((ratio(c_seen) - ratio(c_main)).abs() / ratio(c_main)).mean().item())
     print(json.dumps({
         "model": "shapes32 (shipped demo)", "scale_per_side": args.scale, "samples": args.samples,

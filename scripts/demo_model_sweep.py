@@ -70,7 +70,9 @@ def one(args) -> int:
     for s in saved:  # keep only the checkpoints that get evaluated
         if s != final and (not mid or s != mid[-1]):
             shutil.rmtree(out / "ckpt" / f"step{s:06d}", ignore_errors=True)
-    evaluate = [("final", out / "final", final)] + ([("mid", out / "ckpt" / f"step{mid[-1]:06d}", mid[-1])] if mid else [])
+    evaluate = [("final", out / "final", final)] + (
+        [("mid", out / "ckpt" / f"step{mid[-1]:06d}", mid[-1])] if mid else []
+    )
     if args.device.startswith("cuda"):
         torch.backends.cudnn.allow_tf32 = False  # sample in full float32, as on the CPU
         torch.backends.cuda.matmul.allow_tf32 = False
@@ -107,7 +109,7 @@ def summarize(out: Path) -> str:
         for ev in res["evals"]:
             r = {(row["method"], row["scale"]): row for row in ev["rows"]}
 
-            def get(m, s, k):
+            def get(m, s, k, r=r):
                 row = r.get((m, s))
                 return f"{row[k]:.0%}" if row else "-"
 
@@ -115,9 +117,11 @@ def summarize(out: Path) -> str:
                      if ("scalecrafter", 4) in r and ("scalecrafter-redilate", 4) in r else "-")
             lines.append(
                 f"| {res['variant']} | {res['params'] / 1e6:.2f} | {ev['train_steps']} | {ev['eta']} | "
-                f"{get('direct', 1, 'single')} | {get('direct', 2, 'repetition')} | {get('scalecrafter', 2, 'single')} | "
+                f"{get('direct', 1, 'single')} | {get('direct', 2, 'repetition')} | "
+                f"{get('scalecrafter', 2, 'single')} | "
                 f"{get('direct', 4, 'repetition')} | {get('scalecrafter-redilate', 4, 'single')} | "
-                f"{get('scalecrafter', 4, 'single')} | {get('scalecrafter-dispersion', 4, 'single')} | {clean} |")
+                f"{get('scalecrafter', 4, 'single')} | {get('scalecrafter-dispersion', 4, 'single')} | {clean} |"
+            )
     return "\n".join(lines)
 
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Train the motion adapter of the video demo: `python scripts/train_motion_model.py [--minutes M] [--device cuda|cpu]`.
+"""Train the motion adapter of the video demo:
+`python scripts/train_motion_model.py [--minutes M] [--device cuda|cpu]`.
 
 The shipped shapes32 UNet stays frozen; only the motion modules (a diffusers MotionAdapter) train,
 on seeded moving-shapes clips. Logs the loss per noise band and a coherence probe from step 0.

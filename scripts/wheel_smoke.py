@@ -68,8 +68,25 @@ def cli_outputs(checkout: Path):
     assert png.name.startswith("circle-64x64-scalecrafter") and png.with_suffix(".json").is_file()
     (mp4,) = [Path(line) for line in Path("shapes-video.txt").read_text().split()]
     assert mp4.name.startswith("square-64x64-scalecrafter") and mp4.suffix == ".mp4" and mp4.stat().st_size > 0
-    for name in ("contact_sheet.png", "table.md", "results.json", "scalecrafter-2x.mp4"):
-        assert (Path("out/demo-video") / name).is_file(), name
+
+
+@check
+def presets_come_from_the_top_level_configs(checkout: Path):
+    """The wheel's scalecrafter_video/configs/*.toml are the checkout's configs/*.toml (which
+    scalecrafter_video/configs links to), byte for byte, and `scv presets` lists every one."""
+    from importlib.resources import files
+
+    installed = files("scalecrafter_video") / "configs"
+    assert installed.is_dir(), installed
+    ours = {p.name: p.read_bytes() for p in sorted((checkout / "configs").glob("*.toml"))}
+    theirs = {p.name: p.read_bytes() for p in installed.iterdir() if p.name.endswith(".toml")}
+    assert ours and sorted(theirs) == sorted(ours), (sorted(theirs), sorted(ours))
+    assert all(theirs[name] == data for name, data in ours.items()), [n for n in ours if theirs[n] != ours[n]]
+    link = checkout / "scalecrafter_video" / "configs"
+    assert link.is_symlink() and link.resolve() == (checkout / "configs").resolve(), link
+    presets = Path("presets.txt").read_text()
+    missing = [name for name in ours if Path(name).stem.replace("_", "-") not in presets]
+    assert not missing, missing
 
 
 @check

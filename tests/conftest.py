@@ -35,6 +35,31 @@ def tiny_sdxl():
     return tiny_pipeline("tiny-sdxl")
 
 
+@pytest.fixture(scope="session")
+def tiny_video():
+    """The tiny-video pipeline (AnimateDiff layout, seed 0), built once; tests must leave it unpatched."""
+    from scalecrafter_video.models.tiny import tiny_pipeline
+
+    return tiny_pipeline("tiny-video")
+
+
+@pytest.fixture(scope="session")
+def tiny_video3d():
+    """The tiny-video3d pipeline (UNet3D layout, seed 0), built once; tests must leave it unpatched."""
+    from scalecrafter_video.models.tiny import tiny_pipeline
+
+    return tiny_pipeline("tiny-video3d")
+
+
+@pytest.fixture(scope="session")
+def bare_unet():
+    """helpers.tiny_unet(): the bare SD-1.5-layout UNet of the engine tests, built once. Tests must
+    leave it unpatched with its weights; one that changes weights builds its own tiny_unet()."""
+    from helpers import tiny_unet
+
+    return tiny_unet()
+
+
 @pytest.fixture
 def scv(capsys):
     """Run `scv` in-process: scv("generate", ...) -> (exit code, stdout, stderr)."""
@@ -91,3 +116,14 @@ def no_weights_or_network(monkeypatch):
     monkeypatch.setattr(image, "load_pipeline", forbidden)
     monkeypatch.setattr(loading, "hub_reachable", forbidden)
     monkeypatch.setattr(video, "load_video_pipeline", forbidden)
+
+
+@pytest.hookimpl(tryfirst=True)  # before -k / -m deselect: the order is the same whatever they keep
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (scripts/test.sh: `-n 2 --dist loadfile --no-loadscope-reorder`) the files with
+    slow tests go first, so that no file of several minutes starts last while the other worker idles.
+    Every worker sorts the same collection the same way; a run in one process keeps the file order."""
+    if not hasattr(config, "workerinput"):
+        return
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)  # stable: file and test order kept otherwise

@@ -126,7 +126,9 @@ def test_non_latin_prompts_keep_their_letters(scv, tmp_path, shared_tiny_sd):
     assert code == 0, err
     names = [Path(p).name for p in out.split()]
     assert len(set(names)) == 3
-    assert names[0].startswith("富士山と桜-64x64-direct-seed0-") and names[1].startswith("富士山と桜-64x64-direct-seed1-")
+    assert names[0].startswith("富士山と桜-64x64-direct-seed0-") and names[1].startswith(
+        "富士山と桜-64x64-direct-seed1-"
+    )
     assert names[2].startswith("кот-в-сапогах-64x64-direct-seed2-")
 
 
@@ -288,8 +290,21 @@ def test_plan_timesteps_are_what_generate_runs(scv, tmp_path, shared_tiny_sd, sc
         lambda module, args, kwargs: seen.append(float(kwargs.get("timestep", args[1] if len(args) > 1 else 0))),
         with_kwargs=True)
     try:
-        code, out, err = scv(*GEN[:2], "--steps", "5", "--model", "tiny-sd", "--res", "64x64", "--scheduler", scheduler,
-                             "--method", "direct", "--out", tmp_path)
+        code, out, err = scv(
+            *GEN[:2],
+            "--steps",
+            "5",
+            "--model",
+            "tiny-sd",
+            "--res",
+            "64x64",
+            "--scheduler",
+            scheduler,
+            "--method",
+            "direct",
+            "--out",
+            tmp_path,
+        )
     finally:
         hook.remove()
     assert code == 0, err
@@ -330,7 +345,9 @@ def test_api_preset_checks_and_plan_override(tiny_sd):
 
     with pytest.raises(ScaleCrafterError, match="trained at 1024x1024 pixels, but this one's base is 64x64 pixels"):
         apply_scalecrafter(tiny_sd, height=2048, width=2048, preset="sdxl-2048x2048")
-    with pytest.raises(ScaleCrafterError, match="sizes are in pixels, but this model is sized in samples .a bare UNet"):
+    with pytest.raises(
+        ScaleCrafterError, match="sizes are in pixels, but this model is sized in samples .a bare UNet"
+    ):
         apply_scalecrafter(tiny_sd.unet, height=16, width=16, preset="sd15-1024x1024")
     try:
         handle = apply_scalecrafter(tiny_sd, height=128, width=128, preset=get_preset("sdxl-2048x2048")[1])

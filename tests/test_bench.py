@@ -10,6 +10,7 @@ import pytest
 import torch
 from diffusers import UNet2DConditionModel
 
+from helpers import MOVING_PREFIX
 from scalecrafter_video import scalecrafter
 from scalecrafter_video.commands.bench import VARIANTS
 from scalecrafter_video.commands.bench.flops import (
@@ -28,9 +29,6 @@ from scalecrafter_video.commands.bench.models import (
 from scalecrafter_video.commands.bench.run import meta_unet_for
 from scalecrafter_video.commands.bench.suite import run_suite
 from scalecrafter_video.jobs.sampling import sampler_timesteps
-from tests.test_reuse import PLAN as MOVING_PREFIX
-
-torch.set_num_threads(1)
 
 
 def test_the_counter_gives_dilated_convs_the_flops_of_plain_ones():
@@ -64,7 +62,7 @@ def test_cpu_and_meta_counts_agree():
     for unet, device in ((pipe.unet, "cpu"), (meta_copy(pipe.unet), "meta")):
         x = unet_inputs(unet, 256, 256, 0, device, torch.float32)
         with scalecrafter(UNetHolder(unet), height=256, width=256, dispersion=True):
-            counts.append(count_flops(lambda: unet(**x, timestep=981)))
+            counts.append(count_flops(lambda unet=unet, x=x: unet(**x, timestep=981)))
     assert counts[0] == counts[1] > 0
 
 
@@ -98,7 +96,9 @@ def test_random_pipelines_have_the_real_shapes():
     assert pipe.vae.config.scaling_factor == 0.13025 and pipe.vae.config.force_upcast
     for name in ("animatediff", "modelscope"):
         pipe = real_pipeline(name, "meta")
-        assert type(pipe.unet).__name__ == {"animatediff": "UNetMotionModel", "modelscope": "UNet3DConditionModel"}[name]
+        assert (
+            type(pipe.unet).__name__ == {"animatediff": "UNetMotionModel", "modelscope": "UNet3DConditionModel"}[name]
+        )
         assert bench_model(name).video
 
 

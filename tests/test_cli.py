@@ -172,7 +172,19 @@ def test_freeu_and_scheduler_recorded(scv, tmp_path):
 
 # ---- no overwrite ---------------------------------------------------------------------------
 def test_no_overwrite_then_overwrite(scv, tmp_path):
-    args = (*GEN, "--model", "tiny-sd", "--prompt", "keep me", "--res", "64x64", "--out", tmp_path, "--method", "direct")
+    args = (
+        *GEN,
+        "--model",
+        "tiny-sd",
+        "--prompt",
+        "keep me",
+        "--res",
+        "64x64",
+        "--out",
+        tmp_path,
+        "--method",
+        "direct",
+    )
     code, out, err = scv(*args)
     assert code == 0, err
     png = Path(out.strip())
@@ -278,7 +290,18 @@ def write_preset(path: Path, layer: str = "down_blocks.1", **extra) -> Path:
 def test_user_errors_are_one_line_exit_2(scv, tmp_path, make_args, message):
     extra = make_args(tmp_path)
     out_dir = tmp_path / "out"
-    base = ["generate", "--no-progress", "--steps", "4", "--model", "tiny-sd", "--res", "128x128", "--out", str(out_dir)]
+    base = [
+        "generate",
+        "--no-progress",
+        "--steps",
+        "4",
+        "--model",
+        "tiny-sd",
+        "--res",
+        "128x128",
+        "--out",
+        str(out_dir),
+    ]
     if not any(a in extra for a in ("--prompt", "--prompts")):
         base += ["--prompt", "x"]
     code, out, err = scv(*base, *extra)
@@ -295,7 +318,11 @@ def _pipeline_folder(root: Path, unet_class) -> Path:
     folder = root / f"pipe-{unet_class}"
     folder.mkdir()
     if unet_class is not None:
-        index = {"_class_name": "StableDiffusionPipeline", "unet": ["diffusers", unet_class], "vae": ["diffusers", "AutoencoderKL"]}
+        index = {
+            "_class_name": "StableDiffusionPipeline",
+            "unet": ["diffusers", unet_class],
+            "vae": ["diffusers", "AutoencoderKL"],
+        }
         (folder / "model_index.json").write_text(json.dumps(index))
     return folder
 
@@ -316,7 +343,9 @@ def test_missing_model_offline_fails_fast(scv, tmp_path, empty_hf_cache, no_weig
 
 
 def test_hub_id_missing_offline(scv, tmp_path, empty_hf_cache):
-    code, out, err = scv(*GEN, "--model", "someone/some-model", "--prompt", "x", "--res", "1024x1024", "--out", tmp_path)
+    code, out, err = scv(
+        *GEN, "--model", "someone/some-model", "--prompt", "x", "--res", "1024x1024", "--out", tmp_path
+    )
     assert_one_line_error(code, err, contains=("someone/some-model", "HF_HUB_OFFLINE"))
 
 
@@ -366,8 +395,23 @@ def test_debug_shows_traceback(scv, tmp_path):
 def test_module_entry_point_subprocess(tmp_path):
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     proc = subprocess.run(
-        [sys.executable, "-m", "scalecrafter_video", "generate", "--prompt", "x", "--res", "0x64", "--out", str(tmp_path / "o")],
-        capture_output=True, text=True, env=env, timeout=120, cwd=Path(__file__).resolve().parent.parent,
+        [
+            sys.executable,
+            "-m",
+            "scalecrafter_video",
+            "generate",
+            "--prompt",
+            "x",
+            "--res",
+            "0x64",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=Path(__file__).resolve().parent.parent,
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["scv: error: --res 0x64: width must be positive, got 0"]

@@ -16,8 +16,6 @@ from scalecrafter_video.models.shapes.data import (
 )
 from scalecrafter_video.models.shapes.metrics import analyse
 
-torch.set_num_threads(1)
-
 
 def test_clips_are_seeded_and_shaped_for_the_motion_unet():
     a, la = make_clips(5, torch.Generator().manual_seed(1))
@@ -65,7 +63,7 @@ def test_every_training_frame_holds_one_object_of_the_clip_class(seed):
 
     clips, labels = make_clips(6, torch.Generator().manual_seed(seed))
     frames = ((clips + 1) / 2).permute(0, 2, 3, 4, 1).numpy()
-    for clip, label in zip(frames, labels):
+    for clip, label in zip(frames, labels, strict=True):
         infos = [analyse(f, 1) for f in clip]
         assert all(s.single for s, _ in infos)
         assert {i.shape for _, i in infos} == {CLASS_NAMES[label]}

@@ -13,8 +13,6 @@ from scalecrafter_video.models.shapes.metrics import (
     summarize,
 )
 
-torch.set_num_threads(1)
-
 
 def _canvas(size):
     return np.ones((size, size, 3), np.float32) * np.asarray(BACKGROUND, np.float32)

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-torch.set_num_threads(1)
 
 from scalecrafter_video.models.shapes.model import (  # noqa: E402
     ASSET_DIR,

@@ -31,7 +31,6 @@ from scalecrafter_video.models.shapes.motion_model import (
     save_motion_adapter,
 )
 
-torch.set_num_threads(1)
 TINY_RUN = dict(batch=2, frames=4, threads=1, warmup=1, probe_clips=3, probe_steps=1, log=io.StringIO())
 
 

@@ -21,8 +21,6 @@ from scalecrafter_video.models.shapes.motion_model import (
 )
 from scalecrafter_video.models.shapes.pipeline import ShapesPipeline
 
-torch.set_num_threads(1)
-
 
 @pytest.fixture(scope="module")
 def image_model():

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-torch.set_num_threads(1)
 
 from scalecrafter_video.commands.demo.train import lr_schedule, train  # noqa: E402
 from scalecrafter_video.models.shapes.model import (  # noqa: E402

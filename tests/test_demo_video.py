@@ -4,15 +4,12 @@ frames interact): MP4 per case, contact sheet, table, JSON with the issue's fiel
 import json
 
 import pytest
-import torch
 
 from scalecrafter_video.models.shapes.motion_model import (
     ADAPTER_CONFIG,
     motion_config,
     save_motion_adapter,
 )
-
-torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,6 @@ from scalecrafter_video.models.shapes.video_metrics import (
     summarize_clips,
 )
 
-torch.set_num_threads(1)
 RED, BLUE = (0.9, 0.15, 0.15), (0.2, 0.3, 0.95)
 
 
@@ -44,7 +43,7 @@ def _blank(size):
 def test_shape_colour_and_centre_of_rendered_objects(scale):
     labels, sizes, centers, colors = sample_params(60, torch.Generator().manual_seed(scale))
     imgs = render(labels, sizes, centers, colors, scale=scale).permute(0, 2, 3, 1).numpy()
-    for img, label, c, col in zip(imgs, labels, centers, colors):
+    for img, label, c, col in zip(imgs, labels, centers, colors, strict=True):
         _, info = analyse(img, scale)
         assert info.shape == CLASS_NAMES[label]
         assert np.abs(np.subtract(info.color, col.numpy())).max() < 0.02

@@ -5,12 +5,9 @@ the engine's derived plan on the bare motion UNet draws one object that keeps mo
 
 import numpy as np
 import pytest
-import torch
 
 from scalecrafter_video.commands.demo.run import Case, benchmark
 from scalecrafter_video.models.shapes.motion_model import load_motion_model
-
-torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")

@@ -10,13 +10,11 @@ import torch.nn.functional as F
 
 import scalecrafter_video.engine.dispersed as dispersed
 import scalecrafter_video.engine.patch as patch
+from helpers import inputs, tiny_unet
 from scalecrafter_video import scalecrafter
 from scalecrafter_video.engine.dispersed import DispersedKernels
 from scalecrafter_video.ops import redilate
 from scalecrafter_video.ops.dispersion import disperse_kernel, dispersion_transform
-from tests.test_patch import inputs, tiny_unet
-
-torch.set_num_threads(1)
 
 
 @pytest.fixture
@@ -49,10 +47,10 @@ def test_kernel_is_kept_per_weight_version():
     assert kernels.kernel(weight, conv) is not second
 
 
-def test_one_kernel_per_conv_per_call_shared_by_both_passes(counted, monkeypatch):
+def test_one_kernel_per_conv_per_call_shared_by_both_passes(counted, monkeypatch, bare_unet):
     transforms = []
     monkeypatch.setattr(patch, "dispersion_transform", lambda: transforms.append(1) or dispersion_transform())
-    unet = tiny_unet()
+    unet = bare_unet
     x = inputs(batch=2, size=32, t=981)
     with torch.no_grad(), scalecrafter(unet, 32, 32, dispersion=True, reuse=False, batch_layout="uncond,cond"):
         unet(**x)
@@ -65,7 +63,7 @@ def test_one_kernel_per_conv_per_call_shared_by_both_passes(counted, monkeypatch
 
 @pytest.mark.parametrize("how", ["no_grad in place", "through .data"])
 def test_weight_changes_between_calls_are_seen(how):
-    unet = tiny_unet()
+    unet = tiny_unet()  # its own: the test changes a weight
     x = inputs(batch=2, size=32, t=981)
     conv = unet.mid_block.resnets[0].conv1
     with torch.no_grad(), scalecrafter(unet, 32, 32, dispersion=True):

@@ -63,7 +63,9 @@ def test_kid_is_unbiased_and_detects_a_shift():
     for seed in range(20):
         x, y = _gaussian(60, [0.0] * 8, np.eye(8), 2 * seed), _gaussian(60, [0.0] * 8, np.eye(8), 2 * seed + 1)
         unbiased.append(kid(x, y, subsets=1)[0])
-        k = lambda p, q: (p @ q.T / 8 + 1) ** 3  # the same cubic kernel, with the diagonal terms kept
+        def k(p, q):  # the same cubic kernel, with the diagonal terms kept
+            return (p @ q.T / 8 + 1) ** 3
+
         biased.append(float(k(x, x).mean() + k(y, y).mean() - 2 * k(x, y).mean()))
     assert np.mean(biased) > 0.05  # the V-statistic is biased upwards by about 2 E k(x, x) / m
     assert abs(np.mean(unbiased)) < 0.05 * np.mean(biased)

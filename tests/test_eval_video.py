@@ -22,7 +22,7 @@ def _clips(seed):
 
 def _write_clips(folder, clips, prompts, method, size, base=False, save_frames=True):
     folder.mkdir(parents=True, exist_ok=True)
-    for i, (clip, prompt) in enumerate(zip(clips, prompts)):
+    for i, (clip, prompt) in enumerate(zip(clips, prompts, strict=True)):
         path = folder / f"{method}-{size}-{i:03d}.mp4"
         if save_frames:
             write_png_frames(frames_dir_of(path), clip)

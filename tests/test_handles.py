@@ -3,18 +3,16 @@
 import pytest
 import torch
 
+from helpers import assert_pristine, run, snapshot
 from scalecrafter_video import apply_scalecrafter, remove_scalecrafter, scalecrafter
-from tests.test_patch import assert_pristine, run, snapshot, tiny_unet
-
-torch.set_num_threads(1)
 
 PLAN_A = {"name": "a", "main": [{"selector": "mid_block", "factor": 2, "stop": 50}]}
 PLAN_B = {"name": "b", "main": [{"selector": "down_blocks.2", "factor": 3, "stop": 50}]}
 
 
 @pytest.fixture(scope="module")
-def unet():
-    return tiny_unet()
+def unet(bare_unet):
+    return bare_unet
 
 
 @pytest.fixture(scope="module")

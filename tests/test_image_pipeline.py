@@ -44,7 +44,11 @@ def test_tiny_sd_layout(tiny_sd):
 
 def test_tiny_sdxl_layout(tiny_sdxl):
     unet = tiny_sdxl.unet
-    assert [type(b).__name__ for b in unet.down_blocks] == ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"]
+    assert [type(b).__name__ for b in unet.down_blocks] == [
+        "DownBlock2D",
+        "CrossAttnDownBlock2D",
+        "CrossAttnDownBlock2D",
+    ]
     assert unet.config.addition_embed_type == "text_time"
     assert type(tiny_sdxl.text_encoder_2).__name__ == "CLIPTextModelWithProjection"
     assert defaults_family(unet.config) == "sdxl"
@@ -55,7 +59,7 @@ def test_tiny_pipelines_are_seeded():
     from scalecrafter_video.models.tiny import tiny_pipeline
 
     a, b = tiny_pipeline("tiny-sd", seed=0), tiny_pipeline("tiny-sd", seed=0)
-    assert all(torch.equal(x, y) for x, y in zip(a.unet.parameters(), b.unet.parameters()))
+    assert all(torch.equal(x, y) for x, y in zip(a.unet.parameters(), b.unet.parameters(), strict=True))
     c = tiny_pipeline("tiny-sd", seed=1)
     assert not torch.equal(next(a.unet.parameters()), next(c.unet.parameters()))
 
@@ -69,7 +73,12 @@ def test_tiny_tokenizer_is_offline_and_non_empty():
 
 
 # ---- NDCFG inside a stock diffusers pipeline ------------------------------------------------
-RULES = (Rule("down_blocks.1", 2, 50), Rule("down_blocks.2", 2, 50), Rule("mid_block", 2, 50), Rule("up_blocks.1", 2, 50))
+RULES = (
+    Rule("down_blocks.1", 2, 50),
+    Rule("down_blocks.2", 2, 50),
+    Rule("mid_block", 2, 50),
+    Rule("up_blocks.1", 2, 50),
+)
 
 
 def test_ndcfg_with_damped_equal_to_main_is_plain_cfg(tiny_sd):
@@ -119,7 +128,9 @@ def test_check_size():
 
 
 def test_resolve_model_aliases_and_paths(tmp_path):
-    assert resolve_model("sd15") == loading.ModelRef("sd15", "hub", "stable-diffusion-v1-5/stable-diffusion-v1-5", "sd15")
+    assert resolve_model("sd15") == loading.ModelRef(
+        "sd15", "hub", "stable-diffusion-v1-5/stable-diffusion-v1-5", "sd15"
+    )
     assert resolve_model("sd21").location == "stabilityai/stable-diffusion-2-1-base"
     assert resolve_model("sdxl").location == "stabilityai/stable-diffusion-xl-base-1.0"
     assert resolve_model("tiny-sdxl").kind == "tiny"
@@ -182,7 +193,9 @@ def test_cached_hub_model_loads_offline(scv, tmp_path, saved_tiny_sd, empty_hf_c
                          "--res", "128x128", "--out", tmp_path, "--method", "direct")
     assert code == 0, err
     meta = json.loads(Path(out.strip()).with_suffix(".json").read_text())
-    assert meta["model_id"] == "someone/tiny-sd" and meta["model_source"] == "hub" and meta["model_revision"] == "0" * 40
+    assert (
+        meta["model_id"] == "someone/tiny-sd" and meta["model_source"] == "hub" and meta["model_revision"] == "0" * 40
+    )
 
 
 def test_incomplete_local_folder_is_one_line(scv, tmp_path, saved_tiny_sd):

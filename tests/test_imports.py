@@ -3,6 +3,7 @@ cycles between modules or between floors, no private names imported across modul
 and the engine at the bottom importing nothing above them, and no module outside a floor."""
 
 import pytest
+
 from import_graph import PACKAGE, floor_edges, floor_of, floor_order, floors, graph
 
 

@@ -10,12 +10,7 @@ import numpy as np
 import pytest
 
 from scalecrafter_video.engine.errors import ScaleCrafterError
-from scalecrafter_video.outputs.media import (
-    motion_stats,
-    read_video,
-    write_mp4,
-    write_png_frames,
-)
+from scalecrafter_video.outputs.media import motion_stats, read_video, write_mp4, write_png_frames
 
 
 def _clip(n=8, h=64, w=96, seed=0):

@@ -66,7 +66,9 @@ def test_unet3d_folder_needs_family_whatever_its_name(tmp_path, scv):
 
 
 def test_family_must_match_the_kind(tmp_path, scv):
-    code, out, err = scv("generate", "--model", "tiny-sd", "--family", "zeroscope", "--res", "128x128", "--out", tmp_path)
+    code, out, err = scv(
+        "generate", "--model", "tiny-sd", "--family", "zeroscope", "--res", "128x128", "--out", tmp_path
+    )
     assert code == 2 and "video family" in err
     code, out, err = scv("generate", "--video", "--model", "tiny-video", "--family", "sdxl", "--res", "128x128",
                          "--out", tmp_path)

@@ -7,12 +7,9 @@ import logging
 import pytest
 import torch
 
+from helpers import inputs
 from scalecrafter_video import ScaleCrafterError, apply_scalecrafter, scalecrafter
 from scalecrafter_video.engine.layouts import STOCK_LAYOUTS, batch_layout
-from scalecrafter_video.models.tiny import tiny_pipeline as tiny_video_pipeline
-from tests.test_patch import inputs, tiny_unet
-
-torch.set_num_threads(1)
 
 PROMPT, NEGATIVE = "a red fox", "blurry"
 
@@ -26,16 +23,6 @@ def _record_unet_calls(unet):
         calls.append((sample.shape[0], text))
 
     return calls, unet.register_forward_pre_hook(hook, with_kwargs=True)
-
-
-@pytest.fixture(scope="module")
-def tiny_video():
-    return tiny_video_pipeline("tiny-video")
-
-
-@pytest.fixture(scope="module")
-def tiny_video3d():
-    return tiny_video_pipeline("tiny-video3d")
 
 
 @pytest.mark.parametrize("name", ["tiny_sd", "tiny_sdxl", "tiny_video", "tiny_video3d"])
@@ -159,8 +146,8 @@ def test_declared_layout_runs_ndcfg_and_undeclared_subclass_does_not(tiny_sd, ca
         apply_scalecrafter(Wrong(**components), 256, 256)
 
 
-def test_bare_unet_runs_ndcfg_only_when_the_layout_is_declared(caplog):
-    unet = tiny_unet()
+def test_bare_unet_runs_ndcfg_only_when_the_layout_is_declared(caplog, bare_unet):
+    unet = bare_unet
     x = inputs(batch=4, size=32, t=981)
     with torch.no_grad():
         with caplog.at_level(logging.WARNING, logger="scalecrafter_video"):

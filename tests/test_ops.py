@@ -15,8 +15,6 @@ from scalecrafter_video.ops import (
     redilated_conv2d,
 )
 
-torch.set_num_threads(1)
-
 
 @pytest.fixture
 def conv():
@@ -49,7 +47,9 @@ def test_integer_factor_is_one_dilated_conv(conv):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("stride,factor,size", [(1, 2.5, (20, 20)), (2, 2.5, (21, 20)), (1, (1.5, 3.0), (16, 24)), (2, (2, 4), (16, 32))])
+@pytest.mark.parametrize(
+    "stride,factor,size", [(1, 2.5, (20, 20)), (2, 2.5, (21, 20)), (1, (1.5, 3.0), (16, 24)), (2, (2, 4), (16, 32))]
+)
 def test_fractional_and_anisotropic_shapes_and_dtypes(conv, stride, factor, size, dtype):
     conv = conv.to(dtype)
     conv.stride = (stride, stride)
@@ -119,7 +119,9 @@ def reference_redilated_conv(x, conv, factor):
 
 
 @pytest.mark.parametrize("stride", [1, 2])
-@pytest.mark.parametrize("factor, size", [(2.5, (13, 20)), (1.125, (15, 18)), (1.5, (9, 14)), (3.5, (10, 22)), (2.0, (12, 16))])
+@pytest.mark.parametrize(
+    "factor, size", [(2.5, (13, 20)), (1.125, (15, 18)), (1.5, (9, 14)), (3.5, (10, 22)), (2.0, (12, 16))]
+)
 def test_fractional_redilation_equals_the_reference_operator(conv, stride, factor, size):
     """Bit for bit, wherever the reference keeps the trained output size (every input at stride 1,
     even inputs at stride 2); 13 x 2.5 and 15 x 1.125 are sizes where flooring the resize differs."""
@@ -127,7 +129,9 @@ def test_fractional_redilation_equals_the_reference_operator(conv, stride, facto
     if stride == 2:
         size = tuple(s + s % 2 for s in size)
     x = torch.randn(2, 4, *size, generator=torch.Generator().manual_seed(3))
-    assert torch.equal(redilated_conv2d(x, conv.weight, conv.bias, stride, factor), reference_redilated_conv(x, conv, factor))
+    assert torch.equal(
+        redilated_conv2d(x, conv.weight, conv.bias, stride, factor), reference_redilated_conv(x, conv, factor)
+    )
 
 
 def test_odd_input_at_stride_2_keeps_the_trained_output_size(conv):

@@ -29,7 +29,9 @@ def test_stem_hashes_prompt_and_settings():
     assert outputs.output_stem("a cat", 2048, 1024, "scalecrafter", 7, {"steps": 50}) == stem
     assert outputs.output_stem("a cat", 2048, 1024, "scalecrafter", 7, {"steps": 30}) != stem
     assert outputs.output_stem("A cat!", 2048, 1024, "scalecrafter", 7, {"steps": 50}) != stem  # same slug
-    assert outputs.output_stem("a cat", 64, 64, "direct", 0, {}, extra="16f").startswith("a-cat-64x64-direct-16f-seed0-")
+    assert outputs.output_stem("a cat", 64, 64, "direct", 0, {}, extra="16f").startswith(
+        "a-cat-64x64-direct-16f-seed0-"
+    )
     assert outputs.sidecar_path(Path("o/x.png")) == Path("o/x.json")
 
 
@@ -139,7 +141,9 @@ def test_atomic_dir_all_or_nothing(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["frames"]
 def test_path_argument_refuses_empty():
     assert outputs.path_argument("out/x") == Path("out/x")
-    with pytest.raises(ScaleCrafterError, match=r"--out is empty: name a folder \(use --out \. for the current folder\)"):
+    with pytest.raises(
+        ScaleCrafterError, match=r"--out is empty: name a folder \(use --out \. for the current folder\)"
+    ):
         outputs.path_argument("")
     with pytest.raises(ScaleCrafterError, match="--json is empty: name a file$"):
         outputs.path_argument("  ", "--json", "file")

@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-from diffusers import UNet2DConditionModel
 
+from helpers import assert_pristine, inputs, run, snapshot, tiny_unet
 from scalecrafter_video import (
     Plan,
     ScaleCrafterError,
@@ -15,60 +15,11 @@ from scalecrafter_video import (
 )
 from scalecrafter_video.engine.layers import spatial_convs
 
-torch.set_num_threads(1)
-
-
-def tiny_unet(seed=0) -> UNet2DConditionModel:
-    torch.manual_seed(seed)
-    return UNet2DConditionModel(
-        sample_size=8,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-        block_out_channels=(16, 16, 32, 32),
-        layers_per_block=1,
-        norm_num_groups=8,
-        cross_attention_dim=16,
-        attention_head_dim=4,
-    ).eval()
-
 
 @pytest.fixture(scope="module")
-def unet():
-    return tiny_unet()
-
-
-def inputs(batch=2, size=16, t=981, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    return dict(
-        sample=torch.randn(batch, 4, size, size, generator=g),
-        timestep=torch.tensor(t),
-        encoder_hidden_states=torch.randn(batch, 5, 16, generator=g),
-    )
-
-
-def run(unet, **kw):
-    with torch.no_grad():
-        return unet(**inputs(**kw)).sample
-
-
-def snapshot(unet):
-    return (
-        {k: v.clone() for k, v in unet.state_dict().items()},
-        {n: dict(m.__dict__) for n, m in unet.named_modules()},
-        (dict(unet._forward_pre_hooks), dict(unet._forward_hooks)),
-    )
-
-
-def assert_pristine(unet, snap):
-    weights, dicts, hooks = snap
-    now = unet.state_dict()
-    assert all(torch.equal(now[k], v) for k, v in weights.items())
-    for name, module in unet.named_modules():
-        assert set(module.__dict__) == set(dicts[name]), name
-        assert "_conv_forward" not in module.__dict__
-    assert (dict(unet._forward_pre_hooks), dict(unet._forward_hooks)) == hooks
+def unet(bare_unet):
+    """conftest's session UNet: every test here takes its patches and hooks off again."""
+    return bare_unet
 
 
 def test_apply_remove_is_bit_identical(unet):
@@ -258,7 +209,11 @@ def test_lora_layers_follow_the_plan():
     unet = tiny_unet(seed=3)
     config = peft.LoraConfig(r=4, lora_alpha=4, target_modules=["conv1", "conv2"], init_lora_weights=False)
     unet.add_adapter(config)
-    lora_convs = [n for n, m in unet.named_modules() if "lora_A" in n and isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)]
+    lora_convs = [
+        n
+        for n, m in unet.named_modules()
+        if "lora_A" in n and isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)
+    ]
     assert lora_convs and set(spatial_convs(unet)) >= {"mid_block.resnets.0.conv1"}
     with scalecrafter(unet, 32, 32, ndcfg=False) as handle:
         assert handle.patched_convs > len(spatial_convs(unet))  # base and lora_A convs

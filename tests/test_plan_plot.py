@@ -29,7 +29,9 @@ def one_line_error(code, err, *needles):
 
 def test_rows_are_grouped_by_block_in_unet_order():
     order = layer_order(family_layers("sd15"))
-    blocks = [layer.split(".")[0] + ("." + layer.split(".")[1] if not layer.startswith("mid") else "") for layer in order]
+    blocks = [
+        layer.split(".")[0] + ("." + layer.split(".")[1] if not layer.startswith("mid") else "") for layer in order
+    ]
     assert list(dict.fromkeys(blocks)) == [*(f"down_blocks.{i}" for i in range(4)), "mid_block",
                                             *(f"up_blocks.{i}" for i in range(4))]
     assert sorted(order) == sorted(family_layers("sd15"))
@@ -101,14 +103,18 @@ def test_plan_plot_never_replaces_a_file_without_overwrite(scv, tmp_path):
 
 @pytest.mark.parametrize("name, needle", [("plan.jpg", "must name a .png file"), ("", "--plot is empty")])
 def test_plan_plot_bad_file_names(scv, tmp_path, name, needle):
-    code, out, err = scv("plan", "--family", "sd15", "--res", "1024x1024", "--plot", str(tmp_path / name) if name else "")
+    code, out, err = scv(
+        "plan", "--family", "sd15", "--res", "1024x1024", "--plot", str(tmp_path / name) if name else ""
+    )
     one_line_error(code, err, needle)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_plan_plot_without_matplotlib_says_what_to_install(scv, tmp_path, monkeypatch):
     find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else find_spec(name, *a)
+    )
     code, out, err = scv("plan", "--family", "sd15", "--res", "1024x1024", "--plot", tmp_path / "p.png")
     one_line_error(code, err, "needs matplotlib", "pip install 'scalecrafter_video[plot]'")
     assert out == "" and list(tmp_path.iterdir()) == []

@@ -22,7 +22,13 @@ SD_COLUMNS = {
     "UB2": r"up_blocks\.2\.",
     "UB3": r"up_blocks\.3\.resnets\.",
 }
-XL_COLUMNS = {"DB2": r"down_blocks\.2\.", "MB": r"mid_block\.", "UB0": r"up_blocks\.0\.", "UB1": r"up_blocks\.1\.", "UB2": r"up_blocks\.2\."}
+XL_COLUMNS = {
+    "DB2": r"down_blocks\.2\.",
+    "MB": r"mid_block\.",
+    "UB0": r"up_blocks\.0\.",
+    "UB1": r"up_blocks\.1\.",
+    "UB2": r"up_blocks\.2\.",
+}
 SD_ORDER = ["DB1", "DB2", "DB2.ds", "DB3", "MB", "UB0", "UB1", "UB2", "UB3"]
 
 # (preset, family, dilate_tau, progressive, ndcfg_tau, main row, damped row) straight from method.md.
@@ -43,10 +49,15 @@ XL_TABLE = [
     ("sdxl-4096x2048", 35, True, 35, "3 4 4 3 2", "- 2 2 - -"),
     ("sdxl-4096x4096", 35, True, 35, "4 4 4 3 2", "- 2 2 - -"),
 ]
-CASES = [(n, f, t, p, nt, dict(zip(SD_ORDER, m.split())), dict(zip(SD_ORDER, d.split())) if d else {}, SD_COLUMNS)
-         for n, f, t, p, nt, m, d in SD_TABLE]
-CASES += [(n, "sdxl", t, p, nt, dict(zip(XL_ORDER, m.split())), dict(zip(XL_ORDER, d.split())) if d else {}, XL_COLUMNS)
-          for n, t, p, nt, m, d in XL_TABLE]
+
+
+def _row(order, cells):
+    """A table row as {column: cell}; every row names every column."""
+    return dict(zip(order, cells.split(), strict=True)) if cells else {}
+
+
+CASES = [(n, f, t, p, nt, _row(SD_ORDER, m), _row(SD_ORDER, d), SD_COLUMNS) for n, f, t, p, nt, m, d in SD_TABLE]
+CASES += [(n, "sdxl", t, p, nt, _row(XL_ORDER, m), _row(XL_ORDER, d), XL_COLUMNS) for n, t, p, nt, m, d in XL_TABLE]
 
 
 def ddim50_timesteps():
@@ -105,8 +116,12 @@ def test_every_preset_names_real_layers():
 def test_misnamed_layer_is_an_error_naming_the_closest(tmp_path):
     from scalecrafter_video.engine.errors import ScaleCrafterError
 
-    plan = Plan.from_dict({"name": "typo", "main": [{"selector": "down_blocks.2.downsampler", "factor": 2, "stop": 30}]})
-    with pytest.raises(ScaleCrafterError, match=r"down_blocks\.2\.downsampler'.*closest real names: down_blocks\.2\.downsamplers"):
+    plan = Plan.from_dict(
+        {"name": "typo", "main": [{"selector": "down_blocks.2.downsampler", "factor": 2, "stop": 30}]}
+    )
+    with pytest.raises(
+        ScaleCrafterError, match=r"down_blocks\.2\.downsampler'.*closest real names: down_blocks\.2\.downsamplers"
+    ):
         plan.validate(list(family_layers("sd15")))
     # The reference SDXL files name layers SDXL does not have: we refuse them.
     bad = Plan.from_dict({"name": "ref-sdxl", "main": [{"selector": "down_blocks.3", "factor": 2, "stop": 30}]})
@@ -138,7 +153,13 @@ def test_derived_plan_rules():
     assert aniso.ndcfg_stop == 35 and aniso.main[0].progressive
     # Other layouts: a 3-level UNet gets s/2 at level 1 and s at the deepest level.
     three = derive_plan(3, (32, 32), (128, 128), units="samples")
-    assert {r.selector: r.factor[0] for r in three.main} == {"down_blocks.1": 2, "up_blocks.1": 2, "down_blocks.2": 4, "mid_block": 4, "up_blocks.0": 4}
+    assert {r.selector: r.factor[0] for r in three.main} == {
+        "down_blocks.1": 2,
+        "up_blocks.1": 2,
+        "down_blocks.2": 4,
+        "mid_block": 4,
+        "up_blocks.0": 4,
+    }
     assert {r.selector for r in three.damped} == {"down_blocks.2", "mid_block", "up_blocks.0"}
 
 

@@ -8,8 +8,6 @@ import torch
 
 from scalecrafter_video.engine.presets import get_preset
 
-torch.set_num_threads(1)
-
 
 def _mid_factor(plan, step):
     return plan.factors(981 - 20 * step, ["mid_block.resnets.0.conv1"])["mid_block.resnets.0.conv1"]

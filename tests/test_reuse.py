@@ -9,52 +9,24 @@ import pytest
 import torch
 from diffusers import UNet2DConditionModel
 
-from scalecrafter_video import (
-    Plan,
-    apply_scalecrafter,
-    remove_scalecrafter,
-    scalecrafter,
-)
+from helpers import MOVING_PREFIX
+from scalecrafter_video import apply_scalecrafter, remove_scalecrafter, scalecrafter
 from scalecrafter_video.engine.reuse import differing_layers, shared_prefix
 from scalecrafter_video.models.tiny import TINY_UNET_CONFIGS
-from scalecrafter_video.models.tiny import tiny_pipeline as tiny_video_pipeline
-
-torch.set_num_threads(1)
 
 FRAMES = 2
 SIZE = 16  # latent side: 2x the tiny models' sample_size of 8
 CFG = "uncond,cond"  # every call's batch is [uncond; cond], as a CFG pipeline passes it
-# Main and damped plans whose first differing layer moves with the progressive decay:
-# reference steps 0-11 differ from down_blocks.1 on (main 3 vs damped 2), steps 12-17 only at
-# up_blocks.0 (main decayed to 3 vs 2), steps 18-34 not at all (both at 2), 35+ no NDCFG.
-PLAN = Plan.from_dict({
-    "name": "moving-prefix",
-    "main": [
-        {"selector": "down_blocks.1", "factor": 3, "stop": 35, "progressive": True},
-        {"selector": "down_blocks.2", "factor": 2, "stop": 35, "progressive": True},
-        {"selector": "mid_block", "factor": 2, "stop": 35, "progressive": True},
-        {"selector": "up_blocks.0", "factor": 4, "stop": 35, "progressive": True},
-    ],
-    "damped": [
-        {"selector": "down_blocks.1", "factor": 2, "stop": 35, "progressive": True},
-        {"selector": "down_blocks.2", "factor": 2, "stop": 35, "progressive": True},
-        {"selector": "mid_block", "factor": 2, "stop": 35, "progressive": True},
-        {"selector": "up_blocks.0", "factor": 2, "stop": 35, "progressive": True},
-    ],
-    "ndcfg_stop": 35,
-})
+PLAN = MOVING_PREFIX  # the first differing layer moves with the progressive decay (tests/helpers.py)
 STEP_0, STEP_14, STEP_20, STEP_40 = 981, 701, 581, 181  # t = 981 - 20 i
 
 
-def _unet_and_inputs(kind: str):
-    """A tiny UNet of `kind` and a CFG batch [uncond x2; cond x2] as its pipeline passes it."""
+def _cfg_inputs(unet, kind: str):
+    """A CFG batch [uncond x2; cond x2] for the tiny UNet of `kind` as its pipeline passes it."""
     if kind in ("tiny-sd", "tiny-sdxl"):
-        torch.manual_seed(0)
-        unet = UNet2DConditionModel(**TINY_UNET_CONFIGS[kind]).eval()
         shape = (4, 4, SIZE, SIZE)
         context_rows = 4
     else:
-        unet = tiny_video_pipeline(kind, seed=0).unet
         shape = (4, 4, FRAMES, SIZE, SIZE)
         # AnimateDiffPipeline repeats the text context per frame; UNet3DConditionModel does it itself
         context_rows = 4 * FRAMES if type(unet).__name__ == "UNetMotionModel" else 4
@@ -66,7 +38,7 @@ def _unet_and_inputs(kind: str):
             text_embeds=torch.randn(4, unet.config.projection_class_embeddings_input_dim - 6 * 8, generator=g),
             time_ids=torch.randn(4, 6, generator=g),
         )
-    return unet, kwargs
+    return kwargs
 
 
 def _cast(value, dtype):
@@ -89,7 +61,10 @@ KINDS = ["tiny-sd", "tiny-sdxl", "tiny-video", "tiny-video3d"]
 
 @pytest.fixture(scope="module", params=KINDS)
 def model(request):
-    return _unet_and_inputs(request.param)
+    """The UNet of conftest's session pipeline of that kind (seed 0; tests take their patches off
+    again) and its inputs."""
+    unet = request.getfixturevalue(request.param.replace("-", "_")).unet
+    return unet, _cfg_inputs(unet, request.param)
 
 
 def _prefix_units(unet, step_kind: str) -> int:
@@ -105,15 +80,17 @@ def test_reuse_equals_the_whole_damped_pass(model, t, step_kind):
     """float64: equal to rounding (the prefix ran on the whole batch, not on half of it);
     float32: within 1e-6 of the output's scale."""
     unet, kwargs = model
-    for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 1e-6)):
-        unet.to(dtype)
-        x = _cast(kwargs, dtype)
-        full, none_reused = _predict(unet, x, t, reuse=False)
-        reused, units = _predict(unet, x, t)
-        assert none_reused == 0 and units == _prefix_units(unet, step_kind)
-        scale = full.abs().max()
-        assert (reused - full).abs().max() <= tol * scale, dtype
-    unet.to(torch.float32)
+    try:
+        for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 1e-6)):
+            unet.to(dtype)
+            x = _cast(kwargs, dtype)
+            full, none_reused = _predict(unet, x, t, reuse=False)
+            reused, units = _predict(unet, x, t)
+            assert none_reused == 0 and units == _prefix_units(unet, step_kind)
+            scale = full.abs().max()
+            assert (reused - full).abs().max() <= tol * scale, dtype
+    finally:
+        unet.to(torch.float32)  # the session pipeline's dtype (float32 -> float64 -> float32 is exact)
 
 
 def test_equal_plans_skip_the_damped_pass_and_give_plain_cfg(model):
@@ -206,7 +183,9 @@ def test_units_with_offload_hooks_keep_them():
             self.calls += 1
             return args, kwargs
 
-    unet, kwargs = _unet_and_inputs("tiny-sd")
+    torch.manual_seed(0)  # its own tiny-sd UNet: accelerate's removed hooks leave a `forward` attribute behind
+    unet = UNet2DConditionModel(**TINY_UNET_CONFIGS["tiny-sd"]).eval()
+    kwargs = _cfg_inputs(unet, "tiny-sd")
     want, _ = _predict(unet, kwargs, STEP_0, reuse=False)
     hooks = {name: Count() for name in ("conv_in", "down_blocks.0", "down_blocks.1")}
     for name, hook in hooks.items():

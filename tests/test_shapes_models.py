@@ -6,12 +6,9 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from scalecrafter_video.models.shapes import builtin as shapes
-
-torch.set_num_threads(1)
 
 
 def _outputs(folder):
@@ -25,7 +22,10 @@ def test_generate_a_class_at_2x_writes_png_and_sidecar(scv, tmp_path):
                            "--method", method, "--out", out, "--no-progress")
         assert code == 0, err
     pngs = [p for p in _outputs(out) if p.suffix == ".png"]
-    assert [p.name.split("-")[:3] for p in pngs] == [["circle", "64x64", "direct"], ["circle", "64x64", "scalecrafter"]]
+    assert [p.name.split("-")[:3] for p in pngs] == [
+        ["circle", "64x64", "direct"],
+        ["circle", "64x64", "scalecrafter"],
+    ]
     direct, patched = (np.asarray(Image.open(p)) for p in pngs)
     assert direct.shape == patched.shape == (64, 64, 3) and not np.array_equal(direct, patched)
     side = json.loads(pngs[1].with_suffix(".json").read_text())

@@ -43,7 +43,11 @@ def test_sweep_in_two_processes_then_eval_against_shapes_data(tmp_path):
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = {(r["method"], r["res"], r["base"]): r for r in json.loads(report.read_text())["rows"]}
     assert set(rows) == {("direct", "32x32", True), ("direct", "64x64", False), ("scalecrafter", "64x64", False)}
-    base, direct, sc = rows["direct", "32x32", True], rows["direct", "64x64", False], rows["scalecrafter", "64x64", False]
+    base, direct, sc = (
+        rows["direct", "32x32", True],
+        rows["direct", "64x64", False],
+        rows["scalecrafter", "64x64", False],
+    )
     assert all(r["n"] == 3 * SEEDS for r in rows.values())
     assert base["single"] >= 0.9 and base["repetition"] == 0  # the trained model at its own size
     assert direct["repetition"] >= 0.25  # sampled directly at 2x it repeats objects
@@ -63,7 +67,10 @@ def test_video_sweep_in_two_processes_then_eval_with_clip_metrics(tmp_path):
     assert "18 items; 0 finished before this run" in run.stdout
 
     report = tmp_path / "eval.json"
-    _scv("eval", "--generated", out, "--reference-shapes", "--features", "random", "--json", report, "--no-progress")
+    # 100 shapes references per size instead of 500: nothing below reads FID_r / KID_r, the only
+    # scores computed against them (their features were most of the eval's time)
+    _scv("eval", "--generated", out, "--reference-shapes", "--features", "random", "--num-reference", 100,
+         "--json", report, "--no-progress")
     rows = {(r["method"], r["res"]): r for r in json.loads(report.read_text())["rows"]}
     assert set(rows) == {("direct", "32x32"), ("direct", "64x64"), ("scalecrafter", "64x64")}
     assert all(r["n"] == 6 and r["frames"] == 6 * 8 and r["frames_from"] == "png" for r in rows.values())

@@ -4,21 +4,14 @@ the per-side scale is limited, and the family comes from the architecture or fam
 import pytest
 import torch
 
-from scalecrafter_video import (
-    ScaleCrafterError,
-    apply_scalecrafter,
-    remove_scalecrafter,
-    scalecrafter,
-)
+from helpers import run
+from scalecrafter_video import ScaleCrafterError, apply_scalecrafter, remove_scalecrafter, scalecrafter
 from scalecrafter_video.engine.families import meta_unet
-from tests.test_patch import run, tiny_unet
-
-torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
-def unet():
-    return tiny_unet()  # sample_size 8
+def unet(bare_unet):
+    return bare_unet  # sample_size 8
 
 
 def test_bare_unet_without_sizes_follows_each_call(unet):
@@ -40,7 +33,9 @@ def test_bare_unet_without_sizes_follows_each_call(unet):
 
 def test_explicit_size_mismatch_is_one_line_error(unet):
     with scalecrafter(unet, height=32, width=32):
-        with pytest.raises(ScaleCrafterError, match=r"called at height=16, width=16 .*applied for height=32, width=32") as e:
+        with pytest.raises(
+            ScaleCrafterError, match=r"called at height=16, width=16 .*applied for height=32, width=32"
+        ) as e:
             run(unet, size=16)
     assert "\n" not in str(e.value)
     assert remove_scalecrafter(unet) is False
@@ -50,12 +45,16 @@ def test_pipeline_plan_follows_the_pipeline_call(tiny_sd):
     """Pixels for a pipeline: a 16x16 latent is 128 px; 64 px (the base) runs as trained."""
     def sample(height):
         g = torch.Generator().manual_seed(0)
-        return tiny_sd("x", height=height, width=height, num_inference_steps=2, generator=g, output_type="latent").images
+        return tiny_sd(
+            "x", height=height, width=height, num_inference_steps=2, generator=g, output_type="latent"
+        ).images
 
     plain64, plain128 = sample(64), sample(128)
     with scalecrafter(tiny_sd, 128, 128):
         fixed128 = sample(128)
-        with pytest.raises(ScaleCrafterError, match="called at height=64, width=64 .*applied for height=128, width=128"):
+        with pytest.raises(
+            ScaleCrafterError, match="called at height=64, width=64 .*applied for height=128, width=128"
+        ):
             sample(64)
     with scalecrafter(tiny_sd) as handle:
         assert torch.equal(sample(64), plain64)
@@ -64,7 +63,9 @@ def test_pipeline_plan_follows_the_pipeline_call(tiny_sd):
 
 
 def test_scale_above_the_limit_names_the_units(unet, tiny_sd):
-    with pytest.raises(ScaleCrafterError, match=r"32x the base size .*max_scale=8; sizes were read as the UNet's own sample units") as e:
+    with pytest.raises(
+        ScaleCrafterError, match=r"32x the base size .*max_scale=8; sizes were read as the UNet's own sample units"
+    ) as e:
         apply_scalecrafter(unet, height=256, width=256)  # pixels passed to a bare UNet
     assert "\n" not in str(e.value)
     with pytest.raises(ScaleCrafterError, match=r"9x the base size .*sizes were read as pixels"):
@@ -89,7 +90,9 @@ class _MetaPipeline:
 def test_unet3d_family_comes_from_family_not_a_guess():
     """ModelScope and Zeroscope share the UNet3D layout: a pipeline must name its family."""
     pipe = _MetaPipeline(meta_unet("modelscope"))
-    with pytest.raises(ScaleCrafterError, match="several model families.*pass family= one of modelscope, zeroscope") as e:
+    with pytest.raises(
+        ScaleCrafterError, match="several model families.*pass family= one of modelscope, zeroscope"
+    ) as e:
         apply_scalecrafter(pipe, height=576, width=1024)
     assert "\n" not in str(e.value)
     with scalecrafter(pipe, height=576, width=1024, family="zeroscope") as handle:

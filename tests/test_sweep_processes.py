@@ -82,8 +82,10 @@ def test_two_cpu_processes_share_the_grid(prompts, tmp_path, launcher):
     run = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
     assert ("running the sweep as 2 CPU processes" in run.stderr) == (launcher == "cpu")
-    per_rank = [[json.loads(line)["key"] for line in (out / "manifest" / f"rank{r:03d}.jsonl").read_text().splitlines()]
-                for r in (0, 1)]
+    per_rank = [
+        [json.loads(line)["key"] for line in (out / "manifest" / f"rank{r:03d}.jsonl").read_text().splitlines()]
+        for r in (0, 1)
+    ]
     assert all(per_rank) and not set(per_rank[0]) & set(per_rank[1])
     assert len(per_rank[0]) + len(per_rank[1]) == TOTAL
     assert len(_check_consistent(out)) == TOTAL

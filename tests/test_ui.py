@@ -35,8 +35,20 @@ def app(tmp_path):
 def ask(app, out=None, *, prompt="a red fox", shape=None, model="tiny-sd", size="128x128", method=jobs.SIDE_BY_SIDE,
         ndcfg=True, dispersion=False, steps=STEPS, seed=0, frames=2, overwrite=False):
     """`App.generate` as the page calls it: the page's values in the page's order."""
-    return app.generate(prompt, shape, model, size, method, ndcfg, dispersion, float(steps), float(seed), float(frames),
-                        str(out or app.out_dir), overwrite)
+    return app.generate(
+        prompt,
+        shape,
+        model,
+        size,
+        method,
+        ndcfg,
+        dispersion,
+        float(steps),
+        float(seed),
+        float(frames),
+        str(out or app.out_dir),
+        overwrite,
+    )
 
 
 def files_in(folder: Path) -> list[str]:
@@ -228,7 +240,10 @@ def test_unexpected_errors_are_one_line_too(app, monkeypatch):
     monkeypatch.setattr(jobs, "run_jobs", boom)
     with pytest.raises(gr.Error) as caught:
         ask(app)
-    assert caught.value.message == "unexpected RuntimeError: disk on fire second line (the server's log has the traceback)"
+    assert (
+        caught.value.message
+        == "unexpected RuntimeError: disk on fire second line (the server's log has the traceback)"
+    )
 
 
 def test_a_fixed_output_folder_cannot_be_changed_from_the_page(tmp_path):
@@ -255,7 +270,9 @@ def test_ui_without_gradio_says_what_to_install(scv, monkeypatch):
     import importlib.util
 
     find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gradio" else find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "gradio" else find_spec(name, *a)
+    )
     code, out, err = scv("ui")
     assert code == 2 and err.strip() == "scv: error: scv ui needs gradio: pip install 'scalecrafter_video[ui]'"
 

@@ -27,6 +27,7 @@ WIDTH, HEIGHT = parse_res(SIZE)
 CLASSES = jobs.model_classes(DEFAULT_MODEL)
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
+MISSING = [name for name, path in (("chromium", CHROMIUM), ("chromedriver", CHROMEDRIVER)) if not path]
 # What a root, headless Chromium needs on a closed network (without the background-networking
 # flags it keeps opening connections that are refused).
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -68,7 +69,9 @@ def test_api_scalecrafter_at_2x_returns_image_and_sidecar(server, tmp_path):
     sidecar_file = next(Path(f) for f in files if f.endswith(".json"))
     meta = json.loads(sidecar_file.read_text())
     assert meta == sidecars["ScaleCrafter"]
-    assert meta["method"] == "scalecrafter" and (meta["width"], meta["height"]) == (WIDTH, HEIGHT) and meta["seed"] == 3
+    assert (
+        meta["method"] == "scalecrafter" and (meta["width"], meta["height"]) == (WIDTH, HEIGHT) and meta["seed"] == 3
+    )
     assert meta["plan"]["target"] == [HEIGHT, WIDTH] and meta["plan"]["base"] == [HEIGHT // 2, WIDTH // 2]
     assert Image.open(plan["value"]).format == "PNG" and "ScaleCrafter" in status
     written = sorted(p.name for p in Path(app.out_dir).iterdir())
@@ -79,18 +82,31 @@ def test_api_bad_input_is_the_cli_message(server, tmp_path):
     url, app = server
     client = gradio_client.Client(url, verbose=False, download_files=str(tmp_path))
     with pytest.raises(gradio_client.exceptions.AppError) as caught:
-        client.predict(prompt="a red fox", shape=CLASSES[0] if CLASSES else None, model=DEFAULT_MODEL, size="12x", method="scalecrafter", ndcfg=True,
-                       dispersion=False, steps=STEPS, seed=0, frames=16, out_dir=str(tmp_path / "never"),
-                       overwrite=False, api_name="/generate")
+        client.predict(
+            prompt="a red fox",
+            shape=CLASSES[0] if CLASSES else None,
+            model=DEFAULT_MODEL,
+            size="12x",
+            method="scalecrafter",
+            ndcfg=True,
+            dispersion=False,
+            steps=STEPS,
+            seed=0,
+            frames=16,
+            out_dir=str(tmp_path / "never"),
+            overwrite=False,
+            api_name="/generate",
+        )
     assert str(caught.value) == "--res '12x' is not WIDTHxHEIGHT, e.g. 2048x1024 (2048 wide, 1024 high)"
     assert not (tmp_path / "never").exists()
 
 
-@pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
-                    reason="chromium and chromedriver not found: apt-get install -y chromium chromium-driver "
-                    "(.ci/run installs them)")
+@pytest.mark.browser
+@pytest.mark.skipif(bool(MISSING), reason=f"browser test not run: {' and '.join(MISSING)} not found on PATH; "
+                    "install them with apt-get install -y chromium chromium-driver (.ci/run does, as root)")
 def test_browser_side_by_side(server, tmp_path):
-    webdriver = pytest.importorskip("selenium.webdriver")
+    webdriver = pytest.importorskip("selenium.webdriver", reason="browser test not run: selenium is not installed "
+                                    "(pip install -e '.[test]')")
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -108,7 +124,10 @@ def test_browser_side_by_side(server, tmp_path):
         driver.find_element(By.CSS_SELECTOR, "#generate").click()
         images = "#left-image img, #right-image img"
         WebDriverWait(driver, 120).until(
-            lambda d: len(d.find_elements(By.CSS_SELECTOR, images)) == 2 and d.find_elements(By.CSS_SELECTOR, "#plan img"))
+            lambda d: (
+                len(d.find_elements(By.CSS_SELECTOR, images)) == 2 and d.find_elements(By.CSS_SELECTOR, "#plan img")
+            )
+        )
         sources = [img.get_attribute("src") for img in driver.find_elements(By.CSS_SELECTOR, images)]
         assert len(set(sources)) == 2 and all(src.endswith(".png") for src in sources)
         WebDriverWait(driver, 30).until(lambda d: all(

@@ -1,4 +1,4 @@
-"""generate_videos / `scv generate --video` end to end on the tiny offline video pipelines."""
+"""run_job on video options / `scv generate --video` end to end on the tiny offline video pipelines."""
 
 from __future__ import annotations
 
@@ -6,14 +6,11 @@ import json
 import re
 
 import pytest
-import torch
 
 from scalecrafter_video.engine.errors import ScaleCrafterError
 from scalecrafter_video.jobs.generate import run_job
 from scalecrafter_video.jobs.options import GenerateOptions
 from scalecrafter_video.outputs.media import read_video
-
-torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

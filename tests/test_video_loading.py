@@ -6,15 +6,12 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from scalecrafter_video.engine.errors import ScaleCrafterError
 from scalecrafter_video.jobs.generate import run_job
 from scalecrafter_video.jobs.options import GenerateOptions
 from scalecrafter_video.models import tiny as tv
 from scalecrafter_video.outputs.media import read_video
-
-torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

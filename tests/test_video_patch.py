@@ -3,6 +3,7 @@ apply/remove is bit-identical, NDCFG splits video batches right, inflated (5-D) 
 
 from __future__ import annotations
 
+from functools import partial
 from types import SimpleNamespace
 
 import pytest
@@ -12,10 +13,7 @@ from torch import nn
 
 from scalecrafter_video import apply_scalecrafter, remove_scalecrafter
 from scalecrafter_video.engine.layers import spatial_convs
-from scalecrafter_video.models.tiny import tiny_pipeline as tiny_video_pipeline
 from scalecrafter_video.ops.redilate import redilated_conv2d
-
-torch.set_num_threads(1)
 
 FRAMES = 4
 T_EARLY = 981  # reference step 0: every window is open
@@ -23,9 +21,10 @@ T_LATE = 1  # reference step 49: every window is closed
 TEMPORAL = ("motion_modules", "temp_convs", "temp_attentions", "transformer_in")
 
 
-@pytest.fixture(scope="module", params=["tiny-video", "tiny-video3d"])
+@pytest.fixture(params=["tiny_video", "tiny_video3d"])
 def pipe(request):
-    return tiny_video_pipeline(request.param, seed=0)
+    """conftest's session pipelines (seed 0); every test takes its patches off again."""
+    return request.getfixturevalue(request.param)
 
 
 def _inputs(pipe, batch=2, size=16, seed=0):
@@ -97,7 +96,7 @@ def test_spatial_convs_follow_plan(pipe):
                 assert expected == {}
             seen = {}
 
-            def check(module, args, output, name=None):
+            def check(module, args, output, name, expected, seen):
                 x = args[0]
                 factor = expected.get(name)
                 if factor is None:
@@ -107,7 +106,7 @@ def test_spatial_convs_follow_plan(pipe):
                                            module.padding)
                 seen[name] = torch.allclose(output, ref, atol=1e-5, rtol=1e-4)
 
-            hooks = [m.register_forward_hook(lambda mod, a, o, n=by_module[id(m)]: check(mod, a, o, n))
+            hooks = [m.register_forward_hook(partial(check, name=by_module[id(m)], expected=expected, seen=seen))
                      for ms in spatial_convs(unet).values() for m in ms]
             try:
                 _run(unet, sample, text, t)

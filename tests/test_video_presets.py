@@ -5,13 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 from scalecrafter_video.engine.families import get_family
 from scalecrafter_video.engine.plan import derive_plan
 from scalecrafter_video.engine.presets import family_layers, load_preset_file
-
-torch.set_num_threads(1)
 
 VIDEO_FAMILIES = ("animatediff", "zeroscope", "modelscope")
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "scalecrafter_video" / "configs"
