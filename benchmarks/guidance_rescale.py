@@ -41,8 +41,15 @@ def main() -> None:
         with scalecrafter(model.unet, size, size, batch_layout=BATCH_LAYOUT) as handle:
             after = model.unet.register_forward_hook(lambda m, a, o: rewritten.append(o.sample.detach().clone()))
             try:
-                sample(model, torch.arange(args.samples) % len(model.class_names), size, size, steps=args.steps,
-                       guidance=args.guidance, batch=args.samples)
+                sample(
+                    model,
+                    torch.arange(args.samples) % len(model.class_names),
+                    size,
+                    size,
+                    steps=args.steps,
+                    guidance=args.guidance,
+                    batch=args.samples,
+                )
             finally:
                 after.remove()
     finally:
@@ -64,13 +71,23 @@ def main() -> None:
             return phi * ref.std(dim=dims) / guided.std(dim=dims) + (1 - phi)
 
         scale_gaps.append(((ratio(c_seen) - ratio(c_main)).abs() / ratio(c_main)).mean().item())
-    print(json.dumps({
-        "model": "shapes32 (shipped demo)", "scale_per_side": args.scale, "samples": args.samples,
-        "steps": args.steps, "guidance": w, "guidance_rescale": phi, "ndcfg_steps": len(diffs),
-        "damped_passes": handle.damped_passes,
-        "relative_difference_mean": round(sum(diffs) / len(diffs), 4), "relative_difference_max": round(max(diffs), 4),
-        "rescale_factor_gap_mean": round(sum(scale_gaps) / len(scale_gaps), 4),
-    }))
+    print(
+        json.dumps(
+            {
+                "model": "shapes32 (shipped demo)",
+                "scale_per_side": args.scale,
+                "samples": args.samples,
+                "steps": args.steps,
+                "guidance": w,
+                "guidance_rescale": phi,
+                "ndcfg_steps": len(diffs),
+                "damped_passes": handle.damped_passes,
+                "relative_difference_mean": round(sum(diffs) / len(diffs), 4),
+                "relative_difference_max": round(max(diffs), 4),
+                "rescale_factor_gap_mean": round(sum(scale_gaps) / len(scale_gaps), 4),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

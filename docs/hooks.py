@@ -34,7 +34,7 @@ def _drop_missing(nav, docs_dir: Path):
     kept = []
     for item in nav:
         if isinstance(item, dict):
-            (title, value), = item.items()
+            ((title, value),) = item.items()
             if isinstance(value, list):
                 kept.append({title: _drop_missing(value, docs_dir)})
                 continue
@@ -129,8 +129,10 @@ def architecture() -> str:
         doc = _docstring(modules[package]) if package in modules else ""
         if doc:
             parts += [doc, ""]
-        parts += ["Imports from: " + (", ".join(f"`{b}`" for b in below) if below else "nothing in the package") + ".",
-                  ""]
+        parts += [
+            "Imports from: " + (", ".join(f"`{b}`" for b in below) if below else "nothing in the package") + ".",
+            "",
+        ]
         parts += ["| module | what it holds |", "|---|---|"]
         for name, path in modules.items():
             if graph.floor_of(name) != floor or name == package:

@@ -69,9 +69,23 @@ CASCADE_VARIANTS = {
 }
 
 
-def sample_shapes_cascade(model, labels, base: np.ndarray, height: int, width: int, *, steps: int, guidance: float,
-                          eta: float, seed: int, batch: int = 8, frames: int | None = None, stage_plan: str,
-                          restart: float, skip_exponent: float = 2.0) -> tuple[np.ndarray, dict]:
+def sample_shapes_cascade(
+    model,
+    labels,
+    base: np.ndarray,
+    height: int,
+    width: int,
+    *,
+    steps: int,
+    guidance: float,
+    eta: float,
+    seed: int,
+    batch: int = 8,
+    frames: int | None = None,
+    stage_plan: str,
+    restart: float,
+    skip_exponent: float = 2.0,
+) -> tuple[np.ndarray, dict]:
     """Each base sample i refined up to `height` x `width` by `scalecrafter_video.jobs.cascade.cascade`
     (as `scv upscale` refines a user's file), with its own generator (seed, i).
 
@@ -89,9 +103,20 @@ def sample_shapes_cascade(model, labels, base: np.ndarray, height: int, width: i
     for i, label in enumerate(labels.tolist()):
         generator = torch.Generator().manual_seed(seed * 1_000_003 + i)
         start = base[i] if video else base[i][None]
-        result = cascade(pipe, CLASS_NAMES[label], height, width, num_inference_steps=steps, guidance_scale=guidance,
-                         eta=eta, generator=generator, image=start, restart=restart, skip_exponent=skip_exponent,
-                         stage_plan=stage_plan)
+        result = cascade(
+            pipe,
+            CLASS_NAMES[label],
+            height,
+            width,
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+            eta=eta,
+            generator=generator,
+            image=start,
+            restart=restart,
+            skip_exponent=skip_exponent,
+            stage_plan=stage_plan,
+        )
         got = result.frames.permute(0, 2, 3, 1).numpy()
         out.append(got if video else got[0])
         calls += sum(stage.get("unet_calls", 0) for stage in result.stages)
@@ -148,18 +173,23 @@ def select_cases(names: list[str], cascade) -> list[str]:
 def load_model(name: str):
     if name == "shapes32-motion":
         from scalecrafter_video.models.shapes.motion_model import load_motion_model
+
         return load_motion_model()
     from scalecrafter_video.models.shapes.model import load_demo_model
+
     return load_demo_model()
 
 
 def compact(described: list[dict], video: bool) -> dict:
     """Per-sample values, rounded, in lists by key (small enough to keep in the JSON)."""
+
     def color(obj):
         return None if obj is None else [round(v, 3) for v in obj[1]]
 
-    out = {"shape": [None if d["object"] is None else d["object"][0] for d in described],
-           "color": [color(d["object"]) for d in described]}
+    out = {
+        "shape": [None if d["object"] is None else d["object"][0] for d in described],
+        "color": [color(d["object"]) for d in described],
+    }
     if video:
         out["single_frames"] = [d["report"].single_frames for d in described]
         out["consistent"] = [d["report"].consistent for d in described]
@@ -192,13 +222,21 @@ def markdown(doc: dict) -> str:
     for run in doc["runs"].values():
         groups.setdefault((run["model"], run["steps"]), []).append(run)
     st = doc["settings"]
-    lines = [(f"# Cascade evidence ({st['samples']} samples per case, seed {st['seed']}, "
-              f"guidance {st['guidance']:g}, eta {st['eta']:g})"), "",
-             ("Ratios: case mean / base mean with a 95 % bootstrap interval (paired over samples for the upsampled "
-              "control and cascades, unpaired for direct and ScaleCrafter), n = samples measured (motion: clips "
-              "with one object in every frame). Shares: 95 % Wilson interval (k/n; single counts frames, which are "
-              "correlated within a clip, so its interval is optimistic). Content kept for unpaired cases is the "
-              "chance agreement (same label, independent noise). s: wall seconds of the case."), ""]
+    lines = [
+        (
+            f"# Cascade evidence ({st['samples']} samples per case, seed {st['seed']}, "
+            f"guidance {st['guidance']:g}, eta {st['eta']:g})"
+        ),
+        "",
+        (
+            "Ratios: case mean / base mean with a 95 % bootstrap interval (paired over samples for the upsampled "
+            "control and cascades, unpaired for direct and ScaleCrafter), n = samples measured (motion: clips "
+            "with one object in every frame). Shares: 95 % Wilson interval (k/n; single counts frames, which are "
+            "correlated within a clip, so its interval is optimistic). Content kept for unpaired cases is the "
+            "chance agreement (same label, independent noise). s: wall seconds of the case."
+        ),
+        "",
+    ]
     for (model, steps), runs in groups.items():
         video = model == "shapes32-motion"
         scales = sorted({r["scale"] for r in runs if r["scale"] > 1})
@@ -207,12 +245,18 @@ def markdown(doc: dict) -> str:
             rows = base + [r for r in runs if r["scale"] == scale]
             lines += [f"## {model}, DDIM {steps}, {scale}x ({32 * scale} px)", ""]
             if video:
-                lines += [("| case | single (frames) | repetition | consistent | followed | per-frame ratio | "
-                           "net ratio | fit ratio | colour spread | content kept | clean | s |"),
-                          "|" + "---|" * 12]
+                lines += [
+                    (
+                        "| case | single (frames) | repetition | consistent | followed | per-frame ratio | "
+                        "net ratio | fit ratio | colour spread | content kept | clean | s |"
+                    ),
+                    "|" + "---|" * 12,
+                ]
             else:
-                lines += ["| case | single | repetition | colour spread | content kept | clean | s |",
-                          "|" + "---|" * 7]
+                lines += [
+                    "| case | single | repetition | colour spread | content kept | clean | s |",
+                    "|" + "---|" * 7,
+                ]
             for r in rows:
                 ev = r["evidence"]
                 if video:
@@ -222,16 +266,20 @@ def markdown(doc: dict) -> str:
                         f"{fmt_ratio(ev['step_ratio'])} | {fmt_ratio(ev['net_ratio'])} | "
                         f"{fmt_ratio(ev['fit_ratio'])} | {fmt_ratio(ev['color_spread_ratio'])} | "
                         f"{fmt_share(ev['content_kept'])} | "
-                        f"{ev['clean']:.2f} | {r['seconds']:.0f} |")
+                        f"{ev['clean']:.2f} | {r['seconds']:.0f} |"
+                    )
                 else:
                     lines.append(
                         f"| {r['case']} | {fmt_share(ev['single'])} | {fmt_share(ev['repetition'])} | "
                         f"{fmt_ratio(ev['color_spread_ratio'])} | {fmt_share(ev['content_kept'])} | "
-                        f"{ev['clean']:.2f} | {r['seconds']:.0f} |")
+                        f"{ev['clean']:.2f} | {r['seconds']:.0f} |"
+                    )
             lines.append("")
     for inv in doc.get("invocations", []):
-        lines.append(f"- `{inv['command']}`: {inv['wall_seconds'] / 60:.1f} min wall, {inv['torch_threads']} "
-                     f"thread(s), finished {inv['finished']}")
+        lines.append(
+            f"- `{inv['command']}`: {inv['wall_seconds'] / 60:.1f} min wall, {inv['torch_threads']} "
+            f"thread(s), finished {inv['finished']}"
+        )
     if doc.get("invocations"):
         lines.append("")
     if doc.get("notes"):
@@ -250,8 +298,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--samples", type=int, default=24, help="samples (clips) per case")
     ap.add_argument("--steps", type=int, nargs="+", default=[25, 50], help="DDIM step counts")
     ap.add_argument("--scales", type=int, nargs="+", default=[2, 4], help="per-side factors")
-    ap.add_argument("--cases", default="base,upsampled,direct,scalecrafter,cascade",
-                    help="comma list: base, upsampled, direct, scalecrafter, cascade (every variant), cascade:NAME")
+    ap.add_argument(
+        "--cases",
+        default="base,upsampled,direct,scalecrafter,cascade",
+        help="comma list: base, upsampled, direct, scalecrafter, cascade (every variant), cascade:NAME",
+    )
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     ap.add_argument("--out", type=Path, default=ROOT / "samples" / "cascade_evidence" / "full")
     ap.add_argument("--seed", type=int, default=0)
@@ -283,12 +334,13 @@ def main(argv=None) -> int:
     if (out / "results.json").exists():
         doc = json.loads((out / "results.json").read_text())
         if doc.get("settings") != settings:
-            raise SystemExit(f"{out / 'results.json'} was measured with {doc.get('settings')}, not {settings}: "
-                             "pass another --out")
-    doc["notes"] = sorted(set(doc.get("notes", [])) - {n for n in doc.get("notes", []) if "skipped" in n}
-                          | set(notes))
-    command = (" ".join(["python scripts/cascade_evidence.py", *sys.argv[1:]]) if argv is None
-               else "main(" + repr(argv) + ")")
+            raise SystemExit(
+                f"{out / 'results.json'} was measured with {doc.get('settings')}, not {settings}: pass another --out"
+            )
+    doc["notes"] = sorted(set(doc.get("notes", [])) - {n for n in doc.get("notes", []) if "skipped" in n} | set(notes))
+    command = (
+        " ".join(["python scripts/cascade_evidence.py", *sys.argv[1:]]) if argv is None else "main(" + repr(argv) + ")"
+    )
     doc.setdefault("commands", []).append(command)
     doc["environment"] = {"torch_threads": torch.get_num_threads(), **outputs.versions(("torch", "diffusers"))}
     t_all, ran = time.time(), False
@@ -302,8 +354,12 @@ def main(argv=None) -> int:
         evidence = video_metrics.clip_evidence if video else metrics.image_evidence
         for steps in a.steps:
             base_key = f"{model_name} ddim{steps} 1x base"
-            todo = [(scale, case) for scale in a.scales for case in cases
-                    if case != "base" and f"{model_name} ddim{steps} {scale}x {case}" not in doc["runs"]]
+            todo = [
+                (scale, case)
+                for scale in a.scales
+                for case in cases
+                if case != "base" and f"{model_name} ddim{steps} {scale}x {case}" not in doc["runs"]
+            ]
             if base_key in doc["runs"] and not todo:
                 continue
             # every case is compared with the base samples: sample them first (again, when resuming)
@@ -322,32 +378,58 @@ def main(argv=None) -> int:
                     if case == "upsampled":
                         samples = upsample(base, scale)
                     elif case in ("direct", "scalecrafter"):
-                        samples, info = run_case(model, Case(case, scale, ndcfg=case == "scalecrafter"), labels,
-                                                 steps=steps, **kw)
+                        samples, info = run_case(
+                            model, Case(case, scale, ndcfg=case == "scalecrafter"), labels, steps=steps, **kw
+                        )
                     else:
                         variants, sampler = cascade
-                        got = sampler(model, labels, base, 32 * scale, 32 * scale, steps=steps, **kw,
-                                      **variants[case.split(":", 1)[1]])
+                        got = sampler(
+                            model,
+                            labels,
+                            base,
+                            32 * scale,
+                            32 * scale,
+                            steps=steps,
+                            **kw,
+                            **variants[case.split(":", 1)[1]],
+                        )
                         samples, info = got if isinstance(got, tuple) else (got, {})
                     described = describe(samples, scale)
                 paired = PAIRED.get(case, True)
                 ev = evidence(described, base_desc, paired=paired, seed=a.seed)
                 seconds = time.time() - t0
-                doc["runs"][key] = {"model": model_name, "steps": steps, "scale": scale, "case": case,
-                                    "paired": paired, "seconds": round(seconds, 1),
-                                    "date": datetime.date.today().isoformat(), "info": info,
-                                    "evidence": ev, "per_sample": compact(described, video)}
+                doc["runs"][key] = {
+                    "model": model_name,
+                    "steps": steps,
+                    "scale": scale,
+                    "case": case,
+                    "paired": paired,
+                    "seconds": round(seconds, 1),
+                    "date": datetime.date.today().isoformat(),
+                    "info": info,
+                    "evidence": ev,
+                    "per_sample": compact(described, video),
+                }
                 save(doc, out)
                 ran = True
-                brief = (f"net {fmt_ratio(ev['net_ratio'])}, fit {fmt_ratio(ev['fit_ratio'])}" if video
-                         else f"colour spread {fmt_ratio(ev['color_spread_ratio'])}")
-                print(f"{key}: single {fmt_share(ev['single'])}, {brief}, {seconds:.0f} s", file=sys.stderr,
-                      flush=True)
+                brief = (
+                    f"net {fmt_ratio(ev['net_ratio'])}, fit {fmt_ratio(ev['fit_ratio'])}"
+                    if video
+                    else f"colour spread {fmt_ratio(ev['color_spread_ratio'])}"
+                )
+                print(
+                    f"{key}: single {fmt_share(ev['single'])}, {brief}, {seconds:.0f} s", file=sys.stderr, flush=True
+                )
     wall = time.time() - t_all
     if ran:
-        doc.setdefault("invocations", []).append({"command": command, "finished": datetime.datetime.now()
-                                                  .isoformat(timespec="seconds"), "wall_seconds": round(wall, 1),
-                                                  "torch_threads": torch.get_num_threads()})
+        doc.setdefault("invocations", []).append(
+            {
+                "command": command,
+                "finished": datetime.datetime.now().isoformat(timespec="seconds"),
+                "wall_seconds": round(wall, 1),
+                "torch_threads": torch.get_num_threads(),
+            }
+        )
         save(doc, out)
     print(f"done in {wall:.0f} s: {out / 'results.json'}, {out / 'table.md'}", file=sys.stderr)
     return 0

@@ -22,12 +22,27 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-SD_VAE = dict(down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-              block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=4, sample_size=512)
-FULL_CASES = [("unet", "sd15", 1024), ("unet", "sd15", 2048), ("unet", "sdxl", 2048),
-              ("decode", "sd15", 1024), ("decode-tiled", "sd15", 2048)]
-TINY_CASES = [("unet", "tiny-sd", 512), ("unet", "tiny-sdxl", 512), ("decode", "tiny-sd", 512),
-              ("decode-tiled", "tiny-sd", 1024)]
+SD_VAE = dict(
+    down_block_types=("DownEncoderBlock2D",) * 4,
+    up_block_types=("UpDecoderBlock2D",) * 4,
+    block_out_channels=(128, 256, 512, 512),
+    layers_per_block=2,
+    latent_channels=4,
+    sample_size=512,
+)
+FULL_CASES = [
+    ("unet", "sd15", 1024),
+    ("unet", "sd15", 2048),
+    ("unet", "sdxl", 2048),
+    ("decode", "sd15", 1024),
+    ("decode-tiled", "sd15", 2048),
+]
+TINY_CASES = [
+    ("unet", "tiny-sd", 512),
+    ("unet", "tiny-sdxl", 512),
+    ("decode", "tiny-sd", 512),
+    ("decode-tiled", "tiny-sd", 1024),
+]
 
 
 def configs(model: str) -> tuple[dict, dict]:
@@ -51,8 +66,9 @@ def measure(kind: str, model: str, px: int, device: str) -> dict:
     diffusers_logging.set_verbosity_error()
     dtype = torch.float16 if device.startswith("cuda") else torch.float32
     unet_cfg, vae_cfg = configs(model)
-    est = estimate_memory(unet_cfg, vae_cfg, height=px, width=px, dtype_bytes=dtype.itemsize,
-                          tiled=kind == "decode-tiled")
+    est = estimate_memory(
+        unet_cfg, vae_cfg, height=px, width=px, dtype_bytes=dtype.itemsize, tiled=kind == "decode-tiled"
+    )
     with torch.device(device):
         if kind == "unet":
             net = UNet2DConditionModel(**unet_cfg).to(dtype).eval()
@@ -61,8 +77,10 @@ def measure(kind: str, model: str, px: int, device: str) -> dict:
             kwargs = {"encoder_hidden_states": torch.randn(2, 77, unet_cfg["cross_attention_dim"], dtype=dtype)}
             if unet_cfg.get("addition_embed_type") == "text_time":
                 text = unet_cfg["projection_class_embeddings_input_dim"] - 6 * unet_cfg["addition_time_embed_dim"]
-                kwargs["added_cond_kwargs"] = {"text_embeds": torch.randn(2, text, dtype=dtype),
-                                               "time_ids": torch.randn(2, 6, dtype=dtype)}
+                kwargs["added_cond_kwargs"] = {
+                    "text_embeds": torch.randn(2, text, dtype=dtype),
+                    "time_ids": torch.randn(2, 6, dtype=dtype),
+                }
             run, expected = (lambda: net(*args, **kwargs)), est.unet
         else:
             net = AutoencoderKL(**vae_cfg).to(dtype).eval()
@@ -82,9 +100,16 @@ def measure(kind: str, model: str, px: int, device: str) -> dict:
             before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
             run()
             measured = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
-    return {"case": kind, "model": model, "px": px, "device": device, "dtype": str(dtype).removeprefix("torch."),
-            "estimate_gib": round(expected / 2**30, 3), "measured_gib": round(measured / 2**30, 3),
-            "floor_holds": expected <= measured}
+    return {
+        "case": kind,
+        "model": model,
+        "px": px,
+        "device": device,
+        "dtype": str(dtype).removeprefix("torch."),
+        "estimate_gib": round(expected / 2**30, 3),
+        "measured_gib": round(measured / 2**30, 3),
+        "floor_holds": expected <= measured,
+    }
 
 
 def main() -> int:
@@ -100,8 +125,11 @@ def main() -> int:
         return 0
     failures = 0
     for kind, model, px in TINY_CASES if args.tiny else FULL_CASES:
-        proc = subprocess.run([sys.executable, __file__, "--device", args.device, "--case", kind, model, str(px)],
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, __file__, "--device", args.device, "--case", kind, model, str(px)],
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode:
             print(f"{kind} {model} {px}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
             failures += 1

@@ -61,10 +61,24 @@ def one(args) -> int:
         saved.append(step)
 
     log = open(out / "log.txt", "a", buffering=1)
-    info = train(steps=args.max_steps, batch=args.batch, lr=args.lr, ema_decay=args.ema_decay, warmup=200,
-                 seed=args.seed, threads=args.threads, device=args.device, schedule="constant",
-                 unet_config=config, max_seconds=args.train_seconds, out=out / "final",
-                 ckpt_dir=out / "ckpt", ckpt_every=args.ckpt_every, on_checkpoint=keep, log=log)
+    info = train(
+        steps=args.max_steps,
+        batch=args.batch,
+        lr=args.lr,
+        ema_decay=args.ema_decay,
+        warmup=200,
+        seed=args.seed,
+        threads=args.threads,
+        device=args.device,
+        schedule="constant",
+        unet_config=config,
+        max_seconds=args.train_seconds,
+        out=out / "final",
+        ckpt_dir=out / "ckpt",
+        ckpt_every=args.ckpt_every,
+        on_checkpoint=keep,
+        log=log,
+    )
     final = info["training"]["steps"]
     mid = [s for s in saved if s <= final // 2]
     for s in saved:  # keep only the checkpoints that get evaluated
@@ -76,11 +90,22 @@ def one(args) -> int:
     if args.device.startswith("cuda"):
         torch.backends.cudnn.allow_tf32 = False  # sample in full float32, as on the CPU
         torch.backends.cuda.matmul.allow_tf32 = False
-    cases = [Case("direct", 1), Case("direct", 2), Case("scalecrafter", 2, ndcfg=True), Case("direct", 4),
-             Case("scalecrafter-redilate", 4), Case("scalecrafter", 4, ndcfg=True),
-             Case("scalecrafter-dispersion", 4, ndcfg=True, dispersion=True)]
-    results = {"variant": args.one, "config": {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()},
-               "training": info["training"], "params": None, "evals": []}
+    cases = [
+        Case("direct", 1),
+        Case("direct", 2),
+        Case("scalecrafter", 2, ndcfg=True),
+        Case("direct", 4),
+        Case("scalecrafter-redilate", 4),
+        Case("scalecrafter", 4, ndcfg=True),
+        Case("scalecrafter-dispersion", 4, ndcfg=True, dispersion=True),
+    ]
+    results = {
+        "variant": args.one,
+        "config": {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()},
+        "training": info["training"],
+        "params": None,
+        "evals": [],
+    }
     for tag, path, steps in evaluate:
         model = load_demo_model(path)
         model.unet.to(args.device)
@@ -88,22 +113,40 @@ def one(args) -> int:
         results["params"] = sum(p.numel() for p in model.unet.parameters())
         for eta in args.etas:
             t0 = time.time()
-            rows, _ = benchmark(model, samples=args.samples, steps=args.steps, guidance=3.0, eta=eta, seed=0,
-                                batch=args.samples, cases=cases, progress_bar=False)
+            rows, _ = benchmark(
+                model,
+                samples=args.samples,
+                steps=args.steps,
+                guidance=3.0,
+                eta=eta,
+                seed=0,
+                batch=args.samples,
+                cases=cases,
+                progress_bar=False,
+            )
             for r in rows:
                 reasons = Counter(s["reason"].split(" (")[0] or "single" for s in r.pop("per_sample"))
                 r["reasons"] = dict(reasons)
-            results["evals"].append({"checkpoint": tag, "train_steps": steps, "eta": eta,
-                                     "seconds": round(time.time() - t0, 1), "rows": rows})
+            results["evals"].append(
+                {
+                    "checkpoint": tag,
+                    "train_steps": steps,
+                    "eta": eta,
+                    "seconds": round(time.time() - t0, 1),
+                    "rows": rows,
+                }
+            )
             (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
             print(f"evaluated {tag} ({steps} steps) eta {eta} in {time.time() - t0:.0f}s", file=log)
     return 0
 
 
 def summarize(out: Path) -> str:
-    lines = ["| variant | params (M) | train steps | eta | base single | 2x direct rep | 2x SC single | "
-             "4x direct rep | 4x redilate single | 4x SC single | 4x SC+disp single | clean redilate / SC |",
-             "|" + "---|" * 12]
+    lines = [
+        "| variant | params (M) | train steps | eta | base single | 2x direct rep | 2x SC single | "
+        "4x direct rep | 4x redilate single | 4x SC single | 4x SC+disp single | clean redilate / SC |",
+        "|" + "---|" * 12,
+    ]
     for res_path in sorted(out.glob("*/results.json")):
         res = json.loads(res_path.read_text())
         for ev in res["evals"]:
@@ -113,8 +156,11 @@ def summarize(out: Path) -> str:
                 row = r.get((m, s))
                 return f"{row[k]:.0%}" if row else "-"
 
-            clean = (f"{r[('scalecrafter-redilate', 4)]['clean']:.2f} / {r[('scalecrafter', 4)]['clean']:.2f}"
-                     if ("scalecrafter", 4) in r and ("scalecrafter-redilate", 4) in r else "-")
+            clean = (
+                f"{r[('scalecrafter-redilate', 4)]['clean']:.2f} / {r[('scalecrafter', 4)]['clean']:.2f}"
+                if ("scalecrafter", 4) in r and ("scalecrafter-redilate", 4) in r
+                else "-"
+            )
             lines.append(
                 f"| {res['variant']} | {res['params'] / 1e6:.2f} | {ev['train_steps']} | {ev['eta']} | "
                 f"{get('direct', 1, 'single')} | {get('direct', 2, 'repetition')} | "

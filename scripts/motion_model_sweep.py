@@ -85,14 +85,22 @@ def one(args) -> int:
     weights = out / f"{args.one}.safetensors"
     result: dict = {"variant": args.one, "recipe": VARIANTS[args.one]}
     try:
-        record = train_motion(**recipe, frames=args.frames, seed=args.seed, threads=args.threads,
-                              device=args.device, max_seconds=args.minutes * 60, out=weights,
-                              probe_every=args.probe_every, probe_clips=args.probe_clips,
-                              probe_steps=args.probe_steps,
-                              adapter_config=dict(ADAPTER_CONFIG, motion_num_attention_heads=heads),
-                              write_json=False, log=log)
-        result.update(weights=weights.name, training=record["training"],
-                      error="killed before its evaluation finished")
+        record = train_motion(
+            **recipe,
+            frames=args.frames,
+            seed=args.seed,
+            threads=args.threads,
+            device=args.device,
+            max_seconds=args.minutes * 60,
+            out=weights,
+            probe_every=args.probe_every,
+            probe_clips=args.probe_clips,
+            probe_steps=args.probe_steps,
+            adapter_config=dict(ADAPTER_CONFIG, motion_num_attention_heads=heads),
+            write_json=False,
+            log=log,
+        )
+        result.update(weights=weights.name, training=record["training"], error="killed before its evaluation finished")
         print(json.dumps(result), flush=True)  # the parent keeps the last line: this one if evaluation dies
         if args.device.startswith("cuda"):  # sample in full float32, as on the CPU
             torch.backends.cudnn.allow_tf32 = False
@@ -106,8 +114,17 @@ def one(args) -> int:
             cases = [Case("direct", 1), Case("direct", s), Case("scalecrafter", s, ndcfg=True)]
             if s >= 3:  # the derived plan has an NDCFG window from 3x: also re-dilation alone
                 cases.append(Case("scalecrafter-redilate", s))
-            rows, _ = benchmark(model, samples=args.eval_clips, steps=args.eval_steps, guidance=3.0, eta=1.0,
-                                seed=0, batch=args.eval_clips, cases=cases, progress_bar=False)
+            rows, _ = benchmark(
+                model,
+                samples=args.eval_clips,
+                steps=args.eval_steps,
+                guidance=3.0,
+                eta=1.0,
+                seed=0,
+                batch=args.eval_clips,
+                cases=cases,
+                progress_bar=False,
+            )
             for r in rows:
                 r["reasons"] = sorted({c["reason"] for c in r.pop("per_sample") if c["reason"]})
             result["rows"] += rows[1:] if result["rows"] else rows
@@ -126,8 +143,10 @@ def one(args) -> int:
 
 
 def summarize(results: list[dict]) -> str:
-    head = ("| variant | steps | s/step | probe consistent (first -> last) | motion px/f | "
-            "base single | base consistent | scale | direct rep | SC single | SC consistent | SC motion ratio |")
+    head = (
+        "| variant | steps | s/step | probe consistent (first -> last) | motion px/f | "
+        "base single | base consistent | scale | direct rep | SC single | SC consistent | SC motion ratio |"
+    )
     lines = [head, "|" + "---|" * 12]
     for res in results:
         if not res.get("rows"):
@@ -145,7 +164,8 @@ def summarize(results: list[dict]) -> str:
                 f"| {res['variant']}{note} | {tr['steps']} | {tr['s_per_step']} | "
                 f"{probes[0].get('consistent', 0):.0%} -> {probes[-1].get('consistent', 0):.0%} | "
                 f"{base['motion']:.2f} | {base['single']:.0%} | {base['consistent']:.0%} | {scale}x | "
-                f"{d['repetition']:.0%} | {sc['single']:.0%} | {sc['consistent']:.0%} | {sc['motion_ratio']:.2f} |")
+                f"{d['repetition']:.0%} | {sc['single']:.0%} | {sc['consistent']:.0%} | {sc['motion_ratio']:.2f} |"
+            )
     return "\n".join(lines)
 
 
@@ -155,9 +175,13 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cuda")
     p.add_argument("--out", default="runs/motion_sweep")
     p.add_argument("--minutes", type=float, default=2.5, help="training time per variant (all run at once)")
-    p.add_argument("--deadline", type=float, default=None,
-                   help="kill unfinished variants after this many seconds (default: minutes + 150 s, so the "
-                        "defaults end within 5 minutes; what a killed variant finished is kept)")
+    p.add_argument(
+        "--deadline",
+        type=float,
+        default=None,
+        help="kill unfinished variants after this many seconds (default: minutes + 150 s, so the "
+        "defaults end within 5 minutes; what a killed variant finished is kept)",
+    )
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="CPU threads per variant")
@@ -194,13 +218,17 @@ def main(argv=None) -> int:
         lines = [ln for ln in finished[n][1].splitlines() if ln.startswith("{")]
         results.append(json.loads(lines[-1]) if lines else {"variant": n, "error": "no result (killed or crashed)"})
     table = summarize(results)
-    doc = {"args": {k: v for k, v in vars(args).items() if k != "one"}, "wall_s": round(time.time() - t0, 1),
-           "summary": table, "variants": results}
+    doc = {
+        "args": {k: v for k, v in vars(args).items() if k != "one"},
+        "wall_s": round(time.time() - t0, 1),
+        "summary": table,
+        "variants": results,
+    }
     from scalecrafter_video.commands.demo.video_demo import json_safe
 
     (out / "results.json").write_text(json.dumps(json_safe(doc), indent=1, allow_nan=False) + "\n")
     print(table)
-    print(f"sweep: {time.time() - t0:.0f}s; exit codes {({n: code for n, (code, _) in finished.items()})}")
+    print(f"sweep: {time.time() - t0:.0f}s; exit codes { ({n: code for n, (code, _) in finished.items()}) }")
     return 0
 
 

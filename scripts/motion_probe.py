@@ -48,8 +48,11 @@ from scalecrafter_video.models.shapes.video_metrics import (  # noqa: E402
 ALL = ["down_blocks.0", "down_blocks.1", "down_blocks.2", "mid_block", "up_blocks.0", "up_blocks.1", "up_blocks.2"]
 DERIVED = ALL[1:-1]  # the engine's rule for this 3-level UNet: every block but the outermost two
 PLANS = {  # blocks, window end in reference DDIM-50 steps (the derived plan stops at 30)
-    "derived": (DERIVED, 30), "derived-all-steps": (DERIVED, 50), "derived-stop15": (DERIVED, 15),
-    "all-blocks": (ALL, 30), "all-blocks-all-steps": (ALL, 50),
+    "derived": (DERIVED, 30),
+    "derived-all-steps": (DERIVED, 50),
+    "derived-stop15": (DERIVED, 15),
+    "all-blocks": (ALL, 30),
+    "all-blocks-all-steps": (ALL, 50),
     "deep-only": (["down_blocks.2", "mid_block", "up_blocks.0"], 30),
     "up-only": (["mid_block", "up_blocks.0", "up_blocks.1"], 30),
     "down-only": (["down_blocks.1", "down_blocks.2", "mid_block"], 30),
@@ -62,6 +65,7 @@ class TemporalResample:
 
     def __init__(self, unet):
         import torch.nn.functional as F
+
         self.factor, self.scope, self.t = 1, "all", 1000.0
         unet.register_forward_pre_hook(self._time, with_kwargs=True)
         for name, mod in unet.named_modules():
@@ -72,8 +76,11 @@ class TemporalResample:
                 def fwd(hidden_states, *args, _orig=orig, _level=level, **kwargs):
                     f = self.factor
                     outer, late = _level == 0, ref_step(self.t) >= PLANS["derived"][1]
-                    active = f != 1 and not (self.scope in ("deep", "plan") and outer) and not (
-                        self.scope in ("window", "plan") and late)
+                    active = (
+                        f != 1
+                        and not (self.scope in ("deep", "plan") and outer)
+                        and not (self.scope in ("window", "plan") and late)
+                    )
                     if not active:
                         return _orig(hidden_states, *args, **kwargs)
                     h, w = hidden_states.shape[-2:]
@@ -144,8 +151,11 @@ def main() -> int:
         temporal.scope = parts[1] if kind == "temporal" else "all"
         if kind in ("plan", "shift", "temporal"):
             blocks, stop = PLANS[parts[1] if kind == "plan" else "derived"]
-            plan = {"name": case, "units": "samples",
-                    "main": [{"selector": b, "factor": scale, "stop": stop} for b in blocks]}
+            plan = {
+                "name": case,
+                "units": "samples",
+                "main": [{"selector": b, "factor": scale, "stop": stop} for b in blocks],
+            }
         elif kind not in ("base", "direct"):
             raise SystemExit(f"unknown case {case!r}")
         t0 = time.time()
@@ -154,12 +164,15 @@ def main() -> int:
         if plan is None:
             clips = sampling.sample(model, labels, size, size, **kw)
         else:
-            with scalecrafter(model.unet, height=size, width=size, preset=plan, ndcfg=False,
-                              batch_layout=sampling.BATCH_LAYOUT):
+            with scalecrafter(
+                model.unet, height=size, width=size, preset=plan, ndcfg=False, batch_layout=sampling.BATCH_LAYOUT
+            ):
                 clips = sampling.sample(model, labels, size, size, **kw)
         s = summarize_clips(clips, scale)
-        row = {k: (round(s[k], 4) if isinstance(s[k], float) else s[k])
-               for k in ("n", "single", "repetition", "consistent", "motion", "bg_noise")}
+        row = {
+            k: (round(s[k], 4) if isinstance(s[k], float) else s[k])
+            for k in ("n", "single", "repetition", "consistent", "motion", "bg_noise")
+        }
         row.update(trajectory_stats(clips, scale), seconds=round(time.time() - t0, 1))
         if sampled_otherwise:  # such a case gets its own key and says how it was sampled
             case = f"{case} (steps {a.steps}, guidance {a.guidance:g}, eta {a.eta:g})"

@@ -6,6 +6,7 @@ The defaults are the shipped checkpoint's recipe (2913 steps of batch 256, const
 step, i.e. hours. Writes scalecrafter_video/demo/assets/shapes32.safetensors + shapes32.json
 (EMA weights, float16) unless --out says otherwise.
 """
+
 import os
 import sys
 from pathlib import Path

@@ -7,6 +7,7 @@ on seeded moving-shapes clips. Logs the loss per noise band and a coherence prob
 Writes scalecrafter_video/demo/assets/shapes32_motion.safetensors + .json (EMA weights, float16)
 unless --out says otherwise.
 """
+
 import os
 import sys
 from pathlib import Path

@@ -28,10 +28,16 @@ def tiny_unet():
 
     torch.manual_seed(0)
     return UNet2DConditionModel(
-        sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, norm_num_groups=8,
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=1,
+        norm_num_groups=8,
         down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
         up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-        block_out_channels=(16, 16, 32, 32), cross_attention_dim=16, attention_head_dim=4,
+        block_out_channels=(16, 16, 32, 32),
+        cross_attention_dim=16,
+        attention_head_dim=4,
     ).eval()
 
 
@@ -146,8 +152,15 @@ def unknown_pipeline_warns_and_runs_without_ndcfg(checkout: Path):
     logging.getLogger("scalecrafter_video").addHandler(handler)
     try:
         with scalecrafter(pipe, 256, 256) as handle:
-            pipe("x", height=256, width=256, num_inference_steps=2, num_images_per_prompt=2, pag_scale=3.0,
-                 output_type="latent")
+            pipe(
+                "x",
+                height=256,
+                width=256,
+                num_inference_steps=2,
+                num_images_per_prompt=2,
+                pag_scale=3.0,
+                output_type="latent",
+            )
     finally:
         logging.getLogger("scalecrafter_video").removeHandler(handler)
     assert sum("noise-damped CFG is off" in m for m in seen) == 1, seen
@@ -161,8 +174,19 @@ def video_mp4_follows_the_umask(checkout: Path):
 
     old = os.umask(0o022)
     try:
-        (mp4,) = run_job(GenerateOptions(prompts=["x"], height=64, width=64, model="tiny-video", steps=1,
-                                                 frames=2, out_dir=Path("out/umask"), video=True, progress=False))
+        (mp4,) = run_job(
+            GenerateOptions(
+                prompts=["x"],
+                height=64,
+                width=64,
+                model="tiny-video",
+                steps=1,
+                frames=2,
+                out_dir=Path("out/umask"),
+                video=True,
+                progress=False,
+            )
+        )
     finally:
         os.umask(old)
     assert stat.S_IMODE(mp4.stat().st_mode) == 0o644, oct(mp4.stat().st_mode)

@@ -65,19 +65,21 @@ def assert_pristine(unet, snap):
 # Main and damped plans whose first differing layer moves with the progressive decay:
 # reference steps 0-11 differ from down_blocks.1 on (main 3 vs damped 2), steps 12-17 only at
 # up_blocks.0 (main decayed to 3 vs 2), steps 18-34 not at all (both at 2), 35+ no NDCFG.
-MOVING_PREFIX = Plan.from_dict({
-    "name": "moving-prefix",
-    "main": [
-        {"selector": "down_blocks.1", "factor": 3, "stop": 35, "progressive": True},
-        {"selector": "down_blocks.2", "factor": 2, "stop": 35, "progressive": True},
-        {"selector": "mid_block", "factor": 2, "stop": 35, "progressive": True},
-        {"selector": "up_blocks.0", "factor": 4, "stop": 35, "progressive": True},
-    ],
-    "damped": [
-        {"selector": "down_blocks.1", "factor": 2, "stop": 35, "progressive": True},
-        {"selector": "down_blocks.2", "factor": 2, "stop": 35, "progressive": True},
-        {"selector": "mid_block", "factor": 2, "stop": 35, "progressive": True},
-        {"selector": "up_blocks.0", "factor": 2, "stop": 35, "progressive": True},
-    ],
-    "ndcfg_stop": 35,
-})
+MOVING_PREFIX = Plan.from_dict(
+    {
+        "name": "moving-prefix",
+        "main": [
+            {"selector": "down_blocks.1", "factor": 3, "stop": 35, "progressive": True},
+            {"selector": "down_blocks.2", "factor": 2, "stop": 35, "progressive": True},
+            {"selector": "mid_block", "factor": 2, "stop": 35, "progressive": True},
+            {"selector": "up_blocks.0", "factor": 4, "stop": 35, "progressive": True},
+        ],
+        "damped": [
+            {"selector": "down_blocks.1", "factor": 2, "stop": 35, "progressive": True},
+            {"selector": "down_blocks.2", "factor": 2, "stop": 35, "progressive": True},
+            {"selector": "mid_block", "factor": 2, "stop": 35, "progressive": True},
+            {"selector": "up_blocks.0", "factor": 2, "stop": 35, "progressive": True},
+        ],
+        "ndcfg_stop": 35,
+    }
+)

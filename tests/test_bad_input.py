@@ -32,6 +32,7 @@ def one_line_error(code, err, *contains):
 @pytest.fixture
 def no_loading(monkeypatch):
     """Any model load fails the test: the checks under test must come first."""
+
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded")
 
@@ -50,8 +51,20 @@ def test_demo_refuses_to_overwrite_before_sampling(scv, tmp_path, monkeypatch):
     pytest.importorskip("scalecrafter_video.commands.demo.cli")
     from scalecrafter_video.models.shapes import model as demo_model
 
-    args = ("demo", "--scales", "1", "--samples", "1", "--steps", "1", "--no-progress", "--out", tmp_path / "d",
-            "--json", tmp_path / "j" / "demo.json")
+    args = (
+        "demo",
+        "--scales",
+        "1",
+        "--samples",
+        "1",
+        "--steps",
+        "1",
+        "--no-progress",
+        "--out",
+        tmp_path / "d",
+        "--json",
+        tmp_path / "j" / "demo.json",
+    )
     code, out, err = scv(*args)
     assert code == 0, err
     written = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
@@ -108,8 +121,14 @@ def test_unwritable_out_is_refused_before_loading(scv, tmp_path, no_loading, vid
 def test_runs_with_other_settings_do_not_collide(scv, tmp_path, shared_tiny_sd):
     base = (*GEN, "--model", "tiny-sd", "--prompt", "same", "--res", "128x128", "--out", tmp_path)
     paths = set()
-    for extra in ((), ("--steps", "1"), ("--no-ndcfg",), ("--guidance", "3"), ("--scheduler", "euler"),
-                  ("--preset", "auto", "--no-progressive")):
+    for extra in (
+        (),
+        ("--steps", "1"),
+        ("--no-ndcfg",),
+        ("--guidance", "3"),
+        ("--scheduler", "euler"),
+        ("--preset", "auto", "--no-progressive"),
+    ):
         code, out, err = scv(*base, *extra)
         assert code == 0, (extra, err)
         paths.add(out.strip())
@@ -121,8 +140,19 @@ def test_runs_with_other_settings_do_not_collide(scv, tmp_path, shared_tiny_sd):
 def test_non_latin_prompts_keep_their_letters(scv, tmp_path, shared_tiny_sd):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("富士山と桜\n富士山と桜!\nКот в сапогах\n", encoding="utf-8")
-    code, out, err = scv(*GEN, "--model", "tiny-sd", "--prompts", prompts, "--res", "64x64", "--out", tmp_path / "o",
-                         "--method", "direct")
+    code, out, err = scv(
+        *GEN,
+        "--model",
+        "tiny-sd",
+        "--prompts",
+        prompts,
+        "--res",
+        "64x64",
+        "--out",
+        tmp_path / "o",
+        "--method",
+        "direct",
+    )
     assert code == 0, err
     names = [Path(p).name for p in out.split()]
     assert len(set(names)) == 3
@@ -137,8 +167,21 @@ def test_skip_existing_resumes_a_100_prompt_batch(scv, tmp_path, monkeypatch, sh
 
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("".join(f"prompt number {k}\n" for k in range(100)))
-    args = (*GEN[:2], "--steps", "1", "--model", "tiny-sd", "--prompts", prompts, "--res", "64x64",
-            "--method", "direct", "--out", tmp_path / "o")
+    args = (
+        *GEN[:2],
+        "--steps",
+        "1",
+        "--model",
+        "tiny-sd",
+        "--prompts",
+        prompts,
+        "--res",
+        "64x64",
+        "--method",
+        "direct",
+        "--out",
+        tmp_path / "o",
+    )
     real_call = StableDiffusionPipeline.__call__
     calls = {"n": 0, "stop_at": 38}
 
@@ -178,8 +221,9 @@ def test_skip_existing_refuses_a_half_written_item(scv, tmp_path, no_loading):
     opts = GenerateOptions(prompts=["x"], height=64, width=64, model="tiny-sd", steps=2, out_dir=tmp_path)
     png = targets(opts)[0].path
     png.write_bytes(b"png without its sidecar")
-    code, out, err = scv(*GEN, "--model", "tiny-sd", "--prompt", "x", "--res", "64x64", "--out", tmp_path,
-                         "--skip-existing")
+    code, out, err = scv(
+        *GEN, "--model", "tiny-sd", "--prompt", "x", "--res", "64x64", "--out", tmp_path, "--skip-existing"
+    )
     one_line_error(code, err, png.name, "exists but", "--overwrite")
 
 
@@ -187,17 +231,34 @@ def test_api_refuses_skip_existing_with_overwrite(tmp_path):
     from scalecrafter_video.jobs.options import GenerateOptions
 
     with pytest.raises(ScaleCrafterError, match="pass one of them"):
-        run_job(GenerateOptions(prompts=["x"], height=64, width=64, model="tiny-sd", out_dir=tmp_path,
-                                              overwrite=True, skip_existing=True))
+        run_job(
+            GenerateOptions(
+                prompts=["x"],
+                height=64,
+                width=64,
+                model="tiny-sd",
+                out_dir=tmp_path,
+                overwrite=True,
+                skip_existing=True,
+            )
+        )
 
 
 # ---- 4. memory estimate before work; interruptible decode ---------------------------------------
 def test_huge_size_refused_before_loading(scv, tmp_path, monkeypatch, no_loading):
     monkeypatch.setattr(resources, "available_memory", lambda device: 8 * GIB)  # the issue's machine
-    code, out, err = scv(*GEN, "--model", "tiny-sd", "--res", "16384x16384", "--method", "direct",
-                         "--out", tmp_path / "o")
-    line = one_line_error(code, err, "--res 16384x16384 needs at least", "UNet activations", "VAE decode",
-                          "8.0 GiB free", "--force-memory")
+    code, out, err = scv(
+        *GEN, "--model", "tiny-sd", "--res", "16384x16384", "--method", "direct", "--out", tmp_path / "o"
+    )
+    line = one_line_error(
+        code,
+        err,
+        "--res 16384x16384 needs at least",
+        "UNet activations",
+        "VAE decode",
+        "8.0 GiB free",
+        "--force-memory",
+    )
     assert not (tmp_path / "o").exists()
     need = float(line.split("needs at least ")[1].split(" GiB")[0])
     assert need > 30  # a 2048x2048 latent: ~25 GiB of UNet activations alone on tiny-sd
@@ -212,8 +273,9 @@ def test_force_memory_goes_on_to_loading(scv, tmp_path, monkeypatch, no_loading)
 
 def test_video_memory_refused_before_loading(scv, tmp_path, monkeypatch, no_loading):
     monkeypatch.setattr(resources, "available_memory", lambda device: 2 * GIB)
-    code, out, err = scv(*GEN, "--video", "--model", "tiny-video", "--res", "2048x2048", "--frames", "32",
-                         "--out", tmp_path / "o")
+    code, out, err = scv(
+        *GEN, "--video", "--model", "tiny-video", "--res", "2048x2048", "--frames", "32", "--out", tmp_path / "o"
+    )
     one_line_error(code, err, "with 32 frames needs at least", "--force-memory")
     assert not (tmp_path / "o").exists()
 
@@ -258,8 +320,20 @@ def test_video_decode_stops_between_chunks_on_ctrl_c(scv, tmp_path, monkeypatch)
         return loaded
 
     monkeypatch.setattr(video, "load_video_pipeline", load)
-    code, out, err = scv(*GEN, "--video", "--model", "tiny-video3d", "--res", "64x64", "--frames", "4",
-                         "--method", "direct", "--out", tmp_path)
+    code, out, err = scv(
+        *GEN,
+        "--video",
+        "--model",
+        "tiny-video3d",
+        "--res",
+        "64x64",
+        "--frames",
+        "4",
+        "--method",
+        "direct",
+        "--out",
+        tmp_path,
+    )
     assert code == 130 and "interrupted" in err
     assert decoded == [1, 1]  # stopped at the second of four chunks
     assert list(tmp_path.iterdir()) == []
@@ -267,16 +341,29 @@ def test_video_decode_stops_between_chunks_on_ctrl_c(scv, tmp_path, monkeypatch)
 
 # ---- 5. PNDM as the SD pipelines ship it; plan and generate share the scheduler -----------------
 def test_pndm_generates(scv, tmp_path, shared_tiny_sd):
-    code, out, err = scv("generate", "--no-progress", "--model", "tiny-sd", "--res", "128x128", "--steps", "3",
-                         "--scheduler", "pndm", "--out", tmp_path)
+    code, out, err = scv(
+        "generate",
+        "--no-progress",
+        "--model",
+        "tiny-sd",
+        "--res",
+        "128x128",
+        "--steps",
+        "3",
+        "--scheduler",
+        "pndm",
+        "--out",
+        tmp_path,
+    )
     assert code == 0, err
     meta = json.loads(Path(out.strip()).with_suffix(".json").read_text())
     assert meta["scheduler_class"] == "PNDMScheduler"
 
 
 def test_plan_pndm_has_steps_plus_one_rows(scv):
-    code, out, err = scv("plan", "--family", "sd15", "--res", "1024x1024", "--scheduler", "pndm", "--steps", "10",
-                         "--json")
+    code, out, err = scv(
+        "plan", "--family", "sd15", "--res", "1024x1024", "--scheduler", "pndm", "--steps", "10", "--json"
+    )
     assert code == 0, err
     assert len(json.loads(out)["steps"]) == 11  # PLMS: the first timestep twice, no Runge-Kutta warm-up
 
@@ -288,7 +375,8 @@ def test_plan_timesteps_are_what_generate_runs(scv, tmp_path, shared_tiny_sd, sc
     seen = []
     hook = shared_tiny_sd.unet.register_forward_pre_hook(
         lambda module, args, kwargs: seen.append(float(kwargs.get("timestep", args[1] if len(args) > 1 else 0))),
-        with_kwargs=True)
+        with_kwargs=True,
+    )
     try:
         code, out, err = scv(
             *GEN[:2],
@@ -314,24 +402,38 @@ def test_plan_timesteps_are_what_generate_runs(scv, tmp_path, shared_tiny_sd, sc
 
 # ---- 6. presets record family and size -------------------------------------------------------------
 def test_preset_of_another_family_is_refused_before_loading(scv, tmp_path, no_loading):
-    code, out, err = scv(*GEN, "--model", "tiny-sd", "--res", "2048x2048", "--preset", "sdxl-2048x2048",
-                         "--out", tmp_path / "o")
+    code, out, err = scv(
+        *GEN, "--model", "tiny-sd", "--res", "2048x2048", "--preset", "sdxl-2048x2048", "--out", tmp_path / "o"
+    )
     one_line_error(code, err, "sdxl-2048x2048", "1024x1024 pixels", "64x64 pixels", "--force-preset")
     assert not (tmp_path / "o").exists()
 
 
 def test_force_preset_applies_it_as_written(scv, tmp_path, shared_tiny_sd):
-    code, out, err = scv(*GEN, "--model", "tiny-sd", "--res", "128x128", "--preset", "sdxl-2048x2048",
-                         "--force-preset", "--out", tmp_path)
+    code, out, err = scv(
+        *GEN,
+        "--model",
+        "tiny-sd",
+        "--res",
+        "128x128",
+        "--preset",
+        "sdxl-2048x2048",
+        "--force-preset",
+        "--out",
+        tmp_path,
+    )
     assert code == 0, err
     meta = json.loads(Path(out.strip()).with_suffix(".json").read_text())
     assert meta["plan"]["name"] == "sdxl-2048x2048" and meta["force_preset"] is True
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--res", "1024x1024", "--preset", "sd15-2048x2048"], "is for 2048x2048, not 1024x1024"),
-    (["--res", "2048x2048", "--preset", "sd21-2048x2048"], "is for family 'sd21' but the model is 'sd15'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--res", "1024x1024", "--preset", "sd15-2048x2048"], "is for 2048x2048, not 1024x1024"),
+        (["--res", "2048x2048", "--preset", "sd21-2048x2048"], "is for family 'sd21' but the model is 'sd15'"),
+    ],
+)
 def test_plan_preset_elsewhere_needs_force(scv, args, message):
     code, out, err = scv("plan", "--family", "sd15", "--steps", "50", *args)
     one_line_error(code, err, message, "--force-preset")
@@ -357,8 +459,20 @@ def test_api_preset_checks_and_plan_override(tiny_sd):
 
 
 def test_video_preset_for_another_base_refused_before_loading(scv, tmp_path, no_loading):
-    code, out, err = scv(*GEN, "--video", "--model", "tiny-video", "--res", "1024x1024", "--frames", "2",
-                         "--preset", "animatediff-1024x1024", "--out", tmp_path / "o")
+    code, out, err = scv(
+        *GEN,
+        "--video",
+        "--model",
+        "tiny-video",
+        "--res",
+        "1024x1024",
+        "--frames",
+        "2",
+        "--preset",
+        "animatediff-1024x1024",
+        "--out",
+        tmp_path / "o",
+    )
     one_line_error(code, err, "animatediff-1024x1024", "512x512 pixels", "64x64 pixels")
 
 
@@ -381,8 +495,9 @@ def test_size_suggestions_pass(scv, tmp_path, shared_tiny_sd):
     code, out, err = scv(*GEN, "--model", "tiny-sd", "--res", "100x100", "--out", tmp_path)
     line = one_line_error(code, err, "use 64 or 128")
     for size in line.split("use ")[1].split(" or "):
-        code, out, err = scv(*GEN, "--model", "tiny-sd", "--res", f"{size}x{size}", "--out", tmp_path, "--method",
-                             "direct")
+        code, out, err = scv(
+            *GEN, "--model", "tiny-sd", "--res", f"{size}x{size}", "--out", tmp_path, "--method", "direct"
+        )
         assert code == 0, err
     code, out, err = scv(*GEN, "--model", "tiny-sd", "--res", "136x128", "--out", tmp_path)
     one_line_error(code, err, "not divisible by 64", "use 128 or 192")
@@ -394,8 +509,16 @@ def test_video_sdxl_says_what_is_missing(scv, tmp_path, empty_hf_cache):
     assert "download" not in line
 
 
-@pytest.mark.parametrize("flag", [["--frames", "8"], ["--fps", "12"], ["--compare"], ["--save-frames"],
-                                  ["--motion-adapter", "guoyww/animatediff-motion-adapter-v1-5-2"]])
+@pytest.mark.parametrize(
+    "flag",
+    [
+        ["--frames", "8"],
+        ["--fps", "12"],
+        ["--compare"],
+        ["--save-frames"],
+        ["--motion-adapter", "guoyww/animatediff-motion-adapter-v1-5-2"],
+    ],
+)
 def test_video_flags_without_video(scv, tmp_path, flag, no_loading):
     code, out, err = scv(*GEN, "--model", "tiny-sd", "--res", "128x128", *flag, "--out", tmp_path / "o")
     one_line_error(code, err, f"{flag[0]} only applies to videos: add --video")
@@ -403,16 +526,29 @@ def test_video_flags_without_video(scv, tmp_path, flag, no_loading):
 
 @pytest.mark.parametrize("model", ["zeroscope", "modelscope", "tiny-video3d", "tiny-video"])
 def test_motion_adapter_on_a_model_without_one(scv, tmp_path, model, empty_hf_cache, no_loading):
-    code, out, err = scv(*GEN, "--video", "--model", model, "--prompt", "x", "--res", "1024x1024",
-                         "--motion-adapter", "someone/adapter", "--out", tmp_path / "o")
+    code, out, err = scv(
+        *GEN,
+        "--video",
+        "--model",
+        model,
+        "--prompt",
+        "x",
+        "--res",
+        "1024x1024",
+        "--motion-adapter",
+        "someone/adapter",
+        "--out",
+        tmp_path / "o",
+    )
     one_line_error(code, err, "--motion-adapter only applies to AnimateDiff models")
 
 
 def test_prompts_from_stdin_without_bom(scv, tmp_path, monkeypatch, shared_tiny_sd):
     data = "\ufeffa lighthouse\n# comment\nfog\n".encode("utf-8")
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data), encoding="utf-8"))
-    code, out, err = scv(*GEN, "--model", "tiny-sd", "--prompts", "-", "--res", "64x64", "--out", tmp_path,
-                         "--method", "direct")
+    code, out, err = scv(
+        *GEN, "--model", "tiny-sd", "--prompts", "-", "--res", "64x64", "--out", tmp_path, "--method", "direct"
+    )
     assert code == 0, err
     prompts = [json.loads(Path(p).with_suffix(".json").read_text())["prompt"] for p in out.split()]
     assert prompts == ["a lighthouse", "fog"]
@@ -429,8 +565,9 @@ def test_prompts_file_bom_is_dropped(tmp_path):
 
 def test_one_download_hint_for_image_and_video(scv, tmp_path, empty_hf_cache):
     for extra in ((), ("--video",)):
-        code, out, err = scv(*GEN, *extra, "--model", "someone/missing", "--prompt", "x", "--res", "1024x1024",
-                             "--out", tmp_path)
+        code, out, err = scv(
+            *GEN, *extra, "--model", "someone/missing", "--prompt", "x", "--res", "1024x1024", "--out", tmp_path
+        )
         one_line_error(code, err, "run `hf download someone/missing` on a connected machine", "--model /path")
         assert "huggingface-cli" not in err
 
@@ -440,15 +577,29 @@ def test_generate_at_base_size_says_so(scv, tmp_path, shared_tiny_sd):
     code, out, err = scv(*GEN, "--model", "tiny-sd", "--res", "64x64", "--out", tmp_path)
     assert code == 0, err
     notices = [line for line in err.splitlines() if "nothing to do" in line]
-    assert notices == ["scv: ScaleCrafter has nothing to do at 64x64, at or below the base size 64x64: "
-                       "plan 'derived-64x64' dilates no conv, the UNet runs as trained"]
+    assert notices == [
+        "scv: ScaleCrafter has nothing to do at 64x64, at or below the base size 64x64: "
+        "plan 'derived-64x64' dilates no conv, the UNet runs as trained"
+    ]
     code, out, err = scv(*GEN, "--model", "tiny-sd", "--res", "128x128", "--out", tmp_path)
     assert code == 0 and "nothing to do" not in err
 
 
 def test_video_at_base_size_says_so_once(scv, tmp_path):
-    code, out, err = scv(*GEN, "--video", "--model", "tiny-video3d", "--res", "64x64", "--frames", "2",
-                         "--num-per-prompt", "2", "--out", tmp_path)
+    code, out, err = scv(
+        *GEN,
+        "--video",
+        "--model",
+        "tiny-video3d",
+        "--res",
+        "64x64",
+        "--frames",
+        "2",
+        "--num-per-prompt",
+        "2",
+        "--out",
+        tmp_path,
+    )
     assert code == 0, err
     assert sum("nothing to do at 64x64" in line for line in err.splitlines()) == 1
 
@@ -458,4 +609,5 @@ def test_plan_at_base_size_is_one_line(scv):
     assert code == 0, err
     assert out.strip().splitlines() == [
         "ScaleCrafter has nothing to do at 512x512, at or below the base size 512x512: plan 'derived-512x512' "
-        "dilates no conv, the UNet runs as trained"]
+        "dilates no conv, the UNet runs as trained"
+    ]

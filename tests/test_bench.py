@@ -35,17 +35,28 @@ def test_the_counter_gives_dilated_convs_the_flops_of_plain_ones():
     assert dilation_costs_nothing()
 
 
-@pytest.mark.parametrize("plan,options", [
-    ("auto", {"ndcfg": True, "dispersion": True}),  # derived 4x plan: decay 4-3-2, dispersion at 1.5
-    (MOVING_PREFIX, {"ndcfg": True}),  # the first differing unit moves, then both plans agree
-], ids=["derived+dispersion", "moving-prefix"])
+@pytest.mark.parametrize(
+    "plan,options",
+    [
+        ("auto", {"ndcfg": True, "dispersion": True}),  # derived 4x plan: decay 4-3-2, dispersion at 1.5
+        (MOVING_PREFIX, {"ndcfg": True}),  # the first differing unit moves, then both plans agree
+    ],
+    ids=["derived+dispersion", "moving-prefix"],
+)
 def test_grouped_steps_count_what_every_step_counts(plan, options):
     """One count per step configuration times its steps = a count of every step (DDIM 10), on a
     small 3-level UNet (the counts only need its layout)."""
     with torch.device("meta"):
-        unet = UNet2DConditionModel(sample_size=8, block_out_channels=(8, 8, 16), layers_per_block=1,
-                                    down_block_types=("DownBlock2D",) * 3, up_block_types=("UpBlock2D",) * 3,
-                                    mid_block_type="UNetMidBlock2D", norm_num_groups=4, cross_attention_dim=8)
+        unet = UNet2DConditionModel(
+            sample_size=8,
+            block_out_channels=(8, 8, 16),
+            layers_per_block=1,
+            down_block_types=("DownBlock2D",) * 3,
+            up_block_types=("UpBlock2D",) * 3,
+            mid_block_type="UNetMidBlock2D",
+            norm_num_groups=4,
+            cross_attention_dim=8,
+        )
     inputs = unet_inputs(unet, 256, 256, 0, "meta", torch.float32)
     apply = dict(height=256, width=256, family=None, preset=plan, **options)
     timesteps = sampler_timesteps(10)
@@ -86,8 +97,7 @@ def test_random_pipelines_have_the_real_shapes():
     want = {
         "sd15": {"unet": 859_520_964, "vae": 83_653_863, "text_encoder": 123_060_480},
         "sd21": {"unet": 865_910_724, "vae": 83_653_863, "text_encoder": 340_387_840},
-        "sdxl": {"unet": 2_567_463_684, "vae": 83_653_863, "text_encoder": 123_060_480,
-                 "text_encoder_2": 694_659_840},
+        "sdxl": {"unet": 2_567_463_684, "vae": 83_653_863, "text_encoder": 123_060_480, "text_encoder_2": 694_659_840},
     }
     for name, counts in want.items():
         pipe = real_pipeline(name, "meta")
@@ -113,8 +123,21 @@ def test_video_unet_inputs_as_their_pipelines_pass_them():
 
 
 def test_tiny_timing_mode_json(scv):
-    code, out, err = scv("bench", "--tiny", "--json", "--family", "tiny-sdxl", "--variants", "direct", "ndcfg",
-                         "--steps", "2", "--repeats", "1", "--no-progress")
+    code, out, err = scv(
+        "bench",
+        "--tiny",
+        "--json",
+        "--family",
+        "tiny-sdxl",
+        "--variants",
+        "direct",
+        "ndcfg",
+        "--steps",
+        "2",
+        "--repeats",
+        "1",
+        "--no-progress",
+    )
     assert code == 0, err
     rows = json.loads(out)["rows"]
     for row in rows:
@@ -136,19 +159,25 @@ def test_tiny_gpu_suite_writes_results_and_checks(tmp_path):
     assert any(r["channels_last"] for r in saved["rows"])
     assert [c["check"].split(":")[1].strip() for c in saved["checks"]] == ["re-dilation step / direct step"] * 2
     assert "| tiny-video | 128x128 | 2 | ndcfg |" in (tmp_path / "bench.md").read_text()
-    step = {r["variant"]: r for r in saved["rows"]
-            if r["kind"] == "step" and r["model"] == "tiny-sd" and not r["channels_last"]}
+    step = {
+        r["variant"]: r
+        for r in saved["rows"]
+        if r["kind"] == "step" and r["model"] == "tiny-sd" and not r["channels_last"]
+    }
     assert set(step) == set(VARIANTS)
     assert step["direct"]["flops"] == step["redilate"]["flops"]  # integer factors cost nothing extra
     assert step["direct"]["flops"] < step["ndcfg"]["flops"] < step["ndcfg-noreuse"]["flops"]
     assert step["ndcfg"]["cache_gib"] > 0 and step["ndcfg-noreuse"]["cache_gib"] == 0
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["--gpu-suite"], "pass --out DIR"),
-    (["--flops", "--family", "sd15", "--res", "1000x1000"], "not divisible by 64"),
-    (["--flops", "--res", "2048"], "is not WIDTHxHEIGHT"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--gpu-suite"], "pass --out DIR"),
+        (["--flops", "--family", "sd15", "--res", "1000x1000"], "not divisible by 64"),
+        (["--flops", "--res", "2048"], "is not WIDTHxHEIGHT"),
+    ],
+)
 def test_bad_input_is_one_line_error(scv, argv, message):
     code, out, err = scv("bench", *argv)
     assert code == 2 and out == ""

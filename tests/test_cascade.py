@@ -45,14 +45,17 @@ def test_stages_at_most_2x_per_side_from_the_base():
         cascade_sizes((64, 64), (64, 64), 64)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"restart": 0}, "restart must be above 0 and below 1"),
-    ({"restart": 1.0}, "restart must be above 0 and below 1"),
-    ({"restart": float("nan")}, "restart must be above 0 and below 1"),
-    ({"skip_exponent": 0}, "skip exponent must be above 0"),
-    ({"skip_exponent": -2}, "skip exponent must be above 0"),
-    ({"stage_plan": "half"}, "unknown stage plan 'half': choose one of full, restrained, none"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"restart": 0}, "restart must be above 0 and below 1"),
+        ({"restart": 1.0}, "restart must be above 0 and below 1"),
+        ({"restart": float("nan")}, "restart must be above 0 and below 1"),
+        ({"skip_exponent": 0}, "skip exponent must be above 0"),
+        ({"skip_exponent": -2}, "skip exponent must be above 0"),
+        ({"stage_plan": "half"}, "unknown stage plan 'half': choose one of full, restrained, none"),
+    ],
+)
 def test_bad_settings_are_one_line_errors(kwargs, message):
     with pytest.raises(ScaleCrafterError, match=message) as info:
         CascadeConfig(**kwargs)
@@ -82,8 +85,10 @@ def test_restrained_plan_is_freescales_subset():
 def test_cascade_settings_name_only_cascade_jobs():
     plain = GenerateOptions(prompts=["x"], height=128, width=128)
     assert "cascade" not in plain.output_settings()
-    assert plain.output_settings() == GenerateOptions(prompts=["x"], height=128, width=128, restart=0.7,
-                                                      stage_plan="none").output_settings()
+    assert (
+        plain.output_settings()
+        == GenerateOptions(prompts=["x"], height=128, width=128, restart=0.7, stage_plan="none").output_settings()
+    )
     on = GenerateOptions(prompts=["x"], height=128, width=128, cascade=True)
     assert on.output_settings()["cascade"] == {"restart": 0.3, "skip_exponent": 2.0, "stage_plan": "full"}
     assert on.method_name == "cascade" and plain.method_name == "scalecrafter"
@@ -106,13 +111,14 @@ def _freescale_by_hand(pipe, x0, steps, restart, exponent, seed, guidance=3.0, e
 
     sched = DDIMScheduler.from_config(pipe.scheduler.config)
     sched.set_timesteps(steps)
-    timesteps = sched.timesteps[int(restart * steps):]
+    timesteps = sched.timesteps[int(restart * steps) :]
     generator = torch.Generator().manual_seed(seed)
     noise = torch.randn(x0.shape, generator=generator)
     x = sched.add_noise(x0, noise, timesteps[:1])
     labels = pipe.class_ids(["circle"])
-    context = torch.cat([pipe.class_embedding(torch.full_like(labels, pipe.class_embedding.null_id)),
-                         pipe.class_embedding(labels)])
+    context = torch.cat(
+        [pipe.class_embedding(torch.full_like(labels, pipe.class_embedding.null_id)), pipe.class_embedding(labels)]
+    )
     with torch.no_grad():
         for t in timesteps:
             c1 = skip_weight(int(t), exponent)
@@ -132,8 +138,18 @@ def test_a_stage_is_freescales_loop(shapes32):
 
         return contextlib.nullcontext({"plan": None})
 
-    out, record = refine(shapes32, "circle", frames, config=config, steps=10, guidance_scale=3.0, method=direct,
-                         final=True, eta=1.0, generator=torch.Generator().manual_seed(5))
+    out, record = refine(
+        shapes32,
+        "circle",
+        frames,
+        config=config,
+        steps=10,
+        guidance_scale=3.0,
+        method=direct,
+        final=True,
+        eta=1.0,
+        generator=torch.Generator().manual_seed(5),
+    )
     expected = _freescale_by_hand(shapes32, frames * 2 - 1, 10, 0.3, 2.0, seed=5)
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
     assert (record["start_step"], record["steps"], record["unet_calls"], record["start_timestep"]) == (3, 7, 7, 601)
@@ -144,15 +160,18 @@ def _sidecar(path: Path) -> dict:
     return json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
 
 
-@pytest.mark.parametrize("model, res, stages, video", [
-    ("tiny-sd", "128x128", 2, False),
-    ("tiny-sd", "256x128", 3, False),
-    ("tiny-sdxl", "128x128", 2, False),
-    ("tiny-video", "128x128", 2, True),
-    ("tiny-video3d", "256x256", 3, True),
-    ("shapes32", "128x128", 3, False),
-    ("shapes32-motion", "64x64", 2, True),
-])
+@pytest.mark.parametrize(
+    "model, res, stages, video",
+    [
+        ("tiny-sd", "128x128", 2, False),
+        ("tiny-sd", "256x128", 3, False),
+        ("tiny-sdxl", "128x128", 2, False),
+        ("tiny-video", "128x128", 2, True),
+        ("tiny-video3d", "256x256", 3, True),
+        ("shapes32", "128x128", 3, False),
+        ("shapes32-motion", "64x64", 2, True),
+    ],
+)
 def test_cascade_on_every_family(scv, tmp_path, model, res, stages, video):
     prompt = ("--prompt", "circle") if model.startswith("shapes") else ()
     clip = ("--video", "--frames", "4") if video else ()
@@ -196,12 +215,15 @@ def test_stage_plans_restrained_and_none(scv, tmp_path, monkeypatch, tiny_sd):
     assert not any("_conv_forward" in m.__dict__ for m in tiny_sd.unet.modules())
 
 
-@pytest.mark.parametrize("args, message", [
-    (("--restart", "0"), "restart must be above 0 and below 1"),
-    (("--skip-exponent", "0"), "skip exponent must be above 0"),
-    (("--method", "direct"), "--cascade sets the method of each stage with --stage-plan"),
-    (("--res", "64x64"), "a cascade needs a size above the base size 64x64, got 64x64"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--restart", "0"), "restart must be above 0 and below 1"),
+        (("--skip-exponent", "0"), "skip exponent must be above 0"),
+        (("--method", "direct"), "--cascade sets the method of each stage with --stage-plan"),
+        (("--res", "64x64"), "a cascade needs a size above the base size 64x64, got 64x64"),
+    ],
+)
 def test_cascade_refusals_before_any_weights(scv, tmp_path, no_weights_or_network, args, message):
     code, out, err = scv(*GEN, "--model", "tiny-sd", "--res", "128x128", *args, "--out", tmp_path)
     assert code == 2 and message in err and err.count("\n") == 1, err
@@ -215,8 +237,15 @@ def test_cascade_options_need_cascade(scv, tmp_path, no_weights_or_network):
 
 # ---- the Python entry point -----------------------------------------------------------------------
 def test_python_entry_point_on_a_stock_pipeline(tiny_sdxl):
-    result = cascade(tiny_sdxl, "a red cube", height=256, width=128, num_inference_steps=2,
-                     generator=torch.Generator().manual_seed(0), stage_plan="restrained")
+    result = cascade(
+        tiny_sdxl,
+        "a red cube",
+        height=256,
+        width=128,
+        num_inference_steps=2,
+        generator=torch.Generator().manual_seed(0),
+        stage_plan="restrained",
+    )
     assert result.frames.shape == (1, 3, 256, 128) and result.images[0].size == (128, 256)
     assert [s["size"] for s in result.stages] == [[32, 64], [64, 128], [128, 256]]
     assert not any("_conv_forward" in m.__dict__ for m in tiny_sdxl.unet.modules())
@@ -230,8 +259,15 @@ def test_python_entry_point_refines_a_given_clip(shapes32):
     pipe = SHAPES_MODELS["shapes32-motion"].build()
     pipe.set_progress_bar_config(disable=True)
     clip = np.random.default_rng(0).random((3, 32, 32, 3)).astype(np.float32)
-    result = cascade(pipe, "square", height=64, width=64, num_inference_steps=2, image=clip,
-                     generator=torch.Generator().manual_seed(0))
+    result = cascade(
+        pipe,
+        "square",
+        height=64,
+        width=64,
+        num_inference_steps=2,
+        image=clip,
+        generator=torch.Generator().manual_seed(0),
+    )
     assert result.frames.shape == (3, 3, 64, 64)
     assert result.stages[0] == {"stage": 0, "size": [32, 32], "from": "input"} and len(result.stages) == 2
     assert math.isfinite(float(result.frames.mean()))
@@ -245,8 +281,24 @@ def test_sweep_cascade_method(scv, tmp_path, monkeypatch, tiny_sd):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a red fox\n")
     out = tmp_path / "sweep"
-    args = ("sweep", "--model", "tiny-sd", "--prompts", prompts, "--res", "128x128", "--steps", 2,
-            "--methods", "direct,cascade", "--out", out, "--device", "cpu", "--no-progress")
+    args = (
+        "sweep",
+        "--model",
+        "tiny-sd",
+        "--prompts",
+        prompts,
+        "--res",
+        "128x128",
+        "--steps",
+        2,
+        "--methods",
+        "direct,cascade",
+        "--out",
+        out,
+        "--device",
+        "cpu",
+        "--no-progress",
+    )
     code, stdout, err = scv(*args, "--restart", "0.5")
     assert code == 0, err
     entry = read_manifest(out)["p0-s0-cascade-128x128"]

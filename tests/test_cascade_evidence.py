@@ -22,8 +22,12 @@ def script():
 
 
 def _run(script, out, *args):
-    assert script.main(["--models", "shapes32-motion", "--samples", "2", "--scales", "2", "--out", str(out),
-                        *map(str, args)]) == 0
+    assert (
+        script.main(
+            ["--models", "shapes32-motion", "--samples", "2", "--scales", "2", "--out", str(out), *map(str, args)]
+        )
+        == 0
+    )
     return json.loads((out / "results.json").read_text(), parse_constant=lambda c: pytest.fail(c))
 
 
@@ -31,8 +35,9 @@ def test_tiny_run_has_every_number_with_n_and_interval(script, tmp_path, monkeyp
     monkeypatch.setitem(sys.modules, CASCADE, None)  # as before the cascade lands: import fails
     doc = _run(script, tmp_path, "--steps", "2")
     runs = doc["runs"]
-    assert sorted(runs) == [f"shapes32-motion ddim2 {k}" for k in
-                            ("1x base", "2x direct", "2x scalecrafter", "2x upsampled")]
+    assert sorted(runs) == [
+        f"shapes32-motion ddim2 {k}" for k in ("1x base", "2x direct", "2x scalecrafter", "2x upsampled")
+    ]
     assert any("cascade cases skipped" in n and CASCADE in n for n in doc["notes"])
     for run in runs.values():
         ev = run["evidence"]
@@ -59,8 +64,9 @@ def test_tiny_run_has_every_number_with_n_and_interval(script, tmp_path, monkeyp
 def test_control_reads_one_and_cascade_variants_are_discovered(script, tmp_path, monkeypatch):
     calls = []
 
-    def sample_shapes_cascade(model, labels, base, height, width, *, steps, guidance, eta, seed, batch, frames,
-                              restart):
+    def sample_shapes_cascade(
+        model, labels, base, height, width, *, steps, guidance, eta, seed, batch, frames, restart
+    ):
         calls.append((height, width, steps, frames, restart, len(labels)))
         return script.upsample(base, height // base.shape[-2]), {"stages": [32, height], "restart": restart}
 

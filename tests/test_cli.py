@@ -83,8 +83,21 @@ def test_tiny_video_command_writes_an_mp4(scv, tmp_path, model):
     """`scv generate --video --model M --res 128x128 --frames 8 --steps 3 --out DIR`: an 8-frame 128x128 MP4."""
     from scalecrafter_video.outputs.media import read_video
 
-    code, out, err = scv("generate", "--video", "--model", model, "--res", "128x128", "--frames", "8",
-                         "--steps", "3", "--out", tmp_path, "--no-progress")
+    code, out, err = scv(
+        "generate",
+        "--video",
+        "--model",
+        model,
+        "--res",
+        "128x128",
+        "--frames",
+        "8",
+        "--steps",
+        "3",
+        "--out",
+        tmp_path,
+        "--no-progress",
+    )
     assert code == 0, err
     mp4 = Path(out.strip().splitlines()[0])
     assert mp4.suffix == ".mp4" and mp4.with_suffix(".json").exists()
@@ -98,8 +111,9 @@ def test_real_models_need_a_prompt(scv, tmp_path):
 
 
 def test_res_is_width_by_height(scv, tmp_path):
-    code, out, err = scv(*GEN, "--model", "tiny-sdxl", "--prompt", "wide", "--res", "128x64", "--out", tmp_path,
-                         "--method", "direct")
+    code, out, err = scv(
+        *GEN, "--model", "tiny-sdxl", "--prompt", "wide", "--res", "128x64", "--out", tmp_path, "--method", "direct"
+    )
     assert code == 0, err
     png = Path(out.strip())
     assert Image.open(png).size == (128, 64)  # PIL size is (width, height)
@@ -122,8 +136,9 @@ def test_direct_and_scalecrafter_differ_and_are_reproducible(scv, tmp_path):
 
 
 def test_attn_sf_runs_and_comes_off(scv, tmp_path):
-    code, out, err = scv(*GEN, "--model", "tiny-sd", "--prompt", "x", "--res", "128x128", "--out", tmp_path,
-                         "--method", "attn-sf")
+    code, out, err = scv(
+        *GEN, "--model", "tiny-sd", "--prompt", "x", "--res", "128x128", "--out", tmp_path, "--method", "attn-sf"
+    )
     assert code == 0, err
     meta = json.loads(Path(out.strip()).with_suffix(".json").read_text())
     assert meta["method"] == "attn-sf" and meta["attn_sf_layers"] > 0 and meta["plan"] is None
@@ -133,16 +148,44 @@ def test_prompts_file_seeds_and_negative_prompt(scv, tmp_path):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("# a comment\na cat\n\na dog\n")
     out_dir = tmp_path / "out"
-    code, out, err = scv(*GEN, "--model", "tiny-sd", "--prompts", prompts, "--res", "64x64", "--out", out_dir,
-                         "--num-per-prompt", "2", "--seed", "10", "--negative-prompt", "blurry", "--method", "direct")
+    code, out, err = scv(
+        *GEN,
+        "--model",
+        "tiny-sd",
+        "--prompts",
+        prompts,
+        "--res",
+        "64x64",
+        "--out",
+        out_dir,
+        "--num-per-prompt",
+        "2",
+        "--seed",
+        "10",
+        "--negative-prompt",
+        "blurry",
+        "--method",
+        "direct",
+    )
     assert code == 0, err
     names = [Path(p).name for p in out.split()]
-    for name, stem in zip(names, ["a-cat-64x64-direct-seed10", "a-cat-64x64-direct-seed11",
-                                  "a-dog-64x64-direct-seed12", "a-dog-64x64-direct-seed13"], strict=True):
+    for name, stem in zip(
+        names,
+        [
+            "a-cat-64x64-direct-seed10",
+            "a-cat-64x64-direct-seed11",
+            "a-dog-64x64-direct-seed12",
+            "a-dog-64x64-direct-seed13",
+        ],
+        strict=True,
+    ):
         named(name, stem)
     metas = [json.loads((out_dir / n).with_suffix(".json").read_text()) for n in names]
     assert [(m["prompt"], m["seed"], m["index"]) for m in metas] == [
-        ("a cat", 10, 0), ("a cat", 11, 1), ("a dog", 12, 0), ("a dog", 13, 1)
+        ("a cat", 10, 0),
+        ("a cat", 11, 1),
+        ("a dog", 12, 0),
+        ("a dog", 13, 1),
     ]
     assert all(m["negative_prompt"] == "blurry" for m in metas)
 
@@ -162,8 +205,24 @@ def test_ndcfg_switch_changes_the_output(scv, tmp_path):
 
 
 def test_freeu_and_scheduler_recorded(scv, tmp_path):
-    code, out, err = scv(*GEN, "--model", "tiny-sd", "--prompt", "f", "--res", "64x64", "--out", tmp_path,
-                         "--method", "direct", "--freeu", "--scheduler", "dpm++", "--guidance", "3")
+    code, out, err = scv(
+        *GEN,
+        "--model",
+        "tiny-sd",
+        "--prompt",
+        "f",
+        "--res",
+        "64x64",
+        "--out",
+        tmp_path,
+        "--method",
+        "direct",
+        "--freeu",
+        "--scheduler",
+        "dpm++",
+        "--guidance",
+        "3",
+    )
     assert code == 0, err
     meta = json.loads(Path(out.strip()).with_suffix(".json").read_text())
     assert meta["freeu"] == {"b1": 1.2, "b2": 1.4, "s1": 0.9, "s2": 0.2}
@@ -203,12 +262,33 @@ def test_all_targets_checked_before_generating(scv, tmp_path):
     from scalecrafter_video.jobs.generate import targets
     from scalecrafter_video.jobs.options import GenerateOptions
 
-    opts = GenerateOptions(prompts=["p"], height=64, width=64, model="tiny-sd", method="direct", steps=4,
-                           num_per_prompt=2, out_dir=tmp_path)
+    opts = GenerateOptions(
+        prompts=["p"],
+        height=64,
+        width=64,
+        model="tiny-sd",
+        method="direct",
+        steps=4,
+        num_per_prompt=2,
+        out_dir=tmp_path,
+    )
     second = targets(opts)[1].path.with_suffix(".json")
     second.write_text("{}")  # the second image's sidecar exists
-    code, out, err = scv(*GEN, "--model", "tiny-sd", "--prompt", "p", "--res", "64x64", "--out", tmp_path,
-                         "--num-per-prompt", "2", "--method", "direct")
+    code, out, err = scv(
+        *GEN,
+        "--model",
+        "tiny-sd",
+        "--prompt",
+        "p",
+        "--res",
+        "64x64",
+        "--out",
+        tmp_path,
+        "--num-per-prompt",
+        "2",
+        "--method",
+        "direct",
+    )
     assert_one_line_error(code, err, contains=(second.name,))
     assert files_in(tmp_path) == [second.name]
 
@@ -217,8 +297,9 @@ def test_similar_prompts_get_distinct_names(scv, tmp_path):
     prompts = tmp_path / "dup.txt"
     prompts.write_text("Same!\nsame\n")
     out_dir = tmp_path / "out"
-    code, out, err = scv(*GEN, "--model", "tiny-sd", "--prompts", prompts, "--res", "64x64", "--out", out_dir,
-                         "--seed", "3")
+    code, out, err = scv(
+        *GEN, "--model", "tiny-sd", "--prompts", prompts, "--res", "64x64", "--out", out_dir, "--seed", "3"
+    )
     assert code == 0, err  # different seeds (3, 4): different names
     assert len(out.split()) == 2
 
@@ -252,8 +333,16 @@ def test_sdxl_layout_needs_multiples_of_32(scv, tmp_path):
 
 
 def write_preset(path: Path, layer: str = "down_blocks.1", **extra) -> Path:
-    lines = ['name = "custom"', 'family = "sd15"', "height = 128", "width = 128", "", "[main]", "stop = 30",
-             f'factors = {{ "{layer}" = 2 }}']
+    lines = [
+        'name = "custom"',
+        'family = "sd15"',
+        "height = 128",
+        "width = 128",
+        "",
+        "[main]",
+        "stop = 30",
+        f'factors = {{ "{layer}" = 2 }}',
+    ]
     lines += [f"{k} = {v}" for k, v in extra.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -265,8 +354,10 @@ def write_preset(path: Path, layer: str = "down_blocks.1", **extra) -> Path:
         (lambda d: ["--preset", "sd15-2048x2049"], "unknown preset"),
         (lambda d: ["--preset", str(write_preset(d / "bad.toml", colour='"red"'))], "unknown key"),
         (lambda d: ["--preset", str(d / "missing.toml")], "does not exist"),
-        (lambda d: ["--preset", str(write_preset(d / "layer.toml", layer="down_blocks.7")), "--force-preset"],
-         "down_blocks.7"),
+        (
+            lambda d: ["--preset", str(write_preset(d / "layer.toml", layer="down_blocks.7")), "--force-preset"],
+            "down_blocks.7",
+        ),
         (lambda d: ["--prompts", str(d / "nope.txt")], "does not exist"),
         (lambda d: ["--prompts", str(_write(d / "empty.txt", "# only a comment\n\n"))], "has no prompts"),
         (lambda d: ["--prompts", str(_write(d / "bin.txt", b"\xff\xfe\x00\x01"))], "not UTF-8"),
@@ -335,10 +426,17 @@ def _has_cuda() -> bool:
 
 def test_missing_model_offline_fails_fast(scv, tmp_path, empty_hf_cache, no_weights_or_network):
     code, out, err = scv(*GEN, "--model", "sd15", "--prompt", "x", "--res", "1024x1024", "--out", tmp_path / "o")
-    assert_one_line_error(code, err, contains=(
-        "'sd15'", "stable-diffusion-v1-5/stable-diffusion-v1-5", "not in the local Hugging Face cache",
-        "hf download stable-diffusion-v1-5/stable-diffusion-v1-5", "--model /path",
-    ))
+    assert_one_line_error(
+        code,
+        err,
+        contains=(
+            "'sd15'",
+            "stable-diffusion-v1-5/stable-diffusion-v1-5",
+            "not in the local Hugging Face cache",
+            "hf download stable-diffusion-v1-5/stable-diffusion-v1-5",
+            "--model /path",
+        ),
+    )
     assert not (tmp_path / "o").exists()
 
 

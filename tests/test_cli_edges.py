@@ -35,8 +35,9 @@ def files_in(folder: Path) -> list[str]:
 
 # ---- point 8: names follow the family and the shipped preset's content ---------------------------
 def test_family_is_in_the_name_only_when_given(tmp_path):
-    opts = GenerateOptions(prompts=["waves"], height=640, width=640, model=str(tmp_path / "t2v"), video=True,
-                           out_dir=tmp_path)
+    opts = GenerateOptions(
+        prompts=["waves"], height=640, width=640, model=str(tmp_path / "t2v"), video=True, out_dir=tmp_path
+    )
     modelscope, zeroscope = (targets(replace(opts, family=f))[0].path.name for f in ("modelscope", "zeroscope"))
     assert modelscope != zeroscope  # different plans, so --skip-existing must not keep the other's video
     assert "family" not in opts.output_settings()  # jobs without --family keep their names
@@ -44,8 +45,9 @@ def test_family_is_in_the_name_only_when_given(tmp_path):
 
 
 def test_a_shipped_preset_is_hashed_by_its_content(tmp_path, monkeypatch):
-    opts = GenerateOptions(prompts=["a fox"], height=2048, width=2048, model="sd15", preset="sd15-2048x2048",
-                           out_dir=tmp_path)
+    opts = GenerateOptions(
+        prompts=["a fox"], height=2048, width=2048, model="sd15", preset="sd15-2048x2048", out_dir=tmp_path
+    )
     files = preset_module.shipped_preset_files()
     file_name, text = next((f, t) for f, t in files.items() if f == "sd15_2048x2048.toml")
     digest = opts.output_settings()["preset_sha256"]
@@ -90,8 +92,19 @@ def test_max_scale_is_a_sweep_flag(scv, tmp_path, monkeypatch):
 
     monkeypatch.setattr(sweep_run, "run_sweep", stop)
     (tmp_path / "p.txt").write_text("a fox\n")
-    code, _, err = scv("sweep", "--model", "tiny-sd", "--prompts", tmp_path / "p.txt", "--res", "576x576",
-                       "--out", tmp_path / "sweep", "--max-scale", 12)
+    code, _, err = scv(
+        "sweep",
+        "--model",
+        "tiny-sd",
+        "--prompts",
+        tmp_path / "p.txt",
+        "--res",
+        "576x576",
+        "--out",
+        tmp_path / "sweep",
+        "--max-scale",
+        12,
+    )
     one_line_error(code, err, "stopped with max_scale=12")
 
 
@@ -100,8 +113,23 @@ def test_a_closed_pipe_stops_scv_quietly_with_141():
     """`scv plan ... | head -1`: the reader is gone before scv writes (closed at once here, so the write
     surely fails); scv stops with 128 + SIGPIPE and says nothing."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-m", "scalecrafter_video", "plan", "--family", "sd15", "--res",
-                             "2048x2048", "--steps", "50"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "scalecrafter_video",
+            "plan",
+            "--family",
+            "sd15",
+            "--res",
+            "2048x2048",
+            "--steps",
+            "50",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
     proc.stdout.close()
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=300) == 141 and err == ""
@@ -119,8 +147,9 @@ def _image_with_sidecar(folder: Path, name: str, size: tuple[int, int], recorded
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.png"
     Image.new("RGB", size, (200, 30, 30)).save(path)
-    path.with_suffix(".json").write_text(json.dumps({"method": "direct", "width": recorded[0],
-                                                     "height": recorded[1], "model": "m"}))
+    path.with_suffix(".json").write_text(
+        json.dumps({"method": "direct", "width": recorded[0], "height": recorded[1], "model": "m"})
+    )
     return path
 
 
@@ -130,8 +159,9 @@ def test_eval_refuses_a_sidecar_whose_size_disagrees_with_its_image(scv, tmp_pat
         _image_with_sidecar(gen, f"ok{i}", (64, 64), (64, 64))
     bad = _image_with_sidecar(gen, "liar", (64, 32), (64, 64))
     out = tmp_path / "eval.json"
-    code, _, err = scv("eval", "--generated", gen, "--features", "random", "--base", gen, "--json", out,
-                       "--no-progress")
+    code, _, err = scv(
+        "eval", "--generated", gen, "--features", "random", "--base", gen, "--json", out, "--no-progress"
+    )
     one_line_error(code, err, str(bad), "64x32 pixels but its sidecar says 64x64")
     assert not out.exists()
 
@@ -139,17 +169,47 @@ def test_eval_refuses_a_sidecar_whose_size_disagrees_with_its_image(scv, tmp_pat
 # ---- point 13: every scheduler on the shapes models -----------------------------------------------
 @pytest.mark.parametrize("scheduler", ["ddim", "pndm", "euler", "euler-a", "dpm++", "unipc"])
 def test_every_scheduler_samples_shapes32(scv, tmp_path, scheduler):
-    code, printed, err = scv("generate", "--model", "shapes32", "--prompt", "circle", "--res", "64x64", "--steps", 2,
-                             "--scheduler", scheduler, "--no-progress", "--out", tmp_path)
+    code, printed, err = scv(
+        "generate",
+        "--model",
+        "shapes32",
+        "--prompt",
+        "circle",
+        "--res",
+        "64x64",
+        "--steps",
+        2,
+        "--scheduler",
+        scheduler,
+        "--no-progress",
+        "--out",
+        tmp_path,
+    )
     assert code == 0, err
     side = json.loads(Path(printed.strip()).with_suffix(".json").read_text())
     assert side["scheduler"] == scheduler
 
 
 def test_a_scheduler_without_eta_samples_the_motion_model(scv, tmp_path):
-    code, printed, err = scv("generate", "--video", "--model", "shapes32-motion", "--prompt", "square", "--res",
-                             "64x64", "--frames", 2, "--steps", 2, "--scheduler", "unipc", "--no-progress",
-                             "--out", tmp_path)
+    code, printed, err = scv(
+        "generate",
+        "--video",
+        "--model",
+        "shapes32-motion",
+        "--prompt",
+        "square",
+        "--res",
+        "64x64",
+        "--frames",
+        2,
+        "--steps",
+        2,
+        "--scheduler",
+        "unipc",
+        "--no-progress",
+        "--out",
+        tmp_path,
+    )
     assert code == 0, err
     assert Path(printed.strip()).suffix == ".mp4"
 
@@ -166,8 +226,9 @@ def test_euler_starts_from_its_first_sigma_and_draws_a_shape():
     pipe = ShapesPipeline.from_model(load_demo_model())
     pipe.set_progress_bar_config(disable=True)
     pipe.scheduler = make_scheduler("euler", pipe.scheduler.config)
-    x = pipe("triangle", num_inference_steps=20, generator=torch.Generator().manual_seed(0),
-             output_type="latent").images
+    x = pipe(
+        "triangle", num_inference_steps=20, generator=torch.Generator().manual_seed(0), output_type="latent"
+    ).images
     assert x.abs().max() < 1.5 and x.std() < 0.6
 
 
@@ -178,8 +239,22 @@ def test_a_sweep_that_fails_before_any_item_leaves_no_sweep_json(scv, tmp_path, 
     prompts = tmp_path / "p.txt"
     prompts.write_text("a fox\n")
     out = tmp_path / "sweep"
-    args = ("sweep", "--model", "tiny-sd", "--prompts", prompts, "--res", "128x128", "--methods", "direct",
-            "--out", out, "--device", "cpu", "--no-progress")
+    args = (
+        "sweep",
+        "--model",
+        "tiny-sd",
+        "--prompts",
+        prompts,
+        "--res",
+        "128x128",
+        "--methods",
+        "direct",
+        "--out",
+        out,
+        "--device",
+        "cpu",
+        "--no-progress",
+    )
 
     def broken(self, opts, prompt, seed):
         raise TypeError("step() got an unexpected keyword argument 'eta'")
@@ -217,10 +292,14 @@ def test_a_sweep_keeps_its_settings_once_an_item_is_recorded(tmp_path):
 def test_missing_sd15_and_motion_adapter_are_named_in_one_line(scv, empty_hf_cache, no_weights_or_network, tmp_path):
     out = tmp_path / "out"
     code, _, err = scv("generate", "--video", "--prompt", "waves", "--res", "1024x1024", "--out", out)
-    one_line_error(code, err, "stable-diffusion-v1-5/stable-diffusion-v1-5",
-                   "guoyww/animatediff-motion-adapter-v1-5-2",
-                   "`hf download stable-diffusion-v1-5/stable-diffusion-v1-5` and `hf download guoyww/",
-                   "--motion-adapter")
+    one_line_error(
+        code,
+        err,
+        "stable-diffusion-v1-5/stable-diffusion-v1-5",
+        "guoyww/animatediff-motion-adapter-v1-5-2",
+        "`hf download stable-diffusion-v1-5/stable-diffusion-v1-5` and `hf download guoyww/",
+        "--motion-adapter",
+    )
     assert not out.exists()
     # with the adapter cached, only the model is missing: its own message
     snapshot = empty_hf_cache / "models--guoyww--animatediff-motion-adapter-v1-5-2" / "snapshots" / "abc"
@@ -234,9 +313,14 @@ def test_missing_sd15_and_motion_adapter_are_named_in_one_line(scv, empty_hf_cac
 
 
 # ---- point 13: a bad --host for scv ui is one line about the host ---------------------------------
-@pytest.mark.parametrize("host, message", [("300.1.1.1", "is not a valid IP address"),
-                                           ("192.0.2.1", "is not an address of this machine"),
-                                           ("", "--host is empty")])
+@pytest.mark.parametrize(
+    "host, message",
+    [
+        ("300.1.1.1", "is not a valid IP address"),
+        ("192.0.2.1", "is not an address of this machine"),
+        ("", "--host is empty"),
+    ],
+)
 def test_ui_refuses_a_bad_host_in_one_line(scv, tmp_path, monkeypatch, host, message):
     pytest.importorskip("gradio")
     from scalecrafter_video.commands.ui import app
@@ -322,8 +406,9 @@ def test_scv_ui_shared_fixes_the_models_and_goes_offline(scv, tmp_path, monkeypa
 # ---- point 13: no output in a system folder, even as root -----------------------------------------
 def test_generate_refuses_a_system_output_folder(scv, no_weights_or_network):
     assert not Path("/usr/local/scv-test").exists()
-    code, _, err = scv("generate", "--model", "tiny-sd", "--res", "128x128", "--steps", 1, "--out",
-                       "/usr/local/scv-test")
+    code, _, err = scv(
+        "generate", "--model", "tiny-sd", "--res", "128x128", "--steps", 1, "--out", "/usr/local/scv-test"
+    )
     one_line_error(code, err, "/usr/local/scv-test", "is in the system folder /usr", "pass another --out")
     assert not Path("/usr/local/scv-test").exists()
 

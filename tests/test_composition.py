@@ -45,8 +45,9 @@ def rules(selectors, factor=2):
 # main pass's prefix (conv_in, down_blocks.0) and runs the rest itself.
 SD_PLAN = {
     "name": "compose-2x",
-    "main": rules(["down_blocks.1", "down_blocks.2", "down_blocks.3", "mid_block", "up_blocks.0", "up_blocks.1",
-                   "up_blocks.2"]),
+    "main": rules(
+        ["down_blocks.1", "down_blocks.2", "down_blocks.3", "mid_block", "up_blocks.0", "up_blocks.1", "up_blocks.2"]
+    ),
     "damped": rules(["down_blocks.3", "mid_block", "up_blocks.0"]),
     "ndcfg_stop": 50,
 }
@@ -101,8 +102,10 @@ class Capture:
 
     def __init__(self, unet):
         self.inputs, self.output = None, None
-        self.hooks = [unet.register_forward_pre_hook(self._pre, with_kwargs=True, prepend=True),
-                      unet.register_forward_hook(self._post)]
+        self.hooks = [
+            unet.register_forward_pre_hook(self._pre, with_kwargs=True, prepend=True),
+            unet.register_forward_hook(self._post),
+        ]
 
     def _pre(self, module, args, kwargs):
         if self.inputs is None:
@@ -119,8 +122,15 @@ class Capture:
 
 def run(pipe, size: int, **kwargs) -> torch.Tensor:
     generator = torch.Generator().manual_seed(0)
-    return pipe("a red cube", height=size, width=size, num_inference_steps=STEPS, generator=generator,
-                output_type="latent", **kwargs).images
+    return pipe(
+        "a red cube",
+        height=size,
+        width=size,
+        num_inference_steps=STEPS,
+        generator=generator,
+        output_type="latent",
+        **kwargs,
+    ).images
 
 
 def leftovers(unet) -> list[str]:
@@ -184,11 +194,11 @@ def test_controlnet(tiny_sd):
     with torch.no_grad():  # from_unet zero-initialises the residual outputs: give them weights
         generator = torch.Generator().manual_seed(1)
         for name, p in controlnet.named_parameters():
-            if name.startswith(("controlnet_down_blocks", "controlnet_mid_block",
-                                "controlnet_cond_embedding.conv_out")):
+            if name.startswith(
+                ("controlnet_down_blocks", "controlnet_mid_block", "controlnet_cond_embedding.conv_out")
+            ):
                 p.copy_(torch.randn(p.shape, generator=generator) * 0.05)
-    pipe = StableDiffusionControlNetPipeline(**sd_parts(tiny_sd), controlnet=controlnet,
-                                             requires_safety_checker=False)
+    pipe = StableDiffusionControlNetPipeline(**sd_parts(tiny_sd), controlnet=controlnet, requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
     image = control_image()
     without = run(pipe, DOUBLE, image=image, controlnet_conditioning_scale=0.0)
@@ -198,8 +208,13 @@ def test_controlnet(tiny_sd):
 
 def test_t2i_adapter(tiny_sd):
     # The UNet pops the adapter residuals off their list as it goes, so the damped pass must get its own halves.
-    adapter = T2IAdapter(in_channels=3, channels=list(tiny_sd.unet.config.block_out_channels), num_res_blocks=1,
-                         downscale_factor=8, adapter_type="full_adapter")
+    adapter = T2IAdapter(
+        in_channels=3,
+        channels=list(tiny_sd.unet.config.block_out_channels),
+        num_res_blocks=1,
+        downscale_factor=8,
+        adapter_type="full_adapter",
+    )
     pipe = StableDiffusionAdapterPipeline(**sd_parts(tiny_sd), adapter=adapter, requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
     check_composition(pipe, image=control_image())
@@ -228,8 +243,12 @@ def load_tiny_ip_adapter(unet: UNet2DConditionModel, image_embed_dim: int = 16) 
         ip_layers[f"{key}.to_k_ip.weight"] = weight(hidden, cross)
         ip_layers[f"{key}.to_v_ip.weight"] = weight(hidden, cross)
         key += 2
-    image_proj = {"proj.weight": weight(4 * cross, image_embed_dim), "proj.bias": weight(4 * cross),
-                  "norm.weight": torch.ones(cross), "norm.bias": torch.zeros(cross)}
+    image_proj = {
+        "proj.weight": weight(4 * cross, image_embed_dim),
+        "proj.bias": weight(4 * cross),
+        "norm.weight": torch.ones(cross),
+        "norm.bias": torch.zeros(cross),
+    }
     unet._load_ip_adapter_weights([{"image_proj": image_proj, "ip_adapter": ip_layers}], low_cpu_mem_usage=False)
 
 
@@ -237,10 +256,10 @@ def test_ip_adapter_image_embeds(fresh_sd):
     load_tiny_ip_adapter(fresh_sd.unet)
     embeds = [torch.randn(2, 1, 16, generator=torch.Generator().manual_seed(3))]  # [negative; positive]
     other = [torch.cat([embeds[0][:1], -embeds[0][1:]])]
-    assert not torch.equal(run(fresh_sd, DOUBLE, ip_adapter_image_embeds=embeds),
-                           run(fresh_sd, DOUBLE, ip_adapter_image_embeds=other)), "the image embeds must matter"
-    check_composition(fresh_sd, apply=lambda p: apply_scalecrafter(p, preset=SD_PLAN),
-                      ip_adapter_image_embeds=embeds)
+    assert not torch.equal(
+        run(fresh_sd, DOUBLE, ip_adapter_image_embeds=embeds), run(fresh_sd, DOUBLE, ip_adapter_image_embeds=other)
+    ), "the image embeds must matter"
+    check_composition(fresh_sd, apply=lambda p: apply_scalecrafter(p, preset=SD_PLAN), ip_adapter_image_embeds=embeds)
 
 
 # ---- LoRA ---------------------------------------------------------------------------------------------
@@ -249,8 +268,11 @@ def add_lora(unet) -> None:
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(4)  # init_lora_weights=False: random A and B, so the LoRA changes the output
-        unet.add_adapter(LoraConfig(r=4, lora_alpha=4, init_lora_weights=False,
-                                    target_modules=["conv1", "conv2", "to_q", "to_k", "to_v"]))
+        unet.add_adapter(
+            LoraConfig(
+                r=4, lora_alpha=4, init_lora_weights=False, target_modules=["conv1", "conv2", "to_q", "to_k", "to_v"]
+            )
+        )
 
 
 def test_lora_loaded_before_apply(fresh_sd):
@@ -330,19 +352,32 @@ def test_diffusers_cache_hooks_refuse_a_unet():
     with pytest.raises(Exception):  # noqa: B017 (diffusers fails with whatever error its internals hit)
         apply_first_block_cache(unet, FirstBlockCacheConfig(threshold=0.1))
     unet = tiny_unet()
-    apply_faster_cache(unet, FasterCacheConfig(spatial_attention_block_skip_range=2,
-                                               current_timestep_callback=lambda: 981))
+    apply_faster_cache(
+        unet, FasterCacheConfig(spatial_attention_block_skip_range=2, current_timestep_callback=lambda: 981)
+    )
     with pytest.raises(Exception), torch.no_grad():  # noqa: B017
         unet(torch.randn(2, 4, 8, 8), 981, torch.randn(2, 32, 32))
 
 
 # ---- torch.compile and garbage collection (bare UNets) ----------------------------------------------
-SMALL_UNET = {"sample_size": 8, "in_channels": 4, "out_channels": 4, "layers_per_block": 1,
-              "down_block_types": ("DownBlock2D", "DownBlock2D"), "up_block_types": ("UpBlock2D", "UpBlock2D"),
-              "mid_block_type": "UNetMidBlock2D", "block_out_channels": (8, 16), "norm_num_groups": 4,
-              "cross_attention_dim": 8}
-SMALL_PLAN = {"name": "small-2x", "main": rules(["down_blocks.1", "mid_block"]), "damped": rules(["mid_block"]),
-              "ndcfg_stop": 50}
+SMALL_UNET = {
+    "sample_size": 8,
+    "in_channels": 4,
+    "out_channels": 4,
+    "layers_per_block": 1,
+    "down_block_types": ("DownBlock2D", "DownBlock2D"),
+    "up_block_types": ("UpBlock2D", "UpBlock2D"),
+    "mid_block_type": "UNetMidBlock2D",
+    "block_out_channels": (8, 16),
+    "norm_num_groups": 4,
+    "cross_attention_dim": 8,
+}
+SMALL_PLAN = {
+    "name": "small-2x",
+    "main": rules(["down_blocks.1", "mid_block"]),
+    "damped": rules(["mid_block"]),
+    "ndcfg_stop": 50,
+}
 
 
 def small_unet() -> UNet2DConditionModel:
@@ -383,6 +418,7 @@ def test_torch_compile_eager_backend():
 
 def seamless(conv):
     """A conv patcher in the InvokeAI seamless style: its own `_conv_forward`, circular padding."""
+
     def _conv_forward(input, weight, bias):
         padded = torch.nn.functional.pad(input, (1, 1, 1, 1), mode="circular")
         return torch.nn.functional.conv2d(padded, weight, bias, conv.stride, 0, conv.dilation, conv.groups)
@@ -391,9 +427,14 @@ def seamless(conv):
 
 
 def seamless_convs(unet) -> dict:
-    convs = [m for name, m in unet.named_modules()
-             if name.startswith(("down_blocks", "mid_block", "up_blocks")) and isinstance(m, torch.nn.Conv2d)
-             and m.kernel_size == (3, 3) and m.stride == (1, 1)]
+    convs = [
+        m
+        for name, m in unet.named_modules()
+        if name.startswith(("down_blocks", "mid_block", "up_blocks"))
+        and isinstance(m, torch.nn.Conv2d)
+        and m.kernel_size == (3, 3)
+        and m.stride == (1, 1)
+    ]
     return {conv: seamless(conv) for conv in convs}
 
 

@@ -19,8 +19,13 @@ def _canvas(size):
 
 
 def _shape(label, d, cx, cy, color=(0.9, 0.15, 0.15), scale=1.0):
-    img = render(torch.tensor([label]), torch.tensor([float(d)]), torch.tensor([[float(cx), float(cy)]]),
-                 torch.tensor([color]), scale=scale)
+    img = render(
+        torch.tensor([label]),
+        torch.tensor([float(d)]),
+        torch.tensor([[float(cx), float(cy)]]),
+        torch.tensor([color]),
+        scale=scale,
+    )
     return img[0].permute(1, 2, 0).numpy()
 
 

@@ -31,8 +31,13 @@ def test_checkpoint_is_small_and_loads(model):
     assert 0.5e6 < n < 5e6
     # standard diffusers layer names, so the engine's generic plan rules apply
     names = {k for k, _ in model.unet.named_modules()}
-    for k in ("down_blocks.1.resnets.0.conv1", "down_blocks.1.downsamplers.0.conv", "mid_block.resnets.0.conv2",
-              "up_blocks.0.upsamplers.0.conv", "up_blocks.2.resnets.1.conv2"):
+    for k in (
+        "down_blocks.1.resnets.0.conv1",
+        "down_blocks.1.downsamplers.0.conv",
+        "mid_block.resnets.0.conv2",
+        "up_blocks.0.upsamplers.0.conv",
+        "up_blocks.2.resnets.1.conv2",
+    ):
         assert k in names
 
 
@@ -64,8 +69,11 @@ def test_reduced_demo_shows_the_effect_at_2x(model):
 def test_reduced_demo_shows_the_effect_at_4x(model):
     from scalecrafter_video.commands.demo.run import Case, benchmark
 
-    cases = [Case("direct", 4), Case("scalecrafter-redilate", 4),
-             Case("scalecrafter-redilate-nodecay", 4, progressive=False)]
+    cases = [
+        Case("direct", 4),
+        Case("scalecrafter-redilate", 4),
+        Case("scalecrafter-redilate-nodecay", 4, progressive=False),
+    ]
     rows, images = benchmark(model, samples=4, steps=10, seed=0, batch=4, cases=cases, progress_bar=False)
     direct, decay, held = rows
     assert images["direct 4x"].shape == (4, 128, 128, 3)

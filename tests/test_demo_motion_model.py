@@ -133,11 +133,14 @@ def test_training_is_seeded_stops_on_time_and_resumes(tmp_path):
     train_motion(**dict(TINY_RUN, steps=2, probe_every=0), out=tmp_path / "b.safetensors")
     wa, wb = load_file(str(tmp_path / "a.safetensors")), load_file(str(tmp_path / "b.safetensors"))
     assert all(torch.equal(wa[k], wb[k]) for k in wa) and a["training"]["probes"] == []
-    stopped = train_motion(**dict(TINY_RUN, steps=100, probe_every=0), max_seconds=0.0,
-                           out=tmp_path / "c.safetensors")
+    stopped = train_motion(**dict(TINY_RUN, steps=100, probe_every=0), max_seconds=0.0, out=tmp_path / "c.safetensors")
     assert stopped["training"]["steps"] == 1 and stopped["training"]["planned_steps"] == 100
-    resumed = train_motion(**dict(TINY_RUN, steps=1, probe_every=0), resume=tmp_path / "a.safetensors",
-                           x0_weight_cap=10.0, out=tmp_path / "d.safetensors")
+    resumed = train_motion(
+        **dict(TINY_RUN, steps=1, probe_every=0),
+        resume=tmp_path / "a.safetensors",
+        x0_weight_cap=10.0,
+        out=tmp_path / "d.safetensors",
+    )
     assert resumed["total_steps"] == 3 and len(resumed["training_history"]) == 2
     assert resumed["training"]["x0_weight_cap"] == 10.0
 

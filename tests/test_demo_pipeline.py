@@ -47,11 +47,13 @@ def _pipe(model):
 
 def test_untrained_motion_model_is_the_image_model_per_frame(image_model, video_model):
     noise = initial_noise(2, 32, 32, seed=5, frames=3)
-    clips = _pipe(video_model)(["circle", "triangle"], num_frames=3, num_inference_steps=3, eta=0.0,
-                               latents=noise).frames
+    clips = _pipe(video_model)(
+        ["circle", "triangle"], num_frames=3, num_inference_steps=3, eta=0.0, latents=noise
+    ).frames
     per_frame = noise.permute(0, 2, 1, 3, 4).reshape(6, 3, 32, 32)
-    images = _pipe(image_model)(["circle"] * 3 + ["triangle"] * 3, num_inference_steps=3, eta=0.0,
-                                latents=per_frame).images
+    images = _pipe(image_model)(
+        ["circle"] * 3 + ["triangle"] * 3, num_inference_steps=3, eta=0.0, latents=per_frame
+    ).images
     assert clips.shape == (2, 3, 32, 32, 3)
     assert np.array_equal(clips.reshape(6, 32, 32, 3), images)
 
@@ -72,8 +74,7 @@ def test_sample_is_seeded_and_reports_progress(trained_like):
         ticks.append(n)
         return True
 
-    a = sample(trained_like, torch.tensor([0, 1, 2]), 32, 32, steps=2, seed=1, batch=2, frames=2,
-               progress=tick)
+    a = sample(trained_like, torch.tensor([0, 1, 2]), 32, 32, steps=2, seed=1, batch=2, frames=2, progress=tick)
     b = sample(trained_like, torch.tensor([0, 1, 2]), 32, 32, steps=2, seed=1, batch=2, frames=2)
     assert a.shape == (3, 2, 32, 32, 3) and np.array_equal(a, b)
     assert sum(ticks) == 2 * 2  # steps x batches
@@ -82,8 +83,14 @@ def test_sample_is_seeded_and_reports_progress(trained_like):
 def test_scalecrafter_on_the_pipeline_patches_and_comes_off(trained_like):
     pipe = _pipe(trained_like)
     before = {k: v.clone() for k, v in pipe.unet.state_dict().items()}
-    kw = dict(height=64, width=64, num_frames=2, num_inference_steps=2, eta=0.0,
-              latents=initial_noise(1, 64, 64, seed=0, frames=2))
+    kw = dict(
+        height=64,
+        width=64,
+        num_frames=2,
+        num_inference_steps=2,
+        eta=0.0,
+        latents=initial_noise(1, 64, 64, seed=0, frames=2),
+    )
     direct = pipe(["circle"], **kw).frames
     handle = apply_scalecrafter(pipe, 64, 64)
     try:
@@ -101,8 +108,13 @@ def test_ndcfg_runs_the_damped_pass_on_the_unconditional_half_only(trained_like)
     pipe = _pipe(trained_like)
     batches = []
     hook = pipe.unet.conv_in.register_forward_hook(lambda m, a, o: batches.append(a[0].shape[0]))
-    kw = dict(height=128, width=128, num_frames=2, num_inference_steps=2,  # t = 501 (in the window), 1
-              latents=initial_noise(1, 128, 128, seed=0, frames=2))
+    kw = dict(
+        height=128,
+        width=128,
+        num_frames=2,
+        num_inference_steps=2,  # t = 501 (in the window), 1
+        latents=initial_noise(1, 128, 128, seed=0, frames=2),
+    )
     try:
         with torch.no_grad():
             handle = apply_scalecrafter(pipe, 128, 128)  # 4x: the derived plan has an NDCFG window
@@ -147,18 +159,22 @@ def test_output_types(image_model, video_model):
     latent = pv("circle", output_type="latent", **seeded).frames
     assert latent.shape == (1, 3, 2, 32, 32) and latent.min() >= -1.5
     seeded["generator"] = torch.Generator().manual_seed(3)
-    assert torch.allclose((latent.clamp(-1, 1) + 1) / 2,
-                          pv("circle", output_type="pt", **seeded).frames.permute(0, 2, 1, 3, 4))
+    assert torch.allclose(
+        (latent.clamp(-1, 1) + 1) / 2, pv("circle", output_type="pt", **seeded).frames.permute(0, 2, 1, 3, 4)
+    )
 
 
-@pytest.mark.parametrize("call, message", [
-    (dict(prompt="dog"), "unknown prompt 'dog'"),
-    (dict(prompt="circle", height=30), "height must be a positive multiple of 4"),
-    (dict(prompt="circle", num_frames=40), "num_frames must be 1-32"),
-    (dict(prompt="circle", num_inference_steps=0), "num_inference_steps must be at least 1"),
-    (dict(prompt="circle", output_type="tensor"), "output_type must be one of"),
-    (dict(prompt="circle", latents=torch.zeros(1, 3, 32, 32)), "latents must be shaped"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (dict(prompt="dog"), "unknown prompt 'dog'"),
+        (dict(prompt="circle", height=30), "height must be a positive multiple of 4"),
+        (dict(prompt="circle", num_frames=40), "num_frames must be 1-32"),
+        (dict(prompt="circle", num_inference_steps=0), "num_inference_steps must be at least 1"),
+        (dict(prompt="circle", output_type="tensor"), "output_type must be one of"),
+        (dict(prompt="circle", latents=torch.zeros(1, 3, 32, 32)), "latents must be shaped"),
+    ],
+)
 def test_bad_input_is_a_one_line_error(video_model, call, message):
     with pytest.raises(ScaleCrafterError, match=message) as err:
         _pipe(video_model)(**call)

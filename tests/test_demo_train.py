@@ -32,8 +32,18 @@ def test_lr_schedules():
 
 def test_train_stops_on_time_limit_and_reloads(tmp_path):
     seen = []
-    info = train(steps=1000, batch=2, threads=1, warmup=1, out=tmp_path / "final", unet_config=TINY,
-                 max_seconds=0.0, ckpt_every=0, on_checkpoint=lambda s, u, e: seen.append(s), log=io.StringIO())
+    info = train(
+        steps=1000,
+        batch=2,
+        threads=1,
+        warmup=1,
+        out=tmp_path / "final",
+        unet_config=TINY,
+        max_seconds=0.0,
+        ckpt_every=0,
+        on_checkpoint=lambda s, u, e: seen.append(s),
+        log=io.StringIO(),
+    )
     assert info["training"]["steps"] == 1 and info["training"]["planned_steps"] == 1000
     assert seen == [1]
     # constant schedule: the recorded command reproduces the steps actually done
@@ -47,8 +57,16 @@ def test_train_stops_on_time_limit_and_reloads(tmp_path):
 
 def test_train_is_reproducible_from_the_seed(tmp_path):
     def run(name):
-        train(steps=2, batch=2, threads=1, warmup=1, out=tmp_path / name, unet_config=TINY, ckpt_every=0,
-              log=io.StringIO())
+        train(
+            steps=2,
+            batch=2,
+            threads=1,
+            warmup=1,
+            out=tmp_path / name,
+            unet_config=TINY,
+            ckpt_every=0,
+            log=io.StringIO(),
+        )
         return load_demo_model(tmp_path / name).unet.state_dict()
 
     a, b = run("a"), run("b")

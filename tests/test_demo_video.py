@@ -15,8 +15,9 @@ from scalecrafter_video.models.shapes.motion_model import (
 @pytest.fixture(scope="module")
 def adapter_file(tmp_path_factory, interacting_motion_unet):
     path = tmp_path_factory.mktemp("adapter") / "random.safetensors"
-    return save_motion_adapter(interacting_motion_unet, path,
-                               motion_config(ADAPTER_CONFIG, 8, {"note": "random, for tests"}))
+    return save_motion_adapter(
+        interacting_motion_unet, path, motion_config(ADAPTER_CONFIG, 8, {"note": "random, for tests"})
+    )
 
 
 @pytest.mark.slow
@@ -24,13 +25,37 @@ def test_reduced_video_demo_writes_everything(scv, tmp_path, adapter_file):
     from scalecrafter_video.outputs.media import read_video
 
     out, js = tmp_path / "out", tmp_path / "demo.json"
-    code, stdout, err = scv("demo", "--video", "--motion-model", adapter_file, "--samples", "2", "--steps", "2",
-                            "--frames", "3", "--scales", "2", "--out", out, "--json", js, "--no-progress")
+    code, stdout, err = scv(
+        "demo",
+        "--video",
+        "--motion-model",
+        adapter_file,
+        "--samples",
+        "2",
+        "--steps",
+        "2",
+        "--frames",
+        "3",
+        "--scales",
+        "2",
+        "--out",
+        out,
+        "--json",
+        js,
+        "--no-progress",
+    )
     assert code == 0, err
     assert "| direct | 1x |" in stdout and "| scalecrafter | 2x |" in stdout
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["attn-sf-2x.mp4", "contact_sheet.png", "direct-1x.mp4", "direct-2x.mp4", "results.json",
-                     "scalecrafter-2x.mp4", "table.md"]
+    assert names == [
+        "attn-sf-2x.mp4",
+        "contact_sheet.png",
+        "direct-1x.mp4",
+        "direct-2x.mp4",
+        "results.json",
+        "scalecrafter-2x.mp4",
+        "table.md",
+    ]
     video = read_video(out / "scalecrafter-2x.mp4")
     assert video.shape == (3, 128, 2 * 128 + 4, 3)  # 3 frames; the 2 clips side by side at 128 px
     doc = json.loads(js.read_text(), parse_constant=lambda c: pytest.fail(f"non-strict JSON {c}"))
@@ -44,8 +69,19 @@ def test_reduced_video_demo_writes_everything(scv, tmp_path, adapter_file):
     full = json.loads((out / "results.json").read_text())
     assert len(full["cases"][0]["per_sample"]) == 2
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
-    code, _, err = scv("demo", "--video", "--motion-model", adapter_file, "--frames", "3", "--scales", "2",
-                       "--out", out, "--no-progress")
+    code, _, err = scv(
+        "demo",
+        "--video",
+        "--motion-model",
+        adapter_file,
+        "--frames",
+        "3",
+        "--scales",
+        "2",
+        "--out",
+        out,
+        "--no-progress",
+    )
     assert code == 2 and "--overwrite" in err and len(err.strip().splitlines()) == 1
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
 

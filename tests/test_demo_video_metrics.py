@@ -25,14 +25,20 @@ RED, BLUE = (0.9, 0.15, 0.15), (0.2, 0.3, 0.95)
 
 
 def _frame(label, d, cx, cy, color=RED, scale=1.0):
-    img = render(torch.tensor([label]), torch.tensor([float(d)]), torch.tensor([[float(cx), float(cy)]]),
-                 torch.tensor([color]), scale=scale)
+    img = render(
+        torch.tensor([label]),
+        torch.tensor([float(d)]),
+        torch.tensor([[float(cx), float(cy)]]),
+        torch.tensor([color]),
+        scale=scale,
+    )
     return img[0].permute(1, 2, 0).numpy()
 
 
 def _clip(label=0, d=17.0, start=(12.0, 14.0), velocity=(1.0, 0.5), frames=8, scale=1.0, color=RED):
-    return np.stack([_frame(label, d, start[0] + velocity[0] * t, start[1] + velocity[1] * t, color, scale)
-                     for t in range(frames)])
+    return np.stack(
+        [_frame(label, d, start[0] + velocity[0] * t, start[1] + velocity[1] * t, color, scale) for t in range(frames)]
+    )
 
 
 def _blank(size):
@@ -62,8 +68,14 @@ def test_a_coherent_moving_clip():
 def test_training_clips_move_at_their_speed():
     labels, sizes, path, colors = clip_params(4, torch.Generator().manual_seed(3))
     for i in range(4):
-        clip = np.stack([render(labels[i:i + 1], sizes[i:i + 1], path[i, f][None], colors[i:i + 1])[0]
-                         .permute(1, 2, 0).numpy() for f in range(8)])
+        clip = np.stack(
+            [
+                render(labels[i : i + 1], sizes[i : i + 1], path[i, f][None], colors[i : i + 1])[0]
+                .permute(1, 2, 0)
+                .numpy()
+                for f in range(8)
+            ]
+        )
         truth = (path[i, 1:] - path[i, :-1]).norm(dim=-1).mean().item()
         assert analyse_clip(clip, 1).motion == pytest.approx(truth, abs=0.05)
 
@@ -161,5 +173,10 @@ def test_trajectory_stats_separate_motion_from_jitter():
     # drawn 2x larger along a 2x longer path: the same motion in base pixels
     big = trajectory_stats([_clip(velocity=(1.0, 0.0), start=(12.0, 16.0), scale=2.0)], 2)
     assert big["net"] == pytest.approx(stats["net"], abs=0.1)
-    assert trajectory_stats([np.stack([_blank(32)] * 8)], 1) == {"followed_clips": 0, "step": None, "net": None,
-                                                                  "fit": None, "accel": None}
+    assert trajectory_stats([np.stack([_blank(32)] * 8)], 1) == {
+        "followed_clips": 0,
+        "step": None,
+        "net": None,
+        "fit": None,
+        "accel": None,
+    }

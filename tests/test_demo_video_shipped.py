@@ -24,8 +24,7 @@ def test_the_shipped_adapter_loads_with_its_training_record(shipped):
 @pytest.mark.slow
 def test_reduced_video_demo_shows_the_effect_at_4x(shipped):
     cases = [Case("direct", 1), Case("direct", 4), Case("scalecrafter-redilate", 4)]
-    rows, clips = benchmark(shipped, samples=3, steps=10, seed=0, batch=3, cases=cases, frames=4,
-                            progress_bar=False)
+    rows, clips = benchmark(shipped, samples=3, steps=10, seed=0, batch=3, cases=cases, frames=4, progress_bar=False)
     base, direct, sc = rows
     assert clips["scalecrafter-redilate 4x"].shape == (3, 4, 128, 128, 3)
     assert base["single"] >= 0.75, rows  # the trained model at its own size

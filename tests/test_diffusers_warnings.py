@@ -35,9 +35,11 @@ def test_only_the_empty_list_message_is_dropped(diffusers_messages):
         modeling_utils.logger.warning("There are modules in X that should be kept in float32: ['norm'].")
         modeling_utils.logger.warning("another warning")
     modeling_utils.logger.warning("There are modules in X that should be kept in float32: [].")
-    assert diffusers_messages == ["There are modules in X that should be kept in float32: ['norm'].",
-                                  "another warning",
-                                  "There are modules in X that should be kept in float32: []."]
+    assert diffusers_messages == [
+        "There are modules in X that should be kept in float32: ['norm'].",
+        "another warning",
+        "There are modules in X that should be kept in float32: [].",
+    ]
 
 
 def test_loading_the_shipped_motion_model_is_quiet(diffusers_messages):

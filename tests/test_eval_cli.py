@@ -15,9 +15,18 @@ def _write_set(folder, images, method, size, base=False):
     for i, im in enumerate(images):
         path = folder / f"{method}-{size}-{i:03d}.png"
         Image.fromarray(im).save(path)
-        path.with_suffix(".json").write_text(json.dumps(
-            {"method": method, "width": size, "height": size, "model": "shapes-test", "base": base,
-             "base_size": [32, 32]}))
+        path.with_suffix(".json").write_text(
+            json.dumps(
+                {
+                    "method": method,
+                    "width": size,
+                    "height": size,
+                    "model": "shapes-test",
+                    "base": base,
+                    "base_size": [32, 32],
+                }
+            )
+        )
 
 
 def _shapes(n, size, seed):
@@ -38,12 +47,30 @@ def shapes_outputs(tmp_path_factory):
 
 def test_eval_reference_shapes_table_json_plot(scv, shapes_outputs, tmp_path):
     out_json, out_png = tmp_path / "eval.json", tmp_path / "eval.png"
-    code, out, err = scv("eval", "--generated", shapes_outputs, "--reference-shapes", "--features", "random",
-                         "--num-reference", 64, "--crops", 1, "--json", out_json, "--plot", out_png, "--no-progress")
+    code, out, err = scv(
+        "eval",
+        "--generated",
+        shapes_outputs,
+        "--reference-shapes",
+        "--features",
+        "random",
+        "--num-reference",
+        64,
+        "--crops",
+        1,
+        "--json",
+        out_json,
+        "--plot",
+        out_png,
+        "--no-progress",
+    )
     assert code == 0, err
     rows = json.loads(out_json.read_text())["rows"]
     assert [(r["method"], r["res"], r["n"], r["base"]) for r in rows] == [
-        ("direct", "32x32", 40, True), ("direct", "64x64", 40, False), ("scalecrafter", "64x64", 40, False)]
+        ("direct", "32x32", 40, True),
+        ("direct", "64x64", 40, False),
+        ("scalecrafter", "64x64", 40, False),
+    ]
     base, direct, crafted = rows
     # true 64 px shapes are closer to the 64 px data than repeated 32 px ones, in full view and in crops
     assert crafted["fid_r"] < direct["fid_r"] and crafted["kid_r"] < direct["kid_r"]
@@ -60,8 +87,18 @@ def test_eval_reference_shapes_table_json_plot(scv, shapes_outputs, tmp_path):
 
 def test_eval_identical_reference_gives_fid_zero(scv, shapes_outputs, tmp_path):
     out_json = tmp_path / "e.json"
-    code, _, err = scv("eval", "--generated", shapes_outputs / "scalecrafter", "--reference",
-                       shapes_outputs / "scalecrafter", "--features", "random", "--json", out_json, "--no-progress")
+    code, _, err = scv(
+        "eval",
+        "--generated",
+        shapes_outputs / "scalecrafter",
+        "--reference",
+        shapes_outputs / "scalecrafter",
+        "--features",
+        "random",
+        "--json",
+        out_json,
+        "--no-progress",
+    )
     assert code == 0, err
     (row,) = json.loads(out_json.read_text())["rows"]
     assert abs(row["fid_r"]) < 1e-4 and row["fid_b"] is None  # distinct sets score above 0.5 here

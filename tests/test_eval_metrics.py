@@ -63,6 +63,7 @@ def test_kid_is_unbiased_and_detects_a_shift():
     for seed in range(20):
         x, y = _gaussian(60, [0.0] * 8, np.eye(8), 2 * seed), _gaussian(60, [0.0] * 8, np.eye(8), 2 * seed + 1)
         unbiased.append(kid(x, y, subsets=1)[0])
+
         def k(p, q):  # the same cubic kernel, with the diagonal terms kept
             return (p @ q.T / 8 + 1) ** 3
 
@@ -103,7 +104,7 @@ def test_crops_are_windows_of_the_full_resolution_image():
         assert c.shape == (64, 64, 3)
         y0 = int(c[0, 0, 0]) + 256 * (int(c[0, 0, 2]) // 16)
         x0 = int(c[0, 0, 1]) + 256 * (int(c[0, 0, 2]) % 16)
-        assert np.array_equal(c, img[y0:y0 + 64, x0:x0 + 64])  # one pixel per pixel: nothing resized
+        assert np.array_equal(c, img[y0 : y0 + 64, x0 : x0 + 64])  # one pixel per pixel: nothing resized
     with pytest.raises(ValueError):
         random_crops(img, 301, 1, np.random.default_rng(0))
 

@@ -27,9 +27,20 @@ def _write_clips(folder, clips, prompts, method, size, base=False, save_frames=T
         if save_frames:
             write_png_frames(frames_dir_of(path), clip)
         write_mp4(path, clip, 8)
-        path.with_suffix(".json").write_text(json.dumps(
-            {"method": method, "width": size, "height": size, "model": "shapes-video-test", "base": base,
-             "base_size": [32, 32], "prompt": prompt, "kind": "video"}))
+        path.with_suffix(".json").write_text(
+            json.dumps(
+                {
+                    "method": method,
+                    "width": size,
+                    "height": size,
+                    "model": "shapes-video-test",
+                    "base": base,
+                    "base_size": [32, 32],
+                    "prompt": prompt,
+                    "kind": "video",
+                }
+            )
+        )
 
 
 @pytest.fixture(scope="module")
@@ -40,16 +51,29 @@ def clip_outputs(tmp_path_factory):
     base, prompts = _clips(1)
     _write_clips(root / "base", base, prompts, "direct", 32, base=True)
     _write_clips(root / "direct", [np.tile(c, (1, 2, 2, 1)) for c in base], prompts, "direct", 64)
-    _write_clips(root / "scalecrafter", [c.repeat(2, axis=1).repeat(2, axis=2) for c in base], prompts,
-                 "scalecrafter", 64)
+    _write_clips(
+        root / "scalecrafter", [c.repeat(2, axis=1).repeat(2, axis=2) for c in base], prompts, "scalecrafter", 64
+    )
     return root
 
 
 def test_eval_scores_clips_per_frame_and_per_clip(scv, clip_outputs, tmp_path):
     report = tmp_path / "eval.json"
-    code, stdout, err = scv("eval", "--generated", clip_outputs, "--reference-shapes", "--features", "random",
-                            "--num-reference", 64, "--json", report, "--plot", tmp_path / "eval.png",
-                            "--no-progress")
+    code, stdout, err = scv(
+        "eval",
+        "--generated",
+        clip_outputs,
+        "--reference-shapes",
+        "--features",
+        "random",
+        "--num-reference",
+        64,
+        "--json",
+        report,
+        "--plot",
+        tmp_path / "eval.png",
+        "--no-progress",
+    )
     assert code == 0, err
     rows = {(r["method"], r["res"]): r for r in json.loads(report.read_text())["rows"]}
     assert set(rows) == {("direct", "32x32"), ("direct", "64x64"), ("scalecrafter", "64x64")}  # frame PNGs skipped
@@ -72,8 +96,19 @@ def test_eval_reads_the_mp4_when_no_frames_were_saved(scv, tmp_path):
     clips, prompts = _clips(2)
     _write_clips(tmp_path / "out", clips[:3], prompts[:3], "direct", 32, base=True, save_frames=False)
     report = tmp_path / "eval.json"
-    code, stdout, err = scv("eval", "--generated", tmp_path / "out", "--reference-shapes", "--features", "random",
-                            "--num-reference", 16, "--json", report, "--no-progress")
+    code, stdout, err = scv(
+        "eval",
+        "--generated",
+        tmp_path / "out",
+        "--reference-shapes",
+        "--features",
+        "random",
+        "--num-reference",
+        16,
+        "--json",
+        report,
+        "--no-progress",
+    )
     assert code == 0, err
     (row,) = json.loads(report.read_text())["rows"]
     assert row["frames_from"] == "mp4" and row["frames"] == 3 * FRAMES

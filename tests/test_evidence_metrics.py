@@ -39,8 +39,13 @@ def _params(seed=0):
 def _clips(labels, sizes, path, colors, scale=1.0):
     """(N, frames, H, W, 3) in [0, 1]: each clip's object rendered along its path at `scale`."""
     n, frames = path.shape[:2]
-    imgs = render(labels.repeat_interleave(frames), sizes.repeat_interleave(frames), path.reshape(-1, 2),
-                  colors.repeat_interleave(frames, dim=0), scale=scale)
+    imgs = render(
+        labels.repeat_interleave(frames),
+        sizes.repeat_interleave(frames),
+        path.reshape(-1, 2),
+        colors.repeat_interleave(frames, dim=0),
+        scale=scale,
+    )
     size = imgs.shape[-1]
     return imgs.view(n, frames, 3, size, size).permute(0, 1, 3, 4, 2).numpy()
 
@@ -132,8 +137,7 @@ def test_a_jittered_clip_set_has_per_frame_ratio_above_net_ratio():
     normal = torch.stack([-d[:, 1], d[:, 0]], dim=1) / d.norm(dim=1, keepdim=True).clamp_min(1e-6)
     shake = (torch.arange(frames) % 2).float().view(1, -1, 1) * normal[:, None]
     base = describe_clips(_clips(labels, sizes, path, colors), 1)
-    ev = clip_evidence(describe_clips(_clips(labels, sizes, path + shake, colors, scale=2.0), 2), base,
-                       paired=True)
+    ev = clip_evidence(describe_clips(_clips(labels, sizes, path + shake, colors, scale=2.0), 2), base, paired=True)
     assert ev["followed"] == N
     assert _ratio(ev, "step_ratio") > _ratio(ev, "net_ratio") + 0.2
     assert _ratio(ev, "net_ratio") == pytest.approx(1.0, abs=0.1)

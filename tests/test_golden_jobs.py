@@ -15,8 +15,9 @@ VOLATILE = ("seconds", "created", "versions", "command")
 
 
 def _run(scv, out, *args):
-    code, stdout, err = scv("generate", *args, "--res", "128x128", "--steps", 2, "--seed", 3, "--no-progress",
-                            "--out", out)
+    code, stdout, err = scv(
+        "generate", *args, "--res", "128x128", "--steps", 2, "--seed", 3, "--no-progress", "--out", out
+    )
     assert code == 0, err
     (path,) = [Path(line) for line in stdout.split()]
     side = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))

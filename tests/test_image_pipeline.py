@@ -24,8 +24,14 @@ from scalecrafter_video.models.tiny import tiny_tokenizer
 def sample(pipe, height=128, width=128, steps=4, seed=0, guidance=7.5):
     generator = torch.Generator("cpu").manual_seed(seed)
     return pipe(
-        "a lighthouse", height=height, width=width, num_inference_steps=steps, guidance_scale=guidance,
-        eta=1.0, generator=generator, output_type="latent",
+        "a lighthouse",
+        height=height,
+        width=width,
+        num_inference_steps=steps,
+        guidance_scale=guidance,
+        eta=1.0,
+        generator=generator,
+        output_type="latent",
     ).images
 
 
@@ -173,11 +179,24 @@ def saved_tiny_sd(tmp_path_factory, tiny_sd):
 def test_local_folder_loads_and_checks_sizes_before_weights(scv, tmp_path, saved_tiny_sd):
     info = image.inspect_model(str(saved_tiny_sd))
     assert info.ref.kind == "local" and info.size_multiple == 64 and info.vae_scale_factor == 8
-    code, out, err = scv("generate", "--no-progress", "--model", saved_tiny_sd, "--prompt", "x", "--res", "72x64",
-                         "--out", tmp_path)
+    code, out, err = scv(
+        "generate", "--no-progress", "--model", saved_tiny_sd, "--prompt", "x", "--res", "72x64", "--out", tmp_path
+    )
     assert code == 2 and "divisible by 64" in err
-    code, out, err = scv("generate", "--no-progress", "--steps", "2", "--model", saved_tiny_sd, "--prompt", "x",
-                         "--res", "128x128", "--out", tmp_path)
+    code, out, err = scv(
+        "generate",
+        "--no-progress",
+        "--steps",
+        "2",
+        "--model",
+        saved_tiny_sd,
+        "--prompt",
+        "x",
+        "--res",
+        "128x128",
+        "--out",
+        tmp_path,
+    )
     assert code == 0, err
     meta = json.loads(Path(out.strip()).with_suffix(".json").read_text())
     assert meta["model_source"] == "local" and meta["family"] == "sd15" and "note" not in meta
@@ -189,8 +208,22 @@ def test_cached_hub_model_loads_offline(scv, tmp_path, saved_tiny_sd, empty_hf_c
     shutil.copytree(saved_tiny_sd, snapshot)
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text("0" * 40)
-    code, out, err = scv("generate", "--no-progress", "--steps", "2", "--model", "someone/tiny-sd", "--prompt", "x",
-                         "--res", "128x128", "--out", tmp_path, "--method", "direct")
+    code, out, err = scv(
+        "generate",
+        "--no-progress",
+        "--steps",
+        "2",
+        "--model",
+        "someone/tiny-sd",
+        "--prompt",
+        "x",
+        "--res",
+        "128x128",
+        "--out",
+        tmp_path,
+        "--method",
+        "direct",
+    )
     assert code == 0, err
     meta = json.loads(Path(out.strip()).with_suffix(".json").read_text())
     assert (
@@ -202,8 +235,9 @@ def test_incomplete_local_folder_is_one_line(scv, tmp_path, saved_tiny_sd):
     broken = tmp_path / "broken"
     shutil.copytree(saved_tiny_sd, broken)
     shutil.rmtree(broken / "unet")
-    code, out, err = scv("generate", "--no-progress", "--model", broken, "--prompt", "x", "--res", "128x128",
-                         "--out", tmp_path / "o")
+    code, out, err = scv(
+        "generate", "--no-progress", "--model", broken, "--prompt", "x", "--res", "128x128", "--out", tmp_path / "o"
+    )
     assert code == 2, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("scv: error: ") and "could not be loaded" in lines[0]

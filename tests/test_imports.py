@@ -19,8 +19,12 @@ def test_every_module_lives_on_a_floor(g):
 
 
 def test_no_private_names_across_modules(g):
-    private = [(m, target, name) for m, imports in g.items() for target, name in imports
-               if name and name.startswith("_") and not name.startswith("__") and target != m]
+    private = [
+        (m, target, name)
+        for m, imports in g.items()
+        for target, name in imports
+        if name and name.startswith("_") and not name.startswith("__") and target != m
+    ]
     assert private == []
 
 
@@ -30,7 +34,7 @@ def test_no_import_cycles(g):
 
     def visit(m):
         if m in path:
-            raise AssertionError(f"import cycle: {' -> '.join(path[path.index(m):] + [m])}")
+            raise AssertionError(f"import cycle: {' -> '.join(path[path.index(m) :] + [m])}")
         if m in done:
             return
         path.append(m)
@@ -58,12 +62,20 @@ def test_ops_and_engine_import_nothing_above_them(g):
 
 
 def test_only_the_commands_import_the_demo_command(g):
-    demo = [m for m, imports in g.items() for t, _ in imports
-            if t.startswith("scalecrafter_video.commands.demo") and not m.startswith("scalecrafter_video.commands")]
+    demo = [
+        m
+        for m, imports in g.items()
+        for t, _ in imports
+        if t.startswith("scalecrafter_video.commands.demo") and not m.startswith("scalecrafter_video.commands")
+    ]
     assert demo == []
-    inner = [m for m, imports in g.items() for t, _ in imports
-             if t.startswith("scalecrafter_video.commands.demo")
-             and not m.startswith(("scalecrafter_video.commands.demo", "scalecrafter_video.commands.cli"))]
+    inner = [
+        m
+        for m, imports in g.items()
+        for t, _ in imports
+        if t.startswith("scalecrafter_video.commands.demo")
+        and not m.startswith(("scalecrafter_video.commands.demo", "scalecrafter_video.commands.cli"))
+    ]
     assert inner == [], "only the CLI imports the demo command"
 
 

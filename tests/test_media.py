@@ -142,8 +142,20 @@ def test_tiny_video_mp4_is_0644(tmp_path, umask_022):
     from scalecrafter_video.jobs.generate import run_job
     from scalecrafter_video.jobs.options import GenerateOptions
 
-    (mp4,) = run_job(GenerateOptions(prompts=["x"], height=64, width=64, model="tiny-video", steps=1, frames=2,
-                                             out_dir=tmp_path, video=True, progress=False, save_frames=True))
+    (mp4,) = run_job(
+        GenerateOptions(
+            prompts=["x"],
+            height=64,
+            width=64,
+            model="tiny-video",
+            steps=1,
+            frames=2,
+            out_dir=tmp_path,
+            video=True,
+            progress=False,
+            save_frames=True,
+        )
+    )
     assert stat.S_IMODE(mp4.stat().st_mode) == 0o644
     assert stat.S_IMODE(mp4.with_suffix(".json").stat().st_mode) == 0o644
     assert stat.S_IMODE((tmp_path / f"{mp4.stem}-frames").stat().st_mode) == 0o755

@@ -13,11 +13,18 @@ from scalecrafter_video.jobs.options import GenerateOptions
 from scalecrafter_video.jobs.registry import resolve_model
 
 
-@pytest.mark.parametrize("model, family", [
-    ("zeroscope", "zeroscope"), ("cerspense/zeroscope_v2_576w", "zeroscope"), ("modelscope", "modelscope"),
-    ("animatediff", "animatediff"), ("sd15", "animatediff"), ("someone/zeroscope-finetune", None),
-    ("tiny-video3d", "modelscope"),
-])
+@pytest.mark.parametrize(
+    "model, family",
+    [
+        ("zeroscope", "zeroscope"),
+        ("cerspense/zeroscope_v2_576w", "zeroscope"),
+        ("modelscope", "modelscope"),
+        ("animatediff", "animatediff"),
+        ("sd15", "animatediff"),
+        ("someone/zeroscope-finetune", None),
+        ("tiny-video3d", "modelscope"),
+    ],
+)
 def test_video_family_from_the_id_table_only(model, family):
     assert resolve_model(model, video=True).family == family
     assert resolve_model(model, video=True, family="zeroscope").family == "zeroscope"  # --family wins
@@ -42,8 +49,9 @@ def test_image_family_from_the_architecture_then_the_name_then_the_config():
 def _unet3d_folder(root, name):
     folder = root / name
     (folder / "unet").mkdir(parents=True)
-    (folder / "model_index.json").write_text(json.dumps(
-        {"_class_name": "TextToVideoSDPipeline", "unet": ["diffusers", "UNet3DConditionModel"]}))
+    (folder / "model_index.json").write_text(
+        json.dumps({"_class_name": "TextToVideoSDPipeline", "unet": ["diffusers", "UNet3DConditionModel"]})
+    )
     config = {k: v for k, v in meta_unet("modelscope").config.items() if not k.startswith("_")}
     (folder / "unet" / "config.json").write_text(json.dumps(config))
     return folder
@@ -53,10 +61,20 @@ def test_unet3d_folder_needs_family_whatever_its_name(tmp_path, scv):
     """A local folder with the ModelScope/Zeroscope layout: refused before loading, even when its
     name says "zeroscope"; with --family the check passes (and loading, of no weights, fails)."""
     folder = _unet3d_folder(tmp_path, "my-zeroscope-copy")
-    opts = dict(prompts=["x"], height=320, width=576, model=str(folder), steps=2, frames=2,
-                out_dir=tmp_path / "out", video=True, progress=False)
-    code, out, err = scv("generate", "--video", "--model", folder, "--res", "576x320", "--prompt", "x",
-                         "--out", tmp_path / "out")
+    opts = dict(
+        prompts=["x"],
+        height=320,
+        width=576,
+        model=str(folder),
+        steps=2,
+        frames=2,
+        out_dir=tmp_path / "out",
+        video=True,
+        progress=False,
+    )
+    code, out, err = scv(
+        "generate", "--video", "--model", folder, "--res", "576x320", "--prompt", "x", "--out", tmp_path / "out"
+    )
     assert code == 2 and "--family" in err and len(err.strip().splitlines()) == 1
     with pytest.raises(ScaleCrafterError, match="several model families.*pass family= one of modelscope, zeroscope"):
         run_job(GenerateOptions(**opts))
@@ -70,6 +88,7 @@ def test_family_must_match_the_kind(tmp_path, scv):
         "generate", "--model", "tiny-sd", "--family", "zeroscope", "--res", "128x128", "--out", tmp_path
     )
     assert code == 2 and "video family" in err
-    code, out, err = scv("generate", "--video", "--model", "tiny-video", "--family", "sdxl", "--res", "128x128",
-                         "--out", tmp_path)
+    code, out, err = scv(
+        "generate", "--video", "--model", "tiny-video", "--family", "sdxl", "--res", "128x128", "--out", tmp_path
+    )
     assert code == 2 and "image family" in err

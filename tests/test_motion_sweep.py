@@ -13,8 +13,9 @@ SCRIPT = ROOT / "scripts" / "motion_model_sweep.py"
 
 
 def _run(*args, timeout=600):
-    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )
 
 
 @pytest.mark.slow
@@ -22,9 +23,32 @@ def test_tiny_sweep_trains_scores_and_writes_few_files(tmp_path):
     from scalecrafter_video.models.shapes.motion_model import load_motion_model
 
     out = tmp_path / "sweep"
-    r = _run("--device", "cpu", "--minutes", "0.005", "--variants", "b4-lr2e-3", "--threads", "1",
-             "--frames", "2", "--probe-every", "1", "--probe-clips", "1", "--probe-steps", "1",
-             "--eval-clips", "1", "--eval-steps", "1", "--scales", "2", "--out", out)
+    r = _run(
+        "--device",
+        "cpu",
+        "--minutes",
+        "0.005",
+        "--variants",
+        "b4-lr2e-3",
+        "--threads",
+        "1",
+        "--frames",
+        "2",
+        "--probe-every",
+        "1",
+        "--probe-clips",
+        "1",
+        "--probe-steps",
+        "1",
+        "--eval-clips",
+        "1",
+        "--eval-steps",
+        "1",
+        "--scales",
+        "2",
+        "--out",
+        out,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     files = sorted(p.name for p in out.rglob("*"))
     assert files == ["b4-lr2e-3.safetensors", "log.txt", "results.json"]
@@ -33,7 +57,10 @@ def test_tiny_sweep_trains_scores_and_writes_few_files(tmp_path):
     (variant,) = doc["variants"]
     assert "error" not in variant, variant
     assert [(row["method"], row["scale"]) for row in variant["rows"]] == [
-        ("direct", 1), ("direct", 2), ("scalecrafter", 2)]
+        ("direct", 1),
+        ("direct", 2),
+        ("scalecrafter", 2),
+    ]
     assert variant["training"]["probes"][0]["step"] == 0 and "b4-lr2e-3 |" in doc["summary"]
     log = (out / "log.txt").read_text().splitlines()
     assert log and all(line.startswith("[b4-lr2e-3] ") for line in log)

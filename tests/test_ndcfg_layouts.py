@@ -34,16 +34,29 @@ def test_stock_pipelines_batch_uncond_then_cond(request, name):
     kwargs = dict(num_frames=2) if video else dict(num_images_per_prompt=per_prompt)
     calls, hook = _record_unet_calls(pipe.unet)
     try:
-        pipe(PROMPT, negative_prompt=NEGATIVE, height=64, width=64, num_inference_steps=1, guidance_scale=7.5,
-             output_type="latent", **kwargs)
+        pipe(
+            PROMPT,
+            negative_prompt=NEGATIVE,
+            height=64,
+            width=64,
+            num_inference_steps=1,
+            guidance_scale=7.5,
+            output_type="latent",
+            **kwargs,
+        )
     finally:
         hook.remove()
-    encoded = pipe.encode_prompt(prompt=PROMPT, device="cpu", num_images_per_prompt=per_prompt,
-                                 do_classifier_free_guidance=True, negative_prompt=NEGATIVE)
+    encoded = pipe.encode_prompt(
+        prompt=PROMPT,
+        device="cpu",
+        num_images_per_prompt=per_prompt,
+        do_classifier_free_guidance=True,
+        negative_prompt=NEGATIVE,
+    )
     cond, uncond = encoded[0], encoded[1]
     if type(pipe.unet).__name__ == "UNetMotionModel":  # AnimateDiff repeats the text per frame
         cond, uncond = cond.repeat_interleave(2, dim=0), uncond.repeat_interleave(2, dim=0)
-    (batch, text), = calls
+    ((batch, text),) = calls
     assert batch % 2 == 0 and batch // 2 == per_prompt
     first, second = text.chunk(2)
     torch.testing.assert_close(first, uncond)
@@ -63,16 +76,28 @@ def test_refining_siblings_batch_uncond_then_cond(request, name):
     given = {"video": frames.unsqueeze(0)} if video else {"image": frames}
     calls, hook = _record_unet_calls(refiner.unet)
     try:
-        refiner(prompt=PROMPT, negative_prompt=NEGATIVE, strength=0.5, num_inference_steps=2, guidance_scale=7.5,
-                output_type="latent", **given)
+        refiner(
+            prompt=PROMPT,
+            negative_prompt=NEGATIVE,
+            strength=0.5,
+            num_inference_steps=2,
+            guidance_scale=7.5,
+            output_type="latent",
+            **given,
+        )
     finally:
         hook.remove()
-    encoded = pipe.encode_prompt(prompt=PROMPT, device="cpu", num_images_per_prompt=1,
-                                 do_classifier_free_guidance=True, negative_prompt=NEGATIVE)
+    encoded = pipe.encode_prompt(
+        prompt=PROMPT,
+        device="cpu",
+        num_images_per_prompt=1,
+        do_classifier_free_guidance=True,
+        negative_prompt=NEGATIVE,
+    )
     cond, uncond = encoded[0], encoded[1]
     if type(pipe.unet).__name__ == "UNetMotionModel":
         cond, uncond = cond.repeat_interleave(2, dim=0), uncond.repeat_interleave(2, dim=0)
-    (batch, text), = calls
+    ((batch, text),) = calls
     first, second = text.chunk(2)
     torch.testing.assert_close(first, uncond)
     torch.testing.assert_close(second, cond)
@@ -108,8 +133,16 @@ def test_pag_pipeline_warns_and_runs_without_ndcfg(tiny_pag, caplog):
     try:
         with caplog.at_level(logging.WARNING, logger="scalecrafter_video"):
             with scalecrafter(tiny_pag, 256, 256) as handle:
-                tiny_pag("x", height=256, width=256, num_inference_steps=2, num_images_per_prompt=2, pag_scale=3.0,
-                         guidance_scale=7.5, output_type="latent")
+                tiny_pag(
+                    "x",
+                    height=256,
+                    width=256,
+                    num_inference_steps=2,
+                    num_images_per_prompt=2,
+                    pag_scale=3.0,
+                    guidance_scale=7.5,
+                    output_type="latent",
+                )
     finally:
         hook.remove()
     warnings = [r.getMessage() for r in caplog.records if "noise-damped CFG is off" in r.getMessage()]
@@ -167,8 +200,9 @@ def test_sidecar_says_what_ran(scv, tmp_path):
     import json
     from pathlib import Path
 
-    code, out, err = scv("generate", "--model", "tiny-sd", "--res", "256x256", "--steps", "2", "--no-progress",
-                         "--out", tmp_path)
+    code, out, err = scv(
+        "generate", "--model", "tiny-sd", "--res", "256x256", "--steps", "2", "--no-progress", "--out", tmp_path
+    )
     assert code == 0, err
     meta = json.loads(Path(out.strip()).with_suffix(".json").read_text())
     assert (meta["ndcfg_layout"], meta["unet_calls"], meta["damped_passes"]) == ("uncond,cond", 2, 1)

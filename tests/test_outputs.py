@@ -46,10 +46,23 @@ def test_names_differ_for_every_setting_that_changes_the_output(tmp_path):
     assert base.startswith("日本語の猫-1024x1024-scalecrafter-seed0-")
     preset = tmp_path / "p.toml"
     preset.write_text("one")
-    variants = [dict(model="sd21"), dict(steps=30), dict(guidance=3.0), dict(scheduler="euler"), dict(eta=0.0),
-                dict(preset="sd15-1024x1024"), dict(preset=str(preset)), dict(ndcfg=False), dict(dispersion=True),
-                dict(progressive=False), dict(dtype="float16"), dict(freeu=True), dict(negative_prompt="blur"),
-                dict(vae_tiling="on"), dict(method="direct")]
+    variants = [
+        dict(model="sd21"),
+        dict(steps=30),
+        dict(guidance=3.0),
+        dict(scheduler="euler"),
+        dict(eta=0.0),
+        dict(preset="sd15-1024x1024"),
+        dict(preset=str(preset)),
+        dict(ndcfg=False),
+        dict(dispersion=True),
+        dict(progressive=False),
+        dict(dtype="float16"),
+        dict(freeu=True),
+        dict(negative_prompt="blur"),
+        dict(vae_tiling="on"),
+        dict(method="direct"),
+    ]
     names = [name(**kw) for kw in variants]
     assert len(set(names + [base])) == len(variants) + 1
     first = name(preset=str(preset))
@@ -139,6 +152,8 @@ def test_atomic_dir_all_or_nothing(tmp_path):
         (tmp / "new.png").write_text("new")
     assert [p.name for p in target.iterdir()] == ["new.png"]
     assert [p.name for p in tmp_path.iterdir()] == ["frames"]
+
+
 def test_path_argument_refuses_empty():
     assert outputs.path_argument("out/x") == Path("out/x")
     with pytest.raises(

@@ -31,10 +31,13 @@ def test_presets_load_from_a_copy_of_the_package_alone(tmp_path):
 
     from scalecrafter_video.engine.presets import presets
 
-    shutil.copytree(ROOT / "scalecrafter_video", tmp_path / "scalecrafter_video",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import scalecrafter_video.engine.presets as p; "
-            "assert p.__file__.startswith(sys.argv[1]), p.__file__; print(len(p.presets()))")
+    shutil.copytree(
+        ROOT / "scalecrafter_video", tmp_path / "scalecrafter_video", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import scalecrafter_video.engine.presets as p; "
+        "assert p.__file__.startswith(sys.argv[1]), p.__file__; print(len(p.presets()))"
+    )
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert int(out.stdout) == len(presets()) > 0

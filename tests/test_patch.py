@@ -229,7 +229,6 @@ def test_lora_layers_follow_the_plan():
     torch.testing.assert_close(with_lora, fused, rtol=1e-4, atol=1e-4)
 
 
-
 def test_a_pixel_preset_on_a_bare_unet_leaves_it_as_it_was(unet):
     """The refusal (its wording is checked in test_bad_input) touches nothing."""
     snap = snapshot(unet)

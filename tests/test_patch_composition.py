@@ -26,8 +26,10 @@ CFG = "uncond,cond"
 def _adapter_residuals(unet: UNet2DConditionModel, batch: int, size: int) -> list[torch.Tensor]:
     """One residual per down block, shaped as that block's hidden states before its downsampler."""
     g = torch.Generator().manual_seed(7)
-    return [torch.randn(batch, ch, size >> i, size >> i, generator=g)
-            for i, ch in enumerate(unet.config.block_out_channels)]
+    return [
+        torch.randn(batch, ch, size >> i, size >> i, generator=g)
+        for i, ch in enumerate(unet.config.block_out_channels)
+    ]
 
 
 @pytest.mark.parametrize("reuse", [True, False])
@@ -138,8 +140,9 @@ def mirror_case():
 def test_removal_keeps_a_patcher_applied_after_ours(mirror_case):
     unet, conv, x, plain, mirrored = mirror_case
     snap, base = snapshot(unet), run(unet, size=16)
-    handle = apply_scalecrafter(unet, 16, 16, {"name": "mid", "main": [{"selector": "mid_block", "factor": 2,
-                                                                       "stop": 50}]})
+    handle = apply_scalecrafter(
+        unet, 16, 16, {"name": "mid", "main": [{"selector": "mid_block", "factor": 2, "stop": 50}]}
+    )
     mirror = Mirror(conv)  # wraps ScaleCrafter's wrapper
     assert handle.remove()
     assert torch.equal(conv(x), mirrored)  # the other patch is still in place and working
@@ -167,9 +170,17 @@ def test_removal_restores_a_patcher_applied_before_ours(mirror_case):
 def _small_unet() -> UNet2DConditionModel:
     """Two levels, no attention: quick to trace."""
     torch.manual_seed(0)
-    return UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, down_block_types=("DownBlock2D",) * 2,
-                                up_block_types=("UpBlock2D",) * 2, block_out_channels=(8, 8), layers_per_block=1,
-                                norm_num_groups=4, cross_attention_dim=8).eval()
+    return UNet2DConditionModel(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D",) * 2,
+        up_block_types=("UpBlock2D",) * 2,
+        block_out_channels=(8, 8),
+        layers_per_block=1,
+        norm_num_groups=4,
+        cross_attention_dim=8,
+    ).eval()
 
 
 @pytest.fixture
@@ -232,8 +243,16 @@ def tiny_video3d():
 
 
 def _t2v(pipe, guidance_scale):
-    return pipe(["a red fox", "a blue bird"], height=128, width=128, num_frames=2, num_inference_steps=2,
-                guidance_scale=guidance_scale, output_type="latent", generator=torch.Generator().manual_seed(0)).frames
+    return pipe(
+        ["a red fox", "a blue bird"],
+        height=128,
+        width=128,
+        num_frames=2,
+        num_inference_steps=2,
+        guidance_scale=guidance_scale,
+        output_type="latent",
+        generator=torch.Generator().manual_seed(0),
+    ).frames
 
 
 def test_text_to_video_without_cfg_runs_no_damped_pass(tiny_video3d):
@@ -257,8 +276,11 @@ def test_unknown_cfg_runs_no_damped_pass_and_warns_once(tiny_video3d, caplog):
     pipe = tiny_video3d
     x = torch.randn(2, 4, 2, 16, 16)
     text = torch.randn(2, 7, pipe.unet.config.cross_attention_dim)
-    with caplog.at_level(logging.WARNING, logger="scalecrafter_video"), torch.no_grad(), \
-            scalecrafter(pipe, 128, 128, PLAN_WITH_NDCFG, family="modelscope") as handle:
+    with (
+        caplog.at_level(logging.WARNING, logger="scalecrafter_video"),
+        torch.no_grad(),
+        scalecrafter(pipe, 128, 128, PLAN_WITH_NDCFG, family="modelscope") as handle,
+    ):
         for _ in range(2):
             pipe.unet(x, 981, encoder_hidden_states=text)
     warnings = [r.getMessage() for r in caplog.records if "does not say whether it runs CFG" in r.getMessage()]

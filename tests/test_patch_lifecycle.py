@@ -22,14 +22,16 @@ SAMPLERS = {
     "euler": EulerDiscreteScheduler,
 }
 LAYERS = ["down_blocks.1.resnets.0.conv1", "mid_block.resnets.0.conv1", "up_blocks.0.resnets.0.conv1"]
-CLOSED = Plan.from_dict({
-    "name": "closed-windows",
-    "main": [{"selector": "mid_block", "factor": 2, "stop": 0}],
-    "damped": [{"selector": "mid_block", "factor": 3, "stop": 0}],
-    "ndcfg_stop": 0,
-    "dispersion": ["mid_block"],
-    "dispersion_stop": 0,
-})
+CLOSED = Plan.from_dict(
+    {
+        "name": "closed-windows",
+        "main": [{"selector": "mid_block", "factor": 2, "stop": 0}],
+        "damped": [{"selector": "mid_block", "factor": 3, "stop": 0}],
+        "ndcfg_stop": 0,
+        "dispersion": ["mid_block"],
+        "dispersion_stop": 0,
+    }
+)
 
 
 def _timesteps(sampler: str, steps: int = 20) -> list[float]:
@@ -122,9 +124,14 @@ def _leftovers(unet) -> dict:
     patch = unet.__dict__["_scalecrafter"]
     kernels = patch.state.kernels
     return {
-        "factors": patch.state.factors, "dispersed": patch.state.dispersed, "damped": patch.damped,
-        "damped inputs": patch.damped_inputs, "cache": patch.prefix.cache, "cached bytes": patch.prefix.cached_bytes,
-        "armed": patch.prefix._prefix, "kernels": kernels._kept if kernels is not None else {},
+        "factors": patch.state.factors,
+        "dispersed": patch.state.dispersed,
+        "damped": patch.damped,
+        "damped inputs": patch.damped_inputs,
+        "cache": patch.prefix.cache,
+        "cached bytes": patch.prefix.cached_bytes,
+        "armed": patch.prefix._prefix,
+        "kernels": kernels._kept if kernels is not None else {},
         "replaced forwards": [n for n, m in patch.prefix.units if "forward" in m.__dict__],
     }
 

@@ -32,8 +32,11 @@ def test_rows_are_grouped_by_block_in_unet_order():
     blocks = [
         layer.split(".")[0] + ("." + layer.split(".")[1] if not layer.startswith("mid") else "") for layer in order
     ]
-    assert list(dict.fromkeys(blocks)) == [*(f"down_blocks.{i}" for i in range(4)), "mid_block",
-                                            *(f"up_blocks.{i}" for i in range(4))]
+    assert list(dict.fromkeys(blocks)) == [
+        *(f"down_blocks.{i}" for i in range(4)),
+        "mid_block",
+        *(f"up_blocks.{i}" for i in range(4)),
+    ]
     assert sorted(order) == sorted(family_layers("sd15"))
 
 

@@ -25,8 +25,13 @@ BAD_FILES = [
     ("main", "factors", '{ "mid_block" = "2" }', "'main.factors.\"mid_block\"'", "'2'"),
 ]
 
-GOOD_DICT = {"name": "custom", "main": [{"selector": "mid_block", "factor": 2, "stop": 30, "progressive": False}],
-             "dispersion": ["mid_block"], "dispersion_stop": 20, "target": [1024, 1024]}
+GOOD_DICT = {
+    "name": "custom",
+    "main": [{"selector": "mid_block", "factor": 2, "stop": 30, "progressive": False}],
+    "dispersion": ["mid_block"],
+    "dispersion_stop": 20,
+    "target": [1024, 1024],
+}
 
 # (key, bad value, the key as the message names it, what it got); "main[0].x" edits the first rule
 BAD_DICTS = [
@@ -154,15 +159,29 @@ def test_scv_generate_with_a_bad_preset_file_exits_2(scv, tmp_path, section, key
     path = tmp_path / "bad.toml"
     path.write_text(preset_text(section, key, value))
     out_dir = tmp_path / "out"
-    code, _, err = scv("generate", "--no-progress", "--steps", "2", "--model", "tiny-sd", "--res", "128x128",
-                         "--prompt", "x", "--out", out_dir, "--preset", path)
+    code, _, err = scv(
+        "generate",
+        "--no-progress",
+        "--steps",
+        "2",
+        "--model",
+        "tiny-sd",
+        "--res",
+        "128x128",
+        "--prompt",
+        "x",
+        "--out",
+        out_dir,
+        "--preset",
+        path,
+    )
     one_line_exit_2(code, err, named, "bad.toml")
     assert not out_dir.exists()
 
 
 def test_every_shipped_preset_still_loads():
     assert len(presets()) == len(shipped_preset_files())
-    for name, (family, plan) in presets().items():
+    for name, (_family, plan) in presets().items():
         assert plan.source == "preset" and plan.main, name
         assert Plan.from_dict(plan.to_dict()) == plan, name
 

@@ -66,8 +66,9 @@ def test_apply_with_progressive_false_changes_late_steps_only(unet):
 
 
 def test_generate_no_progressive_is_recorded(scv, tmp_path):
-    code, out, err = scv("generate", "--model", "tiny-sd", "--res", "512x512", "--steps", "2",
-                         "--no-progressive", "--out", tmp_path)
+    code, out, err = scv(
+        "generate", "--model", "tiny-sd", "--res", "512x512", "--steps", "2", "--no-progressive", "--out", tmp_path
+    )
     assert code == 0, err
     sidecar = json.loads(next(tmp_path.glob("*.json")).read_text())
     assert sidecar["progressive"] is False

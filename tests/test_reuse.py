@@ -31,8 +31,10 @@ def _cfg_inputs(unet, kind: str):
         # AnimateDiffPipeline repeats the text context per frame; UNet3DConditionModel does it itself
         context_rows = 4 * FRAMES if type(unet).__name__ == "UNetMotionModel" else 4
     g = torch.Generator().manual_seed(1)
-    kwargs = dict(sample=torch.randn(shape, generator=g),
-                  encoder_hidden_states=torch.randn(context_rows, 7, unet.config.cross_attention_dim, generator=g))
+    kwargs = dict(
+        sample=torch.randn(shape, generator=g),
+        encoder_hidden_states=torch.randn(context_rows, 7, unet.config.cross_attention_dim, generator=g),
+    )
     if kind == "tiny-sdxl":
         kwargs["added_cond_kwargs"] = dict(
             text_embeds=torch.randn(4, unet.config.projection_class_embeddings_input_dim - 6 * 8, generator=g),

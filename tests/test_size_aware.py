@@ -43,6 +43,7 @@ def test_explicit_size_mismatch_is_one_line_error(unet):
 
 def test_pipeline_plan_follows_the_pipeline_call(tiny_sd):
     """Pixels for a pipeline: a 16x16 latent is 128 px; 64 px (the base) runs as trained."""
+
     def sample(height):
         g = torch.Generator().manual_seed(0)
         return tiny_sd(

@@ -15,8 +15,14 @@ from scalecrafter_video.engine.errors import ScaleCrafterError
 
 
 def test_grid_covers_every_item_once_with_stable_seeds():
-    items = build_grid(["a", "b", "c"], 2, ["direct", "scalecrafter"], [(128, 128), (64, 64), (128, 64)],
-                       base=(64, 64), include_base=True)
+    items = build_grid(
+        ["a", "b", "c"],
+        2,
+        ["direct", "scalecrafter"],
+        [(128, 128), (64, 64), (128, 64)],
+        base=(64, 64),
+        include_base=True,
+    )
     keys = [i.key for i in items]
     assert len(keys) == len(set(keys)) == 3 * 2 * (1 + 2 + 2)
     at_base = [i for i in items if (i.width, i.height) == (64, 64)]
@@ -29,8 +35,14 @@ def test_grid_covers_every_item_once_with_stable_seeds():
     assert len({next(iter(s)) for s in seeds.values()}) == 6
     assert item_seed(0, 0) == item_seed(0, 0) and 0 <= item_seed(5, 7) < 2**63
     # more prompts or seeds later leave every earlier item's seed and name as it was
-    bigger = build_grid(["a", "b", "c", "d"], 3, ["direct", "scalecrafter"], [(128, 128), (64, 64), (128, 64)],
-                        base=(64, 64), include_base=True)
+    bigger = build_grid(
+        ["a", "b", "c", "d"],
+        3,
+        ["direct", "scalecrafter"],
+        [(128, 128), (64, 64), (128, 64)],
+        base=(64, 64),
+        include_base=True,
+    )
     old = {i.key: (i.seed, i.relpath(".png")) for i in items}
     assert all(old[i.key] == (i.seed, i.relpath(".png")) for i in bigger if i.key in old)
 
@@ -77,8 +89,28 @@ def prompts(tmp_path):
 
 
 def _sweep_args(prompts, out, *extra):
-    return ["sweep", "--model", "tiny-sd", "--prompts", prompts, "--res", "128x128", "--base", "--seeds", 1,
-            "--steps", 2, "--methods", "direct,scalecrafter", "--out", out, "--device", "cpu", "--no-progress", *extra]
+    return [
+        "sweep",
+        "--model",
+        "tiny-sd",
+        "--prompts",
+        prompts,
+        "--res",
+        "128x128",
+        "--base",
+        "--seeds",
+        1,
+        "--steps",
+        2,
+        "--methods",
+        "direct,scalecrafter",
+        "--out",
+        out,
+        "--device",
+        "cpu",
+        "--no-progress",
+        *extra,
+    ]
 
 
 def test_sweep_runs_resumes_and_a_second_run_generates_nothing(scv, prompts, tmp_path):
@@ -129,13 +161,16 @@ def test_sweep_grows_and_refuses_other_settings_or_foreign_files(scv, prompts, t
     assert foreign.read_bytes() == b"not ours"
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--methods", "direct,bogus"], "unknown method 'bogus'"),
-    (["--seeds", 0], "--seeds must be at least 1"),
-    (["--res", "100x100"], "not divisible"),
-    (["--num-processes", 0], "--num-processes"),
-    (["--eta", 2], "eta must be between 0 and 1"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--methods", "direct,bogus"], "unknown method 'bogus'"),
+        (["--seeds", 0], "--seeds must be at least 1"),
+        (["--res", "100x100"], "not divisible"),
+        (["--num-processes", 0], "--num-processes"),
+        (["--eta", 2], "eta must be between 0 and 1"),
+    ],
+)
 def test_sweep_bad_input_is_one_line_and_writes_nothing(scv, prompts, tmp_path, args, message):
     out = tmp_path / "sweep"
     code, _, err = scv(*_sweep_args(prompts, out, *args))
@@ -158,9 +193,28 @@ def test_video_sweep_writes_mp4s_with_sidecars_and_eval_scores_every_frame(scv, 
     prompts = tmp_path / "p.txt"
     prompts.write_text("waves\n")
     out = tmp_path / "video"
-    code, stdout, err = scv("sweep", "--video", "--model", "tiny-video", "--prompts", prompts, "--res", "128x128",
-                            "--base", "--frames", 2, "--steps", 2, "--methods", "scalecrafter", "--out", out,
-                            "--device", "cpu", "--no-progress")
+    code, stdout, err = scv(
+        "sweep",
+        "--video",
+        "--model",
+        "tiny-video",
+        "--prompts",
+        prompts,
+        "--res",
+        "128x128",
+        "--base",
+        "--frames",
+        2,
+        "--steps",
+        2,
+        "--methods",
+        "scalecrafter",
+        "--out",
+        out,
+        "--device",
+        "cpu",
+        "--no-progress",
+    )
     assert code == 0 and "2 items; 0 finished before this run, 2 generated" in stdout, err
     done = read_manifest(out)
     side = json.loads((out / done["p0-s0-scalecrafter-128x128"]["sidecar"]).read_text())

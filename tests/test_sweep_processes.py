@@ -29,8 +29,27 @@ def prompts(tmp_path):
 
 
 def _grid(prompts, out):
-    return ["sweep", "--model", "tiny-sd", "--prompts", str(prompts), "--res", "128x128", "--base", "--seeds", "2",
-            "--steps", "2", "--methods", "direct,scalecrafter", "--out", str(out), "--device", "cpu", "--no-progress"]
+    return [
+        "sweep",
+        "--model",
+        "tiny-sd",
+        "--prompts",
+        str(prompts),
+        "--res",
+        "128x128",
+        "--base",
+        "--seeds",
+        "2",
+        "--steps",
+        "2",
+        "--methods",
+        "direct,scalecrafter",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]
 
 
 TOTAL = 3 * 2 * 3  # prompts x seeds x (base + two methods at 128 px)
@@ -66,19 +85,46 @@ def _check_consistent(out: Path) -> dict:
 
 LAUNCHERS = {
     # torchrun path, as the README shows for CPUs
-    "multi_gpu": ["--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-                  "--dynamo_backend", "no"],
+    "multi_gpu": [
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+    ],
     # accelerate's own CPU flag starts one process without MPI; the sweep relaunches itself as two
-    "cpu": ["--num_processes", "2", "--cpu", "--num_machines", "1", "--mixed_precision", "no",
-            "--dynamo_backend", "no"],
+    "cpu": [
+        "--num_processes",
+        "2",
+        "--cpu",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+    ],
 }
 
 
 @pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
 def test_two_cpu_processes_share_the_grid(prompts, tmp_path, launcher):
     out = tmp_path / "sweep"
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", *LAUNCHERS[launcher],
-           "--main_process_port", str(free_port()), "-m", "scalecrafter_video", *_grid(prompts, out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        *LAUNCHERS[launcher],
+        "--main_process_port",
+        str(free_port()),
+        "-m",
+        "scalecrafter_video",
+        *_grid(prompts, out),
+    ]
     run = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
     assert ("running the sweep as 2 CPU processes" in run.stderr) == (launcher == "cpu")
@@ -97,8 +143,12 @@ def test_two_cpu_processes_share_the_grid(prompts, tmp_path, launcher):
 
 def test_a_killed_process_loses_only_its_item_and_the_rerun_finishes(prompts, tmp_path, scv):
     out = tmp_path / "sweep"
-    proc = subprocess.Popen([sys.executable, "-m", "scalecrafter_video", *_grid(prompts, out)], env=ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scalecrafter_video", *_grid(prompts, out)],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     manifest = out / "manifest" / "rank000.jsonl"
     try:
         assert _wait_for(lambda: _lines(manifest) >= 2, proc)
@@ -118,8 +168,13 @@ def test_a_killed_process_loses_only_its_item_and_the_rerun_finishes(prompts, tm
 
 def test_killing_one_of_two_processes_keeps_the_finished_items(prompts, tmp_path, scv):
     out = tmp_path / "sweep"
-    proc = subprocess.Popen([sys.executable, "-m", "scalecrafter_video", *_grid(prompts, out), "--num-processes", "2"],
-                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scalecrafter_video", *_grid(prompts, out), "--num-processes", "2"],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     log = out / "logs" / "rank001.log"
     try:
         assert _wait_for(lambda: _lines(out / "manifest" / "rank001.jsonl") >= 1, proc)

@@ -32,8 +32,22 @@ def app(tmp_path):
     return App(out_dir=str(tmp_path / "out"), stage_dir=tmp_path / "stage")
 
 
-def ask(app, out=None, *, prompt="a red fox", shape=None, model="tiny-sd", size="128x128", method=jobs.SIDE_BY_SIDE,
-        ndcfg=True, dispersion=False, steps=STEPS, seed=0, frames=2, overwrite=False):
+def ask(
+    app,
+    out=None,
+    *,
+    prompt="a red fox",
+    shape=None,
+    model="tiny-sd",
+    size="128x128",
+    method=jobs.SIDE_BY_SIDE,
+    ndcfg=True,
+    dispersion=False,
+    steps=STEPS,
+    seed=0,
+    frames=2,
+    overwrite=False,
+):
     """`App.generate` as the page calls it: the page's values in the page's order."""
     return app.generate(
         prompt,
@@ -61,8 +75,13 @@ def test_models_sizes_and_kinds_offline(empty_hf_cache):
     assert sorted(choices) == sorted(models.BUILTIN_MODELS)  # no weights cached: the built-in models alone
     assert choices.index("tiny-sdxl") < choices.index("tiny-video")  # image models first
     assert jobs.model_choices("my/model")[-1] == "my/model"
-    assert [value for _, value in jobs.size_choices("tiny-sd")] == ["64x64", "128x128", "192x192", "256x256",
-                                                                     "256x128"]
+    assert [value for _, value in jobs.size_choices("tiny-sd")] == [
+        "64x64",
+        "128x128",
+        "192x192",
+        "256x256",
+        "256x128",
+    ]
     assert jobs.default_size("tiny-sd") == "128x128"
     assert jobs.size_choices("stabilityai/not-here")[0] == ("1024x1024", "1024x1024")  # base unknown offline
     assert jobs.is_video_model("tiny-video") and jobs.is_video_model("animatediff")
@@ -91,8 +110,24 @@ def test_side_by_side_runs_scalecrafter_first_with_the_generate_command(tmp_path
     assert (sc.method, direct.method) == ("scalecrafter", "direct")
     assert (sc.width, sc.height, sc.seed, sc.steps, sc.video) == (128, 128, 5, STEPS, False)
     assert sc.skip_existing and not sc.overwrite
-    assert sc.command == ["scv", "generate", "--model", "tiny-sd", "--prompt", "a fox", "--res", "128x128", "--method",
-                          "scalecrafter", "--steps", str(STEPS), "--seed", "5", "--out", str(tmp_path)]
+    assert sc.command == [
+        "scv",
+        "generate",
+        "--model",
+        "tiny-sd",
+        "--prompt",
+        "a fox",
+        "--res",
+        "128x128",
+        "--method",
+        "scalecrafter",
+        "--steps",
+        str(STEPS),
+        "--seed",
+        "5",
+        "--out",
+        str(tmp_path),
+    ]
     nd = jobs.job_options(replace(request, method="scalecrafter", ndcfg=False, dispersion=True))[0]
     assert nd.command[-2:] == ["--no-ndcfg", "--dispersion"]
     sc, direct = jobs.job_options(replace(request, ndcfg=False, dispersion=True))
@@ -117,7 +152,7 @@ def test_side_by_side_writes_what_generate_writes(app, scv, tmp_path, shared_tin
     # the recorded command is `scv generate` of the same job: it names its output the same way
     command = sidecars["ScaleCrafter"]["command"]
     again = tmp_path / "again"
-    code, printed, err = scv(*command[1:command.index("--out")], "--out", again, "--no-progress")
+    code, printed, err = scv(*command[1 : command.index("--out")], "--out", again, "--no-progress")
     assert code == 0, err
     assert Path(printed.strip()).name == Path(right["value"]).name
     assert Path(printed.strip()).read_bytes() == (out / Path(right["value"]).name).read_bytes()
@@ -206,17 +241,20 @@ def test_a_prompt_that_is_no_class_is_refused(app, class_model):
 
 
 # ---- bad input: the CLI's one-line errors, nothing written ------------------------------------------
-@pytest.mark.parametrize("change, message", [
-    (dict(size="12x"), "--res '12x' is not WIDTHxHEIGHT"),
-    (dict(size="104x104"), "width 104 is not divisible by 64"),
-    (dict(prompt="  "), "empty prompt"),
-    (dict(steps=0), "steps must be between 1 and 1000"),
-    (dict(steps=2.5), "steps must be a whole number"),
-    (dict(method="fancy"), "unknown method 'fancy'"),
-    (dict(model=""), "no model chosen"),
-    (dict(model="nobody/nothing"), "not in the local Hugging Face cache"),
-    (dict(size="640x640"), "10x the base size"),  # above ScaleCrafter's max_scale; direct alone would run
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(size="12x"), "--res '12x' is not WIDTHxHEIGHT"),
+        (dict(size="104x104"), "width 104 is not divisible by 64"),
+        (dict(prompt="  "), "empty prompt"),
+        (dict(steps=0), "steps must be between 1 and 1000"),
+        (dict(steps=2.5), "steps must be a whole number"),
+        (dict(method="fancy"), "unknown method 'fancy'"),
+        (dict(model=""), "no model chosen"),
+        (dict(model="nobody/nothing"), "not in the local Hugging Face cache"),
+        (dict(size="640x640"), "10x the base size"),  # above ScaleCrafter's max_scale; direct alone would run
+    ],
+)
 def test_bad_input_is_one_line_and_writes_nothing(app, shared_tiny_sd, empty_hf_cache, change, message):
     with pytest.raises(gr.Error) as caught:
         ask(app, **change)
@@ -254,13 +292,16 @@ def test_a_fixed_output_folder_cannot_be_changed_from_the_page(tmp_path):
 
 
 # ---- the command ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("args, message", [
-    (("--port", "0"), "--port must be between 1 and 65535"),
-    (("--out", ""), "--out is empty"),
-    (("--model", ""), "--model is empty"),
-    (("--steps", "0"), "--steps must be at least 1"),
-    (("--device", "tpu"), "unknown device 'tpu'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--port", "0"), "--port must be between 1 and 65535"),
+        (("--out", ""), "--out is empty"),
+        (("--model", ""), "--model is empty"),
+        (("--steps", "0"), "--steps must be at least 1"),
+        (("--device", "tpu"), "unknown device 'tpu'"),
+    ],
+)
 def test_ui_command_errors(scv, args, message):
     code, out, err = scv("ui", *args)
     assert code == 2 and err.startswith("scv: error: ") and message in err and len(err.strip().splitlines()) == 1
@@ -290,8 +331,9 @@ def test_upscale_box_runs_scv_upscales_job(app, shared_tiny_sd, tmp_path):
     assert "upscale" in {d.api_name for d in build_app(app, steps=STEPS).fns.values()}
     photo = tmp_path / "photo.png"
     Image.new("RGB", (64, 64), (200, 30, 30)).save(photo)
-    updates = app.upscale(str(photo), "a red fox", None, "tiny-sd", "128x128", True, False, float(STEPS), 0.0,
-                          app.out_dir, False)
+    updates = app.upscale(
+        str(photo), "a red fox", None, "tiny-sd", "128x128", True, False, float(STEPS), 0.0, app.out_dir, False
+    )
     left, right = Path(updates[0]["value"]), Path(updates[2]["value"])
     assert updates[0]["label"] == "input" and Image.open(left).size == (64, 64)
     assert Image.open(right).size == (128, 128) and right.name.startswith("photo-128x128-upscale-seed0-")

@@ -30,9 +30,17 @@ CHROMEDRIVER = shutil.which("chromedriver")
 MISSING = [name for name, path in (("chromium", CHROMIUM), ("chromedriver", CHROMEDRIVER)) if not path]
 # What a root, headless Chromium needs on a closed network (without the background-networking
 # flags it keeps opening connections that are refused).
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--window-size=1400,1300")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1400,1300",
+)
 
 
 def free_port() -> int:
@@ -62,9 +70,20 @@ def test_api_scalecrafter_at_2x_returns_image_and_sidecar(server, tmp_path):
     url, app = server
     client = gradio_client.Client(url, verbose=False, download_files=str(tmp_path))
     left, _, right, _, status, sidecars, files, plan = client.predict(
-        prompt="a red fox", shape=CLASSES[0] if CLASSES else None, model=DEFAULT_MODEL, size=SIZE,
-        method="scalecrafter", ndcfg=True, dispersion=False, steps=STEPS, seed=3, frames=16, out_dir=app.out_dir,
-        overwrite=False, api_name="/generate")
+        prompt="a red fox",
+        shape=CLASSES[0] if CLASSES else None,
+        model=DEFAULT_MODEL,
+        size=SIZE,
+        method="scalecrafter",
+        ndcfg=True,
+        dispersion=False,
+        steps=STEPS,
+        seed=3,
+        frames=16,
+        out_dir=app.out_dir,
+        overwrite=False,
+        api_name="/generate",
+    )
     assert Image.open(left["value"]).size == (WIDTH, HEIGHT) and not right["visible"]
     sidecar_file = next(Path(f) for f in files if f.endswith(".json"))
     meta = json.loads(sidecar_file.read_text())
@@ -102,11 +121,15 @@ def test_api_bad_input_is_the_cli_message(server, tmp_path):
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(bool(MISSING), reason=f"browser test not run: {' and '.join(MISSING)} not found on PATH; "
-                    "install them with apt-get install -y chromium chromium-driver (.ci/run does, as root)")
+@pytest.mark.skipif(
+    bool(MISSING),
+    reason=f"browser test not run: {' and '.join(MISSING)} not found on PATH; "
+    "install them with apt-get install -y chromium chromium-driver (.ci/run does, as root)",
+)
 def test_browser_side_by_side(server, tmp_path):
-    webdriver = pytest.importorskip("selenium.webdriver", reason="browser test not run: selenium is not installed "
-                                    "(pip install -e '.[test]')")
+    webdriver = pytest.importorskip(
+        "selenium.webdriver", reason="browser test not run: selenium is not installed (pip install -e '.[test]')"
+    )
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -130,9 +153,12 @@ def test_browser_side_by_side(server, tmp_path):
         )
         sources = [img.get_attribute("src") for img in driver.find_elements(By.CSS_SELECTOR, images)]
         assert len(set(sources)) == 2 and all(src.endswith(".png") for src in sources)
-        WebDriverWait(driver, 30).until(lambda d: all(
-            d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img) == WIDTH
-            for img in d.find_elements(By.CSS_SELECTOR, images)))
+        WebDriverWait(driver, 30).until(
+            lambda d: all(
+                d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img) == WIDTH
+                for img in d.find_elements(By.CSS_SELECTOR, images)
+            )
+        )
         status = driver.find_element(By.CSS_SELECTOR, "#status").text
         assert "direct" in status and "ScaleCrafter" in status
         driver.execute_script("window.scrollTo(0, 0)")

@@ -27,8 +27,26 @@ def shapes_clip(tmp_path_factory):
     from scalecrafter_video.commands.cli import main
 
     out = tmp_path_factory.mktemp("clip")
-    assert main(["generate", "--video", "--model", "shapes32-motion", "--prompt", "circle", "--res", "32x32",
-                 "--steps", "2", "--no-progress", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--video",
+                "--model",
+                "shapes32-motion",
+                "--prompt",
+                "circle",
+                "--res",
+                "32x32",
+                "--steps",
+                "2",
+                "--no-progress",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     (path,) = out.glob("*.mp4")
     return path
 
@@ -69,12 +87,15 @@ def test_upscale_an_image_on_tiny_sd(scv, tmp_path, monkeypatch, tiny_sd):
     assert meta["kind"] == "image" and len(meta["cascade"]["stages"]) == 2
 
 
-@pytest.mark.parametrize("name, content, message", [
-    ("missing.mp4", None, "input '{}' does not exist"),
-    ("broken.mp4", b"not a video at all", "input '{}' is not a readable clip"),
-    ("broken.png", b"\x89PNG but not really", "input '{}' is not a readable image"),
-    ("notes.txt", b"hello", "is neither an image (.png, .jpg, .jpeg) nor a clip"),
-])
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("missing.mp4", None, "input '{}' does not exist"),
+        ("broken.mp4", b"not a video at all", "input '{}' is not a readable clip"),
+        ("broken.png", b"\x89PNG but not really", "input '{}' is not a readable image"),
+        ("notes.txt", b"hello", "is neither an image (.png, .jpg, .jpeg) nor a clip"),
+    ],
+)
 def test_unreadable_input_is_a_one_line_error(scv, tmp_path, no_weights_or_network, name, content, message):
     path = tmp_path / name
     if content is not None:
@@ -88,9 +109,11 @@ def test_unreadable_input_is_a_one_line_error(scv, tmp_path, no_weights_or_netwo
 def test_refused_before_any_weights(scv, tmp_path, no_weights_or_network):
     source = tmp_path / "small.png"
     Image.new("RGB", (64, 64)).save(source)
-    for args, message in ((("--res", "64x64"), "is no larger than the input (64x64): nothing to upscale"),
-                          (("--res", "96x128"), "width 96 is not divisible by 64 (this model needs multiples of 64"),
-                          (("--res", "128x128", "--restart", "1"), "restart must be above 0 and below 1")):
+    for args, message in (
+        (("--res", "64x64"), "is no larger than the input (64x64): nothing to upscale"),
+        (("--res", "96x128"), "width 96 is not divisible by 64 (this model needs multiples of 64"),
+        (("--res", "128x128", "--restart", "1"), "restart must be above 0 and below 1"),
+    ):
         code, out, err = scv(*UP, source, "--model", "tiny-sd", *args, "--out", tmp_path / "o")
         assert code == 2 and message in err and err.count("\n") == 1, (args, err)
     code, out, err = scv(*UP, source, "--model", "shapes32", "--res", "128x128", "--out", tmp_path / "o")
@@ -108,8 +131,15 @@ def test_a_clip_with_audio_is_probed_and_its_audio_noted(tmp_path):
         w.setnchannels(1), w.setsampwidth(2), w.setframerate(8000)
         w.writeframes((np.sin(np.arange(8000) / 5) * 10000).astype(np.int16).tobytes())
     clip = tmp_path / "with-audio.mp4"
-    writer = imageio_ffmpeg.write_frames(str(clip), (32, 32), fps=4, audio_path=str(sound), audio_codec="aac",
-                                         macro_block_size=1, ffmpeg_log_level="error")
+    writer = imageio_ffmpeg.write_frames(
+        str(clip),
+        (32, 32),
+        fps=4,
+        audio_path=str(sound),
+        audio_codec="aac",
+        macro_block_size=1,
+        ffmpeg_log_level="error",
+    )
     writer.send(None)
     for k in range(4):
         writer.send(np.full((32, 32, 3), 40 * k, dtype=np.uint8))

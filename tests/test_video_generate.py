@@ -19,8 +19,17 @@ def offline(monkeypatch):
 
 
 def _opts(tmp_path, **kw):
-    base = dict(prompts=["a red fox running"], height=128, width=128, model="tiny-video", steps=3, frames=8,
-                out_dir=tmp_path, video=True, progress=False)
+    base = dict(
+        prompts=["a red fox running"],
+        height=128,
+        width=128,
+        model="tiny-video",
+        steps=3,
+        frames=8,
+        out_dir=tmp_path,
+        video=True,
+        progress=False,
+    )
     base.update(kw)
     return GenerateOptions(**base)
 
@@ -50,7 +59,8 @@ def test_tiny_video_compare_and_frames(tmp_path):
     assert dmeta["method"] == "direct" and dmeta["plan"] is None
     assert meta["compare"]["direct_motion"] == dmeta["motion"]
     assert meta["compare"]["motion_ratio"] == pytest.approx(
-        meta["motion"]["mean_abs_frame_diff"] / dmeta["motion"]["mean_abs_frame_diff"], rel=1e-4)
+        meta["motion"]["mean_abs_frame_diff"] / dmeta["motion"]["mean_abs_frame_diff"], rel=1e-4
+    )
     # the two runs differ (the plan acts), yet share the seed's starting noise
     assert meta["motion"] != dmeta["motion"]
     # existing outputs are refused before any model loads
@@ -68,8 +78,25 @@ def test_tiny_video_compare_and_frames(tmp_path):
 def test_tiny_video3d_through_cli(tmp_path, capsys):
     from scalecrafter_video.commands.cli import main
 
-    rc = main(["generate", "--video", "--model", "tiny-video3d", "--res", "128x128", "--frames", "8",
-               "--steps", "3", "--out", str(tmp_path), "--prompt", "waves", "--no-progress"])
+    rc = main(
+        [
+            "generate",
+            "--video",
+            "--model",
+            "tiny-video3d",
+            "--res",
+            "128x128",
+            "--frames",
+            "8",
+            "--steps",
+            "3",
+            "--out",
+            str(tmp_path),
+            "--prompt",
+            "waves",
+            "--no-progress",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     mp4s = sorted(tmp_path.glob("*.mp4"))
     assert len(mp4s) == 1 and str(mp4s[0]) in capsys.readouterr().out
@@ -116,8 +143,9 @@ def test_missing_motion_adapter_offline(tmp_path, no_weights_or_network):
     """An SD 1.5 base that is present (local folder) with an adapter that is not: one line, before loading."""
     base = tmp_path / "sd15-local"
     base.mkdir()
-    (base / "model_index.json").write_text(json.dumps(
-        {"_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "UNet2DConditionModel"]}))
+    (base / "model_index.json").write_text(
+        json.dumps({"_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "UNet2DConditionModel"]})
+    )
     with pytest.raises(ScaleCrafterError, match="motion adapter 'scv-test/no-such-adapter' is not in the local") as e:
         run_job(_opts(tmp_path / "out", model=str(base), motion_adapter="scv-test/no-such-adapter"))
     assert "`hf download scv-test/no-such-adapter`" in str(e.value) and "--motion-adapter /path" in str(e.value)

@@ -26,8 +26,14 @@ def folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
     tok = tv.tiny_tokenizer()
     sd = StableDiffusionPipeline(
-        vae=tv.tiny_vae(), text_encoder=tv.tiny_text_encoder(tok), tokenizer=tok, unet=tv.tiny_unet2d(),
-        scheduler=tv.tiny_scheduler(), safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        vae=tv.tiny_vae(),
+        text_encoder=tv.tiny_text_encoder(tok),
+        tokenizer=tok,
+        unet=tv.tiny_unet2d(),
+        scheduler=tv.tiny_scheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
     )
     sd.save_pretrained(root / "sd-base")
     tv.tiny_motion_adapter(max_frames=8).save_pretrained(root / "adapter8")
@@ -36,8 +42,7 @@ def folders(tmp_path_factory):
 
 
 def _opts(out, **kw):
-    base = dict(prompts=["a boat"], height=128, width=128, steps=2, frames=4, out_dir=out, video=True,
-                progress=False)
+    base = dict(prompts=["a boat"], height=128, width=128, steps=2, frames=4, out_dir=out, video=True, progress=False)
     base.update(kw)
     return GenerateOptions(**base)
 
@@ -55,8 +60,7 @@ def test_animatediff_from_local_base_and_adapter(folders, tmp_path):
 
 def test_adapter_frame_limit_read_before_weights(folders, tmp_path):
     with pytest.raises(ScaleCrafterError, match=r"9 frames is more than .*\(8"):
-        run_job(_opts(tmp_path, model=str(folders / "sd-base"), motion_adapter=str(folders / "adapter8"),
-                              frames=9))
+        run_job(_opts(tmp_path, model=str(folders / "sd-base"), motion_adapter=str(folders / "adapter8"), frames=9))
 
 
 def test_text_to_video_from_local_folder(folders, tmp_path):

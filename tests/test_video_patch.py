@@ -102,12 +102,16 @@ def test_spatial_convs_follow_plan(pipe):
                 if factor is None:
                     ref = F.conv2d(x, module.weight, module.bias, module.stride, module.padding)
                 else:
-                    ref = redilated_conv2d(x, module.weight, module.bias, module.stride, factor, module.groups,
-                                           module.padding)
+                    ref = redilated_conv2d(
+                        x, module.weight, module.bias, module.stride, factor, module.groups, module.padding
+                    )
                 seen[name] = torch.allclose(output, ref, atol=1e-5, rtol=1e-4)
 
-            hooks = [m.register_forward_hook(partial(check, name=by_module[id(m)], expected=expected, seen=seen))
-                     for ms in spatial_convs(unet).values() for m in ms]
+            hooks = [
+                m.register_forward_hook(partial(check, name=by_module[id(m)], expected=expected, seen=seen))
+                for ms in spatial_convs(unet).values()
+                for m in ms
+            ]
             try:
                 _run(unet, sample, text, t)
             finally:
@@ -184,18 +188,27 @@ def test_ndcfg_splits_video_batch(pipe):
     only: for UNetMotionModel that half is the first FRAMES rows of the per-frame text embeddings."""
     unet = pipe.unet
     sample, text = _inputs(pipe)
-    main_rules = [{"selector": s, "factor": 2, "stop": 50} for s in
-                  ("down_blocks.1", "down_blocks.2", "down_blocks.3", "mid_block", "up_blocks.0", "up_blocks.1")]
+    main_rules = [
+        {"selector": s, "factor": 2, "stop": 50}
+        for s in ("down_blocks.1", "down_blocks.2", "down_blocks.3", "mid_block", "up_blocks.0", "up_blocks.1")
+    ]
     damped_rules = [{"selector": s, "factor": 2, "stop": 50} for s in ("down_blocks.3", "mid_block", "up_blocks.0")]
     plan = {"name": "t", "main": main_rules, "damped": damped_rules, "ndcfg_stop": 50}
     try:
         apply_scalecrafter(pipe, height=128, width=128, preset=plan, base=(64, 64), ndcfg=True, cfg=True)
         out = _run(unet, sample, text, T_EARLY)
-        apply_scalecrafter(pipe, height=128, width=128, preset=dict(plan, damped=[], ndcfg_stop=0),
-                           base=(64, 64), ndcfg=False)
+        apply_scalecrafter(
+            pipe, height=128, width=128, preset=dict(plan, damped=[], ndcfg_stop=0), base=(64, 64), ndcfg=False
+        )
         main = _run(unet, sample, text, T_EARLY)
-        apply_scalecrafter(pipe, height=128, width=128, preset=dict(plan, main=damped_rules, damped=[], ndcfg_stop=0),
-                           base=(64, 64), ndcfg=False)
+        apply_scalecrafter(
+            pipe,
+            height=128,
+            width=128,
+            preset=dict(plan, main=damped_rules, damped=[], ndcfg_stop=0),
+            base=(64, 64),
+            ndcfg=False,
+        )
         half = text.shape[0] // 2
         u_damped = _run(unet, sample[:1], text[:half], T_EARLY)
         # cfg off (guidance <= 1, e.g. TextToVideoSDPipeline has no do_classifier_free_guidance): plain output
@@ -251,8 +264,9 @@ class TinyInflatedUNet(nn.Module):
 
 def _per_frame(x, conv, dilation):
     b, c, f, h, w = x.shape
-    y = F.conv2d(x.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w), conv.weight, conv.bias,
-                 padding=dilation, dilation=dilation)
+    y = F.conv2d(
+        x.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w), conv.weight, conv.bias, padding=dilation, dilation=dilation
+    )
     return y.reshape(b, f, *y.shape[1:]).permute(0, 2, 1, 3, 4)
 
 

@@ -17,8 +17,13 @@ FILES = sorted(p for fam in VIDEO_FAMILIES for p in CONFIG_DIR.glob(f"{fam}_*.to
 
 def test_expected_presets_exist():
     names = {p.stem for p in FILES}
-    for stem in ("animatediff_1024x1024", "animatediff_1024x576", "animatediff_768x768", "zeroscope_1152x640",
-                 "modelscope_512x512"):
+    for stem in (
+        "animatediff_1024x1024",
+        "animatediff_1024x576",
+        "animatediff_768x768",
+        "zeroscope_1152x640",
+        "modelscope_512x512",
+    ):
         assert stem in names
 
 

@@ -169,45 +169,74 @@ def _add_generate(sub) -> None:
     )
     what = p.add_argument_group("what to generate")
     prompt = what.add_mutually_exclusive_group()
-    prompt.add_argument("--prompt", metavar="TEXT", help="the prompt (a class name for the shapes models; the tiny models need none)")
-    prompt.add_argument("--prompts", metavar="FILE",
-                        help="a text file with one prompt per line ('#' comments); - reads standard input")
+    prompt.add_argument(
+        "--prompt", metavar="TEXT", help="the prompt (a class name for the shapes models; the tiny models need none)"
+    )
+    prompt.add_argument(
+        "--prompts", metavar="FILE", help="a text file with one prompt per line ('#' comments); - reads standard input"
+    )
     what.add_argument("--res", required=True, metavar="WxH", help="output size WIDTHxHEIGHT in pixels, e.g. 2048x1024")
     what.add_argument("--negative-prompt", metavar="TEXT", default=d.negative_prompt, help="negative prompt")
     _add_loading(p, d, "default sd15 (animatediff with --video)")
 
     method = p.add_argument_group("method")
-    method.add_argument("--method", default=d.method, choices=METHODS,
-                        help="scalecrafter (default), direct (plain sampling at the target size) or attn-sf (baseline)")
+    method.add_argument(
+        "--method",
+        default=d.method,
+        choices=METHODS,
+        help="scalecrafter (default), direct (plain sampling at the target size) or attn-sf (baseline)",
+    )
     _add_plan_options(method, d)
 
     cascade = p.add_argument_group(
-        "cascade", "sample at the model's base size, then refine in stages of at most 2x per side (layout and motion "
-        "of the base sample, detail of the target size)")
-    cascade.add_argument("--cascade", action="store_true",
-                         help="sample by a cascade (its stages' method: --stage-plan; the plan options above apply "
-                         "to the full plan)")
+        "cascade",
+        "sample at the model's base size, then refine in stages of at most 2x per side (layout and motion "
+        "of the base sample, detail of the target size)",
+    )
+    cascade.add_argument(
+        "--cascade",
+        action="store_true",
+        help="sample by a cascade (its stages' method: --stage-plan; the plan options above apply to the full plan)",
+    )
     _add_cascade_options(cascade, d, "; needs --cascade")
 
     samp = p.add_argument_group("sampling")
     _add_sampling(samp, d)
-    samp.add_argument("--num-per-prompt", type=_positive_int("num-per-prompt"), default=d.num_per_prompt,
-                      metavar="N", help="outputs per prompt (default 1)")
+    samp.add_argument(
+        "--num-per-prompt",
+        type=_positive_int("num-per-prompt"),
+        default=d.num_per_prompt,
+        metavar="N",
+        help="outputs per prompt (default 1)",
+    )
     samp.add_argument("--freeu", action="store_true", help="FreeU with the reference parameters of the family")
-    samp.add_argument("--vae-tiling", default=d.vae_tiling, choices=VAE_TILING,
-                      help="tiled VAE decode (auto: above 1536 px per side, above 1024 for SDXL)")
-    samp.add_argument("--force-memory", action="store_true",
-                      help="run even when the memory estimate (latents, UNet activations, VAE decode; checked before "
-                      "loading) exceeds the device's free memory")
+    samp.add_argument(
+        "--vae-tiling",
+        default=d.vae_tiling,
+        choices=VAE_TILING,
+        help="tiled VAE decode (auto: above 1536 px per side, above 1024 for SDXL)",
+    )
+    samp.add_argument(
+        "--force-memory",
+        action="store_true",
+        help="run even when the memory estimate (latents, UNet activations, VAE decode; checked before "
+        "loading) exceeds the device's free memory",
+    )
 
     _add_output(p, d)
 
     video = p.add_argument_group("video")
     video.add_argument("--video", action="store_true", help="generate videos (default model animatediff)")
     video.add_argument("--frames", type=_positive_int("frames"), default=None, help=f"frames (default {d.frames})")
-    video.add_argument("--fps", type=_positive_int("fps"), default=None, help=f"frames per second of the MP4 (default {d.fps})")
-    video.add_argument("--motion-adapter", metavar="ID", default=None,
-                       help="AnimateDiff motion adapter (hub id or folder; AnimateDiff models only)")
+    video.add_argument(
+        "--fps", type=_positive_int("fps"), default=None, help=f"frames per second of the MP4 (default {d.fps})"
+    )
+    video.add_argument(
+        "--motion-adapter",
+        metavar="ID",
+        default=None,
+        help="AnimateDiff motion adapter (hub id or folder; AnimateDiff models only)",
+    )
     video.add_argument("--save-frames", action="store_true", help="also write every frame as a PNG")
     video.add_argument("--compare", action="store_true", help="also run direct sampling and write both side by side")
     _debug_flag(p)
@@ -222,53 +251,104 @@ def _add_loading(p: argparse.ArgumentParser, d: GenerateOptions, default_model: 
         help="sd15, sd21, sdxl, a hub id, a local diffusers folder, or tiny-sd / tiny-sdxl (offline, noise); "
         + default_model,
     )
-    load.add_argument("--family", default=None, choices=tuple(SAMPLING),
-                      help="the model's family (base size, presets, defaults); needed where the architecture cannot "
-                      "tell, e.g. a local ModelScope or Zeroscope folder; default: from the model id or architecture")
-    load.add_argument("--dtype", default=d.dtype, choices=DTYPES,
-                      help="weights dtype (auto: float16 on CUDA, float32 on CPU)")
+    load.add_argument(
+        "--family",
+        default=None,
+        choices=tuple(SAMPLING),
+        help="the model's family (base size, presets, defaults); needed where the architecture cannot "
+        "tell, e.g. a local ModelScope or Zeroscope folder; default: from the model id or architecture",
+    )
+    load.add_argument(
+        "--dtype", default=d.dtype, choices=DTYPES, help="weights dtype (auto: float16 on CUDA, float32 on CPU)"
+    )
     load.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:N or mps (default auto)")
     return load
 
 
 def _add_plan_options(method, d: GenerateOptions) -> None:
-    method.add_argument("--preset", default=d.preset, metavar="NAME|auto|PATH",
-                        help="auto (reference preset of this exact size, else the derived plan), a preset name "
-                        "(`scv presets`) or a .toml file")
-    method.add_argument("--no-ndcfg", dest="ndcfg", action="store_false",
-                        help="ordinary CFG instead of noise-damped CFG")
-    method.add_argument("--no-progressive", dest="progressive", action="store_const", const=False, default=None,
-                        help="hold each re-dilation factor for its whole window (the reference 4x plans decay it)")
-    method.add_argument("--dispersion", action="store_true",
-                        help="dispersed convolution on the plan's dispersion layers (opt-in, for 16x pixels)")
-    method.add_argument("--force-preset", action="store_true",
-                        help="apply --preset even to a model of another family or base size, or at another size "
-                        "than it was written for (an error otherwise)")
-    method.add_argument("--max-scale", type=max_scale_argument, default=d.max_scale, metavar="X",
-                        help=f"the largest scale per side over the model's base size ScaleCrafter accepts "
-                        f"(default {d.max_scale:g}; beyond it plans are untested)")
+    method.add_argument(
+        "--preset",
+        default=d.preset,
+        metavar="NAME|auto|PATH",
+        help="auto (reference preset of this exact size, else the derived plan), a preset name "
+        "(`scv presets`) or a .toml file",
+    )
+    method.add_argument(
+        "--no-ndcfg", dest="ndcfg", action="store_false", help="ordinary CFG instead of noise-damped CFG"
+    )
+    method.add_argument(
+        "--no-progressive",
+        dest="progressive",
+        action="store_const",
+        const=False,
+        default=None,
+        help="hold each re-dilation factor for its whole window (the reference 4x plans decay it)",
+    )
+    method.add_argument(
+        "--dispersion",
+        action="store_true",
+        help="dispersed convolution on the plan's dispersion layers (opt-in, for 16x pixels)",
+    )
+    method.add_argument(
+        "--force-preset",
+        action="store_true",
+        help="apply --preset even to a model of another family or base size, or at another size "
+        "than it was written for (an error otherwise)",
+    )
+    method.add_argument(
+        "--max-scale",
+        type=max_scale_argument,
+        default=d.max_scale,
+        metavar="X",
+        help=f"the largest scale per side over the model's base size ScaleCrafter accepts "
+        f"(default {d.max_scale:g}; beyond it plans are untested)",
+    )
 
 
 def _add_cascade_options(group, d: GenerateOptions, needs: str = "") -> None:
-    group.add_argument("--restart", type=float, default=None, metavar="FRACTION",
-                       help=f"the fraction of the schedule each stage skips: it is re-noised to step "
-                       f"int(FRACTION * steps) and denoised from there (default {d.restart}, FreeScale's{needs})")
-    group.add_argument("--skip-exponent", type=float, default=None, metavar="E",
-                       help=f"the skip residual mixes the noised stage input in with weight cos_factor ** E "
-                       f"(default {d.skip_exponent:g}, FreeScale's{needs})")
-    group.add_argument("--stage-plan", default=None, choices=STAGE_PLANS,
-                       help=f"each stage's method: full (ScaleCrafter's plan for the stage's size), restrained "
-                       f"(FreeScale's: down_blocks.1 downsampler, down_blocks.2 and mid-block resnets, 35 of 50 "
-                       f"steps) or none (direct) (default {d.stage_plan}{needs})")
+    group.add_argument(
+        "--restart",
+        type=float,
+        default=None,
+        metavar="FRACTION",
+        help=f"the fraction of the schedule each stage skips: it is re-noised to step "
+        f"int(FRACTION * steps) and denoised from there (default {d.restart}, FreeScale's{needs})",
+    )
+    group.add_argument(
+        "--skip-exponent",
+        type=float,
+        default=None,
+        metavar="E",
+        help=f"the skip residual mixes the noised stage input in with weight cos_factor ** E "
+        f"(default {d.skip_exponent:g}, FreeScale's{needs})",
+    )
+    group.add_argument(
+        "--stage-plan",
+        default=None,
+        choices=STAGE_PLANS,
+        help=f"each stage's method: full (ScaleCrafter's plan for the stage's size), restrained "
+        f"(FreeScale's: down_blocks.1 downsampler, down_blocks.2 and mid-block resnets, 35 of 50 "
+        f"steps) or none (direct) (default {d.stage_plan}{needs})",
+    )
 
 
 def _add_sampling(samp, d: GenerateOptions) -> None:
-    samp.add_argument("--steps", type=_positive_int("steps"), default=d.steps, help=f"sampling steps (default {d.steps})")
-    samp.add_argument("--guidance", type=float, default=None,
-                      help="classifier-free guidance scale (default: 7.5 SD, 5.0 SDXL, the family's for video)")
+    samp.add_argument(
+        "--steps", type=_positive_int("steps"), default=d.steps, help=f"sampling steps (default {d.steps})"
+    )
+    samp.add_argument(
+        "--guidance",
+        type=float,
+        default=None,
+        help="classifier-free guidance scale (default: 7.5 SD, 5.0 SDXL, the family's for video)",
+    )
     samp.add_argument("--eta", type=float, default=d.eta, help=f"DDIM eta (default {d.eta}, the reference setting)")
-    samp.add_argument("--scheduler", default=d.scheduler, choices=tuple(SCHEDULERS),
-                      help=f"sampler (default {d.scheduler}; the reference presets are tuned on DDIM)")
+    samp.add_argument(
+        "--scheduler",
+        default=d.scheduler,
+        choices=tuple(SCHEDULERS),
+        help=f"sampler (default {d.scheduler}; the reference presets are tuned on DDIM)",
+    )
     samp.add_argument("--seed", type=_seed, default=d.seed, help="seed of the first output; output k uses seed+k")
 
 
@@ -277,8 +357,11 @@ def _add_output(p: argparse.ArgumentParser, d: GenerateOptions) -> None:
     out.add_argument("--out", default=str(d.out_dir), metavar="DIR", help=f"output folder (default {d.out_dir})")
     exist = out.add_mutually_exclusive_group()
     exist.add_argument("--overwrite", action="store_true", help="replace existing outputs of the same name")
-    exist.add_argument("--skip-existing", action="store_true",
-                       help="leave outputs whose file and sidecar exist and do the rest (resume a stopped batch)")
+    exist.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="leave outputs whose file and sidecar exist and do the rest (resume a stopped batch)",
+    )
     out.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
 
 
@@ -296,21 +379,35 @@ def _add_upscale(sub) -> None:
     p.add_argument("input", metavar="INPUT", help="a .png / .jpg image or an .mp4 clip")
     what = p.add_argument_group("what to make")
     what.add_argument("--res", required=True, metavar="WxH", help="output size WIDTHxHEIGHT in pixels, e.g. 2048x2048")
-    what.add_argument("--prompt", metavar="TEXT",
-                      help="what the input shows (the class for the shapes models; the tiny models need none)")
+    what.add_argument(
+        "--prompt",
+        metavar="TEXT",
+        help="what the input shows (the class for the shapes models; the tiny models need none)",
+    )
     what.add_argument("--negative-prompt", metavar="TEXT", default=d.negative_prompt, help="negative prompt")
     load = _add_loading(p, d, "default sd15 for an image, animatediff for a clip")
-    load.add_argument("--motion-adapter", metavar="ID", default=None,
-                      help="AnimateDiff motion adapter (hub id or folder; AnimateDiff models, clips only)")
+    load.add_argument(
+        "--motion-adapter",
+        metavar="ID",
+        default=None,
+        help="AnimateDiff motion adapter (hub id or folder; AnimateDiff models, clips only)",
+    )
     cascade = p.add_argument_group("stages")
     _add_cascade_options(cascade, d)
     _add_plan_options(cascade, d)
     samp = p.add_argument_group("sampling")
     _add_sampling(samp, d)
-    samp.add_argument("--vae-tiling", default=d.vae_tiling, choices=VAE_TILING,
-                      help="tiled VAE encode and decode (auto: above 1536 px per side, above 1024 for SDXL)")
-    samp.add_argument("--force-memory", action="store_true",
-                      help="run even when the memory estimate at --res exceeds the device's free memory")
+    samp.add_argument(
+        "--vae-tiling",
+        default=d.vae_tiling,
+        choices=VAE_TILING,
+        help="tiled VAE encode and decode (auto: above 1536 px per side, above 1024 for SDXL)",
+    )
+    samp.add_argument(
+        "--force-memory",
+        action="store_true",
+        help="run even when the memory estimate at --res exceeds the device's free memory",
+    )
     _add_output(p, d)
     _debug_flag(p)
     p.set_defaults(_handler=cmd_upscale)
@@ -328,26 +425,47 @@ def _add_plan(sub) -> None:
     p.add_argument("--family", required=True, choices=tuple(FAMILIES), help="model family")
     p.add_argument("--res", required=True, metavar="WxH", help="target size WIDTHxHEIGHT in pixels")
     p.add_argument("--steps", type=_positive_int("steps"), default=50, help="sampling steps (default 50)")
-    p.add_argument("--preset", default="auto", metavar="NAME|auto|PATH", help="auto (default), a preset name or a .toml file")
-    p.add_argument("--force-preset", action="store_true",
-                   help="show --preset even for another family or size than it was written for")
-    p.add_argument("--scheduler", default="ddim", choices=tuple(SCHEDULERS),
-                   help="sampler whose timesteps are used (default ddim, leading spacing, steps_offset 1)")
+    p.add_argument(
+        "--preset", default="auto", metavar="NAME|auto|PATH", help="auto (default), a preset name or a .toml file"
+    )
+    p.add_argument(
+        "--force-preset",
+        action="store_true",
+        help="show --preset even for another family or size than it was written for",
+    )
+    p.add_argument(
+        "--scheduler",
+        default="ddim",
+        choices=tuple(SCHEDULERS),
+        help="sampler whose timesteps are used (default ddim, leading spacing, steps_offset 1)",
+    )
     p.add_argument("--no-ndcfg", dest="ndcfg", action="store_false", help="show the plan with ordinary CFG")
-    p.add_argument("--no-progressive", dest="progressive", action="store_const", const=False, default=None,
-                   help="show the plan with every factor held for its whole window")
-    p.add_argument("--json", action="store_true", help="print JSON: {\"steps\": [{index, timestep, main, damped}, ...]}")
-    p.add_argument("--plot", metavar="FILE.png",
-                   help="also draw the plan into FILE.png: factor per layer (rows) per step (columns), main and damped "
-                   "side by side, NDCFG and dispersion windows marked (needs matplotlib)")
+    p.add_argument(
+        "--no-progressive",
+        dest="progressive",
+        action="store_const",
+        const=False,
+        default=None,
+        help="show the plan with every factor held for its whole window",
+    )
+    p.add_argument("--json", action="store_true", help='print JSON: {"steps": [{index, timestep, main, damped}, ...]}')
+    p.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        help="also draw the plan into FILE.png: factor per layer (rows) per step (columns), main and damped "
+        "side by side, NDCFG and dispersion windows marked (needs matplotlib)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing --plot file")
     _debug_flag(p)
     p.set_defaults(_handler=cmd_plan)
 
 
 def _add_presets(sub) -> None:
-    p = sub.add_parser("presets", help="list the shipped reference presets",
-                       description="List the reference presets shipped with scalecrafter_video.")
+    p = sub.add_parser(
+        "presets",
+        help="list the shipped reference presets",
+        description="List the reference presets shipped with scalecrafter_video.",
+    )
     p.add_argument("--family", choices=tuple(FAMILIES), help="only this family")
     p.add_argument("--json", action="store_true", help="print the presets as JSON plans")
     _debug_flag(p)
@@ -426,7 +544,8 @@ def cmd_generate(args: argparse.Namespace, argv: list[str]) -> int:
     if args.prompt is not None and not args.prompt.strip():
         raise ScaleCrafterError("--prompt is empty")
     opts = _job_options(
-        args, argv,
+        args,
+        argv,
         prompts=prompts,
         height=height,
         width=width,
@@ -465,9 +584,18 @@ def cmd_upscale(args: argparse.Namespace, argv: list[str]) -> int:
     prompt = default_prompt(model) if args.prompt is None else args.prompt
     if not prompt.strip():
         raise ScaleCrafterError("--prompt is empty")
-    opts = _job_options(args, argv, prompts=[prompt], height=height, width=width, model=model, video=probe.video,
-                        frames=probe.frames or GenerateOptions.frames, fps=probe.fps or GenerateOptions.fps,
-                        cascade=True)
+    opts = _job_options(
+        args,
+        argv,
+        prompts=[prompt],
+        height=height,
+        width=width,
+        model=model,
+        video=probe.video,
+        frames=probe.frames or GenerateOptions.frames,
+        fps=probe.fps or GenerateOptions.fps,
+        cascade=True,
+    )
     for path in run_upscale(opts, probe):
         print(path)
     return 0
@@ -479,16 +607,31 @@ def cmd_plan(args: argparse.Namespace, argv: list[str]) -> int:
 
     width, height = parse_res(args.res)
     plot = _plot_target(args.plot, args.overwrite) if args.plot is not None else None
-    plan, rows = plan_rows(args.family, width, height, args.steps, args.preset, args.scheduler, args.ndcfg,
-                           args.progressive, args.force_preset)
+    plan, rows = plan_rows(
+        args.family,
+        width,
+        height,
+        args.steps,
+        args.preset,
+        args.scheduler,
+        args.ndcfg,
+        args.progressive,
+        args.force_preset,
+    )
     if plot is not None:
         from ..engine.presets import family_layers
         from .plan_plot import save_plan_plot
 
         plot.parent.mkdir(parents=True, exist_ok=True)
-        save_plan_plot(plan, rows, family_layers(args.family), plot, ndcfg=args.ndcfg,
-                       title=f"{args.family} {width}x{height}: plan {plan.name} ({plan.source}), "
-                       f"{len(rows)} {args.scheduler} steps")
+        save_plan_plot(
+            plan,
+            rows,
+            family_layers(args.family),
+            plot,
+            ndcfg=args.ndcfg,
+            title=f"{args.family} {width}x{height}: plan {plan.name} ({plan.source}), "
+            f"{len(rows)} {args.scheduler} steps",
+        )
     if args.json:
         print(json.dumps({"steps": rows}))
         return 0

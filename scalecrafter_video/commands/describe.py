@@ -13,24 +13,39 @@ from ..jobs.checks import check_size, check_steps
 from ..jobs.sampling import sampler_timesteps
 
 
-def plan_rows(family: str, width: int, height: int, steps: int, preset: str = "auto",
-              scheduler: str = "ddim", ndcfg: bool = True, progressive: bool | None = None,
-              force_preset: bool = False) -> tuple[Plan, list[dict]]:
+def plan_rows(
+    family: str,
+    width: int,
+    height: int,
+    steps: int,
+    preset: str = "auto",
+    scheduler: str = "ddim",
+    ndcfg: bool = True,
+    progressive: bool | None = None,
+    force_preset: bool = False,
+) -> tuple[Plan, list[dict]]:
     """(plan, rows) for a family and size: rows as `Plan.steps` gives them, on the sampler's timesteps."""
     fam = get_family(family)
     check_size(height, width, fam.size_multiple)
     check_steps(steps)
-    plan = resolve_plan(preset_argument(preset, force_preset), height=height, width=width,
-                        base=(fam.base_height, fam.base_width), levels=fam.levels, family=family,
-                        progressive=progressive)
+    plan = resolve_plan(
+        preset_argument(preset, force_preset),
+        height=height,
+        width=width,
+        base=(fam.base_height, fam.base_width),
+        levels=fam.levels,
+        family=family,
+        progressive=progressive,
+    )
     layers = list(family_layers(family))
     plan.validate(layers)
     timesteps = sampler_timesteps(steps, scheduler, plan.num_train_timesteps)
     return plan, plan.steps(timesteps, layers, ndcfg=ndcfg)
 
 
-def format_plan(plan, rows: list[dict], family: str, width: int, height: int, scheduler: str,
-                ndcfg: bool = True) -> str:
+def format_plan(
+    plan, rows: list[dict], family: str, width: int, height: int, scheduler: str, ndcfg: bool = True
+) -> str:
     """A compact table: consecutive steps with the same factors share one line."""
     base = f"{plan.base[1]}x{plan.base[0]}" if plan.base else "?"
     if not ndcfg:
@@ -69,6 +84,7 @@ def _step_range(group: list[dict]) -> str:
 
 def _summarise(factors: dict) -> str:
     """Factors per block (and per down/upsampler) when all its layers agree, else per layer."""
+
     def key(layer: str) -> str:
         block = block_of(layer)
         for part in ("downsamplers", "upsamplers"):
@@ -99,8 +115,14 @@ def block_order(key: str) -> tuple[int, int, str]:
 
 def short_name(name: str) -> str:
     """`down_blocks.2.resnets.0.conv1` -> `DB2.r0.conv1`: the names tables and figures print."""
-    return (name.replace("down_blocks.", "DB").replace("up_blocks.", "UB").replace("mid_block", "MB")
-            .replace(".downsamplers", ".ds").replace(".upsamplers", ".us").replace(".resnets.", ".r"))
+    return (
+        name.replace("down_blocks.", "DB")
+        .replace("up_blocks.", "UB")
+        .replace("mid_block", "MB")
+        .replace(".downsamplers", ".ds")
+        .replace(".upsamplers", ".us")
+        .replace(".resnets.", ".r")
+    )
 
 
 def _fmt(factor) -> str:
@@ -120,11 +142,17 @@ def presets_table(family: str | None = None) -> str:
         size = f"{plan.target[1]}x{plan.target[0]}" if plan.target else "-"
         stops = sorted({r.stop for r in plan.main})
         progressive = "yes" if any(r.progressive for r in plan.main) else "no"
-        rows.append((
-            name, fam, size, "/".join(f"{s:g}" for s in stops) or "-", progressive,
-            f"{plan.ndcfg_stop:g}" if plan.damped and plan.ndcfg_stop else "off",
-            f"{len(plan.dispersion)} blocks (stop {plan.dispersion_stop:g})" if plan.dispersion else "-",
-        ))
+        rows.append(
+            (
+                name,
+                fam,
+                size,
+                "/".join(f"{s:g}" for s in stops) or "-",
+                progressive,
+                f"{plan.ndcfg_stop:g}" if plan.damped and plan.ndcfg_stop else "off",
+                f"{len(plan.dispersion)} blocks (stop {plan.dispersion_stop:g})" if plan.dispersion else "-",
+            )
+        )
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(header))]
     return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 

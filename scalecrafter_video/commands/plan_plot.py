@@ -36,8 +36,9 @@ def layer_order(layers: Sequence[str]) -> list[str]:
     return sorted(layers, key=lambda layer: block_order(block_of(layer))[:2])
 
 
-def plan_matrices(plan: Plan, rows: list[dict], layers: Sequence[str], ndcfg: bool = True
-                  ) -> tuple[list[str], np.ndarray, np.ndarray]:
+def plan_matrices(
+    plan: Plan, rows: list[dict], layers: Sequence[str], ndcfg: bool = True
+) -> tuple[list[str], np.ndarray, np.ndarray]:
     """(layers in plotting order, main factors, damped factors), each (layers x steps) from
     `Plan.steps` rows. An anisotropic factor counts by its larger side; damped is NaN at steps
     where no damped pass runs (NDCFG off, or outside its window)."""
@@ -52,8 +53,15 @@ def plan_matrices(plan: Plan, rows: list[dict], layers: Sequence[str], ndcfg: bo
     return order, main, damped
 
 
-def plan_figure(plan: Plan, rows: list[dict], layers: Sequence[str], *, ndcfg: bool = True,
-                dispersion: bool = False, title: str | None = None):
+def plan_figure(
+    plan: Plan,
+    rows: list[dict],
+    layers: Sequence[str],
+    *,
+    ndcfg: bool = True,
+    dispersion: bool = False,
+    title: str | None = None,
+):
     """The figure (a matplotlib `Figure`) of `plan` over `rows` (`Plan.steps` on a sampler's
     timesteps) for a UNet's eligible `layers`. `dispersion`: whether the dispersed kernels run
     (the plan's dispersion window is drawn either way, dotted when it is off)."""
@@ -69,14 +77,20 @@ def plan_figure(plan: Plan, rows: list[dict], layers: Sequence[str], *, ndcfg: b
     fig = Figure(figsize=(11, max(3.8, 0.13 * len(order) + 2.0)), layout="constrained")
     axes = fig.subplots(1, 2, sharey=True)
     ndcfg_steps = int(np.sum(~np.isnan(damped[0]))) if order else 0
-    damped_title = ("damped plan: NDCFG's unconditional term" if ndcfg_steps
-                    else "damped plan: none (NDCFG off)" if not ndcfg
-                    else "damped plan: none (this plan has no NDCFG window)" if not plan.damped
-                    else "damped plan: no step in its NDCFG window")
+    damped_title = (
+        "damped plan: NDCFG's unconditional term"
+        if ndcfg_steps
+        else "damped plan: none (NDCFG off)"
+        if not ndcfg
+        else "damped plan: none (this plan has no NDCFG window)"
+        if not plan.damped
+        else "damped plan: no step in its NDCFG window"
+    )
     for ax, data, name in ((axes[0], main, "main plan: guidance direction"), (axes[1], damped, damped_title)):
         index = np.where(np.isnan(data), np.nan, np.searchsorted(levels, data))
-        image = ax.imshow(index, aspect="auto", cmap=palette, vmin=-0.5, vmax=len(levels) - 0.5,
-                          interpolation="nearest")
+        image = ax.imshow(
+            index, aspect="auto", cmap=palette, vmin=-0.5, vmax=len(levels) - 0.5, interpolation="nearest"
+        )
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("sampling step", fontsize=8)
         ax.set_xticks(_step_ticks(steps))
@@ -88,19 +102,36 @@ def plan_figure(plan: Plan, rows: list[dict], layers: Sequence[str], *, ndcfg: b
     axes[0].set_yticks(range(len(order)), [short_name(layer) for layer in order], fontsize=6)
     handles = [Patch(facecolor=NO_DAMPED_PASS, edgecolor="#999999", label="no damped pass (ordinary CFG)")]
     if 0 < ndcfg_steps < steps:
-        handles.append(Line2D([], [], color="black", linestyle="--",
-                              label=f"NDCFG window ends (steps 0-{ndcfg_steps - 1})"))
+        handles.append(
+            Line2D([], [], color="black", linestyle="--", label=f"NDCFG window ends (steps 0-{ndcfg_steps - 1})")
+        )
     dispersed = plan.dispersed_layers(list(order))
     dispersion_steps = sum(plan.dispersion_active(row["timestep"]) for row in rows)
     if dispersed and dispersion_steps:
         look = dict(linestyle="-", hatch="//") if dispersion else dict(linestyle="--", hatch=None)
         for first, last in _runs([i for i, layer in enumerate(order) if layer in dispersed]):
             for ax in axes:
-                ax.add_patch(Rectangle((-0.5, first - 0.5), dispersion_steps, last - first + 1, fill=False,
-                                       edgecolor=WINDOW_COLOUR, linewidth=2.0, **look))
+                ax.add_patch(
+                    Rectangle(
+                        (-0.5, first - 0.5),
+                        dispersion_steps,
+                        last - first + 1,
+                        fill=False,
+                        edgecolor=WINDOW_COLOUR,
+                        linewidth=2.0,
+                        **look,
+                    )
+                )
         state = "on" if dispersion else "opt-in, off"
-        handles.append(Patch(fill=False, edgecolor=WINDOW_COLOUR, linewidth=2.0, **look,
-                             label=f"dispersion window ({state}; steps 0-{dispersion_steps - 1})"))
+        handles.append(
+            Patch(
+                fill=False,
+                edgecolor=WINDOW_COLOUR,
+                linewidth=2.0,
+                **look,
+                label=f"dispersion window ({state}; steps 0-{dispersion_steps - 1})",
+            )
+        )
     colorbar = fig.colorbar(image, ax=list(axes), ticks=range(len(levels)), shrink=0.6, pad=0.01)
     anisotropic = any(isinstance(f, list) for row in rows for part in ("main", "damped") for f in row[part].values())
     colorbar.ax.set_yticklabels([f"{level:g}" for level in levels], fontsize=7)
@@ -118,8 +149,16 @@ def default_title(plan: Plan, steps: int) -> str:
     return f"plan {plan.name} ({plan.source}){size}, {steps} steps"
 
 
-def save_plan_plot(plan: Plan, rows: list[dict], layers: Sequence[str], path: Path, *, ndcfg: bool = True,
-                   dispersion: bool = False, title: str | None = None) -> Path:
+def save_plan_plot(
+    plan: Plan,
+    rows: list[dict],
+    layers: Sequence[str],
+    path: Path,
+    *,
+    ndcfg: bool = True,
+    dispersion: bool = False,
+    title: str | None = None,
+) -> Path:
     """Draw `plan_figure` and write it as a PNG atomically."""
     fig = plan_figure(plan, rows, layers, ndcfg=ndcfg, dispersion=dispersion, title=title)
     return outputs.atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=110))

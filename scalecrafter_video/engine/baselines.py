@@ -11,7 +11,7 @@ from ..ops.attn_sf import attn_sf_scale
 from .layers import check_unet, find_unet
 from .sizing import base_size, check_size, resolve_family
 
-_ATTN_SF: "weakref.WeakKeyDictionary[nn.Module, list]" = weakref.WeakKeyDictionary()
+_ATTN_SF: weakref.WeakKeyDictionary[nn.Module, list] = weakref.WeakKeyDictionary()
 _TEMPORAL_PARTS = {"motion_modules", "temp_attentions", "transformer_in", "temporal_transformer"}
 
 
@@ -24,8 +24,9 @@ def _self_attention_queries(unet: nn.Module):
         yield name, module.to_q
 
 
-def apply_attn_sf(pipe_or_unet, height: int, width: int, *, base: int | tuple[int, int] | None = None,
-                  family: str | None = None) -> int:
+def apply_attn_sf(
+    pipe_or_unet, height: int, width: int, *, base: int | tuple[int, int] | None = None, family: str | None = None
+) -> int:
     """Scale the spatial self-attention logits for a `height` x `width` target.
 
     Each spatial self-attention's queries are scaled by `attn_sf_scale(n_train, n_test)`

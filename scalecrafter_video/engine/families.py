@@ -41,9 +41,7 @@ _SD15_UNET = dict(
     cross_attention_dim=768,
     attention_head_dim=8,
 )
-_SD21_UNET = dict(
-    _SD15_UNET, cross_attention_dim=1024, attention_head_dim=(5, 10, 20, 20), use_linear_projection=True
-)
+_SD21_UNET = dict(_SD15_UNET, cross_attention_dim=1024, attention_head_dim=(5, 10, 20, 20), use_linear_projection=True)
 _SDXL_UNET = dict(
     sample_size=128,
     in_channels=4,
@@ -74,6 +72,7 @@ _UNET3D = dict(
     cross_attention_dim=1024,
     attention_head_dim=64,
 )
+
 
 def size_multiple(levels: int, pixels_per_sample: int = 1) -> int:
     """Per side, what a size must be a multiple of (the one rule): one 2x per downsampling level of a
@@ -122,9 +121,7 @@ def get_family(name: str) -> Family:
     try:
         return FAMILIES[name]
     except KeyError:
-        raise ScaleCrafterError(
-            f"unknown model family '{name}': choose one of {', '.join(FAMILIES)}"
-        ) from None
+        raise ScaleCrafterError(f"unknown model family '{name}': choose one of {', '.join(FAMILIES)}") from None
 
 
 def meta_unet(family: str | Family) -> nn.Module:
@@ -167,7 +164,9 @@ def families_of_layout(unet_class: str, config) -> tuple[str, ...]:
 
 
 def ambiguous_family_error(unet_class: str, candidates: tuple[str, ...]) -> ScaleCrafterError:
-    sizes = ", ".join(f"{n} (trained at {get_family(n).base_width}x{get_family(n).base_height} WxH)" for n in candidates)
+    sizes = ", ".join(
+        f"{n} (trained at {get_family(n).base_width}x{get_family(n).base_height} WxH)" for n in candidates
+    )
     return ScaleCrafterError(
         f"this {unet_class} has the layout of several model families, {sizes}, and the architecture "
         f"cannot tell which: pass family= one of {', '.join(candidates)} (scv: --family)"

@@ -112,8 +112,7 @@ def check_selectors(selectors, layers: list[str], where: str) -> None:
         close = difflib.get_close_matches(selector, _known_prefixes(layers), n=3, cutoff=0.5)
         hint = f"closest real names: {', '.join(close)}" if close else "no similar names in this UNet"
         raise ScaleCrafterError(
-            f"{where}: layer '{selector}' is not a re-dilatable conv of this UNet ({hint}); "
-            "fix the name or drop it"
+            f"{where}: layer '{selector}' is not a re-dilatable conv of this UNet ({hint}); fix the name or drop it"
         )
 
 

@@ -67,12 +67,16 @@ def batch_layout(pipe, declared: str | None = None) -> str | None:
 
 def unknown_layout_warning(pipe) -> str:
     if pipe is None:
-        return ("noise-damped CFG is off on this bare UNet: its CFG batch layout is unknown; pass "
-                f"batch_layout={UNCOND_COND!r} if every CFG call's batch is [uncond; cond] (re-dilation runs)")
+        return (
+            "noise-damped CFG is off on this bare UNet: its CFG batch layout is unknown; pass "
+            f"batch_layout={UNCOND_COND!r} if every CFG call's batch is [uncond; cond] (re-dilation runs)"
+        )
     name = type(pipe).__name__
-    return (f"noise-damped CFG is off: the CFG batch layout of {name} is unknown (re-dilation runs); if every "
-            f"CFG UNet call of it gets [uncond; cond], declare {LAYOUT_ATTRIBUTE} = {UNCOND_COND!r} on the class "
-            f"or pass batch_layout={UNCOND_COND!r}")
+    return (
+        f"noise-damped CFG is off: the CFG batch layout of {name} is unknown (re-dilation runs); if every "
+        f"CFG UNet call of it gets [uncond; cond], declare {LAYOUT_ATTRIBUTE} = {UNCOND_COND!r} on the class "
+        f"or pass batch_layout={UNCOND_COND!r}"
+    )
 
 
 class _CfgRecorder(Override):
@@ -135,9 +139,11 @@ def cfg_probe(pipe, cfg: bool | Callable[[], bool] | None) -> CfgProbe:
     if pipe is None:
         return CfgProbe(lambda: True)
     name = type(pipe).__name__
-    unknown = (f"noise-damped CFG is off: {name} does not say whether it runs CFG (no "
-               f"do_classifier_free_guidance, _guidance_scale or encode_prompt({CFG_ARGUMENT}=...)); pass "
-               "cfg=guidance_scale > 1 to apply_scalecrafter")
+    unknown = (
+        f"noise-damped CFG is off: {name} does not say whether it runs CFG (no "
+        f"do_classifier_free_guidance, _guidance_scale or encode_prompt({CFG_ARGUMENT}=...)); pass "
+        "cfg=guidance_scale > 1 to apply_scalecrafter"
+    )
     recorder = None
     if not hasattr(type(pipe), CFG_ARGUMENT) and CFG_ARGUMENT in _parameters(getattr(pipe, "encode_prompt", None)):
         recorder = _CfgRecorder(pipe)

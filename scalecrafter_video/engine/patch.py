@@ -283,8 +283,10 @@ class _Patch:
         self.damped = self._damped_factors(handle, t, sample)
         if self.damped is not None and not (handle.reuse and self.damped == self.state.factors):
             batch = sample.shape[0]
-            self.damped_inputs = (tuple(_first_half(a, batch) for a in args),
-                                  {k: _first_half(v, batch) for k, v in kwargs.items()})
+            self.damped_inputs = (
+                tuple(_first_half(a, batch) for a in args),
+                {k: _first_half(v, batch) for k, v in kwargs.items()},
+            )
 
     def _damped_factors(self, handle: ScaleCrafterHandle, t: float, sample: torch.Tensor) -> dict | None:
         """The damped plan's factors if this call runs NDCFG; arms the prefix cache for the main pass."""
@@ -374,8 +376,17 @@ class ScaleCrafterHandle:
         reuse: whether the damped pass reuses the main pass's prefix.
     """
 
-    def __init__(self, unet: nn.Module, plans: PlanResolver, family: str | None, ndcfg: bool, dispersion: bool,
-                 ndcfg_layout: str | None, cfg: Callable[[], bool], reuse: bool = True):
+    def __init__(
+        self,
+        unet: nn.Module,
+        plans: PlanResolver,
+        family: str | None,
+        ndcfg: bool,
+        dispersion: bool,
+        ndcfg_layout: str | None,
+        cfg: Callable[[], bool],
+        reuse: bool = True,
+    ):
         self._unet = weakref.ref(unet)
         self.plans, self.family = plans, family
         self.ndcfg, self.dispersion, self.ndcfg_layout, self.cfg = ndcfg, dispersion, ndcfg_layout, cfg
@@ -531,8 +542,18 @@ def apply_scalecrafter(
     family = resolve_family(unet, pipe, family)
     base_hw, units = base_size(unet, pipe, family, base)
     layers = spatial_convs(unet)
-    plans = PlanResolver(preset, base_hw, units, levels, list(layers), family=family, progressive=progressive,
-                         max_scale=max_scale, pixels_per_sample=pixels_per_sample(pipe), target=target)
+    plans = PlanResolver(
+        preset,
+        base_hw,
+        units,
+        levels,
+        list(layers),
+        family=family,
+        progressive=progressive,
+        max_scale=max_scale,
+        pixels_per_sample=pixels_per_sample(pipe),
+        target=target,
+    )
     layout = layout_of(pipe, batch_layout) if ndcfg else None
     fixed = plans.fixed_plan
     if ndcfg and layout is None and (fixed is None or fixed.ndcfg_stop > 0):

@@ -83,7 +83,9 @@ class Rule:
     def __post_init__(self):
         object.__setattr__(self, "factor", _as_factor(self.factor))
         if not (0 <= self.stop <= REFERENCE_STEPS):
-            raise ScaleCrafterError(f"rule '{self.selector}': stop must be in [0, 50] reference steps, got {self.stop}")
+            raise ScaleCrafterError(
+                f"rule '{self.selector}': stop must be in [0, 50] reference steps, got {self.stop}"
+            )
 
     def factor_at(self, step: float) -> Factor:
         """The factor (dh, dw) at reference step `step`: (1, 1) outside the rule's window."""
@@ -215,6 +217,7 @@ class Plan:
     def with_progressive(self, on: bool) -> Plan:
         """Every rule (main and damped) with the progressive decay switched on or off; off holds
         each factor for its whole window."""
+
         def switch(rules):
             return tuple(replace(r, progressive=bool(on)) for r in rules)
 
@@ -222,6 +225,7 @@ class Plan:
 
     def to_dict(self) -> dict:
         """The plan as plain JSON-ready data (the form `from_dict` reads; `notes` left out)."""
+
         def rules(rs):
             return [
                 {"selector": r.selector, "factor": _compact(r.factor), "stop": r.stop, "progressive": r.progressive}
@@ -262,8 +266,9 @@ class Plan:
         check_plan_dict(data, where)
 
         def rules(items):
-            return tuple(Rule(r["selector"], r["factor"], float(r["stop"]), r.get("progressive", False))
-                         for r in items or ())
+            return tuple(
+                Rule(r["selector"], r["factor"], float(r["stop"]), r.get("progressive", False)) for r in items or ()
+            )
 
         def size(value):
             return tuple(value) if value else None
@@ -286,6 +291,7 @@ class Plan:
 
 def _compact(factor: Factor):
     """Isotropic factors print as one number, integers without a decimal point."""
+
     def num(f):
         return int(f) if float(f).is_integer() else f
 
@@ -359,8 +365,9 @@ def derive_plan(
     damped_levels = range(2, levels) if levels > 2 else range(1, levels)
     damped = tuple(Rule(b, graded(k), GRADED_STOP, True) for k in damped_levels for b in blocks[k])
     dispersion = tuple(b for k in damped_levels for b in blocks[k])
-    return Plan(main=main, damped=damped, ndcfg_stop=GRADED_STOP, dispersion=dispersion,
-                dispersion_stop=GRADED_STOP, **common)
+    return Plan(
+        main=main, damped=damped, ndcfg_stop=GRADED_STOP, dispersion=dispersion, dispersion_stop=GRADED_STOP, **common
+    )
 
 
 def idle_notice(plan: Plan) -> str | None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import tomllib
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
 
@@ -103,7 +103,7 @@ def preset_sha256(preset: str | Path) -> str | None:
     return None
 
 
-@lru_cache(maxsize=None)
+@cache
 def presets() -> dict[str, tuple[str, Plan]]:
     """All shipped presets by name: (family, plan)."""
     found = {}
@@ -115,7 +115,7 @@ def presets() -> dict[str, tuple[str, Plan]]:
     return found
 
 
-@lru_cache(maxsize=None)
+@cache
 def family_layers(family: str) -> tuple[str, ...]:
     """Eligible conv names of the family's real UNet (meta device, no weights)."""
     return tuple(spatial_convs(meta_unet(family)))
@@ -177,8 +177,9 @@ def find_reference_preset(family: str, height: int, width: int) -> Plan | None:
     return None
 
 
-def check_preset_fits(plan: Plan, preset_family: str, *, family: str | None, base: tuple[int, int],
-                      units: str, height: int, width: int) -> None:
+def check_preset_fits(
+    plan: Plan, preset_family: str, *, family: str | None, base: tuple[int, int], units: str, height: int, width: int
+) -> None:
     """A preset's factors are tuned for its family, its base size and its target size: anywhere
     else it is a one-line error (the family is compared only when the model's is known)."""
     th, tw = plan.target or (height, width)
@@ -186,7 +187,8 @@ def check_preset_fits(plan: Plan, preset_family: str, *, family: str | None, bas
     force = "or pass --force-preset to apply it anyway (API: pass the preset's Plan)"
     if family is not None and preset_family != family:
         raise ScaleCrafterError(
-            f"{what} is for family '{preset_family}' but the model is '{family}': pick a {family} preset or --preset auto, {force}"
+            f"{what} is for family '{preset_family}' but the model is '{family}': "
+            f"pick a {family} preset or --preset auto, {force}"
         )
     if units != plan.units:
         raise ScaleCrafterError(

@@ -33,15 +33,19 @@ def supports_reuse(unet: nn.Module) -> bool:
     """The UNet classes whose unit order and row layout are known (subclasses too)."""
     import diffusers
 
-    known = tuple(getattr(diffusers, name, None) for name in
-                  ("UNet2DConditionModel", "UNetMotionModel", "UNet3DConditionModel"))
+    known = tuple(
+        getattr(diffusers, name, None) for name in ("UNet2DConditionModel", "UNetMotionModel", "UNet3DConditionModel")
+    )
     return isinstance(unet, tuple(cls for cls in known if cls is not None))
 
 
 def reuse_units(unet: nn.Module) -> list[tuple[str, nn.Module]]:
     """The UNet's units in the order its forward runs them."""
-    units = [(name, getattr(unet, name)) for name in ("conv_in", "transformer_in")
-             if isinstance(getattr(unet, name, None), nn.Module)]
+    units = [
+        (name, getattr(unet, name))
+        for name in ("conv_in", "transformer_in")
+        if isinstance(getattr(unet, name, None), nn.Module)
+    ]
     units += [(f"down_blocks.{i}", block) for i, block in enumerate(unet.down_blocks)]
     if isinstance(getattr(unet, "mid_block", None), nn.Module):
         units.append(("mid_block", unet.mid_block))

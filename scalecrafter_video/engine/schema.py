@@ -50,8 +50,10 @@ class Field:
 TEXT = Field("a string", lambda v: isinstance(v, str))
 NAME = Field("a non-empty string", lambda v: isinstance(v, str) and bool(v.strip()))
 BOOL = Field("true or false", lambda v: isinstance(v, bool))
-STOP = Field(f"a number of reference DDIM-50 steps in [0, {REFERENCE_STEPS}]",
-             lambda v: _number(v) and 0 <= v <= REFERENCE_STEPS)
+STOP = Field(
+    f"a number of reference DDIM-50 steps in [0, {REFERENCE_STEPS}]",
+    lambda v: _number(v) and 0 <= v <= REFERENCE_STEPS,
+)
 PIXELS = Field("a positive integer (pixels)", _positive_int)
 POSITIVE = Field("a positive integer", _positive_int)
 FACTOR = Field(f"a re-dilation factor: a number in [1, {MAX_FACTOR:g}] or [height, width] such numbers", _factor)
@@ -63,22 +65,48 @@ FACTORS = Field("a table of block prefix = factor", lambda v: isinstance(v, dict
 RULES = Field("a list of rules {selector, factor, stop, progressive}", lambda v: isinstance(v, (list, tuple)))
 RULE = Field("a rule {selector, factor, stop, progressive}", lambda v: isinstance(v, dict))
 
-PRESET_TOP = {"name": NAME, "family": NAME, "height": PIXELS, "width": PIXELS, "description": TEXT,
-              "main": TABLE, "damped": TABLE, "dispersion": TABLE}
+PRESET_TOP = {
+    "name": NAME,
+    "family": NAME,
+    "height": PIXELS,
+    "width": PIXELS,
+    "description": TEXT,
+    "main": TABLE,
+    "damped": TABLE,
+    "dispersion": TABLE,
+}
 PRESET_REQUIRED = ("name", "family", "height", "width", "main")
 PRESET_SECTION = {"stop": STOP, "progressive": BOOL, "factors": FACTORS}
 PRESET_DISPERSION = {"stop": STOP, "layers": LAYERS}
 
-PLAN_TOP = {"name": NAME, "source": TEXT, "units": UNIT, "base": SIZE, "target": SIZE, "num_train_timesteps": POSITIVE,
-            "main": RULES, "damped": RULES, "ndcfg_stop": STOP, "dispersion": LAYERS, "dispersion_stop": STOP,
-            "notes": TEXT}
+PLAN_TOP = {
+    "name": NAME,
+    "source": TEXT,
+    "units": UNIT,
+    "base": SIZE,
+    "target": SIZE,
+    "num_train_timesteps": POSITIVE,
+    "main": RULES,
+    "damped": RULES,
+    "ndcfg_stop": STOP,
+    "dispersion": LAYERS,
+    "dispersion_stop": STOP,
+    "notes": TEXT,
+}
 PLAN_RULE = {"selector": NAME, "factor": FACTOR, "stop": STOP, "progressive": BOOL}
 PLAN_RULE_REQUIRED = ("selector", "factor", "stop")
 
 
 def _shown(value) -> str:
-    kind = {bool: "a boolean", str: "a string", int: "an integer", float: "a number", list: "a list",
-            tuple: "a list", dict: "a table"}.get(type(value), type(value).__name__)
+    kind = {
+        bool: "a boolean",
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        list: "a list",
+        tuple: "a list",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
     return f"{value!r} ({kind})"
 
 
@@ -91,8 +119,9 @@ class _Problems:
     def keys(self, data: dict, fields: dict[str, Field], prefix: str, required=()) -> None:
         unknown = sorted(k for k in data if k not in fields)
         if unknown:
-            self.found.append(f"unknown key(s) {[prefix + k for k in unknown]}; allowed: "
-                              f"{sorted(prefix + k for k in fields)}")
+            self.found.append(
+                f"unknown key(s) {[prefix + k for k in unknown]}; allowed: {sorted(prefix + k for k in fields)}"
+            )
         for key in required:
             if key not in data:
                 self.found.append(f"missing key '{prefix + key}'")

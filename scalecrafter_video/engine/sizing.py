@@ -50,7 +50,9 @@ def base_size(unet: nn.Module, pipe, family: str | None, base) -> tuple[tuple[in
             return (fam.base_height, fam.base_width), "pixels"
         sample = getattr(unet.config, "sample_size", None)
         if sample is None:
-            raise ScaleCrafterError("the UNet config has no sample_size: pass base=(height, width) in pixels or family=")
+            raise ScaleCrafterError(
+                "the UNet config has no sample_size: pass base=(height, width) in pixels or family="
+            )
         h, w = _pair(sample)
         scale = pixels_per_sample(pipe)
         return (h * scale, w * scale), "pixels"
@@ -58,7 +60,9 @@ def base_size(unet: nn.Module, pipe, family: str | None, base) -> tuple[tuple[in
         return _pair(base), "samples"
     sample = getattr(getattr(unet, "config", None), "sample_size", None)
     if sample is None:
-        raise ScaleCrafterError("the UNet config has no sample_size: pass base=(height, width) in the UNet's sample units")
+        raise ScaleCrafterError(
+            "the UNet config has no sample_size: pass base=(height, width) in the UNet's sample units"
+        )
     return _pair(sample), "samples"
 
 
@@ -156,8 +160,14 @@ class PlanResolver:
 
     def _resolve(self, height: int, width: int) -> Plan:
         plan = resolve_plan(
-            self.preset, height=height, width=width, base=self.base, levels=self.levels,
-            family=self.family if self.units == "pixels" else None, units=self.units, progressive=self.progressive,
+            self.preset,
+            height=height,
+            width=width,
+            base=self.base,
+            levels=self.levels,
+            family=self.family if self.units == "pixels" else None,
+            units=self.units,
+            progressive=self.progressive,
         )
         plan.validate(self.layers)
         return plan

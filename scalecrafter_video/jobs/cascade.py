@@ -100,11 +100,15 @@ class CascadeConfig:
 
     def __post_init__(self):
         if not _number(self.restart) or not 0 < self.restart < 1:
-            raise ScaleCrafterError(f"restart must be above 0 and below 1 (the fraction of the schedule each stage "
-                                    f"skips; 0 would restart from pure noise), got {self.restart!r}")
+            raise ScaleCrafterError(
+                f"restart must be above 0 and below 1 (the fraction of the schedule each stage "
+                f"skips; 0 would restart from pure noise), got {self.restart!r}"
+            )
         if not _number(self.skip_exponent) or not 0 < self.skip_exponent <= 100:
-            raise ScaleCrafterError(f"skip exponent must be above 0 and at most 100 (the skip residual's weight is "
-                                    f"cos_factor ** exponent), got {self.skip_exponent!r}")
+            raise ScaleCrafterError(
+                f"skip exponent must be above 0 and at most 100 (the skip residual's weight is "
+                f"cos_factor ** exponent), got {self.skip_exponent!r}"
+            )
         if self.stage_plan not in STAGE_PLANS:
             raise ScaleCrafterError(f"unknown stage plan {self.stage_plan!r}: choose one of {', '.join(STAGE_PLANS)}")
 
@@ -151,8 +155,11 @@ def stage_sizes(start: tuple[int, int], target: tuple[int, int], multiple: int) 
     count = max(0, math.ceil(math.log(max(scales), STAGE_SCALE) - 1e-9))
     sizes = [tuple(start)]
     for k in range(1, count):
-        sizes.append(tuple(max(multiple, round(s * min(STAGE_SCALE**k, sc) / multiple) * multiple)
-                           for s, sc in zip(start, scales)))
+        sizes.append(
+            tuple(
+                max(multiple, round(s * min(STAGE_SCALE**k, sc) / multiple) * multiple) for s, sc in zip(start, scales)
+            )
+        )
     if count:
         sizes.append(tuple(target))
     return sizes
@@ -165,8 +172,10 @@ def cascade_sizes(base: tuple[int, int], target: tuple[int, int], multiple: int)
         ScaleCrafterError: the target is not above the base size.
     """
     if target[0] <= base[0] and target[1] <= base[1]:
-        raise ScaleCrafterError(f"a cascade needs a size above the base size {base[1]}x{base[0]}, got "
-                                f"{target[1]}x{target[0]}: sample it directly (drop --cascade)")
+        raise ScaleCrafterError(
+            f"a cascade needs a size above the base size {base[1]}x{base[0]}, got "
+            f"{target[1]}x{target[0]}: sample it directly (drop --cascade)"
+        )
     return stage_sizes(fit_to_base(base, target, multiple), target, multiple)
 
 
@@ -174,8 +183,14 @@ def restrained_plan(base: tuple[int, int], size: tuple[int, int]) -> Plan:
     """FreeScale's restrained re-dilation for a stage of `size` on a model of `base` (pixels):
     `RESTRAINED_LAYERS` at factor size / base per side, for the first 35 reference steps, no NDCFG."""
     sh, sw = size[0] / base[0], size[1] / base[1]
-    common = dict(name=f"restrained-{size[1]}x{size[0]}", base=tuple(base), target=tuple(size), units="pixels",
-                  source="custom", notes="FreeScale's restrained set")
+    common = dict(
+        name=f"restrained-{size[1]}x{size[0]}",
+        base=tuple(base),
+        target=tuple(size),
+        units="pixels",
+        source="custom",
+        notes="FreeScale's restrained set",
+    )
     if max(sh, sw) <= 1:
         return Plan(**common)
     factor = (max(1.0, sh), max(1.0, sw))
@@ -187,8 +202,9 @@ def within(size: tuple[int, int], base: tuple[int, int]) -> bool:
     return size[0] <= base[0] and size[1] <= base[1]
 
 
-def engine_stages(stage_plan: str, *, base: tuple[int, int], family: str | None = None, preset="auto",
-                  ndcfg: bool = True) -> StageMethod:
+def engine_stages(
+    stage_plan: str, *, base: tuple[int, int], family: str | None = None, preset="auto", ndcfg: bool = True
+) -> StageMethod:
     """The method of each stage as `apply_scalecrafter` applies it (the Python entry point's; jobs
     build theirs from their options).
 
@@ -248,14 +264,17 @@ def refiner_of(pipe):
         return pipe
     name = REFINERS.get(type(pipe).__name__)
     if name is None:
-        raise ScaleCrafterError(f"the cascade cannot refine with {type(pipe).__name__}: it takes no strength, and "
-                                f"img2img / video-to-video siblings are known for {', '.join(REFINERS)}")
+        raise ScaleCrafterError(
+            f"the cascade cannot refine with {type(pipe).__name__}: it takes no strength, and "
+            f"img2img / video-to-video siblings are known for {', '.join(REFINERS)}"
+        )
     import diffusers
 
     cls = getattr(diffusers, name, None)
     if cls is None:
-        raise ScaleCrafterError(f"diffusers {diffusers.__version__} has no {name}: the cascade needs it for "
-                                f"{type(pipe).__name__}")
+        raise ScaleCrafterError(
+            f"diffusers {diffusers.__version__} has no {name}: the cascade needs it for {type(pipe).__name__}"
+        )
     refiner = cls.from_pipe(pipe)
     progress = getattr(pipe, "_progress_bar_config", None)
     if progress is not None:
@@ -319,8 +338,9 @@ class SkipResidual:
             return latents
         t_next = timesteps[j + 1 : j + 2]
         original = self.capture.original
-        noised = self._as_latents(self.noiser.add_noise(original, self.capture.noise, t_next.to(original.device)),
-                                  latents)
+        noised = self._as_latents(
+            self.noiser.add_noise(original, self.capture.noise, t_next.to(original.device)), latents
+        )
         c1 = skip_weight(float(t_next[0]), self.exponent, self.num_train_timesteps)
         self.weights.append(c1)
         return latents * (1 - c1) + noised.to(latents.dtype) * c1
@@ -396,32 +416,67 @@ def _call_kwargs(pipe, required: dict[str, Any], optional: dict[str, Any]) -> di
     return {**required, **{k: v for k, v in optional.items() if v is not None and k in accepted}}
 
 
-def sample_base(pipe, prompt: str, size: tuple[int, int], *, num_frames: int | None, steps: int,
-                guidance_scale: float, eta: float | None = None, negative_prompt: str | None = None,
-                generator=None, progress: bool = False) -> tuple[torch.Tensor, dict[str, Any]]:
+def sample_base(
+    pipe,
+    prompt: str,
+    size: tuple[int, int],
+    *,
+    num_frames: int | None,
+    steps: int,
+    guidance_scale: float,
+    eta: float | None = None,
+    negative_prompt: str | None = None,
+    generator=None,
+    progress: bool = False,
+) -> tuple[torch.Tensor, dict[str, Any]]:
     """The base stage: `pipe` sampled at `size` = (height, width) as it is (no plan).
 
     Returns:
         (frames (N, 3, H, W) in [0, 1], the stage's record).
     """
     video, start = is_video(pipe), time.perf_counter()
-    required = dict(prompt=prompt, height=size[0], width=size[1], num_inference_steps=steps,
-                    guidance_scale=guidance_scale, generator=generator, output_type="latent" if video else "pt",
-                    return_dict=False)
+    required = dict(
+        prompt=prompt,
+        height=size[0],
+        width=size[1],
+        num_inference_steps=steps,
+        guidance_scale=guidance_scale,
+        generator=generator,
+        output_type="latent" if video else "pt",
+        return_dict=False,
+    )
     if video:
         required["num_frames"] = num_frames
     kwargs = _call_kwargs(pipe, required, dict(eta=eta, negative_prompt=negative_prompt))
     with _counting(pipe.unet) as calls:
         out = pipe(**kwargs)[0]
     frames = _frames_of(pipe, out, video, size, progress)
-    record = {"stage": 0, "size": [size[1], size[0]], "plan": None, "steps": steps, "unet_calls": calls[0],
-              "seconds": round(time.perf_counter() - start, 3)}
+    record = {
+        "stage": 0,
+        "size": [size[1], size[0]],
+        "plan": None,
+        "steps": steps,
+        "unet_calls": calls[0],
+        "seconds": round(time.perf_counter() - start, 3),
+    }
     return frames, record
 
 
-def refine(refiner, prompt: str, frames: torch.Tensor, *, config: CascadeConfig, steps: int, guidance_scale: float,
-           method: StageMethod, final: bool, eta: float | None = None, negative_prompt: str | None = None,
-           generator=None, progress: bool = False) -> tuple[torch.Tensor, dict[str, Any]]:
+def refine(
+    refiner,
+    prompt: str,
+    frames: torch.Tensor,
+    *,
+    config: CascadeConfig,
+    steps: int,
+    guidance_scale: float,
+    method: StageMethod,
+    final: bool,
+    eta: float | None = None,
+    negative_prompt: str | None = None,
+    generator=None,
+    progress: bool = False,
+) -> tuple[torch.Tensor, dict[str, Any]]:
     """One stage: `frames` (already at the stage's size) re-noised to the restart step and denoised
     under the stage's method, the skip residual mixed in before every step.
 
@@ -444,9 +499,15 @@ def refine(refiner, prompt: str, frames: torch.Tensor, *, config: CascadeConfig,
     """
     video, start = is_video(refiner), time.perf_counter()
     size = tuple(frames.shape[-2:])
-    required = dict(prompt=prompt, strength=config.strength(steps), num_inference_steps=steps,
-                    guidance_scale=guidance_scale, generator=generator, output_type="latent" if video else "pt",
-                    return_dict=False)
+    required = dict(
+        prompt=prompt,
+        strength=config.strength(steps),
+        num_inference_steps=steps,
+        guidance_scale=guidance_scale,
+        generator=generator,
+        output_type="latent" if video else "pt",
+        return_dict=False,
+    )
     required["video" if video else "image"] = frames.unsqueeze(0) if video else frames
     skip = SkipResidual(refiner, config.skip_exponent, config.start_step(steps), steps)
     accepted = _parameters(refiner)
@@ -456,26 +517,51 @@ def refine(refiner, prompt: str, frames: torch.Tensor, *, config: CascadeConfig,
         required["callback"] = skip.legacy_callback(refiner)
     else:
         raise ScaleCrafterError(f"{type(refiner).__name__} takes no step callback: the skip residual cannot run")
-    optional = dict(height=size[0], width=size[1], eta=eta, negative_prompt=negative_prompt,
-                    decode_chunk_size=decode_chunk_frames(*size) if video else None)
+    optional = dict(
+        height=size[0],
+        width=size[1],
+        eta=eta,
+        negative_prompt=negative_prompt,
+        decode_chunk_size=decode_chunk_frames(*size) if video else None,
+    )
     kwargs = _call_kwargs(refiner, required, optional)
     with skip.installed(), _counting(refiner.unet) as calls, method(refiner, size, final) as fields:
         out = refiner(**kwargs)[0]
     refined = _frames_of(refiner, out, video, size, progress)
     first = config.start_step(steps) * getattr(refiner.scheduler, "order", 1)
-    record = {"size": [size[1], size[0]], **fields, "restart": config.restart, "start_step": config.start_step(steps),
-              "start_timestep": float(refiner.scheduler.timesteps[first]), "steps": skip.steps,
-              "unet_calls": calls[0], "damped_passes": fields.get("damped_passes", 0),
-              "skip_exponent": config.skip_exponent,
-              "skip_weights": [round(skip.weights[0], 6), round(skip.weights[-1], 6)] if skip.weights else [],
-              "seconds": round(time.perf_counter() - start, 3)}
+    record = {
+        "size": [size[1], size[0]],
+        **fields,
+        "restart": config.restart,
+        "start_step": config.start_step(steps),
+        "start_timestep": float(refiner.scheduler.timesteps[first]),
+        "steps": skip.steps,
+        "unet_calls": calls[0],
+        "damped_passes": fields.get("damped_passes", 0),
+        "skip_exponent": config.skip_exponent,
+        "skip_weights": [round(skip.weights[0], 6), round(skip.weights[-1], 6)] if skip.weights else [],
+        "seconds": round(time.perf_counter() - start, 3),
+    }
     return refined, record
 
 
-def run_stages(pipe, prompt: str, sizes: list[tuple[int, int]], *, config: CascadeConfig, method: StageMethod,
-               steps: int, guidance_scale: float, frames: torch.Tensor | None = None, num_frames: int | None = None,
-               eta: float | None = None, negative_prompt: str | None = None, generator=None, refiner=None,
-               progress: bool = False) -> CascadeResult:
+def run_stages(
+    pipe,
+    prompt: str,
+    sizes: list[tuple[int, int]],
+    *,
+    config: CascadeConfig,
+    method: StageMethod,
+    steps: int,
+    guidance_scale: float,
+    frames: torch.Tensor | None = None,
+    num_frames: int | None = None,
+    eta: float | None = None,
+    negative_prompt: str | None = None,
+    generator=None,
+    refiner=None,
+    progress: bool = False,
+) -> CascadeResult:
     """Every stage of a cascade: the base sample at `sizes[0]` (or the given `frames`, already at
     that size), then each further size refined from the one before, upsampled bicubic.
 
@@ -498,8 +584,14 @@ def run_stages(pipe, prompt: str, sizes: list[tuple[int, int]], *, config: Casca
     Returns:
         The final frames and the record of every stage.
     """
-    common = dict(steps=steps, guidance_scale=guidance_scale, eta=eta, negative_prompt=negative_prompt,
-                  generator=generator, progress=progress)
+    common = dict(
+        steps=steps,
+        guidance_scale=guidance_scale,
+        eta=eta,
+        negative_prompt=negative_prompt,
+        generator=generator,
+        progress=progress,
+    )
     if frames is None:
         frames, record = sample_base(pipe, prompt, sizes[0], num_frames=num_frames, **common)
         stages = [record]
@@ -509,17 +601,34 @@ def run_stages(pipe, prompt: str, sizes: list[tuple[int, int]], *, config: Casca
         refiner = refiner_of(pipe)
     for k, size in enumerate(sizes[1:], 1):
         upsampled = resize_frames(frames, size)
-        frames, record = refine(refiner, prompt, upsampled, config=config, method=method, final=k == len(sizes) - 1,
-                                **common)
+        frames, record = refine(
+            refiner, prompt, upsampled, config=config, method=method, final=k == len(sizes) - 1, **common
+        )
         stages.append({"stage": k, **record})
     return CascadeResult(frames, stages)
 
 
-def cascade(pipe, prompt: str, height: int, width: int, *, num_frames: int | None = None,
-            num_inference_steps: int | None = None, guidance_scale: float | None = None, eta: float | None = None,
-            negative_prompt: str | None = None, generator=None, restart: float = 0.3, skip_exponent: float = 2.0,
-            stage_plan: str = "full", image=None, preset="auto", ndcfg: bool = True, family: str | None = None,
-            base: tuple[int, int] | None = None) -> CascadeResult:
+def cascade(
+    pipe,
+    prompt: str,
+    height: int,
+    width: int,
+    *,
+    num_frames: int | None = None,
+    num_inference_steps: int | None = None,
+    guidance_scale: float | None = None,
+    eta: float | None = None,
+    negative_prompt: str | None = None,
+    generator=None,
+    restart: float = 0.3,
+    skip_exponent: float = 2.0,
+    stage_plan: str = "full",
+    image=None,
+    preset="auto",
+    ndcfg: bool = True,
+    family: str | None = None,
+    base: tuple[int, int] | None = None,
+) -> CascadeResult:
     """Sample `prompt` at `height` x `width` by a cascade from the model's base size (or refine
     `image` up to it): the layout and motion of the base sample, the detail of the target size.
 
@@ -568,8 +677,9 @@ def cascade(pipe, prompt: str, height: int, width: int, *, num_frames: int | Non
     else:
         frames = as_frames(image)
         if not is_video(pipe) and frames.shape[0] != 1:
-            raise ScaleCrafterError(f"{type(pipe).__name__} draws images: pass one image, not "
-                                    f"{frames.shape[0]} frames")
+            raise ScaleCrafterError(
+                f"{type(pipe).__name__} draws images: pass one image, not {frames.shape[0]} frames"
+            )
         _check_multiple(int(frames.shape[-2]), int(frames.shape[-1]), multiple, "the image")
         sizes = stage_sizes(tuple(frames.shape[-2:]), (height, width), multiple)
         if len(sizes) < 2:
@@ -580,13 +690,25 @@ def cascade(pipe, prompt: str, height: int, width: int, *, num_frames: int | Non
     if is_video(pipe) and num_frames is None and frames is None:
         num_frames = _default(pipe, "num_frames", 16) or getattr(getattr(pipe, "config", None), "default_frames", 16)
     method = engine_stages(config.stage_plan, base=model_base, family=family, preset=preset, ndcfg=ndcfg)
-    return run_stages(pipe, prompt, sizes, config=config, method=method, steps=steps, guidance_scale=guidance,
-                      frames=frames, num_frames=num_frames, eta=eta, negative_prompt=negative_prompt,
-                      generator=generator)
+    return run_stages(
+        pipe,
+        prompt,
+        sizes,
+        config=config,
+        method=method,
+        steps=steps,
+        guidance_scale=guidance,
+        frames=frames,
+        num_frames=num_frames,
+        eta=eta,
+        negative_prompt=negative_prompt,
+        generator=generator,
+    )
 
 
 def _check_multiple(height: int, width: int, multiple: int, what: str = "the size") -> None:
     check_size(height, width)
     if height % multiple or width % multiple:
-        raise ScaleCrafterError(f"{what} {width}x{height} is not a multiple of {multiple} pixels per side, as "
-                                "this model needs")
+        raise ScaleCrafterError(
+            f"{what} {width}x{height} is not a multiple of {multiple} pixels per side, as this model needs"
+        )

@@ -43,7 +43,11 @@ def check_size(height: int, width: int, multiple: int | None = None) -> None:
         side, value = bad[0]
         lower, upper = value // step * step, (value // step + 1) * step
         nearest = " or ".join(str(v) for v in (lower, upper) if 0 < v <= MAX_SIDE)
-        why = f"this model needs multiples of {multiple} pixels" if multiple else "every model needs multiples of 8 pixels"
+        why = (
+            f"this model needs multiples of {multiple} pixels"
+            if multiple
+            else "every model needs multiples of 8 pixels"
+        )
         raise ScaleCrafterError(f"{side} {value} is not divisible by {need} ({why}): use {nearest}")
 
 
@@ -64,7 +68,9 @@ def validate_options(opts: GenerateOptions) -> None:
     if any(not isinstance(p, str) or not p.strip() for p in opts.prompts):
         raise ScaleCrafterError("empty prompt: every prompt needs some text")
     if opts.skip_existing and opts.overwrite:
-        raise ScaleCrafterError("--skip-existing keeps existing outputs and --overwrite replaces them: pass one of them")
+        raise ScaleCrafterError(
+            "--skip-existing keeps existing outputs and --overwrite replaces them: pass one of them"
+        )
     check_size(opts.height, opts.width)
     if opts.method not in METHODS:
         raise ScaleCrafterError(f"unknown method {opts.method!r}: choose one of {', '.join(METHODS)}")
@@ -85,9 +91,12 @@ def validate_options(opts: GenerateOptions) -> None:
         raise ScaleCrafterError(f"seed must be between 0 and 2**63-1, got {opts.seed}")
     if opts.family is not None and sampling_defaults(opts.family).video != opts.video:
         if opts.video:
-            raise ScaleCrafterError(f"--family {opts.family} is an image family; video families: {', '.join(VIDEO_FAMILIES)}")
-        raise ScaleCrafterError(f"--family {opts.family} is a video family: pass --video, or an image family "
-                                f"({', '.join(IMAGE_FAMILIES)})")
+            raise ScaleCrafterError(
+                f"--family {opts.family} is an image family; video families: {', '.join(VIDEO_FAMILIES)}"
+            )
+        raise ScaleCrafterError(
+            f"--family {opts.family} is a video family: pass --video, or an image family ({', '.join(IMAGE_FAMILIES)})"
+        )
     if opts.video:
         if isinstance(opts.frames, bool) or not isinstance(opts.frames, int) or opts.frames < 1:
             raise ScaleCrafterError(f"frames must be a whole number of at least 1, got {opts.frames!r}")
@@ -103,7 +112,9 @@ def validate_options(opts: GenerateOptions) -> None:
     if opts.method == "scalecrafter":
         _check_preset(opts.preset)
     elif opts.preset != "auto" or opts.dispersion or not opts.ndcfg or opts.progressive is not None:
-        logger.warning("--preset, --dispersion, --no-ndcfg and --no-progressive only apply to --method scalecrafter; ignored")
+        logger.warning(
+            "--preset, --dispersion, --no-ndcfg and --no-progressive only apply to --method scalecrafter; ignored"
+        )
 
 
 def check_model_options(opts: GenerateOptions, ref, family: str | None) -> None:
@@ -114,10 +125,14 @@ def check_model_options(opts: GenerateOptions, ref, family: str | None) -> None:
     if classes:
         unknown = [p for p in opts.prompts if p not in classes]
         if unknown:
-            raise ScaleCrafterError(f"{ref.name} draws one of {', '.join(classes)}: {unknown[0]!r} is not one of its classes")
+            raise ScaleCrafterError(
+                f"{ref.name} draws one of {', '.join(classes)}: {unknown[0]!r} is not one of its classes"
+            )
         if opts.negative_prompt is not None:
-            raise ScaleCrafterError(f"{ref.name} is class-conditional and takes no --negative-prompt "
-                                    "(its null class is the unconditional prompt)")
+            raise ScaleCrafterError(
+                f"{ref.name} is class-conditional and takes no --negative-prompt "
+                "(its null class is the unconditional prompt)"
+            )
     if family is not None:
         check_freeu(opts, family)
 
@@ -132,8 +147,10 @@ def _check_cascade(opts: GenerateOptions) -> None:
 
     CascadeConfig(opts.restart, opts.skip_exponent, opts.stage_plan)
     if opts.method != "scalecrafter":
-        raise ScaleCrafterError(f"--cascade sets the method of each stage with --stage-plan (full, restrained, none); "
-                                f"drop --method {opts.method}")
+        raise ScaleCrafterError(
+            f"--cascade sets the method of each stage with --stage-plan (full, restrained, none); "
+            f"drop --method {opts.method}"
+        )
 
 
 def _check_preset(preset: str) -> None:
@@ -144,8 +161,17 @@ def _check_preset(preset: str) -> None:
         load_preset(preset)
 
 
-def check_memory(opts: GenerateOptions, unet_config: dict[str, Any], vae_config: dict[str, Any] | None, vae_factor: int,
-                 dtype, device: str, family: str, *, decode_frames: int | None = None) -> None:
+def check_memory(
+    opts: GenerateOptions,
+    unet_config: dict[str, Any],
+    vae_config: dict[str, Any] | None,
+    vae_factor: int,
+    dtype,
+    device: str,
+    family: str,
+    *,
+    decode_frames: int | None = None,
+) -> None:
     """Refuse a job whose memory estimate (`resources`) exceeds the device's free memory, unless forced.
     `decode_frames`: video frames decoded per VAE call."""
     from . import resources
@@ -153,8 +179,13 @@ def check_memory(opts: GenerateOptions, unet_config: dict[str, Any], vae_config:
 
     frames = opts.frames if opts.video else None
     estimate = resources.estimate_memory(
-        unet_config, vae_config, height=opts.height, width=opts.width, dtype_bytes=dtype.itemsize,
-        vae_factor=vae_factor, cfg=opts.guidance is None or opts.guidance > 1,
+        unet_config,
+        vae_config,
+        height=opts.height,
+        width=opts.width,
+        dtype_bytes=dtype.itemsize,
+        vae_factor=vae_factor,
+        cfg=opts.guidance is None or opts.guidance > 1,
         tiled=wants_vae_tiling(opts.vae_tiling, family, opts.height, opts.width),
         **({"frames": frames, "decode_frames": decode_frames} if frames else {}),
     )

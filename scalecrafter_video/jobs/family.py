@@ -67,7 +67,9 @@ KNOWN_MODELS: dict[str, str] = {
 }
 
 
-def named_family(model_id: str | None, *, video: bool, family: str | None = None, builtin: str | None = None) -> str | None:
+def named_family(
+    model_id: str | None, *, video: bool, family: str | None = None, builtin: str | None = None
+) -> str | None:
     """The family named for a model: `family` (--family), else a built-in model's, else a known hub
     id's (an SD 1.5 base sampled as video is AnimateDiff); None when nothing names one."""
     if family is not None:
@@ -93,7 +95,8 @@ def job_family(ref, unet_class: str | None, unet_config, *, video: bool, option:
         if option is not None and option != candidates[0] and option in FAMILIES:
             raise ScaleCrafterError(
                 f"--family {option} does not fit {ref.describe()}: its UNet has the {candidates[0]} layout; "
-                f"drop --family or pass --family {candidates[0]}")
+                f"drop --family or pass --family {candidates[0]}"
+            )
         return candidates[0]
     if len(candidates) > 1:
         if named in candidates:

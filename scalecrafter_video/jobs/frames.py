@@ -71,6 +71,7 @@ def resize_frames(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     (bicubic overshoots at edges); antialiased where a side shrinks."""
     if tuple(frames.shape[-2:]) == tuple(size):
         return frames
-    x = torch.nn.functional.interpolate(frames.float(), size=tuple(size), mode="bicubic", align_corners=False,
-                                        antialias=True)
+    x = torch.nn.functional.interpolate(
+        frames.float(), size=tuple(size), mode="bicubic", align_corners=False, antialias=True
+    )
     return x.clamp(0, 1)

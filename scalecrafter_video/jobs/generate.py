@@ -28,14 +28,15 @@ def targets(opts: GenerateOptions) -> list[Target]:
     compare = opts.video and opts.compare and opts.method != "direct"
     found = []
     for prompt, j, seed in job_samples(opts):
-        stem = outputs.output_stem(prompt, opts.width, opts.height, opts.method_name, seed, settings,
-                                   extra=kind.name_extra(opts))
+        stem = outputs.output_stem(
+            prompt, opts.width, opts.height, opts.method_name, seed, settings, extra=kind.name_extra(opts)
+        )
 
-        def target(name: str, direct: Target | None = None) -> Target:
+        def target(name: str, prompt=prompt, j=j, seed=seed, direct: Target | None = None) -> Target:
             path = out_dir / f"{name}{kind.suffix}"
             return Target(prompt, j, seed, path, frames_dir_of(path) if opts.save_frames else None, direct)
 
-        found.append(target(stem, target(f"{stem}-direct") if compare else None))
+        found.append(target(stem, direct=target(f"{stem}-direct") if compare else None))
     return found
 
 
@@ -45,8 +46,9 @@ def check_targets(found: list[Target], overwrite: bool) -> None:
     outputs.check_targets([p for t in every for p in (t.path, outputs.sidecar_path(t.path))], overwrite)
     for folder in (t.frames_dir for t in every if t.frames_dir is not None):
         if folder.exists() and not overwrite:
-            raise ScaleCrafterError(f"output folder {str(folder)!r} already exists; pass --overwrite or choose "
-                                    "another --out")
+            raise ScaleCrafterError(
+                f"output folder {str(folder)!r} already exists; pass --overwrite or choose another --out"
+            )
 
 
 def run_job(opts: GenerateOptions, cache: ModelCache | None = None) -> list[Path]:

@@ -56,7 +56,8 @@ def _check_unet_class(ref: ModelRef, unet_class: str | None) -> None:
         raise ScaleCrafterError(f"{ref.describe()} is a video model ({unet_class}): pass --video")
     if unet_class != "UNet2DConditionModel":
         raise ScaleCrafterError(
-            f"{ref.describe()} has an unsupported UNet class {unet_class}: images need UNet2DConditionModel (SD 1.x/2.x, SDXL)"
+            f"{ref.describe()} has an unsupported UNet class {unet_class}: "
+            "images need UNet2DConditionModel (SD 1.x/2.x, SDXL)"
         )
 
 
@@ -66,14 +67,19 @@ def _check_index(ref: ModelRef, index: dict[str, Any]) -> None:
     pipe_class = index.get("_class_name", "?")
     unet_class = index_unet_class(index)
     if unet_class is None:
-        raise ScaleCrafterError(f"{ref.describe()} ({pipe_class}) has no UNet: ScaleCrafter needs a UNet diffusion model")
+        raise ScaleCrafterError(
+            f"{ref.describe()} ({pipe_class}) has no UNet: ScaleCrafter needs a UNet diffusion model"
+        )
     _check_unet_class(ref, unet_class)
     if pipe_class not in IMAGE_PIPELINES:
-        raise ScaleCrafterError(f"{ref.describe()} is a {pipe_class}; supported image pipelines: {', '.join(IMAGE_PIPELINES)}")
+        raise ScaleCrafterError(
+            f"{ref.describe()} is a {pipe_class}; supported image pipelines: {', '.join(IMAGE_PIPELINES)}"
+        )
 
 
-def load_pipeline(model: str | ModelInfo, *, device: str = "cpu", dtype=None, progress: bool = True,
-                  family: str | None = None) -> LoadedModel:
+def load_pipeline(
+    model: str | ModelInfo, *, device: str = "cpu", dtype=None, progress: bool = True, family: str | None = None
+) -> LoadedModel:
     """Load `model` (alias, hub id, folder, built-in name or an inspected model) onto `device`."""
     info = model if isinstance(model, ModelInfo) else inspect_model(model, family)
     ref = info.ref
@@ -82,13 +88,24 @@ def load_pipeline(model: str | ModelInfo, *, device: str = "cpu", dtype=None, pr
     else:
         from diffusers import DiffusionPipeline
 
-        pipe = from_pretrained(DiffusionPipeline, ref.location, ref.describe(), local=ref.kind == "local",
-                               cached=bool(info.index), dtype=dtype, progress=progress)
+        pipe = from_pretrained(
+            DiffusionPipeline,
+            ref.location,
+            ref.describe(),
+            local=ref.kind == "local",
+            cached=bool(info.index),
+            dtype=dtype,
+            progress=progress,
+        )
         pipe.to(device)
     unet = getattr(pipe, "unet", None)
     _check_unet_class(ref, type(unet).__name__ if unet is not None else None)
-    return LoadedModel(pipe, ref, job_family(ref, type(pipe.unet).__name__, pipe.unet.config, video=False,
-                                                 option=family), info.revision)
+    return LoadedModel(
+        pipe,
+        ref,
+        job_family(ref, type(pipe.unet).__name__, pipe.unet.config, video=False, option=family),
+        info.revision,
+    )
 
 
 class _MetaPipeline:
@@ -133,7 +150,11 @@ class ImageKind:
     def inspect(self, opts: GenerateOptions) -> runner.Inspected:
         info = inspect_model(opts.model, opts.family)
         unet_class = index_unet_class(info.index) or "UNet2DConditionModel"
-        family = job_family(info.ref, unet_class, info.unet_config, video=False, option=opts.family) if info.unet_config else info.ref.family
+        family = (
+            job_family(info.ref, unet_class, info.unet_config, video=False, option=opts.family)
+            if info.unet_config
+            else info.ref.family
+        )
         return runner.Inspected(info, family)
 
     def check_plan(self, inspected: runner.Inspected, opts: GenerateOptions) -> None:

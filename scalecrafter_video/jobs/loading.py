@@ -146,8 +146,12 @@ def model_base(ref: ModelRef, unet_config: dict[str, Any] | None, vae_scale_fact
 # ---- the hub, local folders, config files ----------------------------------------------------
 def is_local_path(location: str) -> bool:
     """A folder path rather than a hub id: it exists, or it reads like a path (./x, /x, ~/x, a/b/c)."""
-    return (Path(location).expanduser().exists() or location.startswith((".", "/", "~"))
-            or location.count("/") > 1 or "\\" in location)
+    return (
+        Path(location).expanduser().exists()
+        or location.startswith((".", "/", "~"))
+        or location.count("/") > 1
+        or "\\" in location
+    )
 
 
 def hub_offline() -> bool:
@@ -183,8 +187,10 @@ def find_config(location: str, filename: str, what: str, *, local: bool, flag: s
         if not folder.exists():
             raise ScaleCrafterError(f"{what}: folder does not exist")
         if folder.is_file():
-            raise ScaleCrafterError(f"{what} is a single file; pass a diffusers folder (with {filename}), "
-                                    "e.g. one saved by `pipe.save_pretrained(DIR)`")
+            raise ScaleCrafterError(
+                f"{what} is a single file; pass a diffusers folder (with {filename}), "
+                "e.g. one saved by `pipe.save_pretrained(DIR)`"
+            )
         path = folder / filename
         if not path.is_file():
             raise ScaleCrafterError(f"{what} has no {filename}: it is not a diffusers folder")
@@ -198,7 +204,9 @@ def find_config(location: str, filename: str, what: str, *, local: bool, flag: s
         reason = "the hub is unreachable"
     else:
         return None
-    raise ScaleCrafterError(f"{what} is not in the local Hugging Face cache and {reason}: {download_hint(location, flag)}")
+    raise ScaleCrafterError(
+        f"{what} is not in the local Hugging Face cache and {reason}: {download_hint(location, flag)}"
+    )
 
 
 def read_json(path: Path, what: str) -> dict[str, Any]:
@@ -224,7 +232,9 @@ def read_model_info(ref: ModelRef) -> ModelInfo:
         b = ref.builtin
         if b.check is not None:
             b.check()
-        return ModelInfo(ref, {}, dict(b.unet_config), dict(b.vae_config) if b.vae_config else None, b.vae_scale_factor)
+        return ModelInfo(
+            ref, {}, dict(b.unet_config), dict(b.vae_config) if b.vae_config else None, b.vae_scale_factor
+        )
     local = ref.kind == "local"
     path = find_config(ref.location, "model_index.json", ref.describe(), local=local)
     index = read_json(path, ref.describe()) if path is not None else {}
@@ -286,8 +296,18 @@ def build_builtin(ref: ModelRef, device: str, dtype):
     return pipe
 
 
-def from_pretrained(cls, location: str, what: str, *, local: bool, cached: bool, dtype=None, progress: bool = True,
-                    flag: str = "--model", **kwargs):
+def from_pretrained(
+    cls,
+    location: str,
+    what: str,
+    *,
+    local: bool,
+    cached: bool,
+    dtype=None,
+    progress: bool = True,
+    flag: str = "--model",
+    **kwargs,
+):
     """`cls.from_pretrained(location)` from files already here where they are (a folder, a cached
     repository, or offline); a cached copy found incomplete is completed online. Any failure is
     one line naming `what` and how to get it."""
@@ -311,8 +331,11 @@ def from_pretrained(cls, location: str, what: str, *, local: bool, cached: bool,
                     raise
                 error = exc
     first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    how = ("pass a complete diffusers folder (e.g. saved with `pipe.save_pretrained(DIR)`)" if local
-           else download_hint(location, flag))
+    how = (
+        "pass a complete diffusers folder (e.g. saved with `pipe.save_pretrained(DIR)`)"
+        if local
+        else download_hint(location, flag)
+    )
     raise ScaleCrafterError(f"{what} could not be loaded ({first}): {how}") from error
 
 

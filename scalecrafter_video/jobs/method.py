@@ -21,8 +21,16 @@ class MethodContext:
 
     `preset`, `family`, `base` and `cfg` go to the engine as the front end decides them."""
 
-    def __init__(self, pipe, opts: GenerateOptions, *, preset: str | Plan, family: str | None = None,
-                 base: tuple[int, int] | None = None, cfg: bool | None = None):
+    def __init__(
+        self,
+        pipe,
+        opts: GenerateOptions,
+        *,
+        preset: str | Plan,
+        family: str | None = None,
+        base: tuple[int, int] | None = None,
+        cfg: bool | None = None,
+    ):
         self.pipe, self.opts, self.preset, self.cfg = pipe, opts, preset, cfg
         self.where: dict[str, Any] = {"family": family, **({"base": base} if base is not None else {})}
         self.handle = None
@@ -37,17 +45,29 @@ class MethodContext:
 
     def _apply(self, ndcfg: bool):
         opts = self.opts
-        return apply_scalecrafter(self.pipe, height=opts.height, width=opts.width, preset=self.preset, ndcfg=ndcfg,
-                                  dispersion=opts.dispersion, progressive=opts.progressive, cfg=self.cfg,
-                                  max_scale=opts.max_scale, **self.where)
+        return apply_scalecrafter(
+            self.pipe,
+            height=opts.height,
+            width=opts.width,
+            preset=self.preset,
+            ndcfg=ndcfg,
+            dispersion=opts.dispersion,
+            progressive=opts.progressive,
+            cfg=self.cfg,
+            max_scale=opts.max_scale,
+            **self.where,
+        )
 
     def __enter__(self) -> dict[str, Any]:
         opts = self.opts
         self.fields = {"plan": None}
         if opts.method == "scalecrafter":
             self.handle = handle = self._apply(opts.ndcfg)
-            self.fields = {"plan": handle.plan.to_dict(), "patched_convs": handle.patched_convs,
-                           "ndcfg_layout": handle.ndcfg_layout}
+            self.fields = {
+                "plan": handle.plan.to_dict(),
+                "patched_convs": handle.patched_convs,
+                "ndcfg_layout": handle.ndcfg_layout,
+            }
             notice = None if self.noticed else idle_notice(handle.plan)
             if notice:
                 logger.warning("%s", notice)

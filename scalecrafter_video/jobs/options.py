@@ -83,19 +83,33 @@ class GenerateOptions:
         counts by its content (a shipped name by its shipped file's), so editing it gives new names;
         --family and --max-scale count only when given."""
         settings: dict[str, Any] = {
-            "model": self.model, "negative_prompt": self.negative_prompt, "method": self.method,
-            "steps": self.steps, "guidance": self.guidance, "eta": self.eta, "scheduler": self.scheduler,
-            "dtype": self.dtype, "freeu": self.freeu, "vae_tiling": self.vae_tiling,
+            "model": self.model,
+            "negative_prompt": self.negative_prompt,
+            "method": self.method,
+            "steps": self.steps,
+            "guidance": self.guidance,
+            "eta": self.eta,
+            "scheduler": self.scheduler,
+            "dtype": self.dtype,
+            "freeu": self.freeu,
+            "vae_tiling": self.vae_tiling,
         }
         if self.family is not None:  # only when named: jobs without --family keep their names
             settings["family"] = self.family
         if self.method == "scalecrafter":
-            settings.update(preset=self.preset, preset_sha256=preset_sha256(self.preset), ndcfg=self.ndcfg,
-                            dispersion=self.dispersion, progressive=self.progressive)
+            settings.update(
+                preset=self.preset,
+                preset_sha256=preset_sha256(self.preset),
+                ndcfg=self.ndcfg,
+                dispersion=self.dispersion,
+                progressive=self.progressive,
+            )
         if self.video:
             settings.update(frames=self.frames, fps=self.fps, motion_adapter=self.motion_adapter)
         if self.cascade:
-            settings["cascade"] = {"restart": self.restart, "skip_exponent": self.skip_exponent,
-                                   "stage_plan": self.stage_plan}
+            settings["cascade"] = {
+                "restart": self.restart,
+                "skip_exponent": self.skip_exponent,
+                "stage_plan": self.stage_plan,
+            }
         return settings
-

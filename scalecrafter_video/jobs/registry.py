@@ -52,8 +52,9 @@ def resolve_model(model: str, *, video: bool = False, family: str | None = None)
             raise ScaleCrafterError(f"model {model!r} is a video model: pass --video")
         raise ScaleCrafterError(f"{model!r} is an image model; built-in video models: {', '.join(builtins)}")
     if builtin is not None:
-        return ModelRef(model, builtin.kind, model, named_family(None, video=video, family=family, builtin=builtin.family),
-                        builtin)
+        return ModelRef(
+            model, builtin.kind, model, named_family(None, video=video, family=family, builtin=builtin.family), builtin
+        )
     if model in aliases:
         return ModelRef(model, "hub", aliases[model], named_family(aliases[model], video=video, family=family))
     if video and model == "sdxl":
@@ -79,8 +80,9 @@ def default_prompt(model: str) -> str:
     if builtin is not None and builtin.kind == "tiny":
         return SMOKE_PROMPT
     if builtin is not None and builtin.classes:
-        raise ScaleCrafterError(f"no prompt: {model} draws one of {', '.join(builtin.classes)} "
-                                f"(e.g. --prompt {builtin.classes[0]})")
+        raise ScaleCrafterError(
+            f"no prompt: {model} draws one of {', '.join(builtin.classes)} (e.g. --prompt {builtin.classes[0]})"
+        )
     raise ScaleCrafterError("no prompt: pass --prompt TEXT or --prompts FILE")
 
 

@@ -61,8 +61,12 @@ class MemoryEstimate:
         return self.device + self.output
 
     def describe(self) -> str:
-        parts = (("latents", self.latents), ("UNet activations", self.unet), ("VAE decode", self.decode),
-                 ("output", self.output))
+        parts = (
+            ("latents", self.latents),
+            ("UNet activations", self.unet),
+            ("VAE decode", self.decode),
+            ("output", self.output),
+        )
         return ", ".join(f"{name} {_gib(value)}" for name, value in parts)
 
 
@@ -92,8 +96,9 @@ def estimate_memory(
         decode = 0
     elif tiled:
         tile = _side(vae_config.get("sample_size", 512))
-        decode = (_decoder_stage_maps(vae_config) * min(tile * tile, pixels)
-                  + TILED_OUTPUT_MAPS * pixels * decode_frames) * dtype_bytes
+        decode = (
+            _decoder_stage_maps(vae_config) * min(tile * tile, pixels) + TILED_OUTPUT_MAPS * pixels * decode_frames
+        ) * dtype_bytes
     else:
         decode = _decoder_stage_maps(vae_config) * pixels * decode_frames * dtype_bytes
     output = OUTPUT_BYTES_PER_PIXEL * pixels * frames
@@ -145,8 +150,9 @@ def check_memory(estimate: MemoryEstimate, device: str, *, force: bool, what: st
             continue
         if need <= have:
             continue
-        message = (f"{what} needs at least {_gib(need)} on {where} ({estimate.describe()}) but {where} has "
-                   f"{_gib(have)} free")
+        message = (
+            f"{what} needs at least {_gib(need)} on {where} ({estimate.describe()}) but {where} has {_gib(have)} free"
+        )
         if force:
             logger.warning("%s; going on (--force-memory)", message)
             continue

@@ -25,7 +25,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -182,8 +182,16 @@ class Runner:
         elif opts.method == "scalecrafter":
             self.kind.check_plan(inspected, opts)
         if info.configs_known:
-            check_memory(opts, info.unet_config, info.vae_config, info.vae_scale_factor, self.dtype, self.device,
-                         inspected.family, decode_frames=self.kind.decode_frames(opts))
+            check_memory(
+                opts,
+                info.unet_config,
+                info.vae_config,
+                info.vae_scale_factor,
+                self.dtype,
+                self.device,
+                inspected.family,
+                decode_frames=self.kind.decode_frames(opts),
+            )
 
     # -- the weights
     def load(self) -> LoadedModel:
@@ -200,8 +208,13 @@ class Runner:
         self.loaded = loaded = load() if self.cache is None else self.cache.get(key, load)
         self.kind.check_loaded(loaded, opts)
         check_model_options(opts, loaded.ref, loaded.family)  # the family may be known only now
-        logger.info("loaded %s (%s, family %s) in %.1fs", loaded.ref.location, type(loaded.pipe.unet).__name__,
-                    loaded.family, time.perf_counter() - t0)
+        logger.info(
+            "loaded %s (%s, family %s) in %.1fs",
+            loaded.ref.location,
+            type(loaded.pipe.unet).__name__,
+            loaded.family,
+            time.perf_counter() - t0,
+        )
         self.sampling = prepare_pipeline(loaded.pipe, opts, loaded.family)
         return loaded
 
@@ -211,8 +224,16 @@ class Runner:
         pipe = self.loaded.pipe
         check_size(opts.height, opts.width, size_multiple(pipe))
         if not self.inspected.info.configs_known:
-            check_memory(opts, dict(pipe.unet.config), dict(pipe.vae.config), int(pipe.vae_scale_factor), self.dtype,
-                         self.device, self.loaded.family, decode_frames=self.kind.decode_frames(opts))
+            check_memory(
+                opts,
+                dict(pipe.unet.config),
+                dict(pipe.vae.config),
+                int(pipe.vae_scale_factor),
+                self.dtype,
+                self.device,
+                self.loaded.family,
+                decode_frames=self.kind.decode_frames(opts),
+            )
         if not opts.cascade:
             self.method(opts).check()
             return
@@ -245,8 +266,9 @@ class Runner:
         from .cascade import within
 
         method = "direct" if opts.stage_plan == "none" or within(size, base) else "scalecrafter"
-        return replace(opts, height=size[0], width=size[1], method=method, cascade=False,
-                       preset=opts.preset if final else "auto")
+        return replace(
+            opts, height=size[0], width=size[1], method=method, cascade=False, preset=opts.preset if final else "auto"
+        )
 
     def _stage_method(self, opts: GenerateOptions, size: tuple[int, int], final: bool, refiner=None) -> MethodContext:
         """The method around one stage on the refining pipeline: the kind's (full, none) or FreeScale's
@@ -291,18 +313,31 @@ class Runner:
         config = self.cascade_config(opts)
         source = self.source
         set_vae_tiling(pipe, wants_vae_tiling(opts.vae_tiling, family, *stages[0][0]))
-        result = run_stages(pipe, prompt, [size for size, _ in stages], config=config, method=method,
-                            steps=opts.steps, guidance_scale=self.sampling.guidance,
-                            frames=source.frames if source is not None else None,
-                            num_frames=opts.frames if opts.video else None, eta=opts.eta,
-                            negative_prompt=opts.negative_prompt, generator=torch.Generator("cpu").manual_seed(seed),
-                            refiner=self._refiner, progress=opts.progress)
+        result = run_stages(
+            pipe,
+            prompt,
+            [size for size, _ in stages],
+            config=config,
+            method=method,
+            steps=opts.steps,
+            guidance_scale=self.sampling.guidance,
+            frames=source.frames if source is not None else None,
+            num_frames=opts.frames if opts.video else None,
+            eta=opts.eta,
+            negative_prompt=opts.negative_prompt,
+            generator=torch.Generator("cpu").manual_seed(seed),
+            refiner=self._refiner,
+            progress=opts.progress,
+        )
         fields: dict[str, Any] = {}
         if source is not None:
             fields["input"] = source.fields()
-        fields["cascade"] = {**config.to_dict(), "resize": RESIZE,
-                             "generator": "one torch.Generator('cpu').manual_seed(seed): the base, then each stage",
-                             "stages": result.stages}
+        fields["cascade"] = {
+            **config.to_dict(),
+            "resize": RESIZE,
+            "generator": "one torch.Generator('cpu').manual_seed(seed): the base, then each stage",
+            "stages": result.stages,
+        }
         return self.kind.from_frames(result.frames), fields
 
     # -- each output
@@ -339,7 +374,7 @@ class Runner:
         too) what this call wrote is removed, so no output is left without its sidecar."""
         from ..outputs.media import write_png_frames
 
-        meta["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        meta["created"] = datetime.now(UTC).isoformat(timespec="seconds")
         done: list[Path] = []
         try:
             if target.frames_dir is not None:

@@ -83,5 +83,13 @@ def run_pipeline(pipe, opts: GenerateOptions, prompt: str, seed: int, guidance: 
     only when given (not every pipeline takes one)."""
     if opts.negative_prompt is not None:
         kwargs["negative_prompt"] = opts.negative_prompt
-    return pipe(prompt=prompt, height=opts.height, width=opts.width, num_inference_steps=opts.steps,
-                guidance_scale=guidance, eta=opts.eta, generator=torch.Generator("cpu").manual_seed(seed), **kwargs)
+    return pipe(
+        prompt=prompt,
+        height=opts.height,
+        width=opts.width,
+        num_inference_steps=opts.steps,
+        guidance_scale=guidance,
+        eta=opts.eta,
+        generator=torch.Generator("cpu").manual_seed(seed),
+        **kwargs,
+    )

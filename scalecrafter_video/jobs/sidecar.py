@@ -11,7 +11,9 @@ from .options import GenerateOptions
 from .sampling import GENERATOR, Sampling
 
 
-def job_sidecar(opts: GenerateOptions, loaded: LoadedModel, sampling: Sampling, *, device: str, dtype) -> dict[str, Any]:
+def job_sidecar(
+    opts: GenerateOptions, loaded: LoadedModel, sampling: Sampling, *, device: str, dtype
+) -> dict[str, Any]:
     """The sidecar fields every output of a job shares: the model, the method's settings, the
     sampler and the environment (each output adds its prompt, seed, plan and what ran)."""
     pipe = loaded.pipe

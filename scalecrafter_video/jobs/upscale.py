@@ -89,8 +89,9 @@ def probe_input(text: str | Path) -> Probe:
         raise ScaleCrafterError(f"{where} is not a file")
     suffix = path.suffix.lower()
     if suffix not in IMAGE_SUFFIXES + VIDEO_SUFFIXES:
-        raise ScaleCrafterError(f"{where} is neither an image ({', '.join(IMAGE_SUFFIXES)}) nor a clip "
-                                f"({', '.join(VIDEO_SUFFIXES)})")
+        raise ScaleCrafterError(
+            f"{where} is neither an image ({', '.join(IMAGE_SUFFIXES)}) nor a clip ({', '.join(VIDEO_SUFFIXES)})"
+        )
     try:
         sha256 = _sha256(path)
     except OSError as exc:
@@ -121,8 +122,9 @@ def _probe_clip(path: Path, where: str, sha256: str) -> Probe:
         height, width = reader[0].shape[:2] if count else (0, 0)
         fps = float(reader.get_avg_fps())
     except Exception as exc:  # decord raises its own DECORDError (a RuntimeError) or worse on a broken file
-        raise ScaleCrafterError(f"{where} is not a readable clip ({str(exc).splitlines()[0] if str(exc) else exc!r})"
-                                ) from None
+        raise ScaleCrafterError(
+            f"{where} is not a readable clip ({str(exc).splitlines()[0] if str(exc) else exc!r})"
+        ) from None
     if count < 1:
         raise ScaleCrafterError(f"{where} holds no frames")
     if not math.isfinite(fps) or fps <= 0:
@@ -204,8 +206,9 @@ def upscale_target(opts: GenerateOptions, probe: Probe) -> Target:
     kind = kind_of(opts)
     prompt = opts.prompts[0]
     settings = {**opts.output_settings(), "upscale_prompt": prompt, "input_sha256": probe.sha256}
-    stem = outputs.output_stem(probe.path.stem, opts.width, opts.height, "upscale", opts.seed, settings,
-                               extra=kind.name_extra(opts))
+    stem = outputs.output_stem(
+        probe.path.stem, opts.width, opts.height, "upscale", opts.seed, settings, extra=kind.name_extra(opts)
+    )
     return Target(prompt, 0, opts.seed, Path(opts.out_dir) / f"{stem}{kind.suffix}")
 
 
@@ -239,11 +242,19 @@ def run_upscale(opts: GenerateOptions, probe: Probe, cache: ModelCache | None = 
     multiple = runner.inspected.info.size_multiple or 8
     size = fitted_size(probe.size, multiple)
     if size != probe.size:
-        logger.warning("input %s is %dx%d, not a multiple of %d pixels per side as the model needs: resized to %dx%d",
-                       probe.path, probe.size[1], probe.size[0], multiple, size[1], size[0])
+        logger.warning(
+            "input %s is %dx%d, not a multiple of %d pixels per side as the model needs: resized to %dx%d",
+            probe.path,
+            probe.size[1],
+            probe.size[0],
+            multiple,
+            size[1],
+            size[0],
+        )
     if opts.height <= size[0] and opts.width <= size[1]:
-        raise ScaleCrafterError(f"--res {opts.width}x{opts.height} is no larger than the input "
-                                f"({size[1]}x{size[0]}): nothing to upscale")
+        raise ScaleCrafterError(
+            f"--res {opts.width}x{opts.height} is no larger than the input ({size[1]}x{size[0]}): nothing to upscale"
+        )
     runner.source = source = Source(probe, size)
     runner.check_job(opts)
     if not todo:
@@ -253,8 +264,13 @@ def run_upscale(opts: GenerateOptions, probe: Probe, cache: ModelCache | None = 
     loaded_multiple = size_multiple(runner.loaded.pipe)
     if size[0] % loaded_multiple or size[1] % loaded_multiple:  # the config files could not tell before loading
         source.size = fitted_size(probe.size, loaded_multiple)
-        logger.warning("input %s resized to %dx%d: the model needs multiples of %d pixels per side", probe.path,
-                       source.size[1], source.size[0], loaded_multiple)
+        logger.warning(
+            "input %s resized to %dx%d: the model needs multiples of %d pixels per side",
+            probe.path,
+            source.size[1],
+            source.size[0],
+            loaded_multiple,
+        )
         source.load()
     runner.check_loaded(opts)
     return runner.run(todo)

@@ -69,7 +69,11 @@ def inspect_video_model(opts: GenerateOptions) -> tuple[ModelInfo, dict[str, Any
     """
     ref = resolve_model(opts.model, video=True, family=opts.family)
     if opts.motion_adapter and (ref.builtin is not None or ref.family in UNET3D_FAMILIES):
-        why = "brings its own motion adapter" if ref.builtin and ref.builtin.motion_adapter else "is a UNet3D video model"
+        why = (
+            "brings its own motion adapter"
+            if ref.builtin and ref.builtin.motion_adapter
+            else "is a UNet3D video model"
+        )
         raise ScaleCrafterError(
             f"--motion-adapter only applies to AnimateDiff models built from an SD 1.5 base; {opts.model!r} {why}"
         )
@@ -90,9 +94,12 @@ def inspect_video_model(opts: GenerateOptions) -> tuple[ModelInfo, dict[str, Any
     if unet_class == UNET3D:
         if opts.motion_adapter:
             raise ScaleCrafterError(
-                f"--motion-adapter only applies to AnimateDiff (an SD 1.5 base); {opts.model!r} is a UNet3D video model"
+                f"--motion-adapter only applies to AnimateDiff (an SD 1.5 base); "
+                f"{opts.model!r} is a UNet3D video model"
             )
-        job_family(info.ref, UNET3D, info.unet_config, video=True, option=opts.family)  # ModelScope or Zeroscope: named or refused now
+        job_family(
+            info.ref, UNET3D, info.unet_config, video=True, option=opts.family
+        )  # ModelScope or Zeroscope: named or refused now
     elif unet_class in (None, "UNet2DConditionModel") or (unet_class == MOTION_UNET and opts.motion_adapter):
         # an SD 1.5 base (or an AnimateDiff pipeline given another adapter): the adapter must be here too
         adapter = _adapter_location(opts)
@@ -122,9 +129,11 @@ def _model_and_adapter_missing(opts: GenerateOptions, ref) -> str | None:
     if isinstance(try_to_load_from_cache(adapter, "config.json"), str):
         return None
     reason = "HF_HUB_OFFLINE is set" if hub_offline() else "the hub is unreachable"
-    return (f"{ref.describe()} and the motion adapter {adapter!r} it needs are not in the local Hugging Face cache "
-            f"and {reason}: run `hf download {ref.location}` and `hf download {adapter}` on a connected machine "
-            "and copy the ~/.cache/huggingface here, or pass --model and --motion-adapter local diffusers folders")
+    return (
+        f"{ref.describe()} and the motion adapter {adapter!r} it needs are not in the local Hugging Face cache "
+        f"and {reason}: run `hf download {ref.location}` and `hf download {adapter}` on a connected machine "
+        "and copy the ~/.cache/huggingface here, or pass --model and --motion-adapter local diffusers folders"
+    )
 
 
 def max_frames_of(info: ModelInfo, adapter_cfg: dict[str, Any] | None) -> int | None:
@@ -162,7 +171,14 @@ def load_video_pipeline(opts: GenerateOptions, device: str, dtype, inspected=Non
         max_frames = int(getattr(pipe.unet.config, "motion_max_seq_length", None) or 32)
     else:
         max_frames = max_frames_of(info, adapter_cfg) or MAX_FRAMES_3D
-    return LoadedModel(pipe, ref, job_family(ref, unet_class, pipe.unet.config, video=True, option=opts.family), info.revision, adapter, max_frames)
+    return LoadedModel(
+        pipe,
+        ref,
+        job_family(ref, unet_class, pipe.unet.config, video=True, option=opts.family),
+        info.revision,
+        adapter,
+        max_frames,
+    )
 
 
 def _from_pretrained(opts: GenerateOptions, info: ModelInfo, adapter_cfg: dict[str, Any] | None, dtype):
@@ -177,9 +193,16 @@ def _from_pretrained(opts: GenerateOptions, info: ModelInfo, adapter_cfg: dict[s
     if unet_class == MOTION_UNET and not opts.motion_adapter:
         return from_pretrained(AnimateDiffPipeline, ref.location, ref.describe(), **load), "(in the pipeline)"
     adapter = _adapter_location(opts)
-    motion_adapter = from_pretrained(MotionAdapter, adapter, f"motion adapter {adapter!r}",
-                                     local=is_local_path(adapter), cached=not (adapter_cfg or {}).get("_not_cached"),
-                                     dtype=dtype, progress=opts.progress, flag="--motion-adapter")
+    motion_adapter = from_pretrained(
+        MotionAdapter,
+        adapter,
+        f"motion adapter {adapter!r}",
+        local=is_local_path(adapter),
+        cached=not (adapter_cfg or {}).get("_not_cached"),
+        dtype=dtype,
+        progress=opts.progress,
+        flag="--motion-adapter",
+    )
     pipe = from_pretrained(AnimateDiffPipeline, ref.location, ref.describe(), motion_adapter=motion_adapter, **load)
     if unet_class != MOTION_UNET:  # an image base: give it AnimateDiff's schedule
         _animatediff_scheduler(pipe)
@@ -223,8 +246,9 @@ def _check_preset_before_loading(opts: GenerateOptions, info: ModelInfo) -> None
     if opts.method != "scalecrafter" or opts.force_preset or opts.preset == "auto" or base is None:
         return
     family, plan = load_preset(opts.preset)
-    check_preset_fits(plan, family, family=info.ref.family, base=base, units="pixels", height=opts.height,
-                      width=opts.width)
+    check_preset_fits(
+        plan, family, family=info.ref.family, base=base, units="pixels", height=opts.height, width=opts.width
+    )
 
 
 # ---- sampling and decoding --------------------------------------------------------------------
@@ -284,8 +308,13 @@ class VideoKind:
         return to_numpy(frames)
 
     def job_fields(self, loaded: LoadedModel, opts: GenerateOptions) -> dict[str, Any]:
-        return {"motion_adapter": loaded.motion_adapter, "frames": opts.frames, "fps": opts.fps,
-                "decode_chunk_frames": decode_chunk_frames(opts.height, opts.width), "video_codec": VIDEO_CODEC}
+        return {
+            "motion_adapter": loaded.motion_adapter,
+            "frames": opts.frames,
+            "fps": opts.fps,
+            "decode_chunk_frames": decode_chunk_frames(opts.height, opts.width),
+            "video_codec": VIDEO_CODEC,
+        }
 
     def output_fields(self, output, raw) -> dict[str, Any]:
         from ..outputs.media import motion_stats

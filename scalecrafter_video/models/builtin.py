@@ -33,7 +33,6 @@ class BuiltinModel:
     note: str = ""  # said when it loads and recorded in sidecars
 
 
-
 def text_to_video_pipeline_class():
     """diffusers' TextToVideoSDPipeline (ModelScope / Zeroscope). diffusers marks it deprecated;
     this is the one place that imports it, so its disappearance is one clear error."""

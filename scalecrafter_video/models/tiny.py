@@ -36,8 +36,16 @@ _MAX_TOKENS = 32
 _TIME_DIM = 8
 _CH = (32, 32, 64, 64)  # video UNet block widths (SD-1.5 layout: 4 levels, 2 resnets per down block)
 # What the AnimateDiff-layout 2D UNet and the UNet3D share (the block types differ).
-_VIDEO_UNET = dict(sample_size=8, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=_CH,
-                   cross_attention_dim=_TEXT_DIM, attention_head_dim=8, norm_num_groups=8)
+_VIDEO_UNET = dict(
+    sample_size=8,
+    in_channels=4,
+    out_channels=4,
+    layers_per_block=2,
+    block_out_channels=_CH,
+    cross_attention_dim=_TEXT_DIM,
+    attention_head_dim=8,
+    norm_num_groups=8,
+)
 TINY_UNET_CONFIGS: dict[str, dict[str, Any]] = {
     # SD1.5 layout: 4 levels, cross-attention in the three outer ones.
     "tiny-sd": dict(
@@ -70,10 +78,16 @@ TINY_UNET_CONFIGS: dict[str, dict[str, Any]] = {
         projection_class_embeddings_input_dim=6 * _TIME_DIM + _TEXT_DIM,
     ),
     # The AnimateDiff base: the motion adapter adds its motion modules at loading.
-    "tiny-video": dict(_VIDEO_UNET, down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-                       up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3),
-    "tiny-video3d": dict(_VIDEO_UNET, down_block_types=("CrossAttnDownBlock3D",) * 3 + ("DownBlock3D",),
-                         up_block_types=("UpBlock3D",) + ("CrossAttnUpBlock3D",) * 3),
+    "tiny-video": dict(
+        _VIDEO_UNET,
+        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+    ),
+    "tiny-video3d": dict(
+        _VIDEO_UNET,
+        down_block_types=("CrossAttnDownBlock3D",) * 3 + ("DownBlock3D",),
+        up_block_types=("UpBlock3D",) + ("CrossAttnUpBlock3D",) * 3,
+    ),
 }
 TINY_VAE_CONFIG: dict[str, Any] = dict(
     in_channels=3,
@@ -90,8 +104,12 @@ TINY_VAE_CONFIG: dict[str, Any] = dict(
 
 def tiny_pipeline(name: str, seed: int = 0):
     """Build the tiny pipeline `name` with weights seeded by `seed` (the caller's RNG untouched)."""
-    builders = {"tiny-sd": _build_sd, "tiny-sdxl": _build_sdxl, "tiny-video": _build_animatediff,
-                "tiny-video3d": _build_unet3d}
+    builders = {
+        "tiny-sd": _build_sd,
+        "tiny-sdxl": _build_sdxl,
+        "tiny-video": _build_animatediff,
+        "tiny-video3d": _build_unet3d,
+    }
     if name not in builders:
         raise ScaleCrafterError(f"unknown tiny pipeline {name!r}; choose one of {', '.join(builders)}")
     with torch.random.fork_rng(devices=[]):
@@ -103,8 +121,17 @@ def tiny_pipeline(name: str, seed: int = 0):
 
 def _builtin(name: str, family: str, video: bool = False, **kw) -> BuiltinModel:
     # `tiny_pipeline` is looked up when the model is built, so tests can hand out a shared pipeline
-    return BuiltinModel(name, "tiny", family, video, lambda: tiny_pipeline(name), TINY_UNET_CONFIGS[name],
-                        TINY_VAE_CONFIG, note=TINY_NOTE, **kw)
+    return BuiltinModel(
+        name,
+        "tiny",
+        family,
+        video,
+        lambda: tiny_pipeline(name),
+        TINY_UNET_CONFIGS[name],
+        TINY_VAE_CONFIG,
+        note=TINY_NOTE,
+        **kw,
+    )
 
 
 TINY_MODELS: dict[str, BuiltinModel] = {
@@ -131,7 +158,9 @@ def tiny_tokenizer(max_length: int = _MAX_TOKENS):
 
 def _byte_chars() -> list[str]:
     # GPT-2 / CLIP byte-to-unicode table: printable stand-ins for the 256 byte values.
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    bs = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    )
     cs = bs[:]
     n = 0
     for b in range(256):
@@ -265,8 +294,11 @@ def _build_animatediff(seed: int):
 def _build_unet3d(seed: int):
     tokenizer = tiny_tokenizer()
     pipe = text_to_video_pipeline_class()(
-        text_encoder=tiny_text_encoder(tokenizer, seed), vae=tiny_vae(seed), tokenizer=tokenizer,
-        unet=tiny_unet3d(seed), scheduler=tiny_scheduler(),
+        text_encoder=tiny_text_encoder(tokenizer, seed),
+        vae=tiny_vae(seed),
+        tokenizer=tokenizer,
+        unet=tiny_unet3d(seed),
+        scheduler=tiny_scheduler(),
     )
     return _temporal_layers_drawn(pipe, seed)
 

@@ -11,7 +11,7 @@ n -> scale (n - 1) + 1; conv is cross-correlation with zero "same" padding.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import torch
@@ -43,7 +43,7 @@ def _conv_operator(image: np.ndarray, k: int) -> np.ndarray:
     return rows
 
 
-@lru_cache(maxsize=None)
+@cache
 def _transform(k: int, K: int, scale: int, eta: float, n: int) -> np.ndarray:
     up = _upsample_matrix(n, scale)
     A_rows, B_rows = [], []
@@ -55,9 +55,7 @@ def _transform(k: int, K: int, scale: int, eta: float, n: int) -> np.ndarray:
         S_b = _conv_operator(up_x, K)
         P_a = _conv_operator(x, k)
         # Up(conv_a x) is linear in a: upsample each column of P_a reshaped to an image.
-        S_a = np.stack(
-            [(up @ P_a[:, t].reshape(n, n) @ up.T).ravel() for t in range(k * k)], axis=1
-        )
+        S_a = np.stack([(up @ P_a[:, t].reshape(n, n) @ up.T).ravel() for t in range(k * k)], axis=1)
         P_b = _conv_operator(x, K)
         A_rows += [S_b, eta * P_b]
         B_rows += [S_a, eta * P_a]

@@ -57,8 +57,9 @@ def settings_id(settings: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
 
 
-def output_stem(prompt: str, width: int, height: int, method: str, seed: int, settings: dict[str, Any],
-                extra: str = "") -> str:
+def output_stem(
+    prompt: str, width: int, height: int, method: str, seed: int, settings: dict[str, Any], extra: str = ""
+) -> str:
     """`<prompt-slug>-<W>x<H>-<method>[-<extra>]-seed<seed>-<settings id>`.
 
     The id hashes the prompt itself (slugs of different prompts can be equal) and `settings`
@@ -81,8 +82,23 @@ def sidecar_path(path: Path) -> Path:
 # write anywhere). /opt is not one (it often holds data too), nor /tmp, /home, /root or /srv. The
 # folder scv runs in, the home folder and the temporary folder are never refused, so a project
 # checked out under /usr/src or a service whose home is under /var/lib still writes its outputs.
-SYSTEM_FOLDERS = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/run", "/sbin",
-                  "/sys", "/usr", "/var/lib", "/var/log")
+SYSTEM_FOLDERS = (
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/proc",
+    "/run",
+    "/sbin",
+    "/sys",
+    "/usr",
+    "/var/lib",
+    "/var/log",
+)
 
 
 def system_folder(path: Path) -> str | None:
@@ -104,7 +120,8 @@ def check_not_system(path: Path, flag: str = "--out", what: str | None = None) -
     if root is not None:
         raise ScaleCrafterError(
             f"{what or f'{flag} {str(path)!r}'} is in the system folder {root}, where scv writes nothing (even "
-            f"as root): pass another {flag}, in a folder of your own, your home or /tmp")
+            f"as root): pass another {flag}, in a folder of your own, your home or /tmp"
+        )
 
 
 def prepare_out_dir(out_dir: Path) -> Path:
@@ -169,7 +186,9 @@ def check_writable(folder: Path, flag: str = "--out") -> None:
             missing.append(existing)
             existing = existing.parent
         if not existing.is_dir():
-            raise ScaleCrafterError(f"{flag} {str(folder)!r}: {str(existing)!r} is a file, not a folder; pass another {flag}")
+            raise ScaleCrafterError(
+                f"{flag} {str(folder)!r}: {str(existing)!r} is a file, not a folder; pass another {flag}"
+            )
         for path in reversed(missing):
             path.mkdir()
             created.append(path)
@@ -208,7 +227,9 @@ def skip_existing(items: Sequence[Item], files: Callable[[Item], list[Path]], wh
                 "whether that item is finished; remove it or pass --overwrite"
             )
     if len(todo) < len(items):
-        logger.warning("%d of %d %s exist already and are skipped (--skip-existing)", len(items) - len(todo), len(items), what)
+        logger.warning(
+            "%d of %d %s exist already and are skipped (--skip-existing)", len(items) - len(todo), len(items), what
+        )
     return todo
 
 

@@ -53,38 +53,72 @@ def add_bench_parser(sub) -> argparse.ArgumentParser:
     mode = p.add_argument_group("mode")
     only = mode.add_mutually_exclusive_group()
     only.add_argument("--flops", action="store_true", help="whole-run FLOPs and ratios to direct (meta device)")
-    only.add_argument("--gpu-suite", action="store_true",
-                      help="the GPU benchmark: time and memory targets, every variant, channels_last, torch.compile "
-                      "(needs --out)")
-    mode.add_argument("--tiny", action="store_true",
-                      help=f"tiny offline models on the CPU (timing: {TINY_STEPS} steps, {TINY_FRAMES} frames unless given)")
+    only.add_argument(
+        "--gpu-suite",
+        action="store_true",
+        help="the GPU benchmark: time and memory targets, every variant, channels_last, torch.compile (needs --out)",
+    )
+    mode.add_argument(
+        "--tiny",
+        action="store_true",
+        help=f"tiny offline models on the CPU (timing: {TINY_STEPS} steps, {TINY_FRAMES} frames unless given)",
+    )
 
     what = p.add_argument_group("what to measure")
-    what.add_argument("--family", nargs="+", choices=REAL + TINY, metavar="NAME",
-                      help=f"models: {', '.join(REAL)} (real shapes) or {', '.join(TINY)} "
-                      "(default: every family for --flops, sd15 for timing)")
+    what.add_argument(
+        "--family",
+        nargs="+",
+        choices=REAL + TINY,
+        metavar="NAME",
+        help=f"models: {', '.join(REAL)} (real shapes) or {', '.join(TINY)} "
+        "(default: every family for --flops, sd15 for timing)",
+    )
     what.add_argument("--res", nargs="+", metavar="WxH", help="sizes WIDTHxHEIGHT (default: per family)")
     what.add_argument("--frames", type=_positive("frames"), default=None, help="video frames (default 16)")
-    what.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS), metavar="VARIANT",
-                      help="variants to measure (default: all)")
+    what.add_argument(
+        "--variants",
+        nargs="+",
+        choices=list(VARIANTS),
+        default=list(VARIANTS),
+        metavar="VARIANT",
+        help="variants to measure (default: all)",
+    )
     what.add_argument("--steps", type=_positive("steps"), default=None, help="sampling steps (default 50)")
-    what.add_argument("--scheduler", default="ddim", choices=("ddim", "dpm++", "euler", "euler-a", "pndm", "unipc"),
-                      help="--flops: the sampler whose timesteps the plan follows (default ddim)")
+    what.add_argument(
+        "--scheduler",
+        default="ddim",
+        choices=("ddim", "dpm++", "euler", "euler-a", "pndm", "unipc"),
+        help="--flops: the sampler whose timesteps the plan follows (default ddim)",
+    )
 
     timing = p.add_argument_group("timing")
-    timing.add_argument("--whole-run", nargs="*", choices=list(VARIANTS), default=["ndcfg"], metavar="VARIANT",
-                        help="variants also run end to end with the VAE decode (default ndcfg; none: no values)")
+    timing.add_argument(
+        "--whole-run",
+        nargs="*",
+        choices=list(VARIANTS),
+        default=["ndcfg"],
+        metavar="VARIANT",
+        help="variants also run end to end with the VAE decode (default ndcfg; none: no values)",
+    )
     timing.add_argument("--repeats", type=_positive("repeats"), default=3, help="timed calls per step (median)")
     timing.add_argument("--warmup", type=_positive("warmup"), default=1, help="untimed calls first")
     timing.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (--tiny: cpu)")
-    timing.add_argument("--dtype", default="auto", choices=("auto", "float32", "float16", "bfloat16"),
-                        help="auto: float16 on CUDA, float32 on the CPU")
+    timing.add_argument(
+        "--dtype",
+        default="auto",
+        choices=("auto", "float32", "float16", "bfloat16"),
+        help="auto: float16 on CUDA, float32 on the CPU",
+    )
     timing.add_argument("--channels-last", action="store_true", help="UNet weights and sample in channels_last")
-    timing.add_argument("--budget-s", type=_positive("budget-s", float), default=280.0,
-                        help="--gpu-suite: seconds after which the optional parts (torch.compile) are skipped")
+    timing.add_argument(
+        "--budget-s",
+        type=_positive("budget-s", float),
+        default=280.0,
+        help="--gpu-suite: seconds after which the optional parts (torch.compile) are skipped",
+    )
 
     out = p.add_argument_group("output")
-    out.add_argument("--json", action="store_true", help="print JSON {\"rows\": [...]} instead of a Markdown table")
+    out.add_argument("--json", action="store_true", help='print JSON {"rows": [...]} instead of a Markdown table')
     out.add_argument("--out", metavar="DIR", help="also write bench.json and bench.md (flops.json/.md) there")
     out.add_argument("--overwrite", action="store_true", help="replace results already in --out")
     out.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
@@ -186,9 +220,19 @@ def _run_timing(args, out_dir: Path | None) -> int:
         if out_dir:
             write_results(out_dir, "bench", {"rows": rows}, timing_markdown(rows))
 
-    rows = timing_rows(cases, args.variants, args.whole_run, steps=_steps(args), device=device, dtype=dtype,
-                       warmup=args.warmup, repeats=args.repeats, channels_last=args.channels_last,
-                       progress=args.progress, on_row=save)
+    rows = timing_rows(
+        cases,
+        args.variants,
+        args.whole_run,
+        steps=_steps(args),
+        device=device,
+        dtype=dtype,
+        warmup=args.warmup,
+        repeats=args.repeats,
+        channels_last=args.channels_last,
+        progress=args.progress,
+        on_row=save,
+    )
     _print({"rows": rows}, timing_markdown(rows), args.json)
     return 0
 

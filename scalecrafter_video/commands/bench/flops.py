@@ -30,6 +30,7 @@ from .models import UNetHolder
 
 logger = logging.getLogger(__name__)
 
+
 def _cpu_attention_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
     return sdpa_flop_count(query_shape, key_shape, value_shape)
 
@@ -63,8 +64,9 @@ def _signature(factors: dict, dispersed: set[str]) -> frozenset:
     return frozenset(out)
 
 
-def step_signature(plan: Plan, layers: list[str], t: float, *, ndcfg: bool, dispersion: bool,
-                   units: list[str] | None) -> tuple:
+def step_signature(
+    plan: Plan, layers: list[str], t: float, *, ndcfg: bool, dispersion: bool, units: list[str] | None
+) -> tuple:
     """What determines the work of the UNet call at timestep `t`. `units`: the UNet's reuse units
     when the damped pass reuses its prefix (None: whole damped pass, never skipped)."""
     main = plan.factors(t, layers, "main")
@@ -86,11 +88,18 @@ class RunCount:
     cache_bytes: int = 0  # most bytes the prefix-reuse cache held (in the inputs' dtype)
 
 
-def whole_run_flops(unet: torch.nn.Module, inputs: dict, timesteps: Sequence[float], apply: dict | None,
-                    vae_scale_factor: int = 8, group: bool = True) -> RunCount:
+def whole_run_flops(
+    unet: torch.nn.Module,
+    inputs: dict,
+    timesteps: Sequence[float],
+    apply: dict | None,
+    vae_scale_factor: int = 8,
+    group: bool = True,
+) -> RunCount:
     """The UNet work of one sampling run: `unet` (on the meta device) called with the CFG batch
     `inputs` at every timestep, patched with `apply_scalecrafter(**apply)` on a pipeline stand-in
     (sizes in pixels), or unpatched when `apply` is None."""
+
     def call(t):
         return count_flops(lambda: unet(**inputs, timestep=t))
 
@@ -102,11 +111,16 @@ def whole_run_flops(unet: torch.nn.Module, inputs: dict, timesteps: Sequence[flo
         layers = list(spatial_convs(unet))
         units = [name for name, _ in reuse_units(unet)] if handle.prefix_reuse is not None else None
         for i, t in enumerate(timesteps):
-            key = step_signature(handle.plan, layers, t, ndcfg=handle.ndcfg, dispersion=handle.dispersion,
-                                 units=units) if group else i
+            key = (
+                step_signature(handle.plan, layers, t, ndcfg=handle.ndcfg, dispersion=handle.dispersion, units=units)
+                if group
+                else i
+            )
             if key not in counts:
                 counts[key] = call(t)
             total += counts[key]
-        logger.debug("%s: %d distinct step configurations over %d steps", handle.plan.name, len(counts), len(timesteps))
+        logger.debug(
+            "%s: %d distinct step configurations over %d steps", handle.plan.name, len(counts), len(timesteps)
+        )
         reuse = handle.prefix_reuse
         return RunCount(total, handle.plan.name, reuse.peak_bytes if reuse is not None else 0)

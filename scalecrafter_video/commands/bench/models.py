@@ -40,12 +40,30 @@ _VAES = {
     "animatediff": _SD_VAE,
     "modelscope": _SD_VAE,
 }
-_CLIP_L = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-               hidden_act="quick_gelu", projection_dim=768)
-_OPENCLIP_H = dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=23, num_attention_heads=16,
-                   hidden_act="gelu", projection_dim=512)
-_OPENCLIP_BIGG = dict(hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=20,
-                      hidden_act="gelu", projection_dim=1280)
+_CLIP_L = dict(
+    hidden_size=768,
+    intermediate_size=3072,
+    num_hidden_layers=12,
+    num_attention_heads=12,
+    hidden_act="quick_gelu",
+    projection_dim=768,
+)
+_OPENCLIP_H = dict(
+    hidden_size=1024,
+    intermediate_size=4096,
+    num_hidden_layers=23,
+    num_attention_heads=16,
+    hidden_act="gelu",
+    projection_dim=512,
+)
+_OPENCLIP_BIGG = dict(
+    hidden_size=1280,
+    intermediate_size=5120,
+    num_hidden_layers=32,
+    num_attention_heads=20,
+    hidden_act="gelu",
+    projection_dim=1280,
+)
 _TEXT = {"sd15": _CLIP_L, "sd21": _OPENCLIP_H, "animatediff": _CLIP_L, "modelscope": _OPENCLIP_H}
 TINY_MODELS = ("tiny-sd", "tiny-sdxl", "tiny-video", "tiny-video3d")
 REAL_MODELS = ("sd15", "sd21", "sdxl", "animatediff", "modelscope")
@@ -69,7 +87,9 @@ def bench_model(name: str) -> BenchModel:
     if name in TINY_MODELS:
         return BenchModel(name, None, name.startswith("tiny-video"), 7.5)
     if name not in REAL_MODELS:
-        raise ScaleCrafterError(f"unknown benchmark model '{name}': choose one of {', '.join(REAL_MODELS + TINY_MODELS)}")
+        raise ScaleCrafterError(
+            f"unknown benchmark model '{name}': choose one of {', '.join(REAL_MODELS + TINY_MODELS)}"
+        )
     fam = get_family(name)
     return BenchModel(name, name, fam.video, sampling_defaults(name).guidance)
 
@@ -112,18 +132,38 @@ def real_pipeline(name: str, device: torch.device | str = "cpu"):
     tokenizer = tiny_tokenizer(77)
     if name == "sdxl":
         return diffusers.StableDiffusionXLPipeline(
-            vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2, tokenizer=tokenizer,
-            tokenizer_2=tokenizer, unet=unet, scheduler=scheduler, add_watermarker=False,
+            vae=vae,
+            text_encoder=text_encoder,
+            text_encoder_2=text_encoder_2,
+            tokenizer=tokenizer,
+            tokenizer_2=tokenizer,
+            unet=unet,
+            scheduler=scheduler,
+            add_watermarker=False,
         )
     if name == "animatediff":
-        return diffusers.AnimateDiffPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                                             motion_adapter=None, scheduler=scheduler)
+        return diffusers.AnimateDiffPipeline(
+            vae=vae,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            unet=unet,
+            motion_adapter=None,
+            scheduler=scheduler,
+        )
     if name == "modelscope":
-        return text_to_video_pipeline_class()(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                                              scheduler=scheduler)
-    return diffusers.StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                                             scheduler=scheduler, safety_checker=None, feature_extractor=None,
-                                             requires_safety_checker=False)
+        return text_to_video_pipeline_class()(
+            vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler
+        )
+    return diffusers.StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
 
 
 def build_pipeline(model: BenchModel, device: torch.device, dtype: torch.dtype, seed: int = 0):
@@ -136,8 +176,17 @@ def build_pipeline(model: BenchModel, device: torch.device, dtype: torch.dtype, 
     return pipe
 
 
-def unet_inputs(unet: torch.nn.Module, height: int, width: int, frames: int, device, dtype,
-                vae_scale_factor: int = 8, batch: int = 2, seed: int = 0) -> dict:
+def unet_inputs(
+    unet: torch.nn.Module,
+    height: int,
+    width: int,
+    frames: int,
+    device,
+    dtype,
+    vae_scale_factor: int = 8,
+    batch: int = 2,
+    seed: int = 0,
+) -> dict:
     """A CFG batch [uncond; cond] for a `height` x `width` pixel sample as the family's pipeline
     passes it to its UNet: per-frame text context for UNetMotionModel, once per video for
     UNet3DConditionModel, SDXL's added conditions (text embeddings and size ids)."""

@@ -34,36 +34,55 @@ def _peak(allocated: float | None, reserved: float | None) -> str:
 
 
 def flops_markdown(rows: list[dict]) -> str:
-    lines = ["| family | res | frames | variant | plan | PFLOP per run | ratio to direct | reuse cache GiB (fp16) |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| family | res | frames | variant | plan | PFLOP per run | ratio to direct | reuse cache GiB (fp16) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['family']} | {r['res']} | {r['frames'] or '-'} | {r['variant']} | {_cell(r['plan'])} | "
-                     f"{r['flops'] / 1e15:.4g} | {r['ratio']:.3f} | {r['cache_gib']:g} |")
+        lines.append(
+            f"| {r['family']} | {r['res']} | {r['frames'] or '-'} | {r['variant']} | {_cell(r['plan'])} | "
+            f"{r['flops'] / 1e15:.4g} | {r['ratio']:.3f} | {r['cache_gib']:g} |"
+        )
     return "\n".join(lines)
 
 
 def timing_markdown(rows: list[dict]) -> str:
     """One line per model, size and variant: its step time and, where run, its whole run."""
-    lines = ["| model | res | frames | variant | plan | s/step | TFLOP/s | whole run s | of which VAE decode s "
-             "| peak GiB (reserved) | reuse cache GiB | card | torch | diffusers |", "|" + "---|" * 14]
+    lines = [
+        "| model | res | frames | variant | plan | s/step | TFLOP/s | whole run s | of which VAE decode s "
+        "| peak GiB (reserved) | reuse cache GiB | card | torch | diffusers |",
+        "|" + "---|" * 14,
+    ]
     merged: dict[tuple, dict] = {}
     for r in rows:
-        key = (r["model"], r["res"], r["frames"], r["variant"], r.get("channels_last", False), r.get("compiled", False),
-               r.get("timestep", 981))
+        key = (
+            r["model"],
+            r["res"],
+            r["frames"],
+            r["variant"],
+            r.get("channels_last", False),
+            r.get("compiled", False),
+            r.get("timestep", 981),
+        )
         merged.setdefault(key, {})[r["kind"]] = r
     for (model, res, frames, variant, channels_last, compiled, t), kinds in merged.items():
         step, whole = kinds.get("step", {}), kinds.get("whole", {})
         first = step or whole
-        label = (variant + (" (channels_last)" if channels_last else "") + (" (torch.compile)" if compiled else "")
-                 + (f" at t={t}" if t != 981 else ""))
+        label = (
+            variant
+            + (" (channels_last)" if channels_last else "")
+            + (" (torch.compile)" if compiled else "")
+            + (f" at t={t}" if t != 981 else "")
+        )
         whole_s = _cell(whole.get("seconds"))
         if whole and whole.get("source") != "measured":
             whole_s += " (computed from step time)"
         peak = max((k.get("peak_gib") or 0 for k in (step, whole)), default=0) or None
         reserved = max((k.get("reserved_gib") or 0 for k in (step, whole)), default=0) or None
         lines.append(
-            f"| {model} | {res} | {frames or '-'} | {label} | {_cell(first.get('plan'))} | {_cell(step.get('seconds'))} "
-            f"| {_cell(step.get('tflops_per_s'))} | {whole_s} | {_cell(whole.get('decode_s'))} | {_peak(peak, reserved)} "
+            f"| {model} | {res} | {frames or '-'} | {label} | {_cell(first.get('plan'))} "
+            f"| {_cell(step.get('seconds'))} | {_cell(step.get('tflops_per_s'))} | {whole_s} "
+            f"| {_cell(whole.get('decode_s'))} | {_peak(peak, reserved)} "
             f"| {_cell(first.get('cache_gib'))} | {first['card']} | {first['torch']} | {first['diffusers']} |"
         )
     return "\n".join(lines)

@@ -25,8 +25,13 @@ FLOP_SIZES: dict[str, tuple[str, ...]] = {
     "modelscope": ("512x512", "1024x1024"),
 }
 # `scv bench` timing sizes when none is given: the memory and time targets.
-TIMING_SIZES: dict[str, str] = {"sd15": "2048x2048", "sd21": "2048x2048", "sdxl": "4096x4096",
-                                "animatediff": "1024x1024", "modelscope": "1024x1024"}
+TIMING_SIZES: dict[str, str] = {
+    "sd15": "2048x2048",
+    "sd21": "2048x2048",
+    "sdxl": "4096x4096",
+    "animatediff": "1024x1024",
+    "modelscope": "1024x1024",
+}
 
 
 def meta_unet_for(name: str) -> torch.nn.Module:
@@ -38,8 +43,15 @@ def meta_unet_for(name: str) -> torch.nn.Module:
     return meta_unet(name)
 
 
-def flop_rows(families: Sequence[str], sizes: dict[str, list[tuple[int, int]]], frames: int, steps: int,
-              scheduler: str, variants: Sequence[str], progress: bool = False) -> list[dict]:
+def flop_rows(
+    families: Sequence[str],
+    sizes: dict[str, list[tuple[int, int]]],
+    frames: int,
+    steps: int,
+    scheduler: str,
+    variants: Sequence[str],
+    progress: bool = False,
+) -> list[dict]:
     """Whole-run FLOPs per family, size and variant, with the ratio to direct inference."""
     timesteps = sampler_timesteps(steps, scheduler)
     jobs = [(f, size) for f in families for size in sizes[f]]
@@ -56,18 +68,39 @@ def flop_rows(families: Sequence[str], sizes: dict[str, list[tuple[int, int]]], 
                 options = VARIANTS[variant]
                 apply = None if options is None else dict(height=height, width=width, family=model.family, **options)
                 run = direct if apply is None else whole_run_flops(unet, inputs, timesteps, apply)
-                rows.append({"family": family, "res": f"{width}x{height}", "frames": n_frames, "variant": variant,
-                             "plan": run.plan, "flops": run.flops, "ratio": round(run.flops / direct.flops, 4),
-                             "cache_gib": round(run.cache_bytes / 2**30, 3), "steps": steps, "scheduler": scheduler})
+                rows.append(
+                    {
+                        "family": family,
+                        "res": f"{width}x{height}",
+                        "frames": n_frames,
+                        "variant": variant,
+                        "plan": run.plan,
+                        "flops": run.flops,
+                        "ratio": round(run.flops / direct.flops, 4),
+                        "cache_gib": round(run.cache_bytes / 2**30, 3),
+                        "steps": steps,
+                        "scheduler": scheduler,
+                    }
+                )
                 bar.update()
     bar.close()
     return rows
 
 
-def timing_rows(cases: Sequence[Case], variants: Sequence[str], whole: Sequence[str], *, steps: int,
-                device: torch.device, dtype: torch.dtype, warmup: int = 1, repeats: int = 3,
-                channels_last: bool = False, progress: bool = False,
-                on_row: Callable[[list[dict]], None] | None = None) -> list[dict]:
+def timing_rows(
+    cases: Sequence[Case],
+    variants: Sequence[str],
+    whole: Sequence[str],
+    *,
+    steps: int,
+    device: torch.device,
+    dtype: torch.dtype,
+    warmup: int = 1,
+    repeats: int = 3,
+    channels_last: bool = False,
+    progress: bool = False,
+    on_row: Callable[[list[dict]], None] | None = None,
+) -> list[dict]:
     """Step times of `variants` and whole runs of `whole` for every case, one pipeline per model.
 
     Where direct inference is timed per step but not run whole, its whole run is computed from
@@ -76,16 +109,25 @@ def timing_rows(cases: Sequence[Case], variants: Sequence[str], whole: Sequence[
     rows: list[dict] = []
 
     def add(case: Case, row: dict) -> dict:
-        row = {"model": case.model.name, "family": case.model.family, "res": case.res, "frames": case.frames,
-               **row, "device": str(device), "dtype": str(dtype).removeprefix("torch."),
-               "channels_last": channels_last, **env}
+        row = {
+            "model": case.model.name,
+            "family": case.model.family,
+            "res": case.res,
+            "frames": case.frames,
+            **row,
+            "device": str(device),
+            "dtype": str(dtype).removeprefix("torch."),
+            "channels_last": channels_last,
+            **env,
+        }
         rows.append(row)
         if on_row is not None:
             on_row(rows)
         return row
 
-    bar = tqdm(total=len(cases) * (len(variants) + len(whole)), desc="bench", unit="run", disable=not progress,
-               leave=False)
+    bar = tqdm(
+        total=len(cases) * (len(variants) + len(whole)), desc="bench", unit="run", disable=not progress, leave=False
+    )
     for _, group in itertools.groupby(cases, key=lambda c: c.model.name):
         group = list(group)
         reset_peak(device)
@@ -95,8 +137,9 @@ def timing_rows(cases: Sequence[Case], variants: Sequence[str], whole: Sequence[
         for case in group:
             step_rows = {}
             for variant in variants:
-                step_rows[variant] = add(case, time_step(pipe, case, variant, warmup=warmup, repeats=repeats,
-                                                         channels_last=channels_last))
+                step_rows[variant] = add(
+                    case, time_step(pipe, case, variant, warmup=warmup, repeats=repeats, channels_last=channels_last)
+                )
                 bar.update()
             decode_s = None
             for variant in whole:

@@ -37,34 +37,70 @@ class Target:
 
 def targets(tiny: bool) -> list[Target]:
     if tiny:
-        return [Target(Case(bench_model("tiny-sd"), 256, 256), None, None),
-                Target(Case(bench_model("tiny-video"), 128, 128, 2), None, None)]
-    return [Target(Case(bench_model("sd15"), 2048, 2048), 20.0, None),
-            Target(Case(bench_model("sdxl"), 4096, 4096), 120.0, 24.0),
-            Target(Case(bench_model("animatediff"), 1024, 1024, 16), 60.0, 24.0)]
+        return [
+            Target(Case(bench_model("tiny-sd"), 256, 256), None, None),
+            Target(Case(bench_model("tiny-video"), 128, 128, 2), None, None),
+        ]
+    return [
+        Target(Case(bench_model("sd15"), 2048, 2048), 20.0, None),
+        Target(Case(bench_model("sdxl"), 4096, 4096), 120.0, 24.0),
+        Target(Case(bench_model("animatediff"), 1024, 1024, 16), 60.0, 24.0),
+    ]
 
 
 def _checks(target: Target, rows: list[dict]) -> list[dict]:
     """The target's pass/fail lines from its rows."""
     case = target.case
-    mine = [r for r in rows if r["model"] == case.model.name and r["res"] == case.res and not r.get("compiled")
-            and not r.get("channels_last")]
-    whole = next((r for r in mine if r["kind"] == "whole" and r["variant"] == "ndcfg" and r["source"] == "measured"), None)
+    mine = [
+        r
+        for r in rows
+        if r["model"] == case.model.name
+        and r["res"] == case.res
+        and not r.get("compiled")
+        and not r.get("channels_last")
+    ]
+    whole = next(
+        (r for r in mine if r["kind"] == "whole" and r["variant"] == "ndcfg" and r["source"] == "measured"), None
+    )
     step = {r["variant"]: r["seconds"] for r in mine if r["kind"] == "step"}
     name = f"{case.model.name} {case.res}" + (f" {case.frames} frames" if case.frames else "")
     out = []
     if whole is not None and target.whole_s is not None:
-        out.append({"check": f"{name}: NDCFG preset whole run (s)", "measured": whole["seconds"],
-                    "target": f"<= {target.whole_s:g}", "pass": whole["seconds"] <= target.whole_s})
+        out.append(
+            {
+                "check": f"{name}: NDCFG preset whole run (s)",
+                "measured": whole["seconds"],
+                "target": f"<= {target.whole_s:g}",
+                "pass": whole["seconds"] <= target.whole_s,
+            }
+        )
     if whole is not None and target.peak_gib is not None and whole["peak_gib"] is not None:
-        out.append({"check": f"{name}: peak GiB incl. VAE decode (allocated)", "measured": whole["peak_gib"],
-                    "target": f"<= {target.peak_gib:g}", "pass": whole["peak_gib"] <= target.peak_gib})
-        out.append({"check": f"{name}: peak GiB incl. VAE decode (reserved)", "measured": whole["reserved_gib"],
-                    "target": f"<= {target.peak_gib:g}", "pass": whole["reserved_gib"] <= target.peak_gib})
+        out.append(
+            {
+                "check": f"{name}: peak GiB incl. VAE decode (allocated)",
+                "measured": whole["peak_gib"],
+                "target": f"<= {target.peak_gib:g}",
+                "pass": whole["peak_gib"] <= target.peak_gib,
+            }
+        )
+        out.append(
+            {
+                "check": f"{name}: peak GiB incl. VAE decode (reserved)",
+                "measured": whole["reserved_gib"],
+                "target": f"<= {target.peak_gib:g}",
+                "pass": whole["reserved_gib"] <= target.peak_gib,
+            }
+        )
     if "direct" in step and "redilate" in step:
         ratio = step["redilate"] / step["direct"]
-        out.append({"check": f"{name}: re-dilation step / direct step", "measured": round(ratio, 3),
-                    "target": f"<= {1 + REDILATE_TOLERANCE:g}", "pass": ratio <= 1 + REDILATE_TOLERANCE})
+        out.append(
+            {
+                "check": f"{name}: re-dilation step / direct step",
+                "measured": round(ratio, 3),
+                "target": f"<= {1 + REDILATE_TOLERANCE:g}",
+                "pass": ratio <= 1 + REDILATE_TOLERANCE,
+            }
+        )
     return out
 
 
@@ -85,15 +121,22 @@ def _compiled_rows(case: Case, device: torch.device, dtype: torch.dtype, flops: 
         graphs = counters["stats"]["unique_graphs"]
         # t=621 has the FLOPs of t=981: integer factors on the same layers, the same reused prefix
         row = time_step(pipe, case, variant, warmup=2, repeats=3, flops=flops[variant], t=t)
-        rows.append(dict(row, compiled=True, first_call_s=round(first_call_s, 1),
-                         new_graphs=counters["stats"]["unique_graphs"] - graphs))
+        rows.append(
+            dict(
+                row,
+                compiled=True,
+                first_call_s=round(first_call_s, 1),
+                new_graphs=counters["stats"]["unique_graphs"] - graphs,
+            )
+        )
     del pipe
     reset_peak(device)
     return rows
 
 
-def run_suite(out_dir: Path, *, tiny: bool = False, steps: int = 50, budget_s: float = 280.0,
-              progress: bool = False) -> dict:
+def run_suite(
+    out_dir: Path, *, tiny: bool = False, steps: int = 50, budget_s: float = 280.0, progress: bool = False
+) -> dict:
     """Run the suite, writing bench.json and bench.md to `out_dir` after every row; returns the payload."""
     start = time.perf_counter()
     device = torch.device("cpu" if tiny else "cuda")
@@ -104,15 +147,25 @@ def run_suite(out_dir: Path, *, tiny: bool = False, steps: int = 50, budget_s: f
     env = environment(device)
 
     def save(current: list[dict]) -> None:
-        payload = {"rows": current, "checks": checks, "notes": notes, "steps": steps, **env,
-                   "seconds": round(time.perf_counter() - start, 1)}
-        lines = [f"Measured on {env['card']}, torch {env['torch']}, diffusers {env['diffusers']}, "
-                 f"{str(dtype).removeprefix('torch.')}, DDIM {steps} steps, eta 1, random weights.", "",
-                 timing_markdown(current)]
+        payload = {
+            "rows": current,
+            "checks": checks,
+            "notes": notes,
+            "steps": steps,
+            **env,
+            "seconds": round(time.perf_counter() - start, 1),
+        }
+        lines = [
+            f"Measured on {env['card']}, torch {env['torch']}, diffusers {env['diffusers']}, "
+            f"{str(dtype).removeprefix('torch.')}, DDIM {steps} steps, eta 1, random weights.",
+            "",
+            timing_markdown(current),
+        ]
         if checks:
             lines += ["", "| check | measured | target | pass |", "|---|---|---|---|"]
-            lines += [f"| {c['check']} | {c['measured']} | {c['target']} | {'yes' if c['pass'] else 'NO'} |"
-                      for c in checks]
+            lines += [
+                f"| {c['check']} | {c['measured']} | {c['target']} | {'yes' if c['pass'] else 'NO'} |" for c in checks
+            ]
         lines += [f"- {n}" for n in notes]
         write_results(out_dir, "bench", payload, "\n".join(lines))
 
@@ -123,14 +176,33 @@ def run_suite(out_dir: Path, *, tiny: bool = False, steps: int = 50, budget_s: f
 
     plan = targets(tiny)
     for target in plan:
-        part = timing_rows([target.case], list(VARIANTS), ["ndcfg"], steps=steps, device=device, dtype=dtype,
-                           repeats=1 if tiny else 2, progress=progress, on_row=lambda p: save(rows + p))
+        part = timing_rows(
+            [target.case],
+            list(VARIANTS),
+            ["ndcfg"],
+            steps=steps,
+            device=device,
+            dtype=dtype,
+            repeats=1 if tiny else 2,
+            progress=progress,
+            on_row=lambda p: save(rows + p),
+        )
         collect(part)
         checks.extend(_checks(target, rows))
         save(rows)
     first = plan[0].case
-    collect(timing_rows([first], ["direct", "ndcfg"], [], steps=steps, device=device, dtype=dtype,
-                        repeats=1 if tiny else 2, channels_last=True))
+    collect(
+        timing_rows(
+            [first],
+            ["direct", "ndcfg"],
+            [],
+            steps=steps,
+            device=device,
+            dtype=dtype,
+            repeats=1 if tiny else 2,
+            channels_last=True,
+        )
+    )
     left = budget_s - (time.perf_counter() - start)
     if tiny:
         notes.append("torch.compile is tried on a GPU only")
@@ -138,17 +210,37 @@ def run_suite(out_dir: Path, *, tiny: bool = False, steps: int = 50, budget_s: f
         notes.append(f"torch.compile skipped: {left:.0f} s of the {budget_s:.0f} s budget left")
     else:
         try:
-            eager = {r["variant"]: r["flops"] for r in rows if r["kind"] == "step" and r["model"] == first.model.name
-                     and r["res"] == first.res and not r["channels_last"]}
+            eager = {
+                r["variant"]: r["flops"]
+                for r in rows
+                if r["kind"] == "step"
+                and r["model"] == first.model.name
+                and r["res"] == first.res
+                and not r["channels_last"]
+            }
             compiled = _compiled_rows(first, device, dtype, eager)
         except Exception as exc:  # a compiler failure is a result to report, not a reason to lose the others
             notes.append(f"torch.compile failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
         else:
             env_cols = {k: rows[0][k] for k in ("device", "dtype", "card", "torch", "diffusers")}
-            collect([dict(r, model=first.model.name, family=first.model.family, res=first.res, frames=first.frames,
-                          channels_last=False, **env_cols) for r in compiled])
+            collect(
+                [
+                    dict(
+                        r,
+                        model=first.model.name,
+                        family=first.model.family,
+                        res=first.res,
+                        frames=first.frames,
+                        channels_last=False,
+                        **env_cols,
+                    )
+                    for r in compiled
+                ]
+            )
             graphs = ", ".join(f"{r['variant']} at t={r['timestep']}: {r['new_graphs']}" for r in compiled)
-            notes.append(f"torch.compile (regional, dynamic shapes): first call {compiled[0]['first_call_s']} s; "
-                         f"graphs compiled after it: {graphs}")
+            notes.append(
+                f"torch.compile (regional, dynamic shapes): first call {compiled[0]['first_call_s']} s; "
+                f"graphs compiled after it: {graphs}"
+            )
     save(rows)
     return {"rows": rows, "checks": checks, "notes": notes}

@@ -82,8 +82,10 @@ def peaks(device: torch.device) -> dict:
     (what the card must hold, besides the CUDA context)."""
     if device.type != "cuda":
         return {"peak_gib": None, "reserved_gib": None}
-    return {"peak_gib": round(torch.cuda.max_memory_allocated(device) / GIB, 2),
-            "reserved_gib": round(torch.cuda.max_memory_reserved(device) / GIB, 2)}
+    return {
+        "peak_gib": round(torch.cuda.max_memory_allocated(device) / GIB, 2),
+        "reserved_gib": round(torch.cuda.max_memory_reserved(device) / GIB, 2),
+    }
 
 
 def apply_kwargs(case: Case, variant: str) -> dict | None:
@@ -98,8 +100,17 @@ def _patched(pipe, apply: dict | None, **extra):
     return scalecrafter(pipe, **apply, **extra) if apply else contextlib.nullcontext()
 
 
-def time_step(pipe, case: Case, variant: str, *, warmup: int = 1, repeats: int = 3,
-              channels_last: bool = False, flops: int | None = None, t: int = 981) -> dict:
+def time_step(
+    pipe,
+    case: Case,
+    variant: str,
+    *,
+    warmup: int = 1,
+    repeats: int = 3,
+    channels_last: bool = False,
+    flops: int | None = None,
+    t: int = 981,
+) -> dict:
     """Median seconds of one UNet call on the CFG batch at timestep `t` (default the first DDIM-50
     step: every window of the plan open). The first warm-up call counts its FLOPs unless `flops`
     gives them (a compiled UNet is not run under the counter)."""
@@ -113,6 +124,7 @@ def time_step(pipe, case: Case, variant: str, *, warmup: int = 1, repeats: int =
     apply = apply_kwargs(case, variant)
     reset_peak(device)
     with torch.no_grad(), _patched(pipe, apply, cfg=True) as handle:
+
         def call():
             unet(**inputs, timestep=timestep)
 
@@ -126,8 +138,17 @@ def time_step(pipe, case: Case, variant: str, *, warmup: int = 1, repeats: int =
         reuse = getattr(handle, "prefix_reuse", None)
         cache = reuse.peak_bytes if reuse is not None else 0
         plan = handle.plan.name if handle is not None else None
-    return {"kind": "step", "variant": variant, "plan": plan, "timestep": t, "seconds": round(seconds, 4), "flops": flops,
-            "tflops_per_s": _sig(flops / seconds / 1e12), **peaks(device), "cache_gib": _sig(cache / GIB)}
+    return {
+        "kind": "step",
+        "variant": variant,
+        "plan": plan,
+        "timestep": t,
+        "seconds": round(seconds, 4),
+        "flops": flops,
+        "tflops_per_s": _sig(flops / seconds / 1e12),
+        **peaks(device),
+        "cache_gib": _sig(cache / GIB),
+    }
 
 
 class _DecodeClock:
@@ -159,13 +180,27 @@ def _sample(pipe, case: Case, steps: int):
     """The front end's sampling call (`scv generate` / `scv generate --video`), seed 0."""
     prompt = "a benchmark"
     if case.model.video:
-        opts = GenerateOptions(prompts=[prompt], height=case.height, width=case.width, frames=case.frames,
-                               steps=steps, video=True, progress=False)
+        opts = GenerateOptions(
+            prompts=[prompt],
+            height=case.height,
+            width=case.width,
+            frames=case.frames,
+            steps=steps,
+            video=True,
+            progress=False,
+        )
         latents = sample_video(pipe, opts, prompt, 0, case.model.guidance)
         return decode_latents(pipe, latents, chunk=decode_chunk_frames(case.height, case.width))
-    return pipe(prompt=prompt, height=case.height, width=case.width, num_inference_steps=steps,
-                guidance_scale=case.model.guidance, eta=1.0, generator=torch.Generator("cpu").manual_seed(0),
-                output_type="pil").images
+    return pipe(
+        prompt=prompt,
+        height=case.height,
+        width=case.width,
+        num_inference_steps=steps,
+        guidance_scale=case.model.guidance,
+        eta=1.0,
+        generator=torch.Generator("cpu").manual_seed(0),
+        output_type="pil",
+    ).images
 
 
 def vae_tiling(case: Case) -> bool:
@@ -199,14 +234,32 @@ def time_whole_run(pipe, case: Case, variant: str, steps: int) -> dict:
             plan = handle.plan.name if handle is not None else None
     finally:
         clock.remove()
-    return {"kind": "whole", "variant": variant, "plan": plan, "seconds": round(seconds, 2),
-            "decode_s": round(clock.seconds, 2) if clock.seconds is not None else None, "vae_tiling": tiling,
-            "steps": steps, "source": "measured", **peaks(device), "cache_gib": _sig(cache / GIB)}
+    return {
+        "kind": "whole",
+        "variant": variant,
+        "plan": plan,
+        "seconds": round(seconds, 2),
+        "decode_s": round(clock.seconds, 2) if clock.seconds is not None else None,
+        "vae_tiling": tiling,
+        "steps": steps,
+        "source": "measured",
+        **peaks(device),
+        "cache_gib": _sig(cache / GIB),
+    }
 
 
 def computed_whole_run(step_row: dict, decode_s: float | None, steps: int) -> dict:
     """A whole run of a variant whose every step costs what `step_row` measured, plus a measured decode."""
     seconds = step_row["seconds"] * steps + (decode_s or 0.0)
-    return {"kind": "whole", "variant": step_row["variant"], "plan": step_row["plan"], "seconds": round(seconds, 2),
-            "decode_s": decode_s, "steps": steps, "source": "computed from the step time", "peak_gib": None,
-            "reserved_gib": None, "cache_gib": step_row["cache_gib"]}
+    return {
+        "kind": "whole",
+        "variant": step_row["variant"],
+        "plan": step_row["plan"],
+        "seconds": round(seconds, 2),
+        "decode_s": decode_s,
+        "steps": steps,
+        "source": "computed from the step time",
+        "peak_gib": None,
+        "reserved_gib": None,
+        "cache_gib": step_row["cache_gib"],
+    }

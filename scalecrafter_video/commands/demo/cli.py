@@ -14,20 +14,24 @@ def add_demo_parser(subparsers) -> argparse.ArgumentParser:
         "demo",
         help="repetition benchmark on the shipped small model (direct vs Attn-SF vs ScaleCrafter)",
         description="Sample the shipped 32x32 shapes model at 32, 64 and 128 px per side, directly, "
-                    "with Attn-SF and with ScaleCrafter (re-dilation, NDCFG, dispersion; from 3x also with the "
-                    "progressive decay held off), and print per "
-                    "case the share of samples with exactly one well-formed object, the share with "
-                    "repeated objects, and background cleanliness relative to base-size samples. With --video, "
-                    "clips from the motion model on top of it, also scored for consistency across frames and "
-                    "motion relative to base size.",
+        "with Attn-SF and with ScaleCrafter (re-dilation, NDCFG, dispersion; from 3x also with the "
+        "progressive decay held off), and print per "
+        "case the share of samples with exactly one well-formed object, the share with "
+        "repeated objects, and background cleanliness relative to base-size samples. With --video, "
+        "clips from the motion model on top of it, also scored for consistency across frames and "
+        "motion relative to base size.",
     )
-    p.add_argument("--out", default=None,
-                   help="folder for grid.png, table.md, results.json (default out/demo; --video out/demo-video)")
-    p.add_argument("--json", default=None, help="also write {\"cases\": [...]} to this file")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="folder for grid.png, table.md, results.json (default out/demo; --video out/demo-video)",
+    )
+    p.add_argument("--json", default=None, help='also write {"cases": [...]} to this file')
     p.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run")
     p.add_argument("--samples", type=int, default=None, help="samples per case (default 8; --video 3)")
-    p.add_argument("--steps", type=int, default=None,
-                   help="DDIM steps (default 25; --video 10; windows follow the timesteps)")
+    p.add_argument(
+        "--steps", type=int, default=None, help="DDIM steps (default 25; --video 10; windows follow the timesteps)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--guidance", type=float, default=3.0)
     p.add_argument("--eta", type=float, default=1.0, help="DDIM eta (default 1.0, as the reference code)")
@@ -36,12 +40,19 @@ def add_demo_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     video = p.add_argument_group("video (the motion model on top of shapes32)")
-    video.add_argument("--video", action="store_true",
-                       help="clips instead of images: MP4 per case, contact_sheet.png, table.md, results.json; "
-                            "adds consistency and motion ratio to the table")
+    video.add_argument(
+        "--video",
+        action="store_true",
+        help="clips instead of images: MP4 per case, contact_sheet.png, table.md, results.json; "
+        "adds consistency and motion ratio to the table",
+    )
     video.add_argument("--frames", type=int, default=None, help="frames per clip (default: the adapter's, 8)")
-    video.add_argument("--motion-model", type=Path, default=None,
-                       help="adapter .safetensors (or folder) to use instead of the shipped one")
+    video.add_argument(
+        "--motion-model",
+        type=Path,
+        default=None,
+        help="adapter .safetensors (or folder) to use instead of the shipped one",
+    )
     return p
 
 
@@ -75,11 +86,27 @@ def run_demo(args) -> int:
         torch.set_num_threads(args.threads)
     model = load_demo_model()
     cases = default_cases(tuple(s for s in args.scales if s > 1))
-    rows, images = benchmark(model, samples=args.samples, steps=args.steps, guidance=args.guidance,
-                             eta=args.eta, seed=args.seed, batch=args.batch, cases=cases,
-                             progress_bar=not args.no_progress)
-    meta = {"model": "shapes32", "samples": args.samples, "steps": args.steps, "guidance": args.guidance,
-            "eta": args.eta, "seed": args.seed, "sampler": "DDIM", "torch_threads": torch.get_num_threads()}
+    rows, images = benchmark(
+        model,
+        samples=args.samples,
+        steps=args.steps,
+        guidance=args.guidance,
+        eta=args.eta,
+        seed=args.seed,
+        batch=args.batch,
+        cases=cases,
+        progress_bar=not args.no_progress,
+    )
+    meta = {
+        "model": "shapes32",
+        "samples": args.samples,
+        "steps": args.steps,
+        "guidance": args.guidance,
+        "eta": args.eta,
+        "seed": args.seed,
+        "sampler": "DDIM",
+        "torch_threads": torch.get_num_threads(),
+    }
     written = write_outputs(rows, images, out_dir, json_path, meta)
     print(format_table(rows))
     for k, v in written.items():

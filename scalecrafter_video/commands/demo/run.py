@@ -43,16 +43,29 @@ def default_cases(scales=(2, 4), variants: bool = True) -> list[Case]:
         if s >= 3:  # the derived plan has an NDCFG window, dispersion layers and the decay only from 3x
             cases += [Case("scalecrafter-redilate", s, ndcfg=False), Case("scalecrafter", s, ndcfg=True)]
             if variants:
-                cases += [Case("scalecrafter-dispersion", s, ndcfg=True, dispersion=True),
-                          Case("scalecrafter-redilate-nodecay", s, ndcfg=False, progressive=False),
-                          Case("scalecrafter-nodecay", s, ndcfg=True, progressive=False)]
+                cases += [
+                    Case("scalecrafter-dispersion", s, ndcfg=True, dispersion=True),
+                    Case("scalecrafter-redilate-nodecay", s, ndcfg=False, progressive=False),
+                    Case("scalecrafter-nodecay", s, ndcfg=True, progressive=False),
+                ]
         else:
             cases += [Case("scalecrafter", s, ndcfg=True)]
     return cases
 
 
-def run_case(model: DemoModel | DemoVideoModel, case: Case, labels: torch.Tensor, *, steps: int, guidance: float,
-             eta: float, seed: int, batch: int, frames: int | None = None, progress=None) -> tuple[np.ndarray, dict]:
+def run_case(
+    model: DemoModel | DemoVideoModel,
+    case: Case,
+    labels: torch.Tensor,
+    *,
+    steps: int,
+    guidance: float,
+    eta: float,
+    seed: int,
+    batch: int,
+    frames: int | None = None,
+    progress=None,
+) -> tuple[np.ndarray, dict]:
     from ...engine.patch import (
         apply_attn_sf,
         remove_attn_sf,
@@ -65,9 +78,16 @@ def run_case(model: DemoModel | DemoVideoModel, case: Case, labels: torch.Tensor
     info: dict = {}
     kw = dict(steps=steps, guidance=guidance, eta=eta, seed=seed, batch=batch, frames=frames, progress=progress)
     if case.method.startswith("scalecrafter"):
-        with scalecrafter(model.unet, height=size, width=size, preset="auto", ndcfg=case.ndcfg,
-                          dispersion=case.dispersion, progressive=case.progressive,
-                          batch_layout=BATCH_LAYOUT) as handle:
+        with scalecrafter(
+            model.unet,
+            height=size,
+            width=size,
+            preset="auto",
+            ndcfg=case.ndcfg,
+            dispersion=case.dispersion,
+            progressive=case.progressive,
+            batch_layout=BATCH_LAYOUT,
+        ) as handle:
             info["plan"] = handle.plan.name
             info["patched_convs"] = handle.patched_convs
             images = sample(model, labels, size, size, **kw)
@@ -84,9 +104,19 @@ def run_case(model: DemoModel | DemoVideoModel, case: Case, labels: torch.Tensor
     return images, info
 
 
-def benchmark(model: DemoModel | DemoVideoModel, *, samples: int = 8, steps: int = 25, guidance: float = 3.0,
-              eta: float = 1.0, seed: int = 0, batch: int = 8, cases: list[Case] | None = None,
-              frames: int | None = None, progress_bar: bool = True) -> tuple[list[dict], dict[str, np.ndarray]]:
+def benchmark(
+    model: DemoModel | DemoVideoModel,
+    *,
+    samples: int = 8,
+    steps: int = 25,
+    guidance: float = 3.0,
+    eta: float = 1.0,
+    seed: int = 0,
+    batch: int = 8,
+    cases: list[Case] | None = None,
+    frames: int | None = None,
+    progress_bar: bool = True,
+) -> tuple[list[dict], dict[str, np.ndarray]]:
     """Run every case on the same labels and the same per-sample starting noise (per size).
     Returns (rows, images (or clips) per case label); rows carry the shares and cleanliness, and
     for clips (a DemoVideoModel; `frames` per clip, default the adapter's) the video metrics with
@@ -100,7 +130,7 @@ def benchmark(model: DemoModel | DemoVideoModel, *, samples: int = 8, steps: int
     n_classes = len(model.class_names)
     labels = torch.arange(samples) % n_classes
     # progress in base-size UNet frame-steps: a 4x step counts 16 (its pixel count) per frame
-    total = sum(steps * -(-samples // batch) * c.scale ** 2 * (frames or 1) for c in cases)
+    total = sum(steps * -(-samples // batch) * c.scale**2 * (frames or 1) for c in cases)
     bar = tqdm(total=total, desc="scv demo", unit="step", disable=not progress_bar, leave=False)
     rows, images = [], {}
     base = None
@@ -108,9 +138,19 @@ def benchmark(model: DemoModel | DemoVideoModel, *, samples: int = 8, steps: int
         for case in cases:
             bar.set_postfix_str(case.label)
             t0 = time.time()
-            weight = case.scale ** 2 * (frames or 1)
-            imgs, info = run_case(model, case, labels, steps=steps, guidance=guidance, eta=eta, seed=seed,
-                                  batch=batch, frames=frames, progress=lambda k, w=weight: bar.update(k * w))
+            weight = case.scale**2 * (frames or 1)
+            imgs, info = run_case(
+                model,
+                case,
+                labels,
+                steps=steps,
+                guidance=guidance,
+                eta=eta,
+                seed=seed,
+                batch=batch,
+                frames=frames,
+                progress=lambda k, w=weight: bar.update(k * w),
+            )
             if video:
                 summary = video_metrics.summarize_clips(imgs, case.scale)
                 summary["per_sample"] = summary.pop("per_clip")
@@ -119,8 +159,16 @@ def benchmark(model: DemoModel | DemoVideoModel, *, samples: int = 8, steps: int
             if case.scale == 1 and case.method == "direct":
                 base = summary
             per_sample = summary.pop("per_sample")
-            rows.append({"method": case.method, "scale": case.scale, **summary,
-                         "seconds": round(time.time() - t0, 1), **info, "per_sample": per_sample})
+            rows.append(
+                {
+                    "method": case.method,
+                    "scale": case.scale,
+                    **summary,
+                    "seconds": round(time.time() - t0, 1),
+                    **info,
+                    "per_sample": per_sample,
+                }
+            )
             images[case.label] = imgs
     finally:
         bar.close()
@@ -134,23 +182,35 @@ def benchmark(model: DemoModel | DemoVideoModel, *, samples: int = 8, steps: int
 
 
 def format_table(rows: list[dict]) -> str:
-    head = "| method | scale (per side) | size | n | single object | repetition (>=2) | mean objects | background noise | clean (base = 1) |"
+    head = (
+        "| method | scale (per side) | size | n | single object | repetition (>=2) | mean objects "
+        "| background noise | clean (base = 1) |"
+    )
     lines = [head, "|" + "---|" * 9]
     for r in rows:
         size = 32 * r["scale"]
         lines.append(
             f"| {r['method']} | {r['scale']}x | {size}x{size} | {r['n']} | {r['single']:.0%} | "
-            f"{r['repetition']:.0%} | {r['mean_objects']:.2f} | {r['bg_noise']:.4f} | {r['clean']:.2f} |")
+            f"{r['repetition']:.0%} | {r['mean_objects']:.2f} | {r['bg_noise']:.4f} | {r['clean']:.2f} |"
+        )
     return "\n".join(lines)
 
 
 def image_caption(row: dict) -> str:
-    return (f"{row['method']}\n{row['scale']}x ({32 * row['scale']}px)\n"
-            f"single {row['single']:.0%}  rep {row['repetition']:.0%}\nclean {row['clean']:.2f}")
+    return (
+        f"{row['method']}\n{row['scale']}x ({32 * row['scale']}px)\n"
+        f"single {row['single']:.0%}  rep {row['repetition']:.0%}\nclean {row['clean']:.2f}"
+    )
 
 
-def save_grid(rows: list[dict], images: dict[str, np.ndarray], path: Path, columns: int = 6,
-              cell: int = 128, caption=image_caption) -> None:
+def save_grid(
+    rows: list[dict],
+    images: dict[str, np.ndarray],
+    path: Path,
+    columns: int = 6,
+    cell: int = 128,
+    caption=image_caption,
+) -> None:
     """One row per case (its caption on the left), the case's first `columns` images across
     (for a video contact sheet: one clip's frames)."""
     from PIL import Image, ImageDraw
@@ -183,8 +243,7 @@ def output_paths(out_dir: Path | None, json_path: Path | None) -> dict[str, Path
     return paths
 
 
-def write_outputs(rows: list[dict], images: dict, out_dir: Path | None, json_path: Path | None,
-                  meta: dict) -> dict:
+def write_outputs(rows: list[dict], images: dict, out_dir: Path | None, json_path: Path | None, meta: dict) -> dict:
     """Write every output of `output_paths`, each atomically; returns them by name."""
     paths = output_paths(out_dir, json_path)
     for path in paths.values():

@@ -8,7 +8,9 @@ import torch
 
 from ...models.shapes.pipeline import ShapesPipeline
 
-BATCH_LAYOUT = "uncond,cond"  # every UNet call below gets [uncond; cond]: NDCFG may run (apply_scalecrafter's batch_layout)
+BATCH_LAYOUT = (
+    "uncond,cond"  # every UNet call below gets [uncond; cond]: NDCFG may run (apply_scalecrafter's batch_layout)
+)
 
 
 def initial_noise(n: int, height: int, width: int, seed: int, frames: int | None = None) -> torch.Tensor:
@@ -25,16 +27,29 @@ def initial_noise(n: int, height: int, width: int, seed: int, frames: int | None
 def _step_callback(progress):
     """A diffusers-style `callback_on_step_end` that ticks `progress` and changes nothing (it returns
     the step's tensors as given, whatever `progress` returns: tqdm's update returns a bool)."""
+
     def step_done(pipe, step, timestep, tensors):
         progress(1)
         return tensors
+
     return step_done
 
 
 @torch.no_grad()
-def sample(model, labels: torch.Tensor, height: int, width: int, *, steps: int = 50, guidance: float = 3.0,
-           eta: float = 1.0, seed: int = 0, batch: int = 8, frames: int | None = None,
-           progress=None) -> np.ndarray:
+def sample(
+    model,
+    labels: torch.Tensor,
+    height: int,
+    width: int,
+    *,
+    steps: int = 50,
+    guidance: float = 3.0,
+    eta: float = 1.0,
+    seed: int = 0,
+    batch: int = 8,
+    frames: int | None = None,
+    progress=None,
+) -> np.ndarray:
     """Images (N, H, W, 3) from a DemoModel, or clips (N, frames, H, W, 3) from a DemoVideoModel,
     in [0, 1] as float32. `progress` is called with the number of UNet steps done after each step
     (e.g. a tqdm bar's update)."""
@@ -50,8 +65,17 @@ def sample(model, labels: torch.Tensor, height: int, width: int, *, steps: int =
     outs = []
     for lo in range(0, n, batch):
         g = torch.Generator().manual_seed(seed * 7919 + lo + 1)
-        out = pipe([names[int(i)] for i in labels[lo:lo + batch]], height, width, num_frames=frames,
-                   num_inference_steps=steps, guidance_scale=guidance, eta=eta, generator=g,
-                   latents=noise[lo:lo + batch].to(device), callback_on_step_end=step_done)
+        out = pipe(
+            [names[int(i)] for i in labels[lo : lo + batch]],
+            height,
+            width,
+            num_frames=frames,
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+            eta=eta,
+            generator=g,
+            latents=noise[lo : lo + batch].to(device),
+            callback_on_step_end=step_done,
+        )
         outs.append(out.frames if pipe.is_video else out.images)
     return np.concatenate(outs)

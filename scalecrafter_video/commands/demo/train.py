@@ -55,8 +55,13 @@ def training_alphas(device) -> torch.Tensor:
     """alpha_bar_t of the DDPM training schedule (SCHEDULER_CONFIG), float32 on `device`."""
     from diffusers import DDPMScheduler
 
-    sched = DDPMScheduler(**{k: v for k, v in SCHEDULER_CONFIG.items()
-                             if k not in ("steps_offset", "set_alpha_to_one", "timestep_spacing")})
+    sched = DDPMScheduler(
+        **{
+            k: v
+            for k, v in SCHEDULER_CONFIG.items()
+            if k not in ("steps_offset", "set_alpha_to_one", "timestep_spacing")
+        }
+    )
     return sched.alphas_cumprod.float().to(device)
 
 
@@ -72,12 +77,26 @@ def ema_update(ema_params: list, params: list, decay: float, step: int) -> None:
 SHIPPED = dict(steps=2913, batch=256, lr=1e-3, ema_decay=0.999, schedule="constant", warmup=200)
 
 
-def train(steps: int = SHIPPED["steps"], batch: int = SHIPPED["batch"], lr: float = SHIPPED["lr"], seed: int = 0,
-          p_uncond: float = 0.15, ema_decay: float = SHIPPED["ema_decay"], warmup: int = SHIPPED["warmup"],
-          threads: int = 2, out: Path = ASSET_DIR, ckpt_dir: Path | None = None, ckpt_every: int = 500,
-          resume: Path | None = None, device: str = "cpu", schedule: str = SHIPPED["schedule"],
-          unet_config: dict | None = None,
-          max_seconds: float | None = None, on_checkpoint=None, log=sys.stdout) -> dict:
+def train(
+    steps: int = SHIPPED["steps"],
+    batch: int = SHIPPED["batch"],
+    lr: float = SHIPPED["lr"],
+    seed: int = 0,
+    p_uncond: float = 0.15,
+    ema_decay: float = SHIPPED["ema_decay"],
+    warmup: int = SHIPPED["warmup"],
+    threads: int = 2,
+    out: Path = ASSET_DIR,
+    ckpt_dir: Path | None = None,
+    ckpt_every: int = 500,
+    resume: Path | None = None,
+    device: str = "cpu",
+    schedule: str = SHIPPED["schedule"],
+    unet_config: dict | None = None,
+    max_seconds: float | None = None,
+    on_checkpoint=None,
+    log=sys.stdout,
+) -> dict:
     """Train (or, with `resume`, continue from a saved demo checkpoint's weights with a fresh
     optimizer, schedule and EMA) and save the EMA weights to `out`.
 
@@ -106,8 +125,12 @@ def train(steps: int = SHIPPED["steps"], batch: int = SHIPPED["batch"], lr: floa
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     g = torch.Generator().manual_seed(seed + 1)
     n_params = sum(p.numel() for p in unet.parameters())
-    print(f"training {n_params / 1e6:.2f}M-parameter UNet on {device} for {steps} steps "
-          f"(batch {batch}, lr {lr}, {schedule})", file=log, flush=True)
+    print(
+        f"training {n_params / 1e6:.2f}M-parameter UNet on {device} for {steps} steps "
+        f"(batch {batch}, lr {lr}, {schedule})",
+        file=log,
+        flush=True,
+    )
 
     t0 = time.time()
     run_loss = None
@@ -136,22 +159,47 @@ def train(steps: int = SHIPPED["steps"], batch: int = SHIPPED["batch"], lr: floa
             run_loss = value if run_loss is None else 0.9 * run_loss + 0.1 * value
         if log_now:
             el = time.time() - t0
-            print(f"step {i + 1}/{steps} loss {run_loss:.4f} lr {lr_at(i):.2e} {el:.0f}s "
-                  f"({(i + 1) / el:.2f} it/s)", file=log, flush=True)
+            print(
+                f"step {i + 1}/{steps} loss {run_loss:.4f} lr {lr_at(i):.2e} {el:.0f}s ({(i + 1) / el:.2f} it/s)",
+                file=log,
+                flush=True,
+            )
         out_of_time = max_seconds is not None and time.time() - t0 >= max_seconds
         done = i + 1 == steps or out_of_time
         if done or (ckpt_every and (i + 1) % ckpt_every == 0):
-            phase = {"steps": i + 1, "planned_steps": steps, "batch": batch, "lr": lr, "schedule": schedule,
-                     "seed": seed, "p_uncond": p_uncond, "ema_decay": ema_decay, "warmup": warmup,
-                     "device": device, "threads": threads, "final_loss_ema": round(run_loss, 5),
-                     "wall_s": round(time.time() - t0, 1),
-                     "command": "python scripts/train_demo_model.py " + " ".join(
-                         [f"--steps {i + 1 if schedule == 'constant' else steps}", f"--batch {batch}",
-                          f"--lr {lr}", f"--seed {seed}", f"--ema-decay {ema_decay}",
-                          f"--schedule {schedule}", f"--device {device}"]
-                         + ([f"--resume {resume}"] if resume else []))}
-            info = {"training": phase, "training_history": history + [phase],
-                    "total_steps": sum(h.get("steps", 0) for h in history) + i + 1}
+            phase = {
+                "steps": i + 1,
+                "planned_steps": steps,
+                "batch": batch,
+                "lr": lr,
+                "schedule": schedule,
+                "seed": seed,
+                "p_uncond": p_uncond,
+                "ema_decay": ema_decay,
+                "warmup": warmup,
+                "device": device,
+                "threads": threads,
+                "final_loss_ema": round(run_loss, 5),
+                "wall_s": round(time.time() - t0, 1),
+                "command": "python scripts/train_demo_model.py "
+                + " ".join(
+                    [
+                        f"--steps {i + 1 if schedule == 'constant' else steps}",
+                        f"--batch {batch}",
+                        f"--lr {lr}",
+                        f"--seed {seed}",
+                        f"--ema-decay {ema_decay}",
+                        f"--schedule {schedule}",
+                        f"--device {device}",
+                    ]
+                    + ([f"--resume {resume}"] if resume else [])
+                ),
+            }
+            info = {
+                "training": phase,
+                "training_history": history + [phase],
+                "total_steps": sum(h.get("steps", 0) for h in history) + i + 1,
+            }
             if on_checkpoint is not None:
                 on_checkpoint(i + 1, ema_unet, ema_embed)
             if done or ckpt_dir:
@@ -166,15 +214,19 @@ def train(steps: int = SHIPPED["steps"], batch: int = SHIPPED["batch"], lr: floa
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(
         description="Train the scv demo model (shapes32). The defaults are the shipped checkpoint's recipe "
-        "(150 s on an H200; on a 2-core CPU about 3.5 s per step, hours).")
+        "(150 s on an H200; on a 2-core CPU about 3.5 s per step, hours)."
+    )
     ap.add_argument("--steps", type=int, default=SHIPPED["steps"])
     ap.add_argument("--batch", type=int, default=SHIPPED["batch"])
     ap.add_argument("--lr", type=float, default=SHIPPED["lr"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--ema-decay", type=float, default=SHIPPED["ema_decay"])
     ap.add_argument("--schedule", choices=SCHEDULES, default=SHIPPED["schedule"])
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                    help="cuda (default where available) or cpu")
+    ap.add_argument(
+        "--device",
+        default="cuda" if torch.cuda.is_available() else "cpu",
+        help="cuda (default where available) or cpu",
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ASSET_DIR)
     ap.add_argument("--ckpt-dir", type=Path, default=None)
@@ -182,14 +234,27 @@ def main(argv=None) -> int:
     ap.add_argument("--resume", type=Path, default=None, help="continue from this checkpoint folder")
     a = ap.parse_args(argv)
     if a.device.startswith("cuda") and not torch.cuda.is_available():
-        print("scv demo training: --device cuda asked for, but torch sees no CUDA device; use --device cpu",
-              file=sys.stderr)
+        print(
+            "scv demo training: --device cuda asked for, but torch sees no CUDA device; use --device cpu",
+            file=sys.stderr,
+        )
         return 2
     if a.steps < 1 or a.batch < 1:
         print("scv demo training: --steps and --batch must be positive", file=sys.stderr)
         return 2
-    info = train(steps=a.steps, batch=a.batch, lr=a.lr, seed=a.seed, ema_decay=a.ema_decay,
-                 schedule=a.schedule, device=a.device, threads=a.threads, out=a.out,
-                 ckpt_dir=a.ckpt_dir, ckpt_every=a.ckpt_every if a.ckpt_dir else 0, resume=a.resume)
+    info = train(
+        steps=a.steps,
+        batch=a.batch,
+        lr=a.lr,
+        seed=a.seed,
+        ema_decay=a.ema_decay,
+        schedule=a.schedule,
+        device=a.device,
+        threads=a.threads,
+        out=a.out,
+        ckpt_dir=a.ckpt_dir,
+        ckpt_every=a.ckpt_every if a.ckpt_dir else 0,
+        resume=a.resume,
+    )
     print(json.dumps(info))
     return 0

@@ -49,8 +49,16 @@ HIGH_NOISE_FROM = 500  # timesteps drawn for the "high noise" share of a batch a
 NOISE_BANDS = ((0, 300), (300, 700), (700, 1000))
 
 # the recipe of the shipped adapter (see its JSON "training" record and docs/results/demo-video.md)
-RECIPE = dict(batch=16, lr=2e-3, warmup=50, schedule="constant", ema_decay=0.995, p_uncond=0.15,
-              high_noise_share=0.5, x0_weight_cap=None)
+RECIPE = dict(
+    batch=16,
+    lr=2e-3,
+    warmup=50,
+    schedule="constant",
+    ema_decay=0.995,
+    p_uncond=0.15,
+    high_noise_share=0.5,
+    x0_weight_cap=None,
+)
 
 
 def loss_weights(alpha_bar: torch.Tensor, x0_weight_cap: float | None) -> torch.Tensor | None:
@@ -74,37 +82,65 @@ def sample_timesteps(n: int, generator: torch.Generator, high_noise_share: float
 
 
 @torch.no_grad()
-def coherence_probe(model: DemoVideoModel, *, clips: int = 6, steps: int = 10, frames: int = FRAMES,
-                    guidance: float = 3.0, eta: float = 1.0, seed: int = 0) -> dict:
+def coherence_probe(
+    model: DemoVideoModel,
+    *,
+    clips: int = 6,
+    steps: int = 10,
+    frames: int = FRAMES,
+    guidance: float = 3.0,
+    eta: float = 1.0,
+    seed: int = 0,
+) -> dict:
     """Sample `clips` clips (classes in turn) at base size and score them with the video metrics."""
     from ...models.shapes.video_metrics import summarize_clips
     from .sampling import sample
 
     labels = torch.arange(clips) % len(CLASS_NAMES)
     size = int(model.unet.config.sample_size)
-    out = sample(model, labels, size, size, steps=steps, guidance=guidance, eta=eta, seed=seed,
-                 batch=clips, frames=frames)
+    out = sample(
+        model, labels, size, size, steps=steps, guidance=guidance, eta=eta, seed=seed, batch=clips, frames=frames
+    )
     summary = summarize_clips(out, 1, prompts=[CLASS_NAMES[int(i)] for i in labels])
     keys = ("consistent", "single", "class_match", "repetition", "motion", "bg_change", "color_change")
     return {k: round(float(summary[k]), 4) for k in keys}
 
 
 def _format_probe(step: int, p: dict) -> str:
-    return (f"probe step {step}: consistent {p['consistent']:.0%} single {p['single']:.0%} "
-            f"class {p['class_match']:.0%} motion {p['motion']:.2f} px/frame "
-            f"bg_change {p['bg_change']:.4f} color_change {p['color_change']:.3f}")
+    return (
+        f"probe step {step}: consistent {p['consistent']:.0%} single {p['single']:.0%} "
+        f"class {p['class_match']:.0%} motion {p['motion']:.2f} px/frame "
+        f"bg_change {p['bg_change']:.4f} color_change {p['color_change']:.3f}"
+    )
 
 
-def train_motion(steps: int = 100000, batch: int = RECIPE["batch"], frames: int = FRAMES, lr: float = RECIPE["lr"],
-                 warmup: int = RECIPE["warmup"], schedule: str = RECIPE["schedule"],
-                 ema_decay: float = RECIPE["ema_decay"], p_uncond: float = RECIPE["p_uncond"],
-                 high_noise_share: float = RECIPE["high_noise_share"],
-                 x0_weight_cap: float | None = RECIPE["x0_weight_cap"], seed: int = 0, threads: int = 2,
-                 device: str = "cpu", max_seconds: float | None = None, out: Path | None = None,
-                 resume: Path | None = None, ckpt_dir: Path | None = None, ckpt_every: int = 0,
-                 probe_every: int = 50, probe_clips: int = 6, probe_steps: int = 10,
-                 adapter_config: dict | None = None, write_json: bool = True, progress_bar: bool = False,
-                 log=sys.stdout) -> dict:
+def train_motion(
+    steps: int = 100000,
+    batch: int = RECIPE["batch"],
+    frames: int = FRAMES,
+    lr: float = RECIPE["lr"],
+    warmup: int = RECIPE["warmup"],
+    schedule: str = RECIPE["schedule"],
+    ema_decay: float = RECIPE["ema_decay"],
+    p_uncond: float = RECIPE["p_uncond"],
+    high_noise_share: float = RECIPE["high_noise_share"],
+    x0_weight_cap: float | None = RECIPE["x0_weight_cap"],
+    seed: int = 0,
+    threads: int = 2,
+    device: str = "cpu",
+    max_seconds: float | None = None,
+    out: Path | None = None,
+    resume: Path | None = None,
+    ckpt_dir: Path | None = None,
+    ckpt_every: int = 0,
+    probe_every: int = 50,
+    probe_clips: int = 6,
+    probe_steps: int = 10,
+    adapter_config: dict | None = None,
+    write_json: bool = True,
+    progress_bar: bool = False,
+    log=sys.stdout,
+) -> dict:
     """Train the adapter (from zero-initialised output projections, or from `resume`: a saved
     adapter's weights with a fresh optimizer and EMA) for `steps` steps or until `max_seconds`,
     and save the EMA weights to `out` (a .safetensors path or a folder; the config goes into the
@@ -139,9 +175,13 @@ def train_motion(steps: int = 100000, batch: int = RECIPE["batch"], frames: int 
     ema_model = DemoVideoModel(ema, embed, {"frames": frames}, image.config)
     g = torch.Generator().manual_seed(seed + 1)
     n_params = sum(p.numel() for p in params)
-    print(f"training {n_params / 1e6:.2f}M motion parameters on {device} (spatial UNet frozen): batch {batch} "
-          f"clips x {frames} frames, lr {lr} ({schedule}), high-noise share {high_noise_share}, "
-          f"x0 weight cap {x0_weight_cap}", file=log, flush=True)
+    print(
+        f"training {n_params / 1e6:.2f}M motion parameters on {device} (spatial UNet frozen): batch {batch} "
+        f"clips x {frames} frames, lr {lr} ({schedule}), high-noise share {high_noise_share}, "
+        f"x0 weight cap {x0_weight_cap}",
+        file=log,
+        flush=True,
+    )
 
     probes, band_loss = [], {}
     record: dict = {}
@@ -157,8 +197,13 @@ def train_motion(steps: int = 100000, batch: int = RECIPE["batch"], frames: int 
         probe(0)
     t0, cpu0 = time.time(), time.process_time()
     probe_time = probe_cpu = 0.0  # probes after step 0 run inside the wall-clock window but are not training
-    bar = tqdm(total=steps if max_seconds is None else None, desc="motion training", unit="step",
-               disable=not progress_bar, leave=False)
+    bar = tqdm(
+        total=steps if max_seconds is None else None,
+        desc="motion training",
+        unit="step",
+        disable=not progress_bar,
+        leave=False,
+    )
     try:
         for i in range(steps):
             x0, labels = make_clips(batch, g, frames)
@@ -192,8 +237,12 @@ def train_motion(steps: int = 100000, batch: int = RECIPE["batch"], frames: int 
                         band_loss[key] = v if key not in band_loss else 0.8 * band_loss[key] + 0.2 * v
                 el, cpu = time.time() - t0 - probe_time, time.process_time() - cpu0 - probe_cpu
                 bands = " ".join(f"t{k} {v:.4f}" for k, v in band_loss.items())
-                print(f"step {i + 1} loss {loss.item():.4f} ({bands}) lr {lr_at(i):.2e} {el:.0f}s "
-                      f"({el / (i + 1):.2f} s/step, {cpu / (i + 1):.2f} CPU s/step)", file=log, flush=True)
+                print(
+                    f"step {i + 1} loss {loss.item():.4f} ({bands}) lr {lr_at(i):.2e} {el:.0f}s "
+                    f"({el / (i + 1):.2f} s/step, {cpu / (i + 1):.2f} CPU s/step)",
+                    file=log,
+                    flush=True,
+                )
                 bar.set_postfix_str(f"loss {loss.item():.4f}")
             done = i + 1 == steps or (max_seconds is not None and time.time() - t0 >= max_seconds)
             if probe_every and ((i + 1) % probe_every == 0 or done):
@@ -202,24 +251,52 @@ def train_motion(steps: int = 100000, batch: int = RECIPE["batch"], frames: int 
                 probe_cpu += probes[-1]["cpu_seconds"]
             if done or (ckpt_dir and ckpt_every and (i + 1) % ckpt_every == 0):
                 train_s, train_cpu = time.time() - t0 - probe_time, time.process_time() - cpu0 - probe_cpu
-                phase = {"steps": i + 1, "planned_steps": steps, "batch": batch, "frames": frames, "lr": lr,
-                         "warmup": warmup, "schedule": schedule, "ema_decay": ema_decay, "p_uncond": p_uncond,
-                         "high_noise_share": high_noise_share, "x0_weight_cap": x0_weight_cap,
-                         "seed": seed, "device": device,
-                         "threads": threads, "train_s": round(train_s, 1),
-                         "s_per_step": round(train_s / (i + 1), 3),
-                         "cpu_s_per_step": round(train_cpu / (i + 1), 3), "loss_by_noise_band": band_loss,
-                         "probes": probes, "resumed_from": str(resume) if resume else None,
-                         "command": "python scripts/train_motion_model.py " + " ".join(
-                             [f"--steps {i + 1}" if schedule == "constant" else f"--steps {steps}",
-                              f"--batch {batch}", f"--frames {frames}", f"--lr {lr}", f"--warmup {warmup}",
-                              f"--schedule {schedule}", f"--ema-decay {ema_decay}", f"--p-uncond {p_uncond}",
-                              f"--high-noise-share {high_noise_share}", f"--seed {seed}", f"--device {device}"]
-                             + ([f"--x0-weight-cap {x0_weight_cap}"] if x0_weight_cap else [])
-                             + [f"--heads {','.join(map(str, _as_tuple(adapter_config['motion_num_attention_heads'])))}"]
-                             + ([f"--resume {resume}"] if resume else []))}
-                record = {"training": phase, "training_history": history + [phase],
-                          "total_steps": sum(h.get("steps", 0) for h in history) + i + 1}
+                phase = {
+                    "steps": i + 1,
+                    "planned_steps": steps,
+                    "batch": batch,
+                    "frames": frames,
+                    "lr": lr,
+                    "warmup": warmup,
+                    "schedule": schedule,
+                    "ema_decay": ema_decay,
+                    "p_uncond": p_uncond,
+                    "high_noise_share": high_noise_share,
+                    "x0_weight_cap": x0_weight_cap,
+                    "seed": seed,
+                    "device": device,
+                    "threads": threads,
+                    "train_s": round(train_s, 1),
+                    "s_per_step": round(train_s / (i + 1), 3),
+                    "cpu_s_per_step": round(train_cpu / (i + 1), 3),
+                    "loss_by_noise_band": band_loss,
+                    "probes": probes,
+                    "resumed_from": str(resume) if resume else None,
+                    "command": "python scripts/train_motion_model.py "
+                    + " ".join(
+                        [
+                            f"--steps {i + 1}" if schedule == "constant" else f"--steps {steps}",
+                            f"--batch {batch}",
+                            f"--frames {frames}",
+                            f"--lr {lr}",
+                            f"--warmup {warmup}",
+                            f"--schedule {schedule}",
+                            f"--ema-decay {ema_decay}",
+                            f"--p-uncond {p_uncond}",
+                            f"--high-noise-share {high_noise_share}",
+                            f"--seed {seed}",
+                            f"--device {device}",
+                        ]
+                        + ([f"--x0-weight-cap {x0_weight_cap}"] if x0_weight_cap else [])
+                        + [f"--heads {','.join(map(str, _as_tuple(adapter_config['motion_num_attention_heads'])))}"]
+                        + ([f"--resume {resume}"] if resume else [])
+                    ),
+                }
+                record = {
+                    "training": phase,
+                    "training_history": history + [phase],
+                    "total_steps": sum(h.get("steps", 0) for h in history) + i + 1,
+                }
                 target = out if done else Path(ckpt_dir) / f"step{i + 1:06d}.safetensors"
                 if target is not None:
                     cfg = motion_config(adapter_config, frames, record)
@@ -246,11 +323,16 @@ def main(argv=None) -> int:
 
     ap = argparse.ArgumentParser(
         description="Train the motion adapter of the scv video demo (shapes32 frozen, motion modules only). "
-                    "Logs the loss per noise band and, every --probe-every steps from step 0, a coherence "
-                    "probe (share of sampled clips whose object keeps shape, colour and presence; motion; "
-                    "frame-to-frame background and colour change).")
-    ap.add_argument("--minutes", type=float, default=90.0,
-                    help="wall-clock limit for training (default 90: the CPU budget of issue 11)")
+        "Logs the loss per noise band and, every --probe-every steps from step 0, a coherence "
+        "probe (share of sampled clips whose object keeps shape, colour and presence; motion; "
+        "frame-to-frame background and colour change)."
+    )
+    ap.add_argument(
+        "--minutes",
+        type=float,
+        default=90.0,
+        help="wall-clock limit for training (default 90: the CPU budget of issue 11)",
+    )
     ap.add_argument("--steps", type=int, default=100000, help="step limit (default 100000: --minutes decides)")
     ap.add_argument("--batch", type=int, default=RECIPE["batch"], help="clips per step")
     ap.add_argument("--frames", type=int, default=FRAMES)
@@ -259,18 +341,34 @@ def main(argv=None) -> int:
     ap.add_argument("--schedule", choices=("constant", "cosine"), default=RECIPE["schedule"])
     ap.add_argument("--ema-decay", type=float, default=RECIPE["ema_decay"])
     ap.add_argument("--p-uncond", type=float, default=RECIPE["p_uncond"])
-    ap.add_argument("--high-noise-share", type=float, default=RECIPE["high_noise_share"],
-                    help=f"share of each batch with timesteps in [{HIGH_NOISE_FROM}, 1000)")
-    ap.add_argument("--x0-weight-cap", type=float, default=RECIPE["x0_weight_cap"],
-                    help="weight each clip's noise error by 1/SNR capped at this (the clean-clip error); "
-                         "default: plain epsilon MSE")
-    ap.add_argument("--heads", type=_heads, default=ADAPTER_CONFIG["motion_num_attention_heads"],
-                    help="motion-module attention heads, one number or one per level (default 1,2,4)")
+    ap.add_argument(
+        "--high-noise-share",
+        type=float,
+        default=RECIPE["high_noise_share"],
+        help=f"share of each batch with timesteps in [{HIGH_NOISE_FROM}, 1000)",
+    )
+    ap.add_argument(
+        "--x0-weight-cap",
+        type=float,
+        default=RECIPE["x0_weight_cap"],
+        help="weight each clip's noise error by 1/SNR capped at this (the clean-clip error); "
+        "default: plain epsilon MSE",
+    )
+    ap.add_argument(
+        "--heads",
+        type=_heads,
+        default=ADAPTER_CONFIG["motion_num_attention_heads"],
+        help="motion-module attention heads, one number or one per level (default 1,2,4)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", type=Path, default=None,
-                    help=f"a .safetensors path or a folder (default: the package's assets/{MOTION_WEIGHTS_NAME})")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"a .safetensors path or a folder (default: the package's assets/{MOTION_WEIGHTS_NAME})",
+    )
     ap.add_argument("--resume", type=Path, default=None, help="continue from this adapter (.safetensors or folder)")
     ap.add_argument("--ckpt-dir", type=Path, default=None)
     ap.add_argument("--ckpt-every", type=int, default=500)
@@ -304,12 +402,29 @@ def main(argv=None) -> int:
 
     adapter = dict(ADAPTER_CONFIG, motion_num_attention_heads=a.heads)
     record = train_motion(
-        steps=a.steps, batch=a.batch, frames=a.frames, lr=a.lr, warmup=a.warmup, schedule=a.schedule,
-        ema_decay=a.ema_decay, p_uncond=a.p_uncond, high_noise_share=a.high_noise_share,
-        x0_weight_cap=a.x0_weight_cap, seed=a.seed,
-        threads=a.threads, device=a.device, max_seconds=a.minutes * 60 if a.minutes else None,
-        out=a.out or ASSET_DIR / MOTION_WEIGHTS_NAME, resume=a.resume, ckpt_dir=a.ckpt_dir,
-        ckpt_every=a.ckpt_every if a.ckpt_dir else 0, probe_every=a.probe_every, probe_clips=a.probe_clips,
-        probe_steps=a.probe_steps, adapter_config=adapter, progress_bar=not a.no_progress)
+        steps=a.steps,
+        batch=a.batch,
+        frames=a.frames,
+        lr=a.lr,
+        warmup=a.warmup,
+        schedule=a.schedule,
+        ema_decay=a.ema_decay,
+        p_uncond=a.p_uncond,
+        high_noise_share=a.high_noise_share,
+        x0_weight_cap=a.x0_weight_cap,
+        seed=a.seed,
+        threads=a.threads,
+        device=a.device,
+        max_seconds=a.minutes * 60 if a.minutes else None,
+        out=a.out or ASSET_DIR / MOTION_WEIGHTS_NAME,
+        resume=a.resume,
+        ckpt_dir=a.ckpt_dir,
+        ckpt_every=a.ckpt_every if a.ckpt_dir else 0,
+        probe_every=a.probe_every,
+        probe_clips=a.probe_clips,
+        probe_steps=a.probe_steps,
+        adapter_config=adapter,
+        progress_bar=not a.no_progress,
+    )
     print(json.dumps(record["training"]["probes"][-1] if record["training"]["probes"] else record["training"]))
     return 0

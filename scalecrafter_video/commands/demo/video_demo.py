@@ -20,22 +20,27 @@ PAD = 4
 
 
 def format_video_table(rows: list[dict]) -> str:
-    head = ("| method | scale (per side) | size | n | single (frames) | repetition (clips) | consistent | "
-            "motion (base px/frame) | motion ratio | background noise | clean (base = 1) |")
+    head = (
+        "| method | scale (per side) | size | n | single (frames) | repetition (clips) | consistent | "
+        "motion (base px/frame) | motion ratio | background noise | clean (base = 1) |"
+    )
     lines = [head, "|" + "---|" * 11]
     for r in rows:
         size = 32 * r["scale"]
         lines.append(
             f"| {r['method']} | {r['scale']}x | {size}x{size} | {r['n']} | {r['single']:.0%} | "
             f"{r['repetition']:.0%} | {r['consistent']:.0%} | {r['motion']:.2f} | {r['motion_ratio']:.2f} | "
-            f"{r['bg_noise']:.4f} | {r['clean']:.2f} |")
+            f"{r['bg_noise']:.4f} | {r['clean']:.2f} |"
+        )
     return "\n".join(lines)
 
 
 def video_caption(row: dict) -> str:
-    return (f"{row['method']}\n{row['scale']}x ({32 * row['scale']}px)\n"
-            f"single {row['single']:.0%}  rep {row['repetition']:.0%}\n"
-            f"consistent {row['consistent']:.0%}\nmotion ratio {row['motion_ratio']:.2f}")
+    return (
+        f"{row['method']}\n{row['scale']}x ({32 * row['scale']}px)\n"
+        f"single {row['single']:.0%}  rep {row['repetition']:.0%}\n"
+        f"consistent {row['consistent']:.0%}\nmotion ratio {row['motion_ratio']:.2f}"
+    )
 
 
 def tile_clips(clips: np.ndarray, count: int, display: int = DISPLAY) -> np.ndarray:
@@ -47,7 +52,7 @@ def tile_clips(clips: np.ndarray, count: int, display: int = DISPLAY) -> np.ndar
     n, f, h, w, _ = big.shape
     out = np.ones((f, h, n * (w + PAD) - PAD, 3), dtype=np.float32)
     for i, clip in enumerate(big):
-        out[:, :, i * (w + PAD):i * (w + PAD) + w] = clip
+        out[:, :, i * (w + PAD) : i * (w + PAD) + w] = clip
     return out
 
 
@@ -75,8 +80,11 @@ def video_output_paths(cases: list[Case]):
         if out_dir is not None:
             out_dir = Path(out_dir)
             paths.update({case.label: out_dir / case_file(case) for case in cases})
-            paths.update(contact_sheet=out_dir / "contact_sheet.png", table=out_dir / "table.md",
-                         results=out_dir / "results.json")
+            paths.update(
+                contact_sheet=out_dir / "contact_sheet.png",
+                table=out_dir / "table.md",
+                results=out_dir / "results.json",
+            )
         if json_path is not None:
             paths["json"] = Path(json_path)
         return paths
@@ -84,8 +92,9 @@ def video_output_paths(cases: list[Case]):
     return output_paths
 
 
-def write_video_outputs(rows: list[dict], clips: dict[str, np.ndarray], paths: dict[str, Path], meta: dict,
-                        clips_per_video: int = 6) -> dict[str, Path]:
+def write_video_outputs(
+    rows: list[dict], clips: dict[str, np.ndarray], paths: dict[str, Path], meta: dict, clips_per_video: int = 6
+) -> dict[str, Path]:
     """Write `paths` (from video_output_paths), each atomically: the MP4s (a case's first clips
     side by side), the contact sheet (sample 0 of every case, frames across), the table, the full
     results (per-clip reasons) and the public JSON. Returns `paths`."""
@@ -134,12 +143,31 @@ def run_video_demo(args) -> int:
         raise ScaleCrafterError(f"--frames must be 1-{limit} (the motion modules' length), got {frames}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    rows, clips = benchmark(model, samples=samples, steps=steps, guidance=args.guidance, eta=args.eta,
-                            seed=args.seed, batch=args.batch, cases=cases, frames=frames,
-                            progress_bar=not args.no_progress)
-    meta = {"model": "shapes32 + shapes32_motion", "adapter": str(args.motion_model or "shipped"),
-            "samples": samples, "frames": frames, "steps": steps, "guidance": args.guidance, "eta": args.eta,
-            "seed": args.seed, "sampler": "DDIM", "fps": FPS, "torch_threads": torch.get_num_threads()}
+    rows, clips = benchmark(
+        model,
+        samples=samples,
+        steps=steps,
+        guidance=args.guidance,
+        eta=args.eta,
+        seed=args.seed,
+        batch=args.batch,
+        cases=cases,
+        frames=frames,
+        progress_bar=not args.no_progress,
+    )
+    meta = {
+        "model": "shapes32 + shapes32_motion",
+        "adapter": str(args.motion_model or "shipped"),
+        "samples": samples,
+        "frames": frames,
+        "steps": steps,
+        "guidance": args.guidance,
+        "eta": args.eta,
+        "seed": args.seed,
+        "sampler": "DDIM",
+        "fps": FPS,
+        "torch_threads": torch.get_num_threads(),
+    }
     written = write_video_outputs(rows, clips, output_paths(out_dir, json_path), meta)
     print(format_video_table(rows))
     for k, v in written.items():

@@ -23,31 +23,47 @@ clip. Frames come from the lossless PNGs of `--save-frames` when present, else t
 
 def add_eval_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser(
-        "eval", help="FID/KID per method and size (vs real images, base-size generations, crops)",
+        "eval",
+        help="FID/KID per method and size (vs real images, base-size generations, crops)",
         description="Score generated images as the paper does: FID_r/KID_r against real images, FID_b/KID_b "
-                    "against the model's base-size generations, FID_c/KID_c on random full-resolution crops; "
-                    "clean-fid style resize to 299.",
-        epilog=EVAL_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--generated", required=True, metavar="DIR",
-                   help="a sweep folder or a folder of scv outputs (images or videos)")
+        "against the model's base-size generations, FID_c/KID_c on random full-resolution crops; "
+        "clean-fid style resize to 299.",
+        epilog=EVAL_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--generated",
+        required=True,
+        metavar="DIR",
+        help="a sweep folder or a folder of scv outputs (images or videos)",
+    )
     ref = p.add_mutually_exclusive_group()
     ref.add_argument("--reference", metavar="DIR", help="real images or MP4s (any size) for FID_r / FID_c")
-    ref.add_argument("--reference-shapes", action="store_true",
-                     help="the shapes demo data set drawn at each size as the real images; adds structure metrics "
-                          "(and, for videos, consistency and motion ratio)")
+    ref.add_argument(
+        "--reference-shapes",
+        action="store_true",
+        help="the shapes demo data set drawn at each size as the real images; adds structure metrics "
+        "(and, for videos, consistency and motion ratio)",
+    )
     p.add_argument("--base", metavar="DIR", help="base-size generations for FID_b (default: the sweep's --base items)")
     p.add_argument("--crops", type=int, default=0, metavar="N", help="random full-resolution crops per image (FID_c)")
-    p.add_argument("--crop-size", type=int, default=None, metavar="PX",
-                   help="crop side (default the model's base size)")
-    p.add_argument("--features", default="inception", choices=("inception", "random"),
-                   help="inception (published FIDs; needs its weights) or random (offline, not comparable)")
+    p.add_argument(
+        "--crop-size", type=int, default=None, metavar="PX", help="crop side (default the model's base size)"
+    )
+    p.add_argument(
+        "--features",
+        default="inception",
+        choices=("inception", "random"),
+        help="inception (published FIDs; needs its weights) or random (offline, not comparable)",
+    )
     p.add_argument("--inception-weights", metavar="FILE", help="torch-fidelity's Inception weights file")
-    p.add_argument("--num-reference", type=int, default=500, metavar="N",
-                   help="shapes references per size (default 500)")
+    p.add_argument(
+        "--num-reference", type=int, default=500, metavar="N", help="shapes references per size (default 500)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of crops, shapes references and KID subsets")
     p.add_argument("--batch", type=int, default=32, help="images per feature batch (default 32)")
     p.add_argument("--device", default="cpu", help="device of the feature extractor (default cpu)")
-    p.add_argument("--json", metavar="FILE", help="write {\"rows\": [...], \"meta\": {...}}")
+    p.add_argument("--json", metavar="FILE", help='write {"rows": [...], "meta": {...}}')
     p.add_argument("--plot", metavar="FILE.png", help="plot each metric against resolution")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --json / --plot file")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
@@ -75,11 +91,19 @@ def run_eval_command(args: argparse.Namespace, argv: list[str]) -> int:
     if args.batch < 1:
         raise ScaleCrafterError(f"--batch must be at least 1, got {args.batch}")
     cfg = EvalConfig(
-        generated=Path(args.generated), reference=Path(args.reference) if args.reference else None,
-        reference_shapes=args.reference_shapes, base=Path(args.base) if args.base else None, crops=args.crops,
-        crop_size=args.crop_size, features=args.features,
+        generated=Path(args.generated),
+        reference=Path(args.reference) if args.reference else None,
+        reference_shapes=args.reference_shapes,
+        base=Path(args.base) if args.base else None,
+        crops=args.crops,
+        crop_size=args.crop_size,
+        features=args.features,
         inception_weights=Path(args.inception_weights) if args.inception_weights else None,
-        num_reference=args.num_reference, seed=args.seed, batch=args.batch, device=args.device)
+        num_reference=args.num_reference,
+        seed=args.seed,
+        batch=args.batch,
+        device=args.device,
+    )
     with tqdm(desc="eval", unit="img", disable=not args.progress, leave=False) as bar:
         result = evaluate(cfg, progress=bar.update)
     print(markdown_table(result))

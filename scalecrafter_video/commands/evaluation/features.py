@@ -79,9 +79,11 @@ def inception_weights(path: str | Path | None = None) -> Path | None:
 
 def _how_to_get_weights() -> str:
     cached = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_WEIGHTS_FILE
-    return (f"download {INCEPTION_WEIGHTS_URL} on a connected machine and pass --inception-weights FILE "
-            f"(or put it at {cached}); or use --features random for a download-free run (not comparable "
-            "with published FIDs)")
+    return (
+        f"download {INCEPTION_WEIGHTS_URL} on a connected machine and pass --inception-weights FILE "
+        f"(or put it at {cached}); or use --features random for a download-free run (not comparable "
+        "with published FIDs)"
+    )
 
 
 def _can_download(timeout: float = 3.0) -> bool:
@@ -103,18 +105,24 @@ def inception_extractor(weights: str | Path | None = None) -> nn.Module:
         from torchmetrics.utilities.imports import _TORCH_FIDELITY_AVAILABLE
     except Exception as exc:  # torch-fidelity imports torchvision: a wheel built for another torch fails here
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ScaleCrafterError(f"the Inception extractor cannot be imported ({first}): pip install "
-                                "'scalecrafter_video[inception]' with torchvision matching your torch") from None
+        raise ScaleCrafterError(
+            f"the Inception extractor cannot be imported ({first}): pip install "
+            "'scalecrafter_video[inception]' with torchvision matching your torch"
+        ) from None
     if not _TORCH_FIDELITY_AVAILABLE:
-        raise ScaleCrafterError("the Inception extractor needs torch-fidelity (and torchvision matching your torch): "
-                                "pip install 'scalecrafter_video[inception]', or use --features random")
+        raise ScaleCrafterError(
+            "the Inception extractor needs torch-fidelity (and torchvision matching your torch): "
+            "pip install 'scalecrafter_video[inception]', or use --features random"
+        )
     if path is None:
         if not _can_download():
             raise ScaleCrafterError(
-                f"Inception weights not found and the network is unreachable: {_how_to_get_weights()}")
+                f"Inception weights not found and the network is unreachable: {_how_to_get_weights()}"
+            )
         logger.warning("downloading the FID Inception weights into %s", torch.hub.get_dir())
-    module = NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"],
-                                feature_extractor_weights_path=str(path) if path else None)
+    module = NoTrainInceptionV3(
+        name="inception-v3-compat", features_list=["2048"], feature_extractor_weights_path=str(path) if path else None
+    )
     module.name, module.note, module.num_features = "inception", "FID Inception v3 (pool3, 2048-d)", 2048
     return module
 
@@ -136,7 +144,7 @@ def extract(extractor: nn.Module, images, batch: int = 32, device: str = "cpu", 
     extractor = extractor.to(device)
     out = []
     for lo in range(0, len(images), batch):
-        chunk = torch.as_tensor(np.stack(images[lo:lo + batch])).permute(0, 3, 1, 2).contiguous()
+        chunk = torch.as_tensor(np.stack(images[lo : lo + batch])).permute(0, 3, 1, 2).contiguous()
         out.append(extractor(chunk.to(device)).double().cpu())
         if progress is not None:
             progress(chunk.shape[0])

@@ -45,11 +45,17 @@ def list_images(folder: Path, what: str, videos: bool = False) -> list[Path]:
     if not folder.is_dir():
         raise ScaleCrafterError(f"{what} {str(folder)!r} is not a folder")
     suffixes = IMAGE_SUFFIXES + (VIDEO_SUFFIXES if videos else ())
-    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in suffixes and p.is_file()
-                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    paths = sorted(
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in suffixes
+        and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
     if not paths:
-        raise ScaleCrafterError(f"{what} {str(folder)!r} holds no {'images or videos' if videos else 'images'} "
-                                f"({', '.join(suffixes)})")
+        raise ScaleCrafterError(
+            f"{what} {str(folder)!r} holds no {'images or videos' if videos else 'images'} ({', '.join(suffixes)})"
+        )
     return paths
 
 
@@ -78,8 +84,9 @@ def load_frames(path: Path) -> np.ndarray:
     try:
         frames = read_png_frames(frames_dir_of(path)) if frames_source(path) == "png" else read_video(path)
     except Exception as exc:  # noqa: BLE001 - decord raises its own error types for unreadable files
-        raise ScaleCrafterError(f"cannot read video {str(path)!r}: {str(exc).splitlines()[0] if str(exc) else exc}"
-                                ) from None
+        raise ScaleCrafterError(
+            f"cannot read video {str(path)!r}: {str(exc).splitlines()[0] if str(exc) else exc}"
+        ) from None
     if frames.ndim != 4 or not len(frames):
         raise ScaleCrafterError(f"video {str(path)!r} has no frames")
     return frames
@@ -112,7 +119,8 @@ def check_recorded_size(g: Generated, width: int, height: int) -> None:
     if (width, height) != (g.width, g.height) and not (g.video and (width, height) == padded):
         raise ScaleCrafterError(
             f"{str(g.path)!r} is {width}x{height} pixels but {g.recorded_by} says {g.width}x{g.height}: "
-            "regenerate it, or move it (and its sidecar) out of --generated")
+            "regenerate it, or move it (and its sidecar) out of --generated"
+        )
 
 
 def _from_sweep(folder: Path) -> list[Generated]:
@@ -126,9 +134,19 @@ def _from_sweep(folder: Path) -> list[Generated]:
     for e in entries:
         side = _read_sidecar((folder / e["path"]).with_suffix(".json")) or {}
         base_size = tuple(side["base_size"]) if side.get("base_size") else None
-        out.append(Generated(folder / e["path"], e["method"], int(e["width"]), int(e["height"]),
-                             settings.get("model"), bool(e.get("base")), base_size, e.get("prompt"),
-                             recorded_by="the sweep's manifest"))
+        out.append(
+            Generated(
+                folder / e["path"],
+                e["method"],
+                int(e["width"]),
+                int(e["height"]),
+                settings.get("model"),
+                bool(e.get("base")),
+                base_size,
+                e.get("prompt"),
+                recorded_by="the sweep's manifest",
+            )
+        )
     return out
 
 
@@ -144,14 +162,30 @@ def _from_sidecars(folder: Path) -> list[Generated]:
             missing.append(path)
             continue
         base_size = tuple(side["base_size"]) if side.get("base_size") else None
-        out.append(Generated(path, str(side["method"]), int(side["width"]), int(side["height"]),
-                             side.get("model"), bool(side.get("base", False)), base_size, side.get("prompt")))
+        out.append(
+            Generated(
+                path,
+                str(side["method"]),
+                int(side["width"]),
+                int(side["height"]),
+                side.get("model"),
+                bool(side.get("base", False)),
+                base_size,
+                side.get("prompt"),
+            )
+        )
     if missing:
-        logger.warning("%d file(s) in %s have no sidecar with method, width and height (e.g. %s); skipped",
-                       len(missing), folder, missing[0].name)
+        logger.warning(
+            "%d file(s) in %s have no sidecar with method, width and height (e.g. %s); skipped",
+            len(missing),
+            folder,
+            missing[0].name,
+        )
     if not out:
-        raise ScaleCrafterError(f"no image or video in {str(folder)!r} has a sidecar (.json) with its method and size: "
-                                "pass a folder written by `scv generate` or `scv sweep`")
+        raise ScaleCrafterError(
+            f"no image or video in {str(folder)!r} has a sidecar (.json) with its method and size: "
+            "pass a folder written by `scv generate` or `scv sweep`"
+        )
     return out
 
 

@@ -38,8 +38,13 @@ def fid(real: torch.Tensor, fake: torch.Tensor) -> float | None:
     return float(metric.compute())
 
 
-def kid(real: torch.Tensor, fake: torch.Tensor, subsets: int = KID_SUBSETS,
-        subset_size: int = KID_SUBSET_SIZE, seed: int = 0) -> tuple[float, float] | None:
+def kid(
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    subsets: int = KID_SUBSETS,
+    subset_size: int = KID_SUBSET_SIZE,
+    seed: int = 0,
+) -> tuple[float, float] | None:
     """Unbiased squared MMD with the cubic polynomial kernel, mean and std over random subsets of
     min(subset_size, len(real), len(fake)) samples (seeded); None below 2 samples each."""
     from torchmetrics.image.kid import KernelInceptionDistance

@@ -12,9 +12,19 @@ from .run import METRICS
 
 STRUCTURE = ("single", "repetition", "clean", "consistent", "motion_ratio")
 SHARES = ("single", "repetition", "consistent")
-LABELS = {"fid_r": "FID_r", "kid_r": "KID_r", "fid_b": "FID_b", "kid_b": "KID_b", "fid_c": "FID_c",
-          "kid_c": "KID_c", "single": "single object", "repetition": "repetition", "clean": "clean (base = 1)",
-          "consistent": "consistent", "motion_ratio": "motion (base = 1)"}
+LABELS = {
+    "fid_r": "FID_r",
+    "kid_r": "KID_r",
+    "fid_b": "FID_b",
+    "kid_b": "KID_b",
+    "fid_c": "FID_c",
+    "kid_c": "KID_c",
+    "single": "single object",
+    "repetition": "repetition",
+    "clean": "clean (base = 1)",
+    "consistent": "consistent",
+    "motion_ratio": "motion (base = 1)",
+}
 
 
 def _columns(rows: list[dict[str, Any]]) -> list[str]:
@@ -37,12 +47,19 @@ def markdown_table(result: dict[str, Any]) -> str:
     columns = _columns(rows)
     several_models = len({r["model"] for r in rows}) > 1
     videos = any(r.get("video") for r in rows)
-    head = ((["model"] if several_models else []) + ["method", "res", "n"] + (["frames"] if videos else [])
-            + [LABELS[c] for c in columns])
+    head = (
+        (["model"] if several_models else [])
+        + ["method", "res", "n"]
+        + (["frames"] if videos else [])
+        + [LABELS[c] for c in columns]
+    )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = ([str(r["model"])] if several_models else []) + [r["method"] + (" (base)" if r["base"] else ""),
-                                                                 r["res"], str(r["n"])]
+        cells = ([str(r["model"])] if several_models else []) + [
+            r["method"] + (" (base)" if r["base"] else ""),
+            r["res"],
+            str(r["n"]),
+        ]
         if videos:
             cells.append(str(r.get("frames", "-")))
         lines.append("| " + " | ".join(cells + [_cell(c, r.get(c)) for c in columns]) + " |")
@@ -51,7 +68,8 @@ def markdown_table(result: dict[str, Any]) -> str:
     if videos:
         sources = {r.get("frames_from") for r in rows if r.get("video")}
         read = {"png": "their lossless PNG frames", "mp4": "the decoded MP4s (H.264)"}.get(
-            sources.pop() if len(sources) == 1 else "", "PNG frames where saved, else the MP4s")
+            sources.pop() if len(sources) == 1 else "", "PNG frames where saved, else the MP4s"
+        )
         note += f"; videos: FID/KID over every frame, n = clips, read from {read}"
     if meta.get("crops_per_image"):
         note += f"; crops: {meta['crops_per_image']} of {meta['crop_size']} px per image"
@@ -88,20 +106,30 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     colours = {line: f"C{i % 10}" for i, line in enumerate(lines)}
     for ax, column in zip(axes.flat, columns):
         for model, method, video in lines:
-            points = sorted((r["width"] * r["height"], r[column]) for r in rows if r["model"] == model
-                            and r.get("video", False) == video and (r["base"] or r["method"] == method)
-                            and r.get(column) is not None)
+            points = sorted(
+                (r["width"] * r["height"], r[column])
+                for r in rows
+                if r["model"] == model
+                and r.get("video", False) == video
+                and (r["base"] or r["method"] == method)
+                and r.get(column) is not None
+            )
             if points:
                 label = (f"{model} " if several_models else "") + method + (" (video)" if both_kinds and video else "")
-                ax.plot([p for p, _ in points], [v for _, v in points], marker="o",
-                        color=colours[model, method, video], label=label)
+                ax.plot(
+                    [p for p, _ in points],
+                    [v for _, v in points],
+                    marker="o",
+                    color=colours[model, method, video],
+                    label=label,
+                )
         ax.set_xscale("log")
         ax.set_xticks([p for p, _ in ticks], [res for _, res in ticks], rotation=30)
         ax.minorticks_off()
         ax.set_title(LABELS[column])
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(columns):]:
+    for ax in list(axes.flat)[len(columns) :]:
         ax.axis("off")
     fig.suptitle(f"scv eval ({result['meta']['features']} features)", fontsize=10)
     fig.tight_layout()

@@ -29,4 +29,4 @@ def random_crops(image: np.ndarray, size: int, count: int, rng: np.random.Genera
         raise ValueError(f"a {size}x{size} crop does not fit in a {w}x{h} image")
     ys = rng.integers(0, h - size + 1, count)
     xs = rng.integers(0, w - size + 1, count)
-    return [image[y:y + size, x:x + size] for y, x in zip(ys, xs)]
+    return [image[y : y + size, x : x + size] for y, x in zip(ys, xs)]

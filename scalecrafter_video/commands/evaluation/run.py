@@ -64,7 +64,8 @@ def evaluate(cfg: EvalConfig, progress: Callable[[int], None] | None = None) -> 
         raise ScaleCrafterError("--crops must be >= 0 and --num-reference >= 2")
     if cfg.crops and cfg.reference is None and not cfg.reference_shapes:
         raise ScaleCrafterError(
-            "--crops compares crops with crops of real images: pass --reference DIR or --reference-shapes")
+            "--crops compares crops with crops of real images: pass --reference DIR or --reference-shapes"
+        )
     generated = find_generated(cfg.generated)
     extractor = feat.build_extractor(cfg.features, cfg.inception_weights, cfg.seed)
     scorer = _Scorer(extractor, cfg, progress)
@@ -73,8 +74,13 @@ def evaluate(cfg: EvalConfig, progress: Callable[[int], None] | None = None) -> 
     for g in generated:
         groups.setdefault((g.model, g.method, g.width, g.height, g.video), []).append(g)
     base_sets = _base_sets(cfg, generated)
-    logger.info("%d generated images in %d groups; %d base-size sets; %s features", len(generated), len(groups),
-                len(base_sets), extractor.name)
+    logger.info(
+        "%d generated images in %d groups; %d base-size sets; %s features",
+        len(generated),
+        len(groups),
+        len(base_sets),
+        extractor.name,
+    )
     crop_size = (cfg.crop_size or _default_crop_size(generated, base_sets)) if cfg.crops else None
 
     real_full = real_crops = None
@@ -88,8 +94,15 @@ def evaluate(cfg: EvalConfig, progress: Callable[[int], None] | None = None) -> 
 
     rows = []
     for (model, method, width, height, video), items in sorted(groups.items(), key=lambda kv: _order(kv[0])):
-        row: dict[str, Any] = {"model": model, "method": method, "res": f"{width}x{height}", "width": width,
-                               "height": height, "n": len(items), "base": all(g.base for g in items)}
+        row: dict[str, Any] = {
+            "model": model,
+            "method": method,
+            "res": f"{width}x{height}",
+            "width": width,
+            "height": height,
+            "n": len(items),
+            "base": all(g.base for g in items),
+        }
         if video:
             row["video"] = True
         gen_full = scorer.full(_load(items))
@@ -114,12 +127,19 @@ def evaluate(cfg: EvalConfig, progress: Callable[[int], None] | None = None) -> 
             row.update(_clip_structure(items, width, height) if video else _structure(items, width, height))
         rows.append(row)
     _relative_to_base(rows)
-    meta = {"features": extractor.name, "features_note": extractor.note,
-            "reference": "shapes data set drawn at each size" if cfg.reference_shapes else
-            (str(cfg.reference) if cfg.reference else None),
-            "num_reference": cfg.num_reference if cfg.reference_shapes else None,
-            "crops_per_image": cfg.crops, "crop_size": crop_size, "resize": "clean-fid (PIL bicubic, float) to 299",
-            "seed": cfg.seed, "generated": str(cfg.generated)}
+    meta = {
+        "features": extractor.name,
+        "features_note": extractor.note,
+        "reference": "shapes data set drawn at each size"
+        if cfg.reference_shapes
+        else (str(cfg.reference) if cfg.reference else None),
+        "num_reference": cfg.num_reference if cfg.reference_shapes else None,
+        "crops_per_image": cfg.crops,
+        "crop_size": crop_size,
+        "resize": "clean-fid (PIL bicubic, float) to 299",
+        "seed": cfg.seed,
+        "generated": str(cfg.generated),
+    }
     return {"rows": rows, "meta": meta}
 
 
@@ -163,7 +183,8 @@ def _default_crop_size(generated: list[Generated], base_sets: dict) -> int:
     sizes += [min(g.width, g.height) for items in base_sets.values() for g in items if g.width]
     if not sizes:
         raise ScaleCrafterError(
-            "--crops needs --crop-size PIXELS here (the sidecars do not record the model's base size)")
+            "--crops needs --crop-size PIXELS here (the sidecars do not record the model's base size)"
+        )
     return min(sizes)
 
 
@@ -218,8 +239,9 @@ def _clip_structure(items: list[Generated], width: int, height: int) -> dict[str
 
     clips = [load_frames(g.path).astype(np.float32) / 255.0 for g in items]
     prompts = [g.prompt for g in items]
-    summary = summarize_clips(clips, min(width, height) / IMAGE_SIZE,
-                              prompts if all(p in CLASS_NAMES for p in prompts) else None)
+    summary = summarize_clips(
+        clips, min(width, height) / IMAGE_SIZE, prompts if all(p in CLASS_NAMES for p in prompts) else None
+    )
     keys = ("single", "repetition", "consistent", "motion", "bg_noise", "bg_change", "color_change", "class_match")
     return {k: _finite_or_none(summary[k]) for k in keys if k in summary}
 
@@ -237,11 +259,23 @@ def _relative_to_base(rows: list[dict[str, Any]]) -> None:
     for row in rows:
         if "bg_noise" not in row:
             continue
-        base = [r for r in rows if r["base"] and r["model"] == row["model"] and "bg_noise" in r
-                and r.get("video", False) == row.get("video", False)]
-        row["clean"] = (cleanliness(row["bg_noise"], base[0]["bg_noise"])
-                        if base and row["bg_noise"] is not None and base[0]["bg_noise"] is not None else None)
+        base = [
+            r
+            for r in rows
+            if r["base"]
+            and r["model"] == row["model"]
+            and "bg_noise" in r
+            and r.get("video", False) == row.get("video", False)
+        ]
+        row["clean"] = (
+            cleanliness(row["bg_noise"], base[0]["bg_noise"])
+            if base and row["bg_noise"] is not None and base[0]["bg_noise"] is not None
+            else None
+        )
         if row.get("video"):
-            ratio = motion_ratio(row["motion"], base[0]["motion"]) if (
-                base and row["motion"] is not None and base[0]["motion"] is not None) else float("nan")
+            ratio = (
+                motion_ratio(row["motion"], base[0]["motion"])
+                if (base and row["motion"] is not None and base[0]["motion"] is not None)
+                else float("nan")
+            )
             row["motion_ratio"] = _finite_or_none(ratio)

@@ -30,55 +30,94 @@ the seed number. Rerunning the same command resumes: finished items (OUT/manifes
 def add_sweep_parser(sub) -> argparse.ArgumentParser:
     d = GenerateOptions(prompts=[], height=0, width=0)
     p = sub.add_parser(
-        "sweep", help="generate a grid of prompts x seeds x methods x sizes (resumable, multi-process)",
+        "sweep",
+        help="generate a grid of prompts x seeds x methods x sizes (resumable, multi-process)",
         description="Generate every (prompt, seed, method, size) of a grid once, for evaluation with `scv eval`. "
-                    "Resumable (a manifest of finished items) and shardable across processes (accelerate).",
-        epilog=SWEEP_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        "Resumable (a manifest of finished items) and shardable across processes (accelerate).",
+        epilog=SWEEP_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     grid = p.add_argument_group("grid")
     grid.add_argument("--model", default=None, help="as for `scv generate` (default sd15; animatediff with --video)")
-    grid.add_argument("--family", default=None, choices=tuple(SAMPLING),
-                      help="the model's family, where its id or architecture cannot tell (as for `scv generate`)")
+    grid.add_argument(
+        "--family",
+        default=None,
+        choices=tuple(SAMPLING),
+        help="the model's family, where its id or architecture cannot tell (as for `scv generate`)",
+    )
     grid.add_argument("--prompts", required=True, metavar="FILE", help="one prompt per line ('#' comments)")
-    grid.add_argument("--methods", default="direct,scalecrafter", metavar="M[,M...]",
-                      help="from direct, attn-sf, scalecrafter, cascade (`scv generate --cascade`; default "
-                      "direct,scalecrafter)")
+    grid.add_argument(
+        "--methods",
+        default="direct,scalecrafter",
+        metavar="M[,M...]",
+        help="from direct, attn-sf, scalecrafter, cascade (`scv generate --cascade`; default direct,scalecrafter)",
+    )
     grid.add_argument("--res", default="", metavar="WxH[,WxH...]", help="target sizes WIDTHxHEIGHT in pixels")
-    grid.add_argument("--base", action="store_true",
-                      help="also generate at the model's base size (direct): the reference set of FID_b")
+    grid.add_argument(
+        "--base",
+        action="store_true",
+        help="also generate at the model's base size (direct): the reference set of FID_b",
+    )
     grid.add_argument("--seeds", type=int, default=1, metavar="N", help="seeds per prompt (default 1)")
     grid.add_argument("--out", required=True, metavar="DIR", help="output folder (resumed if it holds this sweep)")
     samp = p.add_argument_group("sampling (as for `scv generate`)")
     samp.add_argument("--steps", type=int, default=d.steps, help=f"sampling steps (default {d.steps})")
     samp.add_argument("--guidance", type=float, default=None, help="CFG scale (default: the family's)")
     samp.add_argument("--eta", type=float, default=d.eta, help=f"DDIM eta (default {d.eta})")
-    samp.add_argument("--scheduler", default=d.scheduler,
-                      choices=tuple(SCHEDULERS), help="sampler (default ddim)")
+    samp.add_argument("--scheduler", default=d.scheduler, choices=tuple(SCHEDULERS), help="sampler (default ddim)")
     samp.add_argument("--negative-prompt", metavar="TEXT", default=None)
     samp.add_argument("--preset", default="auto", metavar="NAME|auto|PATH", help="ScaleCrafter plan (default auto)")
     samp.add_argument("--no-ndcfg", dest="ndcfg", action="store_false", help="ordinary CFG for scalecrafter")
-    samp.add_argument("--max-scale", type=max_scale_argument, default=d.max_scale, metavar="X",
-                      help=f"the largest scale per side over the base size ScaleCrafter accepts "
-                      f"(default {d.max_scale:g})")
-    samp.add_argument("--restart", type=float, default=d.restart, metavar="FRACTION",
-                      help=f"the cascade method's restart (default {d.restart})")
-    samp.add_argument("--skip-exponent", type=float, default=d.skip_exponent, metavar="E",
-                      help=f"the cascade method's skip-residual exponent (default {d.skip_exponent:g})")
-    samp.add_argument("--stage-plan", default=d.stage_plan, choices=STAGE_PLANS,
-                      help=f"the cascade method's plan per stage (default {d.stage_plan})")
+    samp.add_argument(
+        "--max-scale",
+        type=max_scale_argument,
+        default=d.max_scale,
+        metavar="X",
+        help=f"the largest scale per side over the base size ScaleCrafter accepts (default {d.max_scale:g})",
+    )
+    samp.add_argument(
+        "--restart",
+        type=float,
+        default=d.restart,
+        metavar="FRACTION",
+        help=f"the cascade method's restart (default {d.restart})",
+    )
+    samp.add_argument(
+        "--skip-exponent",
+        type=float,
+        default=d.skip_exponent,
+        metavar="E",
+        help=f"the cascade method's skip-residual exponent (default {d.skip_exponent:g})",
+    )
+    samp.add_argument(
+        "--stage-plan",
+        default=d.stage_plan,
+        choices=STAGE_PLANS,
+        help=f"the cascade method's plan per stage (default {d.stage_plan})",
+    )
     samp.add_argument("--dtype", default=d.dtype, choices=DTYPES)
     samp.add_argument("--device", default="auto", help="auto (each process its own GPU, else CPU), cpu, cuda")
     video = p.add_argument_group("video")
     video.add_argument("--video", action="store_true", help="generate videos (MP4) with the video front end")
-    video.add_argument("--frames", type=int, default=None,
-                       help=f"frames (default: a built-in model's clip length, else {d.frames})")
+    video.add_argument(
+        "--frames", type=int, default=None, help=f"frames (default: a built-in model's clip length, else {d.frames})"
+    )
     video.add_argument("--fps", type=int, default=d.fps, help=f"MP4 frame rate (default {d.fps})")
     video.add_argument("--motion-adapter", metavar="ID", default=None, help="AnimateDiff motion adapter")
-    video.add_argument("--save-frames", action="store_true",
-                       help="also write each video's frames as lossless PNGs (<name>-frames/), which scv eval "
-                            "then scores instead of the H.264-compressed MP4 (use it for small clips)")
+    video.add_argument(
+        "--save-frames",
+        action="store_true",
+        help="also write each video's frames as lossless PNGs (<name>-frames/), which scv eval "
+        "then scores instead of the H.264-compressed MP4 (use it for small clips)",
+    )
     run = p.add_argument_group("processes")
-    run.add_argument("--num-processes", type=int, default=1, metavar="N",
-                     help="run as N processes through accelerate's launcher (one per GPU; default 1)")
+    run.add_argument(
+        "--num-processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run as N processes through accelerate's launcher (one per GPU; default 1)",
+    )
     run.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     return p
 
@@ -98,25 +137,46 @@ def run_sweep_command(args: argparse.Namespace, argv: list[str]) -> int:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     model = args.model or ("animatediff" if args.video else "sd15")
     template = GenerateOptions(
-        prompts=[], height=0, width=0, model=model,
+        prompts=[],
+        height=0,
+        width=0,
+        model=model,
         family=args.family,
-        negative_prompt=args.negative_prompt, preset=args.preset, ndcfg=args.ndcfg, max_scale=args.max_scale,
+        negative_prompt=args.negative_prompt,
+        preset=args.preset,
+        ndcfg=args.ndcfg,
+        max_scale=args.max_scale,
         steps=args.steps,
-        guidance=args.guidance, eta=args.eta, scheduler=args.scheduler, dtype=args.dtype, device=args.device,
-        out_dir=Path(args.out), progress=False, command=["scv", *argv], video=args.video,
+        guidance=args.guidance,
+        eta=args.eta,
+        scheduler=args.scheduler,
+        dtype=args.dtype,
+        device=args.device,
+        out_dir=Path(args.out),
+        progress=False,
+        command=["scv", *argv],
+        video=args.video,
         frames=args.frames or default_frames(model, GenerateOptions.frames),
-        fps=args.fps, motion_adapter=args.motion_adapter, save_frames=args.save_frames, restart=args.restart,
-        skip_exponent=args.skip_exponent, stage_plan=args.stage_plan)
-    cfg = SweepConfig(template, prompts, args.seeds, methods, sizes, Path(args.out), include_base=args.base,
-                      progress=args.progress)
+        fps=args.fps,
+        motion_adapter=args.motion_adapter,
+        save_frames=args.save_frames,
+        restart=args.restart,
+        skip_exponent=args.skip_exponent,
+        stage_plan=args.stage_plan,
+    )
+    cfg = SweepConfig(
+        template, prompts, args.seeds, methods, sizes, Path(args.out), include_base=args.base, progress=args.progress
+    )
     processes, relaunch_argv = args.num_processes, argv
     cpu_processes = cpu_launch_processes() if processes == 1 else None
     if cpu_processes:
         # `accelerate launch --cpu --num_processes N` without MPI started only this process
         processes, relaunch_argv = cpu_processes, [*strip_option(argv, "--device"), "--device", "cpu"]
-        print(f"scv: sweep: accelerate launch --cpu started one process (it forks only through MPI); "
-              f"running the sweep as {processes} CPU processes through accelerate's torchrun launcher",
-              file=sys.stderr)
+        print(
+            f"scv: sweep: accelerate launch --cpu started one process (it forks only through MPI); "
+            f"running the sweep as {processes} CPU processes through accelerate's torchrun launcher",
+            file=sys.stderr,
+        )
     if processes > 1 and LAUNCHED_ENV not in os.environ:
         from .manifest import forget_unstarted, is_sweep
         from .run import validate
@@ -127,11 +187,16 @@ def run_sweep_command(args: argparse.Namespace, argv: list[str]) -> int:
         if code and new:  # every process has stopped: settings no item was recorded with are taken back
             forget_unstarted(Path(args.out))
         if code:
-            print(f"scv: sweep: a process failed (exit {code}); finished items are kept, rerun to resume "
-                  f"(logs: {Path(args.out) / 'logs'})", file=sys.stderr)
+            print(
+                f"scv: sweep: a process failed (exit {code}); finished items are kept, rerun to resume "
+                f"(logs: {Path(args.out) / 'logs'})",
+                file=sys.stderr,
+            )
         return code
     result = run_sweep(cfg)
     if result.rank == 0:
-        print(f"sweep {result.out_dir}: {result.total} items; {result.finished_before} finished before this run, "
-              f"{result.generated} generated and {result.adopted} recorded by process 0 of {result.processes}")
+        print(
+            f"sweep {result.out_dir}: {result.total} items; {result.finished_before} finished before this run, "
+            f"{result.generated} generated and {result.adopted} recorded by process 0 of {result.processes}"
+        )
     return 0

@@ -42,8 +42,14 @@ class SweepItem:
         return f"{self.method}/{self.width}x{self.height}/{stem}{suffix}"
 
 
-def build_grid(prompts: list[str], seeds: int, methods: list[str], sizes: list[tuple[int, int]],
-               base: tuple[int, int], include_base: bool) -> list[SweepItem]:
+def build_grid(
+    prompts: list[str],
+    seeds: int,
+    methods: list[str],
+    sizes: list[tuple[int, int]],
+    base: tuple[int, int],
+    include_base: bool,
+) -> list[SweepItem]:
     """Every item once, ordered prompt, seed, size, method (so consecutive items, and with them each
     process's share, mix sizes and methods). Sizes are (width, height). `include_base` adds the
     model's base size; a requested size equal to the base gets only the base item."""
@@ -53,6 +59,6 @@ def build_grid(prompts: list[str], seeds: int, methods: list[str], sizes: list[t
         for s in range(seeds):
             for width, height in all_sizes:
                 at_base = (width, height) == base
-                for method in ([BASE_METHOD] if at_base else methods):
+                for method in [BASE_METHOD] if at_base else methods:
                     items.append(SweepItem(p, s, method, width, height, prompt, base=at_base))
     return items

@@ -72,10 +72,25 @@ def free_port() -> int:
 
 def launch_command(argv: list[str], processes: int) -> list[str]:
     """The accelerate command that runs `scv <argv>` (without --num-processes) as `processes` processes."""
-    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
-            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-            "--main_process_port", str(free_port()), "-m", "scalecrafter_video",
-            *strip_option(argv, "--num-processes")]
+    return [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        str(processes),
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(free_port()),
+        "-m",
+        "scalecrafter_video",
+        *strip_option(argv, "--num-processes"),
+    ]
 
 
 def launch(argv: list[str], processes: int) -> int:

@@ -99,13 +99,15 @@ def check_settings(out_dir: Path, settings: dict[str, Any], write: bool) -> bool
         if old.get(name) != value:
             raise ScaleCrafterError(
                 f"{out_dir} holds a sweep with {name} {old.get(name)!r}, not {value!r}: rerun with the same "
-                "settings to resume it, or pass another --out")
+                "settings to resume it, or pass another --out"
+            )
     old_prompts, new_prompts = old.get("prompts", []), settings.get("prompts", [])
     for index, (was, now) in enumerate(zip(old_prompts, new_prompts)):
         if was != now:
             raise ScaleCrafterError(
                 f"prompt {index + 1} of --prompts is {now!r} but this sweep's is {was!r} (seeds follow the "
-                "prompt's line): keep the old prompts in order and add new ones at the end, or pass another --out")
+                "prompt's line): keep the old prompts in order and add new ones at the end, or pass another --out"
+            )
     if write and len(new_prompts) > len(old_prompts):
         outputs.atomic_write_text(path, json.dumps(dict(old, prompts=new_prompts), indent=2) + "\n")
     return False

@@ -52,12 +52,27 @@ class SweepConfig:
     def settings(self) -> dict[str, Any]:
         """What must not change between runs into one folder (it decides what each item looks like)."""
         t = self.template
-        return {"model": t.model, "family": t.family, "video": t.video, "steps": t.steps, "guidance": t.guidance,
-                "eta": t.eta, "scheduler": t.scheduler, "negative_prompt": t.negative_prompt, "dtype": t.dtype,
-                "preset": t.preset, "ndcfg": t.ndcfg, "dispersion": t.dispersion, "progressive": t.progressive,
-                "freeu": t.freeu, "frames": t.frames if t.video else None, "fps": t.fps if t.video else None,
-                "motion_adapter": t.motion_adapter,
-                **({"cascade": cascade_settings(t)} if CASCADE in self.methods else {}), "prompts": self.prompts}
+        return {
+            "model": t.model,
+            "family": t.family,
+            "video": t.video,
+            "steps": t.steps,
+            "guidance": t.guidance,
+            "eta": t.eta,
+            "scheduler": t.scheduler,
+            "negative_prompt": t.negative_prompt,
+            "dtype": t.dtype,
+            "preset": t.preset,
+            "ndcfg": t.ndcfg,
+            "dispersion": t.dispersion,
+            "progressive": t.progressive,
+            "freeu": t.freeu,
+            "frames": t.frames if t.video else None,
+            "fps": t.fps if t.video else None,
+            "motion_adapter": t.motion_adapter,
+            **({"cascade": cascade_settings(t)} if CASCADE in self.methods else {}),
+            "prompts": self.prompts,
+        }
 
 
 @dataclass
@@ -79,14 +94,16 @@ def validate(cfg: SweepConfig) -> None:
         raise ScaleCrafterError(f"--seeds must be at least 1, got {cfg.seeds}")
     unknown = [m for m in cfg.methods if m not in METHODS]
     if unknown or not cfg.methods:
-        raise ScaleCrafterError(f"unknown method {unknown[0] if unknown else '(none)'!r} in --methods: "
-                                f"choose from {', '.join(METHODS)}")
+        raise ScaleCrafterError(
+            f"unknown method {unknown[0] if unknown else '(none)'!r} in --methods: choose from {', '.join(METHODS)}"
+        )
     if not cfg.sizes and not cfg.include_base:
         raise ScaleCrafterError("no sizes: pass --res WxH[,WxH...] and/or --base")
     for width, height in cfg.sizes or [(64, 64)]:  # sampling settings are checked with --base alone too
         for method in cfg.methods:
-            validate_options(with_method(replace(cfg.template, prompts=cfg.prompts, width=width, height=height),
-                                         method))
+            validate_options(
+                with_method(replace(cfg.template, prompts=cfg.prompts, width=width, height=height), method)
+            )
 
 
 def run_sweep(cfg: SweepConfig) -> SweepResult:
@@ -102,8 +119,9 @@ def run_sweep(cfg: SweepConfig) -> SweepResult:
         outputs.prepare_out_dir(out_dir)
     state.wait_for_everyone()
     with _process_log(out_dir, rank):
-        logger.info("sweep process %d of %d: pid %d on %s, device %s", rank, world, os.getpid(),
-                    socket.gethostname(), device)
+        logger.info(
+            "sweep process %d of %d: pid %d on %s, device %s", rank, world, os.getpid(), socket.gethostname(), device
+        )
         check_settings(out_dir, cfg.settings(), write=False)
         runner = load_runner(replace(cfg.template, prompts=cfg.prompts), device)
         height, width = runner.loaded.base
@@ -129,8 +147,9 @@ def run_sweep(cfg: SweepConfig) -> SweepResult:
             raise
 
 
-def _run_share(cfg: SweepConfig, state, runner: Runner, items: list[SweepItem], pending: list[SweepItem],
-               out_dir: Path) -> SweepResult:
+def _run_share(
+    cfg: SweepConfig, state, runner: Runner, items: list[SweepItem], pending: list[SweepItem], out_dir: Path
+) -> SweepResult:
     """Generate and record this process's share of `pending`."""
     from tqdm.auto import tqdm
 
@@ -142,8 +161,14 @@ def _run_share(cfg: SweepConfig, state, runner: Runner, items: list[SweepItem], 
     share = pending[rank::world]
     result = SweepResult(rank, world, len(items), len(items) - len(pending), share=len(share), out_dir=out_dir)
     logger.info("%d items, %d finished before, %d for this process", len(items), result.finished_before, len(share))
-    bar = tqdm(total=len(items), initial=result.finished_before, desc="sweep", unit="item",
-               disable=not (cfg.progress and state.is_main_process), dynamic_ncols=True)
+    bar = tqdm(
+        total=len(items),
+        initial=result.finished_before,
+        desc="sweep",
+        unit="item",
+        disable=not (cfg.progress and state.is_main_process),
+        dynamic_ncols=True,
+    )
     counter = _ManifestCounter(out_dir)
     try:
         with ManifestWriter(out_dir, rank) as writer:
@@ -170,8 +195,15 @@ def load_runner(template: GenerateOptions, device: str) -> Runner:
 
 def item_options(template: GenerateOptions, item: SweepItem) -> GenerateOptions:
     """The options of one item: the sweep's, at the item's size, method and seed."""
-    opts = replace(template, prompts=[item.prompt], width=item.width, height=item.height, seed=item.seed,
-                   num_per_prompt=1, progress=False)
+    opts = replace(
+        template,
+        prompts=[item.prompt],
+        width=item.width,
+        height=item.height,
+        seed=item.seed,
+        num_per_prompt=1,
+        progress=False,
+    )
     return with_method(opts, item.method)
 
 
@@ -197,7 +229,8 @@ def _process_state(device: str):
         raise ScaleCrafterError(
             f"launched as {launched} processes but accelerate set up {state.num_processes} (device {device}): "
             "use `scv sweep --num-processes N`, or `accelerate launch --multi_gpu --num_processes N` "
-            "(with --device cpu on CPUs)")
+            "(with --device cpu on CPUs)"
+        )
     return state
 
 
@@ -209,23 +242,46 @@ def _do_item(item: SweepItem, runner: Runner, out_dir: Path, writer: ManifestWri
     adopted = path.exists()
     if adopted:
         if not _sidecar_matches(side, item):
-            raise ScaleCrafterError(f"{path} exists but is not this sweep's item {item.key} (no matching sidecar): "
-                                    "move it away or pass another --out")
+            raise ScaleCrafterError(
+                f"{path} exists but is not this sweep's item {item.key} (no matching sidecar): "
+                "move it away or pass another --out"
+            )
         seconds = None
     else:
         opts = item_options(runner.opts, item)
         sample = runner.sample(opts, item.prompt, item.seed)
-        meta = runner.sidecar(sample, item.prompt, item.seed, 0, prompt_index=item.prompt_index,
-                              seed_index=item.seed_index, base=item.base)
+        meta = runner.sidecar(
+            sample,
+            item.prompt,
+            item.seed,
+            0,
+            prompt_index=item.prompt_index,
+            seed_index=item.seed_index,
+            base=item.base,
+        )
         path.parent.mkdir(parents=True, exist_ok=True)
         frames_dir = frames_dir_of(path) if opts.save_frames else None
         runner.write(sample, Target(item.prompt, 0, item.seed, path, frames_dir), meta, overwrite=True)
         seconds = sample.seconds
         logger.info("%s -> %s (%.1fs)", item.key, rel, seconds)
-    writer.record({"key": item.key, "path": rel, "sidecar": str(Path(rel).with_suffix(".json")),
-                   "method": item.method, "width": item.width, "height": item.height, "base": item.base,
-                   "prompt": item.prompt, "prompt_index": item.prompt_index, "seed_index": item.seed_index,
-                   "seed": item.seed, "rank": rank, "seconds": seconds, "adopted": adopted})
+    writer.record(
+        {
+            "key": item.key,
+            "path": rel,
+            "sidecar": str(Path(rel).with_suffix(".json")),
+            "method": item.method,
+            "width": item.width,
+            "height": item.height,
+            "base": item.base,
+            "prompt": item.prompt,
+            "prompt_index": item.prompt_index,
+            "seed_index": item.seed_index,
+            "seed": item.seed,
+            "rank": rank,
+            "seconds": seconds,
+            "adopted": adopted,
+        }
+    )
     return adopted
 
 
@@ -234,8 +290,13 @@ def _sidecar_matches(side: Path, item: SweepItem) -> bool:
         meta = json.loads(side.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    want = {"prompt": item.prompt, "seed": item.seed, "method": item.method, "width": item.width,
-            "height": item.height}
+    want = {
+        "prompt": item.prompt,
+        "seed": item.seed,
+        "method": item.method,
+        "width": item.width,
+        "height": item.height,
+    }
     return all(meta.get(k) == v for k, v in want.items())
 
 
@@ -286,8 +347,11 @@ def _process_log(out_dir: Path, rank: int):
     try:
         yield
     except BaseException as exc:  # into the file only: the terminal gets the CLI's one-line error
-        handler.handle(logger.makeRecord(logger.name, logging.ERROR, __file__, 0, "stopped: %s: %s",
-                                         (type(exc).__name__, exc), None))
+        handler.handle(
+            logger.makeRecord(
+                logger.name, logging.ERROR, __file__, 0, "stopped: %s: %s", (type(exc).__name__, exc), None
+            )
+        )
         raise
     finally:
         package.setLevel(old_level)

@@ -42,17 +42,32 @@ def add_ui_parser(sub) -> argparse.ArgumentParser:
         epilog=UI_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--model", default=DEFAULT_MODEL,
-                   help=f"the model the page opens with (default {DEFAULT_MODEL}; any model of `scv generate`)")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to serve on (default 127.0.0.1: this machine only; 0.0.0.0: every network)")
+    p.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"the model the page opens with (default {DEFAULT_MODEL}; any model of `scv generate`)",
+    )
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to serve on (default 127.0.0.1: this machine only; 0.0.0.0: every network)",
+    )
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
-    p.add_argument("--share", action="store_true",
-                   help="also open a public gradio.live link (needs the internet; anyone with the link can use the app)")
-    p.add_argument("--out", default=str(d.out_dir), metavar="DIR",
-                   help=f"output folder (default {d.out_dir}); the page may change it only when served to this machine alone")
+    p.add_argument(
+        "--share",
+        action="store_true",
+        help="also open a public gradio.live link (needs the internet; anyone with the link can use the app)",
+    )
+    p.add_argument(
+        "--out",
+        default=str(d.out_dir),
+        metavar="DIR",
+        help=f"output folder (default {d.out_dir}); the page may change it only when served to this machine alone",
+    )
     p.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:N or mps (default auto)")
-    p.add_argument("--steps", type=int, default=d.steps, help=f"sampling steps the page opens with (default {d.steps})")
+    p.add_argument(
+        "--steps", type=int, default=d.steps, help=f"sampling steps the page opens with (default {d.steps})"
+    )
     return p
 
 
@@ -80,15 +95,24 @@ def run_ui_command(args: argparse.Namespace, argv: list[str]) -> int:
     from .app import App, build_app, launch
 
     with tempfile.TemporaryDirectory(prefix="scv-ui-") as stage:
-        app = App(out_dir=str(out), stage_dir=Path(stage), device=args.device, fixed_out_dir=not local,
-                  fixed_models=not local, model=args.model)
+        app = App(
+            out_dir=str(out),
+            stage_dir=Path(stage),
+            device=args.device,
+            fixed_out_dir=not local,
+            fixed_models=not local,
+            model=args.model,
+        )
         page = build_app(app, args.model, steps=args.steps)
         url, share_url = launch(page, app, host=args.host, port=args.port, share=args.share)
         try:
             print(f"scv ui: serving on {url} (Ctrl-C stops)", flush=True)
             if not is_loopback(args.host):
-                print(f"scv ui: --host {args.host} serves other machines too; outputs go to {out} only, models "
-                      "from the list only, no downloads", flush=True)
+                print(
+                    f"scv ui: --host {args.host} serves other machines too; outputs go to {out} only, models "
+                    "from the list only, no downloads",
+                    flush=True,
+                )
             if share_url:
                 print(f"scv ui: public link {share_url} (anyone with it can use this app while it runs)", flush=True)
             while page.is_running:
@@ -122,14 +146,16 @@ def check_host(host: str) -> None:
         family, kind, proto, _, address = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0]
     except (socket.gaierror, UnicodeError) as exc:
         why = getattr(exc, "strerror", None) or exc
-        raise ScaleCrafterError(f"--host {host!r} is not an address or a name this machine resolves ({why}): "
-                                f"{fix}") from None
+        raise ScaleCrafterError(
+            f"--host {host!r} is not an address or a name this machine resolves ({why}): {fix}"
+        ) from None
     with socket.socket(family, kind, proto) as probe:
         try:
             probe.bind((address[0], 0))  # any free port: --port is checked when the server starts
         except OSError as exc:
-            raise ScaleCrafterError(f"--host {host!r} is not an address of this machine "
-                                    f"({exc.strerror or exc}): {fix}") from None
+            raise ScaleCrafterError(
+                f"--host {host!r} is not an address of this machine ({exc.strerror or exc}): {fix}"
+            ) from None
 
 
 def is_loopback(host: str) -> bool:

@@ -41,8 +41,12 @@ logger = logging.getLogger(__name__)
 
 SIDE_BY_SIDE = "side by side"
 METHOD_CHOICES = ("direct", "attn-sf", "scalecrafter", SIDE_BY_SIDE)
-METHOD_LABELS = {"direct": "direct", "attn-sf": "Attn-SF", "scalecrafter": "ScaleCrafter",
-                 "upscale": "upscaled (cascade)"}
+METHOD_LABELS = {
+    "direct": "direct",
+    "attn-sf": "Attn-SF",
+    "scalecrafter": "ScaleCrafter",
+    "upscale": "upscaled (cascade)",
+}
 UPLOAD_TYPES = (*IMAGE_SUFFIXES, *VIDEO_SUFFIXES)  # what the upscale box takes
 # Side by side samples ScaleCrafter first: it can fail where direct sampling cannot (the plan, its
 # size limit), so a refused request writes nothing. The page shows direct on the left.
@@ -73,8 +77,12 @@ def model_choices(current: str | None = None) -> list[str]:
     choices = [name for name, b in BUILTIN_MODELS.items() if not b.video]
     choices += [name for name, b in BUILTIN_MODELS.items() if b.video]
     cached = {**IMAGE_ALIASES, **{a: r for a, r in VIDEO_ALIASES.items() if a not in IMAGE_ALIASES}}
-    choices += [alias for alias, repo in cached.items() if _in_cache(repo, "model_index.json")
-                and (alias != "animatediff" or _in_cache(video.DEFAULT_MOTION_ADAPTER, "config.json"))]
+    choices += [
+        alias
+        for alias, repo in cached.items()
+        if _in_cache(repo, "model_index.json")
+        and (alias != "animatediff" or _in_cache(video.DEFAULT_MOTION_ADAPTER, "config.json"))
+    ]
     if current and current not in choices:
         choices.append(current)
     return choices
@@ -147,17 +155,26 @@ def job_options(request: Request) -> list[GenerateOptions]:
         raise ScaleCrafterError("no model chosen: pick one from the list or type a hub id or a folder")
     classes = model_classes(request.model)
     if classes and request.prompt not in classes:
-        raise ScaleCrafterError(f"{request.model!r} draws one of the classes {', '.join(classes)}; got {request.prompt!r}")
+        raise ScaleCrafterError(
+            f"{request.model!r} draws one of the classes {', '.join(classes)}; got {request.prompt!r}"
+        )
     width, height = parse_res(request.size)
     if not str(request.out_dir).strip():
         raise ScaleCrafterError("the output folder is empty: name a folder (. for the one scv ui started in)")
     methods = SIDE_BY_SIDE_ORDER if request.method == SIDE_BY_SIDE else (request.method,)
     is_video = is_video_model(request.model)
     template = GenerateOptions(
-        prompts=[request.prompt], height=height, width=width, model=request.model,
-        steps=_whole(request.steps, "steps"), seed=_whole(request.seed, "seed"),
-        out_dir=Path(request.out_dir).expanduser(), overwrite=request.overwrite, skip_existing=not request.overwrite,
-        device=request.device, video=is_video,
+        prompts=[request.prompt],
+        height=height,
+        width=width,
+        model=request.model,
+        steps=_whole(request.steps, "steps"),
+        seed=_whole(request.seed, "seed"),
+        out_dir=Path(request.out_dir).expanduser(),
+        overwrite=request.overwrite,
+        skip_existing=not request.overwrite,
+        device=request.device,
+        video=is_video,
         frames=_whole(request.frames, "frames") if is_video else GenerateOptions.frames,
     )
     # the NDCFG and dispersion toggles are ScaleCrafter's; the other methods run as generate runs them
@@ -182,23 +199,50 @@ def upscale_options(request: Request, input_path: str | None) -> tuple[GenerateO
         raise ScaleCrafterError(f"{what} needs {need}; {request.model!r} is not one")
     classes = model_classes(request.model)
     if classes and request.prompt not in classes:
-        raise ScaleCrafterError(f"{request.model!r} draws one of the classes {', '.join(classes)}; got "
-                                f"{request.prompt!r}")
+        raise ScaleCrafterError(
+            f"{request.model!r} draws one of the classes {', '.join(classes)}; got {request.prompt!r}"
+        )
     width, height = parse_res(request.size)
     if not str(request.out_dir).strip():
         raise ScaleCrafterError("the output folder is empty: name a folder (. for the one scv ui started in)")
     opts = GenerateOptions(
-        prompts=[request.prompt], height=height, width=width, model=request.model,
-        steps=_whole(request.steps, "steps"), seed=_whole(request.seed, "seed"),
-        out_dir=Path(request.out_dir).expanduser(), overwrite=request.overwrite, skip_existing=not request.overwrite,
-        device=request.device, video=probe.video, frames=probe.frames or GenerateOptions.frames,
-        fps=probe.fps or GenerateOptions.fps, cascade=True, ndcfg=request.ndcfg, dispersion=request.dispersion,
+        prompts=[request.prompt],
+        height=height,
+        width=width,
+        model=request.model,
+        steps=_whole(request.steps, "steps"),
+        seed=_whole(request.seed, "seed"),
+        out_dir=Path(request.out_dir).expanduser(),
+        overwrite=request.overwrite,
+        skip_existing=not request.overwrite,
+        device=request.device,
+        video=probe.video,
+        frames=probe.frames or GenerateOptions.frames,
+        fps=probe.fps or GenerateOptions.fps,
+        cascade=True,
+        ndcfg=request.ndcfg,
+        dispersion=request.dispersion,
     )
-    command = ["scv", "upscale", str(probe.path), "--model", opts.model, "--prompt", request.prompt,
-               "--res", f"{width}x{height}", "--steps", str(opts.steps), "--seed", str(opts.seed),
-               "--out", str(opts.out_dir), *([] if opts.ndcfg else ["--no-ndcfg"]),
-               *(["--dispersion"] if opts.dispersion else []),
-               *(["--device", opts.device] if opts.device != "auto" else [])]
+    command = [
+        "scv",
+        "upscale",
+        str(probe.path),
+        "--model",
+        opts.model,
+        "--prompt",
+        request.prompt,
+        "--res",
+        f"{width}x{height}",
+        "--steps",
+        str(opts.steps),
+        "--seed",
+        str(opts.seed),
+        "--out",
+        str(opts.out_dir),
+        *([] if opts.ndcfg else ["--no-ndcfg"]),
+        *(["--dispersion"] if opts.dispersion else []),
+        *(["--device", opts.device] if opts.device != "auto" else []),
+    ]
     opts = replace(opts, command=command)
     validate_options(opts)
     return opts, probe
@@ -224,9 +268,24 @@ def _whole(value: Any, name: str) -> int:
 def generate_command(opts: GenerateOptions) -> list[str]:
     """The `scv generate` command line of the same job (same options, so the same output name);
     sidecars record it as the command that made the output."""
-    command = ["scv", "generate", "--model", opts.model, "--prompt", opts.prompts[0],
-               "--res", f"{opts.width}x{opts.height}", "--method", opts.method, "--steps", str(opts.steps),
-               "--seed", str(opts.seed), "--out", str(opts.out_dir)]
+    command = [
+        "scv",
+        "generate",
+        "--model",
+        opts.model,
+        "--prompt",
+        opts.prompts[0],
+        "--res",
+        f"{opts.width}x{opts.height}",
+        "--method",
+        opts.method,
+        "--steps",
+        str(opts.steps),
+        "--seed",
+        str(opts.seed),
+        "--out",
+        str(opts.out_dir),
+    ]
     if opts.method == "scalecrafter":
         command += [] if opts.ndcfg else ["--no-ndcfg"]
         command += ["--dispersion"] if opts.dispersion else []
@@ -286,5 +345,8 @@ def plan_plot(result: JobResult, opts: GenerateOptions, cache: ModelCache, path:
     scheduler.set_timesteps(opts.steps)
     layers = list(spatial_convs(pipe.unet))
     rows = plan.steps([t.item() for t in scheduler.timesteps], layers, ndcfg=opts.ndcfg)
-    title = f"{opts.model} {opts.width}x{opts.height}: plan {plan.name} ({plan.source}), {opts.steps} {opts.scheduler} steps"
+    title = (
+        f"{opts.model} {opts.width}x{opts.height}: plan {plan.name} ({plan.source}), "
+        f"{opts.steps} {opts.scheduler} steps"
+    )
     return save_plan_plot(plan, rows, layers, path, ndcfg=opts.ndcfg, dispersion=opts.dispersion, title=title)

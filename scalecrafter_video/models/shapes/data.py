@@ -55,9 +55,15 @@ def _shape_sdf(kind: torch.Tensor, cx, cy, size, xs, ys) -> torch.Tensor:
     return torch.where(kind == 0, circle, torch.where(kind == 1, square, tri))
 
 
-def render(labels: torch.Tensor, sizes: torch.Tensor, centers: torch.Tensor, colors: torch.Tensor,
-           image_size: int = IMAGE_SIZE, scale: float = 1.0,
-           canvas: tuple[float, float] | None = None) -> torch.Tensor:
+def render(
+    labels: torch.Tensor,
+    sizes: torch.Tensor,
+    centers: torch.Tensor,
+    colors: torch.Tensor,
+    image_size: int = IMAGE_SIZE,
+    scale: float = 1.0,
+    canvas: tuple[float, float] | None = None,
+) -> torch.Tensor:
     """Render images in [0, 1], shape (B, 3, H, W), H x W = canvas * scale (all geometry scaled);
     `canvas` is (height, width) in base pixels, default image_size x image_size."""
     canvas_h, canvas_w = canvas or (image_size, image_size)
@@ -65,8 +71,9 @@ def render(labels: torch.Tensor, sizes: torch.Tensor, centers: torch.Tensor, col
     ys, xs = torch.meshgrid(*coords, indexing="ij")
     b = labels.shape[0]
     view = (b, 1, 1)
-    sdf = _shape_sdf(labels.view(view), centers[:, 0].view(view), centers[:, 1].view(view),
-                     sizes.view(view), xs[None], ys[None])
+    sdf = _shape_sdf(
+        labels.view(view), centers[:, 0].view(view), centers[:, 1].view(view), sizes.view(view), xs[None], ys[None]
+    )
     alpha = (0.5 - sdf * scale).clamp(0, 1)[:, None]  # one output pixel of antialiasing
     bg = torch.tensor(BACKGROUND, dtype=torch.float32).view(1, 3, 1, 1)
     return bg * (1 - alpha) + colors.view(b, 3, 1, 1) * alpha
@@ -105,8 +112,9 @@ def make_batch(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.
     return images * 2 - 1, labels
 
 
-def bounce(start: torch.Tensor, velocity: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
-           frames: int) -> torch.Tensor:
+def bounce(
+    start: torch.Tensor, velocity: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, frames: int
+) -> torch.Tensor:
     """Positions (n, frames, 2) of points moving from `start` at `velocity` per frame and reflected
     at the walls [lo, hi] (per point, broadcast over x and y): the triangle wave of the free path."""
     t = torch.arange(frames, dtype=torch.float32).view(1, -1, 1)
@@ -131,7 +139,11 @@ def make_clips(n: int, generator: torch.Generator, frames: int = FRAMES) -> tupl
     """(clips in [-1, 1] of shape (n, 3, frames, 32, 32), class labels (n,)): the layout
     UNetMotionModel takes (batch, channels, frames, height, width)."""
     labels, sizes, path, colors = clip_params(n, generator, frames)
-    frame_images = render(labels.repeat_interleave(frames), sizes.repeat_interleave(frames),
-                          path.reshape(-1, 2), colors.repeat_interleave(frames, dim=0))
+    frame_images = render(
+        labels.repeat_interleave(frames),
+        sizes.repeat_interleave(frames),
+        path.reshape(-1, 2),
+        colors.repeat_interleave(frames, dim=0),
+    )
     clips = frame_images.view(n, frames, 3, IMAGE_SIZE, IMAGE_SIZE).permute(0, 2, 1, 3, 4)
     return clips * 2 - 1, labels

@@ -147,8 +147,13 @@ def analyse(img: np.ndarray, scale: float, background=BACKGROUND) -> tuple[Struc
     inner = _erode(_erode(comp))
     pixels = img[inner] if inner.sum() >= 4 else img[comp]
     color = np.median(pixels, axis=0)
-    info = ObjectInfo(_centroid(img, comp, color, background), extent, float(fill), shape_from_fill(fill),
-                      tuple(float(v) for v in color))
+    info = ObjectInfo(
+        _centroid(img, comp, color, background),
+        extent,
+        float(fill),
+        shape_from_fill(fill),
+        tuple(float(v) for v in color),
+    )
     if k >= 2:
         return Structure(k, False, True, extent, f"{k} objects"), info
     e_lo = SCALE_LO * lo * scale
@@ -156,7 +161,9 @@ def analyse(img: np.ndarray, scale: float, background=BACKGROUND) -> tuple[Struc
         e_lo = max(e_lo, 1.05 * hi)
     e_hi = SCALE_HI * hi * scale
     if not (e_lo <= extent <= e_hi):
-        return Structure(1, False, False, extent, f"wrong scale (extent {extent:.0f}, want {e_lo:.0f}-{e_hi:.0f})"), info
+        return Structure(
+            1, False, False, extent, f"wrong scale (extent {extent:.0f}, want {e_lo:.0f}-{e_hi:.0f})"
+        ), info
     if fill < FILL_MIN:
         return Structure(1, False, False, extent, f"ill-formed (fill {fill:.2f})"), info
     if inner.sum() < 4:
@@ -186,7 +193,7 @@ def background_noise(img: np.ndarray, background=BACKGROUND, margin: int | None 
     img = np.asarray(img, dtype=np.float32)
     h, w = img.shape[:2]
     p = np.pad(img, ((1, 1), (1, 1), (0, 0)), mode="edge")
-    blur = sum(p[dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3)) / 9.0
+    blur = sum(p[dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3)) / 9.0
     hp = img - blur
     bg = background_pixels(img, background, margin)
     if bg.sum() < 16:
@@ -258,14 +265,20 @@ def share(successes: int, n: int) -> dict:
     Returns:
         {"value", "k", "n", "ci95", "interval": "wilson"}; value and ci95 are None when n is 0.
     """
-    return {"value": successes / n if n else None, "k": int(successes), "n": int(n),
-            "ci95": wilson_interval(successes, n), "interval": "wilson"}
+    return {
+        "value": successes / n if n else None,
+        "k": int(successes),
+        "n": int(n),
+        "ci95": wilson_interval(successes, n),
+        "interval": "wilson",
+    }
 
 
 def _valid(values) -> np.ndarray:
     """Per-sample validity of scalars (finite) or vectors (all finite); None is invalid."""
-    return np.array([v is not None and bool(np.all(np.isfinite(np.asarray(v, dtype=np.float64))))
-                     for v in values], dtype=bool)
+    return np.array(
+        [v is not None and bool(np.all(np.isfinite(np.asarray(v, dtype=np.float64)))) for v in values], dtype=bool
+    )
 
 
 def _stack(values, keep: np.ndarray) -> np.ndarray:
@@ -289,8 +302,9 @@ def _mean(values: np.ndarray) -> float:
     return float(np.mean(values))
 
 
-def bootstrap_ratio(case, base, *, paired: bool, statistic=_mean, resamples: int = BOOTSTRAP_RESAMPLES,
-                    seed: int = 0) -> dict:
+def bootstrap_ratio(
+    case, base, *, paired: bool, statistic=_mean, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0
+) -> dict:
     """Ratio statistic(case) / statistic(base) with a 95 % percentile bootstrap interval.
 
     `case` and `base` hold one value per sample (a scalar, or a vector such as a colour; None or NaN
@@ -320,8 +334,13 @@ def bootstrap_ratio(case, base, *, paired: bool, statistic=_mean, resamples: int
         ok_c = ok_b = ok_c & ok_b
     c, b = _stack(case, ok_c), _stack(base, ok_b)
     kind = "paired bootstrap over samples" if paired else "unpaired bootstrap (case and base resampled apart)"
-    out = {"value": None, "n": len(c), "n_base": len(b), "ci95": None,
-           "interval": f"{kind}, {resamples} resamples, seed {seed}, percentile"}
+    out = {
+        "value": None,
+        "n": len(c),
+        "n_base": len(b),
+        "ci95": None,
+        "interval": f"{kind}, {resamples} resamples, seed {seed}, percentile",
+    }
     if len(c) == 0 or len(b) == 0:
         return out
     sb = statistic(b)
@@ -383,9 +402,14 @@ def describe_images(images, scale: float, background=BACKGROUND) -> list[dict]:
     out = []
     for img in images:
         st, info = analyse(img, scale, background)
-        out.append({"single": st.single, "repetition": st.repetition,
-                    "object": None if info is None else (info.shape, info.color),
-                    "bg_noise": background_noise(img, background)})
+        out.append(
+            {
+                "single": st.single,
+                "repetition": st.repetition,
+                "object": None if info is None else (info.shape, info.color),
+                "bg_noise": background_noise(img, background),
+            }
+        )
     return out
 
 
@@ -416,8 +440,7 @@ def image_evidence(case: list[dict], base: list[dict], *, paired: bool, seed: in
         "single": share(sum(d["single"] for d in case), n),
         "repetition": share(sum(d["repetition"] for d in case), n),
         "color_spread": color_spread([c for c in colors if c is not None]),
-        "color_spread_ratio": bootstrap_ratio(colors, base_colors, paired=paired, statistic=color_spread,
-                                              seed=seed),
+        "color_spread_ratio": bootstrap_ratio(colors, base_colors, paired=paired, statistic=color_spread, seed=seed),
         "content_kept": content_kept([d["object"] for d in case], [d["object"] for d in base]),
         "bg_noise": bg,
         "clean": cleanliness(bg, float(np.mean(base_noise)) if base_noise else float("nan")),

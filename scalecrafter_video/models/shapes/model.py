@@ -51,8 +51,8 @@ MOTION_UNET_CONFIG = dict(
 )
 CONTEXT_DIM = UNET_CONFIG["cross_attention_dim"]
 
-# DDPM training schedule (scaled_linear as SD 1.5/2.1); sample with DDIMScheduler.from_config(SCHEDULER_CONFIG) (diffusers
-# defaults: timestep_spacing "leading", steps_offset 1, set_alpha_to_one False -> t_i = 981 - 20 i).
+# DDPM training schedule (scaled_linear as SD 1.5/2.1); sample with DDIMScheduler.from_config(SCHEDULER_CONFIG)
+# (diffusers defaults: timestep_spacing "leading", steps_offset 1, set_alpha_to_one False -> t_i = 981 - 20 i).
 SCHEDULER_CONFIG = dict(
     num_train_timesteps=1000,
     # SD's schedule: the engine's windows (reference DDIM-50 steps, e.g. "dilate while step < 30")
@@ -101,7 +101,7 @@ def build_unet(config: dict | None = None):
 
 @dataclass
 class DemoModel:
-    unet: "torch.nn.Module"
+    unet: torch.nn.Module
     embed: ClassEmbedding
     config: dict  # the JSON config (unet config, class names, scheduler config, data, training)
 
@@ -113,23 +113,29 @@ class DemoModel:
         return self.embed(labels)
 
 
-def save_demo_model(unet, embed: ClassEmbedding, out_dir: Path, extra: dict | None = None,
-                    unet_config: dict | None = None) -> None:
+def save_demo_model(
+    unet, embed: ClassEmbedding, out_dir: Path, extra: dict | None = None, unet_config: dict | None = None
+) -> None:
     """Write EMA weights (float16 safetensors) and the JSON config; `unet_config` is the dict the
     UNet was built from (default UNET_CONFIG), stored so that load_demo_model rebuilds it."""
     from safetensors.torch import save_file
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tensors = {f"unet.{k}": v.detach().cpu().to(torch.float16 if v.is_floating_point() else v.dtype).contiguous()
-               for k, v in unet.state_dict().items()}
+    tensors = {
+        f"unet.{k}": v.detach().cpu().to(torch.float16 if v.is_floating_point() else v.dtype).contiguous()
+        for k, v in unet.state_dict().items()
+    }
     tensors["class_embedding.weight"] = embed.table.weight.detach().cpu().to(torch.float16).contiguous()
     tmp = out_dir / (WEIGHTS_NAME + ".tmp")
     save_file(tensors, str(tmp))
     tmp.replace(out_dir / WEIGHTS_NAME)
     cfg = {
-        "unet": {k: list(v) if isinstance(v, tuple) else v
-                 for k, v in dict(unet.config).items() if k in (unet_config or UNET_CONFIG)},
+        "unet": {
+            k: list(v) if isinstance(v, tuple) else v
+            for k, v in dict(unet.config).items()
+            if k in (unet_config or UNET_CONFIG)
+        },
         "class_names": list(CLASS_NAMES),
         "null_class": len(CLASS_NAMES),
         "context_dim": embed.table.weight.shape[1],
@@ -151,7 +157,8 @@ def load_demo_model(asset_dir: Path | None = None, dtype=torch.float32) -> DemoM
     wpath, cpath = asset_dir / WEIGHTS_NAME, asset_dir / CONFIG_NAME
     if not wpath.exists() or not cpath.exists():
         raise ScaleCrafterError(
-            f"demo model not found in {asset_dir}; train it with `python scripts/train_demo_model.py`")
+            f"demo model not found in {asset_dir}; train it with `python scripts/train_demo_model.py`"
+        )
     cfg = json.loads(cpath.read_text())
     unet_cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg["unet"].items()}
     unet = build_unet(unet_cfg)

@@ -152,7 +152,8 @@ def load_motion_model(path: Path | None = None, dtype=torch.float32) -> DemoVide
         path = path / MOTION_WEIGHTS_NAME
     if not path.exists():
         raise ScaleCrafterError(
-            f"motion model not found at {path}; train it with `python scripts/train_motion_model.py`")
+            f"motion model not found at {path}; train it with `python scripts/train_motion_model.py`"
+        )
     cfg = read_motion_config(path)
     image = load_demo_model()
     if cfg.get("image_weights_sha256") not in (None, file_sha256(ASSET_DIR / WEIGHTS_NAME)):

@@ -35,20 +35,26 @@ class ShapesPipeline(DiffusionPipeline):
     vae_scale_factor = 1
     model_cpu_offload_seq = "class_embedding->unet"
 
-    def __init__(self, unet, class_embedding: ClassEmbedding, scheduler, class_names=CLASS_NAMES,
-                 default_frames: int = 8):
+    def __init__(
+        self, unet, class_embedding: ClassEmbedding, scheduler, class_names=CLASS_NAMES, default_frames: int = 8
+    ):
         super().__init__()
         self.register_modules(unet=unet, class_embedding=class_embedding, scheduler=scheduler)
         self.register_to_config(class_names=list(class_names), default_frames=default_frames)
         self._guidance_scale = 1.0
 
     @classmethod
-    def from_model(cls, model) -> "ShapesPipeline":
+    def from_model(cls, model) -> ShapesPipeline:
         """From a loaded DemoModel (images) or DemoVideoModel (clips)."""
         image_config = getattr(model, "image_config", model.config)
         frames = model.config.get("frames", 8)
-        return cls(model.unet, model.embed, DDIMScheduler.from_config(image_config["scheduler"]),
-                   image_config["class_names"], default_frames=frames)
+        return cls(
+            model.unet,
+            model.embed,
+            DDIMScheduler.from_config(image_config["scheduler"]),
+            image_config["class_names"],
+            default_frames=frames,
+        )
 
     @property
     def guidance_scale(self) -> float:
@@ -68,8 +74,7 @@ class ShapesPipeline(DiffusionPipeline):
         names = list(self.config.class_names)
         unknown = [p for p in prompts if p not in names]
         if unknown:
-            raise ScaleCrafterError(
-                f"unknown prompt {unknown[0]!r}: the shapes models draw one of {', '.join(names)}")
+            raise ScaleCrafterError(f"unknown prompt {unknown[0]!r}: the shapes models draw one of {', '.join(names)}")
         return torch.tensor([names.index(p) for p in prompts], dtype=torch.long)
 
     def check_inputs(self, height: int, width: int, num_frames: int | None, steps: int, output_type: str) -> None:
@@ -120,9 +125,9 @@ class ShapesPipeline(DiffusionPipeline):
     ):
         """Images (N, H, W, 3) or clips (N, F, H, W, 3) in [0, 1] ("np"; "pt": channels first;
         "pil": PIL images, a list per clip; "latent": the final sample, (N, 3, H, W) or
-        (N, 3, F, H, W) in [-1, 1], as diffusers' pipelines return latents). `latents` (noise, (N, 3, H, W) or (N, 3, F, H, W))
-        fixes the starting point; `generator` draws it otherwise, and draws DDIM's eta noise (and
-        the noise of the other schedulers whose step() draws any).
+        (N, 3, F, H, W) in [-1, 1], as diffusers' pipelines return latents). `latents` (noise,
+        (N, 3, H, W) or (N, 3, F, H, W)) fixes the starting point; `generator` draws it otherwise, and
+        draws DDIM's eta noise (and the noise of the other schedulers whose step() draws any).
 
         img2img / video-to-video: `image` (N, 3, H, W) for the image model or `video` (N, F, 3, H, W)
         for the motion model, in [0, 1] (the layouts diffusers' image and video processors take as
@@ -150,7 +155,7 @@ class ShapesPipeline(DiffusionPipeline):
             if tuple(init.shape) != shape:
                 what = "video" if self.is_video else "image"
                 raise ScaleCrafterError(f"{what} holds {init.shape[0]} samples for {n} prompts")
-            timesteps = timesteps[num_inference_steps - self._refined_steps(num_inference_steps, strength):]
+            timesteps = timesteps[num_inference_steps - self._refined_steps(num_inference_steps, strength) :]
             init = init.to(device=device, dtype=self.unet.dtype)
             noise = randn_tensor(shape, generator=generator, device=device, dtype=self.unet.dtype)
             latents = self.scheduler.add_noise(init, noise, timesteps[:1])

@@ -159,8 +159,10 @@ def track(judged, scale: float) -> np.ndarray | None:
         judged: Per frame, analyse()'s (Structure, ObjectInfo) of the clip.
         scale: Per-side factor the clip was drawn at.
     """
-    centres = [None if info is None or st.objects != 1 else np.asarray(info.centroid, dtype=np.float64) / scale
-               for st, info in judged]
+    centres = [
+        None if info is None or st.objects != 1 else np.asarray(info.centroid, dtype=np.float64) / scale
+        for st, info in judged
+    ]
     if len(centres) < 3 or any(c is None for c in centres):
         return None
     return np.stack(centres)
@@ -181,10 +183,12 @@ def path_stats(path: np.ndarray) -> dict:
     t = np.arange(len(path), dtype=np.float64)
     t -= t.mean()
     slope = (t[:, None] * (path - path.mean(axis=0))).sum(axis=0) / (t * t).sum()
-    return {"step": float(np.hypot(d[:, 0], d[:, 1]).mean()),
-            "net": float(np.hypot(*(path[-1] - path[0]))) / (len(path) - 1),
-            "fit": float(np.hypot(*slope)),
-            "accel": float(np.hypot(dd[:, 0], dd[:, 1]).mean()) if len(dd) else 0.0}
+    return {
+        "step": float(np.hypot(d[:, 0], d[:, 1]).mean()),
+        "net": float(np.hypot(*(path[-1] - path[0]))) / (len(path) - 1),
+        "fit": float(np.hypot(*slope)),
+        "accel": float(np.hypot(dd[:, 0], dd[:, 1]).mean()) if len(dd) else 0.0,
+    }
 
 
 def trajectory_stats(clips, scale: float, background=BACKGROUND) -> dict:
@@ -223,8 +227,9 @@ def describe_clips(clips, scale: float, background=BACKGROUND) -> list[dict]:
         path = track(judged, scale)
         colors = [info.color for _, info in judged if info is not None]
         obj = (report.shape, tuple(float(v) for v in np.median(np.asarray(colors), axis=0))) if colors else None
-        out.append({"report": report, "path": path, "motion": None if path is None else path_stats(path),
-                    "object": obj})
+        out.append(
+            {"report": report, "path": path, "motion": None if path is None else path_stats(path), "object": obj}
+        )
     return out
 
 
@@ -279,8 +284,7 @@ def clip_evidence(case: list[dict], base: list[dict], *, paired: bool, seed: int
     colors = [None if d["object"] is None else d["object"][1] for d in case]
     base_colors = [None if d["object"] is None else d["object"][1] for d in base]
     out["color_spread"] = color_spread([c for c in colors if c is not None])
-    out["color_spread_ratio"] = bootstrap_ratio(colors, base_colors, paired=paired, statistic=color_spread,
-                                                seed=seed)
+    out["color_spread_ratio"] = bootstrap_ratio(colors, base_colors, paired=paired, statistic=color_spread, seed=seed)
     out["content_kept"] = content_kept([d["object"] for d in case], [d["object"] for d in base])
     out["motion"] = fmean(r.motion for r in reports)
     out["motion_ratio"] = motion_ratio(out["motion"], fmean(r.motion for r in base_reports))
