@@ -151,6 +151,22 @@ def job_options(request: Request) -> list[GenerateOptions]:
     that exists is shown again, not sampled again: the same job always has the same name."""
     if request.method not in METHOD_CHOICES:
         raise ScaleCrafterError(f"unknown method {request.method!r}: choose one of {', '.join(METHOD_CHOICES)}")
+    _check_model(request)
+    methods = SIDE_BY_SIDE_ORDER if request.method == SIDE_BY_SIDE else (request.method,)
+    is_video = is_video_model(request.model)
+    frames = _whole(request.frames, "frames") if is_video else GenerateOptions.frames
+    template = _options(request, video=is_video, frames=frames)
+    # the NDCFG and dispersion toggles are ScaleCrafter's; the other methods run as generate runs them
+    toggles = dict(ndcfg=request.ndcfg, dispersion=request.dispersion)
+    jobs = [replace(template, method=method, **(toggles if method == "scalecrafter" else {})) for method in methods]
+    jobs = [replace(opts, command=generate_command(opts)) for opts in jobs]
+    for opts in jobs:
+        validate_options(opts)
+    return jobs
+
+
+def _check_model(request: Request) -> None:
+    """A model is chosen, the prompt is one of a class model's classes, and the output folder is named."""
     if not request.model or not request.model.strip():
         raise ScaleCrafterError("no model chosen: pick one from the list or type a hub id or a folder")
     classes = model_classes(request.model)
@@ -158,12 +174,14 @@ def job_options(request: Request) -> list[GenerateOptions]:
         raise ScaleCrafterError(
             f"{request.model!r} draws one of the classes {', '.join(classes)}; got {request.prompt!r}"
         )
-    width, height = parse_res(request.size)
     if not str(request.out_dir).strip():
         raise ScaleCrafterError("the output folder is empty: name a folder (. for the one scv ui started in)")
-    methods = SIDE_BY_SIDE_ORDER if request.method == SIDE_BY_SIDE else (request.method,)
-    is_video = is_video_model(request.model)
-    template = GenerateOptions(
+
+
+def _options(request: Request, *, video: bool, frames: int) -> GenerateOptions:
+    """The generate options a request asks for (its size, model, sampling and output folder)."""
+    width, height = parse_res(request.size)
+    return GenerateOptions(
         prompts=[request.prompt],
         height=height,
         width=width,
@@ -174,16 +192,9 @@ def job_options(request: Request) -> list[GenerateOptions]:
         overwrite=request.overwrite,
         skip_existing=not request.overwrite,
         device=request.device,
-        video=is_video,
-        frames=_whole(request.frames, "frames") if is_video else GenerateOptions.frames,
+        video=video,
+        frames=frames,
     )
-    # the NDCFG and dispersion toggles are ScaleCrafter's; the other methods run as generate runs them
-    toggles = dict(ndcfg=request.ndcfg, dispersion=request.dispersion)
-    jobs = [replace(template, method=method, **(toggles if method == "scalecrafter" else {})) for method in methods]
-    jobs = [replace(opts, command=generate_command(opts)) for opts in jobs]
-    for opts in jobs:
-        validate_options(opts)
-    return jobs
 
 
 def upscale_options(request: Request, input_path: str | None) -> tuple[GenerateOptions, Probe]:
@@ -197,27 +208,9 @@ def upscale_options(request: Request, input_path: str | None) -> tuple[GenerateO
     if probe.video != is_video_model(request.model):
         what, need = ("a clip", "a video model") if probe.video else ("an image", "an image model")
         raise ScaleCrafterError(f"{what} needs {need}; {request.model!r} is not one")
-    classes = model_classes(request.model)
-    if classes and request.prompt not in classes:
-        raise ScaleCrafterError(
-            f"{request.model!r} draws one of the classes {', '.join(classes)}; got {request.prompt!r}"
-        )
-    width, height = parse_res(request.size)
-    if not str(request.out_dir).strip():
-        raise ScaleCrafterError("the output folder is empty: name a folder (. for the one scv ui started in)")
-    opts = GenerateOptions(
-        prompts=[request.prompt],
-        height=height,
-        width=width,
-        model=request.model,
-        steps=_whole(request.steps, "steps"),
-        seed=_whole(request.seed, "seed"),
-        out_dir=Path(request.out_dir).expanduser(),
-        overwrite=request.overwrite,
-        skip_existing=not request.overwrite,
-        device=request.device,
-        video=probe.video,
-        frames=probe.frames or GenerateOptions.frames,
+    _check_model(request)
+    opts = replace(
+        _options(request, video=probe.video, frames=probe.frames or GenerateOptions.frames),
         fps=probe.fps or GenerateOptions.fps,
         cascade=True,
         ndcfg=request.ndcfg,
@@ -232,7 +225,7 @@ def upscale_options(request: Request, input_path: str | None) -> tuple[GenerateO
         "--prompt",
         request.prompt,
         "--res",
-        f"{width}x{height}",
+        f"{opts.width}x{opts.height}",
         "--steps",
         str(opts.steps),
         "--seed",
