@@ -4,6 +4,8 @@ first differing layer moves with the progressive decay."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from diffusers import UNet2DConditionModel
 
@@ -83,3 +85,18 @@ MOVING_PREFIX = Plan.from_dict(
         "ndcfg_stop": 35,
     }
 )
+
+
+def one_line_error(code, err, *contains):
+    """`scv` exited 2 with one line `scv: error: ...` holding every one of `contains`; returns that line."""
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("scv: error: "), (code, err)
+    for text in contains:
+        assert text in lines[0], (text, lines[0])
+    return lines[0]
+
+
+def files_in(folder) -> list[str]:
+    """Every file and folder under `folder` (relative paths, sorted); [] when it does not exist."""
+    folder = Path(folder)
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import one_line_error
 from scalecrafter_video import (
     ScaleCrafterError,
     apply_scalecrafter,
@@ -19,14 +20,6 @@ from scalecrafter_video.models import tiny
 
 GEN = ("generate", "--no-progress", "--steps", "2")
 GIB = 1024**3
-
-
-def one_line_error(code, err, *contains):
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("scv: error: "), (code, err)
-    for text in contains:
-        assert text in lines[0], (text, lines[0])
-    return lines[0]
 
 
 @pytest.fixture

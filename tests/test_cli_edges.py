@@ -14,23 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from helpers import files_in, one_line_error
 from scalecrafter_video.engine import presets as preset_module
 from scalecrafter_video.jobs.generate import targets
 from scalecrafter_video.jobs.options import GenerateOptions
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def one_line_error(code, err, *contains):
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("scv: error: "), (code, err)
-    for text in contains:
-        assert text in lines[0], (text, lines[0])
-    return lines[0]
-
-
-def files_in(folder: Path) -> list[str]:
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []
 
 
 # ---- point 8: names follow the family and the shipped preset's content ---------------------------

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from helpers import one_line_error
 from scalecrafter_video.commands.describe import plan_rows
 from scalecrafter_video.commands.plan_plot import (
     layer_order,
@@ -18,13 +19,6 @@ from scalecrafter_video.engine.plan import Plan, Rule
 from scalecrafter_video.engine.presets import family_layers
 
 pytest.importorskip("matplotlib")
-
-
-def one_line_error(code, err, *needles):
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("scv: error: "), err
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
 
 
 def test_rows_are_grouped_by_block_in_unet_order():
