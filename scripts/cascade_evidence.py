@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Evidence for issue 22 (motion and content kept at 2x / 4x) on the shipped shapes models:
+"""Evidence for the cascade (motion and content kept at 2x / 4x) on the shipped shapes models:
 `python scripts/cascade_evidence.py [--models shapes32-motion,shapes32] [--samples 24] [--steps 25 50]
 [--scales 2 4] [--cases base,upsampled,direct,scalecrafter,cascade] [--threads 1] [--out DIR]`.
 

@@ -331,7 +331,7 @@ def main(argv=None) -> int:
         "--minutes",
         type=float,
         default=90.0,
-        help="wall-clock limit for training (default 90: the CPU budget of issue 11)",
+        help="wall-clock limit for training (default 90: the CPU budget the shipped adapter was trained in)",
     )
     ap.add_argument("--steps", type=int, default=100000, help="step limit (default 100000: --minutes decides)")
     ap.add_argument("--batch", type=int, default=RECIPE["batch"], help="clips per step")
