@@ -1,6 +1,7 @@
 """`scv bench`: exact FLOP counting on the meta device (grouped steps equal step-by-step counting,
-dilation costs no FLOPs, the SD 1.5 ratio target), the real shapes of the random pipelines, the
-timing mode and the GPU suite on tiny models (what CI runs), and one-line errors."""
+dilation costs no FLOPs, the SD 1.5 ratio target, cascades as the sum of their stages and as a
+real cascade runs them), the real shapes of the random pipelines, the timing mode and the GPU
+suite on tiny models (what CI runs), and one-line errors."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ import json
 import pytest
 import torch
 from diffusers import UNet2DConditionModel
+from torch.utils.flop_counter import FlopCounterMode
 
 from helpers import MOVING_PREFIX
 from scalecrafter_video import scalecrafter
 from scalecrafter_video.commands.bench import VARIANTS
 from scalecrafter_video.commands.bench.flops import (
+    _EXTRA_FORMULAS,
+    cascade_flops,
     count_flops,
     dilation_costs_nothing,
     whole_run_flops,
@@ -28,6 +32,14 @@ from scalecrafter_video.commands.bench.models import (
 )
 from scalecrafter_video.commands.bench.run import meta_unet_for
 from scalecrafter_video.commands.bench.suite import run_suite
+from scalecrafter_video.jobs.cascade import (
+    CascadeConfig,
+    cascade_sizes,
+    engine_stages,
+    refiner_of,
+    restrained_plan,
+    run_stages,
+)
 from scalecrafter_video.jobs.sampling import sampler_timesteps
 
 
@@ -89,6 +101,84 @@ def test_sd15_2048_ndcfg_whole_run_ratio():
     # the cache holds conv_in's and down_blocks.0's outputs for the unconditional row, float32 here:
     # 320 channels at 256x256 four times (conv_in, two resnets), and once at 128x128 (downsampler)
     assert ndcfg.cache_bytes == 4 * (3 * 320 * 256 * 256 + 320 * 128 * 128)
+
+
+def test_cascade_rows_are_their_stages_summed(scv):
+    """`scv bench --flops` on tiny-sd at 256x256 (base 64), DDIM 10, restart 0.3: the stages 64, 128
+    and 256 px; the base direct over all 10 steps, each later stage over steps 3-9 under its plan,
+    counted one by one here; the rows sum them and report the ratio to direct at 256x256."""
+    unet = meta_unet_for("tiny-sd").to(torch.float16)
+    timesteps = sampler_timesteps(10)
+
+    def run(size, at, apply=None):
+        inputs = unet_inputs(unet, size, size, 0, "meta", torch.float16)
+        return whole_run_flops(unet, inputs, at, apply).flops
+
+    def plan(stage_plan, size):
+        preset = {"full": "auto", "restrained": restrained_plan((64, 64), (size, size))}.get(stage_plan)
+        return None if preset is None else dict(height=size, width=size, family=None, base=(64, 64), preset=preset)
+
+    direct = run(256, timesteps)
+    argv = ["--flops", "--family", "tiny-sd", "--steps", "10", "--variants", "cascade", "cascade-restrained"]
+    code, out, err = scv("bench", *argv, "--restart", "0.3", "--json", "--no-progress")
+    assert code == 0, err
+    rows = json.loads(out)["rows"]
+    assert [r["variant"] for r in rows] == ["direct", "cascade", "cascade-restrained"]
+    for row in rows[1:]:
+        stage_plan = {"cascade": "full", "cascade-restrained": "restrained"}[row["variant"]]
+        stages = [run(64, timesteps)] + [run(s, timesteps[3:], plan(stage_plan, s)) for s in (128, 256)]
+        assert row["flops"] == sum(stages) and row["ratio"] == round(sum(stages) / direct, 4)
+        assert [s["flops"] for s in row["stages"]] == stages
+        assert [(s["res"], s["start_step"], s["steps"]) for s in row["stages"]] == [
+            ("64x64", 0, 10),
+            ("128x128", 3, 7),
+            ("256x256", 3, 7),
+        ]
+    full, restrained = rows[1]["stages"][-1], rows[2]["stages"][-1]
+    assert full["flops"] > restrained["flops"] == run(256, timesteps[3:])  # NDCFG's damped passes; integer factors
+    assert "256x256 derived-256x256 (7 steps)" in rows[1]["plan"]
+
+
+def test_cascade_count_is_what_a_real_cascade_runs():
+    """The stages counted on the meta device are the UNet work of `jobs.cascade.run_stages` (as
+    `cascade` and `scv generate --cascade` call it) on the tiny-sd pipeline (CPU, random weights),
+    counted live inside every UNet call of every stage (the damped passes run inside them), with
+    its tokenizer's 32 tokens of context."""
+    pipe = build_pipeline(bench_model("tiny-sd"), torch.device("cpu"), torch.float32)
+    refiner = refiner_of(pipe)  # before the UNet's class is swapped below: from_pipe checks it
+    sizes = cascade_sizes((64, 64), (256, 256), 64)
+    live: list[int] = []
+    plain = type(pipe.unet)
+
+    class Counted(plain):
+        def __call__(self, *args, **kwargs):
+            with FlopCounterMode(display=False, custom_mapping=_EXTRA_FORMULAS) as mode:
+                out = super().__call__(*args, **kwargs)
+            live.append(mode.get_total_flops())
+            return out
+
+    Counted.__name__ = Counted.__qualname__ = plain.__name__
+    pipe.unet.__class__ = Counted
+    try:
+        result = run_stages(
+            pipe,
+            "a",
+            sizes,
+            config=CascadeConfig(),
+            method=engine_stages("full", base=(64, 64)),
+            steps=10,
+            guidance_scale=7.5,
+            generator=torch.Generator().manual_seed(0),
+            refiner=refiner,
+        )
+    finally:
+        pipe.unet.__class__ = plain
+    unet = meta_unet_for("tiny-sd").to(torch.float16)
+    stages = cascade_flops(unet, (256, 256), 0, sampler_timesteps(10), 10, CascadeConfig(), None, tokens=32)
+    assert [s["unet_calls"] for s in result.stages] == [s.steps for s in stages] == [10, 7, 7]
+    assert result.stages[-1]["damped_passes"] > 0
+    calls = iter(live)
+    assert [sum(next(calls) for _ in range(s.steps)) for s in stages] == [s.flops for s in stages]
 
 
 def test_random_pipelines_have_the_real_shapes():
@@ -176,6 +266,9 @@ def test_tiny_gpu_suite_writes_results_and_checks(tmp_path):
         (["--gpu-suite"], "pass --out DIR"),
         (["--flops", "--family", "sd15", "--res", "1000x1000"], "not divisible by 64"),
         (["--flops", "--res", "2048"], "is not WIDTHxHEIGHT"),
+        (["--tiny", "--variants", "ndcfg", "cascade"], "cascade: the cascade variants are counted by --flops only"),
+        (["--flops", "--family", "sd15", "--res", "512x512", "--variants", "cascade"], "above the base size"),
+        (["--flops", "--restart", "1"], "restart must be above 0 and below 1"),
     ],
 )
 def test_bad_input_is_one_line_error(scv, argv, message):

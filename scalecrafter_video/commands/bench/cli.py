@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from ...engine.errors import ScaleCrafterError
-from . import VARIANTS
+from . import CASCADES, VARIANTS
 
 REAL = ("sd15", "sd21", "sdxl", "animatediff", "modelscope")
 TINY = ("tiny-sd", "tiny-sdxl", "tiny-video", "tiny-video3d")
@@ -18,12 +18,17 @@ EXAMPLES = """\
 examples:
   scv bench --flops                                    # whole-run FLOPs of every family, no weights, no GPU
   scv bench --flops --family sdxl --res 4096x4096 --json
+  scv bench --flops --family sd15 --res 2048x2048 --variants ndcfg cascade cascade-restrained cascade-none
   scv bench --family sd15 --res 2048x2048              # step and whole-run times, random weights (GPU)
   scv bench --tiny --json                              # the timing mode on the CPU with tiny models (CI)
   scv bench --gpu-suite --out out/bench                # the GPU benchmark (scripts/gpu_bench.sh)
 
 variants: direct (plain sampling), redilate (re-dilation only), ndcfg (the preset with noise-damped
 CFG, prefix reuse on), ndcfg-noreuse (the whole damped pass), ndcfg+dispersion.
+--flops only: cascade (scv generate --cascade: the base size, then at most 2x per side per stage,
+each later stage restarting at step int(--restart * steps) under the plan for its size, NDCFG
+included), cascade-restrained (FreeScale's restrained plan per stage), cascade-none (direct
+stages); all stages summed, the ratio to direct at the target size.
 """
 
 
@@ -35,6 +40,19 @@ def _positive(name: str, kind=int):
             raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
         if value <= 0:
             raise argparse.ArgumentTypeError(f"{name} must be positive, got {text}")
+        return value
+
+    return parse
+
+
+def _fraction(name: str):
+    def parse(text: str):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
+        if not 0 < value < 1:
+            raise argparse.ArgumentTypeError(f"{name} must be above 0 and below 1, got {text}")
         return value
 
     return parse
@@ -78,10 +96,10 @@ def add_bench_parser(sub) -> argparse.ArgumentParser:
     what.add_argument(
         "--variants",
         nargs="+",
-        choices=list(VARIANTS),
-        default=list(VARIANTS),
+        choices=list(VARIANTS) + list(CASCADES),
+        default=None,
         metavar="VARIANT",
-        help="variants to measure (default: all)",
+        help="variants to measure (default: all; the cascade ones with --flops only)",
     )
     what.add_argument("--steps", type=_positive("steps"), default=None, help="sampling steps (default 50)")
     what.add_argument(
@@ -89,6 +107,14 @@ def add_bench_parser(sub) -> argparse.ArgumentParser:
         default="ddim",
         choices=("ddim", "dpm++", "euler", "euler-a", "pndm", "unipc"),
         help="--flops: the sampler whose timesteps the plan follows (default ddim)",
+    )
+    what.add_argument(
+        "--restart",
+        type=_fraction("restart"),
+        default=0.3,
+        metavar="FRACTION",
+        help="--flops, cascade variants: the fraction of the schedule each stage above the base skips "
+        "(default 0.3, as scv generate --cascade)",
     )
 
     timing = p.add_argument_group("timing")
@@ -182,10 +208,12 @@ def _run_flops(args, out_dir: Path | None) -> int:
 
     families = args.family or (list(TINY) if args.tiny else list(REAL))
     sizes = _sizes(args, families, lambda f: FLOP_SIZES[f])
-    variants = ["direct"] + [v for v in args.variants if v != "direct"]
+    variants = ["direct"] + [v for v in args.variants or [*VARIANTS, *CASCADES] if v != "direct"]
     if out_dir:
         _targets(out_dir, ["flops.json", "flops.md"], args.overwrite)
-    rows = flop_rows(families, sizes, _frames(args), _steps(args), args.scheduler, variants, args.progress)
+    rows = flop_rows(
+        families, sizes, _frames(args), _steps(args), args.scheduler, variants, args.progress, args.restart
+    )
     payload, markdown = {"rows": rows}, flops_markdown(rows)
     if out_dir:
         write_results(out_dir, "flops", payload, markdown)
@@ -202,12 +230,20 @@ def _device_dtype(args):
     return torch.device(device), resolve_dtype(args.dtype, device)
 
 
+def _timed_variants(variants: list[str] | None) -> list[str]:
+    cascades = [v for v in variants or [] if v in CASCADES]
+    if cascades:
+        raise ScaleCrafterError(f"{', '.join(cascades)}: the cascade variants are counted by --flops only")
+    return variants or list(VARIANTS)
+
+
 def _run_timing(args, out_dir: Path | None) -> int:
     from .models import bench_model
     from .report import timing_markdown, write_results
     from .run import TIMING_SIZES, timing_rows
     from .timing import Case
 
+    variants = _timed_variants(args.variants)
     families = args.family or (list(TINY) if args.tiny else ["sd15"])
     sizes = _sizes(args, families, lambda f: [TIMING_SIZES[f]])
     frames = _frames(args)
@@ -222,7 +258,7 @@ def _run_timing(args, out_dir: Path | None) -> int:
 
     rows = timing_rows(
         cases,
-        args.variants,
+        variants,
         args.whole_run,
         steps=_steps(args),
         device=device,

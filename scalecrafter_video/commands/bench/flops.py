@@ -10,6 +10,13 @@ sharing it. A configuration is what changes a call's work: the layers with fract
 and from which unit on (prefix reuse). Integer re-dilation costs what the plain conv costs (same
 kernel, same output size; `dilation_costs_nothing` checks it on the counter), so steps that
 differ only in integer factors share a count. `group=False` counts every step on its own.
+
+A cascade (`cascade_flops`) is counted stage by stage, as `jobs.cascade.run_stages` samples it:
+the base stage direct at its size over the whole schedule, then each later stage at its own size
+over the tail of the schedule its img2img / video-to-video call runs (diffusers' `get_timesteps`
+at `CascadeConfig.strength`: from step int(restart * steps) on), under its stage plan (the
+engine's plan for its size with NDCFG, FreeScale's restrained plan, or none). The skip residual,
+the resizes and the VAE are not UNet work and are not counted.
 """
 
 from __future__ import annotations
@@ -22,11 +29,14 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-from ...engine.layers import spatial_convs
+from ...engine.families import size_multiple
+from ...engine.layers import check_unet, spatial_convs
 from ...engine.patch import scalecrafter
 from ...engine.plan import Plan
 from ...engine.reuse import differing_layers, reuse_units, shared_prefix
-from .models import UNetHolder
+from ...engine.sizing import base_size
+from ...jobs.cascade import CascadeConfig, cascade_sizes, restrained_plan, within
+from .models import UNetHolder, unet_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -124,3 +134,70 @@ def whole_run_flops(
         )
         reuse = handle.prefix_reuse
         return RunCount(total, handle.plan.name, reuse.peak_bytes if reuse is not None else 0)
+
+
+@dataclass(frozen=True)
+class StageCount:
+    """The UNet work of one cascade stage."""
+
+    size: tuple[int, int]  # (height, width) in pixels
+    start_step: int  # the schedule step it starts at (0: the base stage)
+    steps: int  # UNet calls: the timesteps it runs
+    plan: str | None  # None: direct
+    flops: int
+    cache_bytes: int = 0
+
+
+def stage_timesteps(timesteps: Sequence[float], steps: int, config: CascadeConfig, stage: int) -> list:
+    """The timesteps stage `stage` runs: the base stage the whole schedule; a later stage what its
+    img2img / video-to-video call keeps at `config.strength(steps)` (diffusers' `get_timesteps`:
+    init = min(int(steps * strength), steps), the timesteps from step steps - init on, i.e. from
+    `config.start_step(steps)`; every scheduler `scv bench` offers has order 1)."""
+    if stage == 0:
+        return list(timesteps)
+    init = min(int(steps * config.strength(steps)), steps)
+    return list(timesteps[max(steps - init, 0) :])
+
+
+def stage_apply(
+    stage_plan: str, base: tuple[int, int], size: tuple[int, int], family: str | None, preset="auto"
+) -> dict | None:
+    """The `apply_scalecrafter` options of a refining stage at `size` (as `jobs.cascade.engine_stages`
+    and the job runner apply them), or None where it runs direct (stage plan none, or within the base)."""
+    if stage_plan == "none" or within(size, base):
+        return None
+    chosen = preset if stage_plan == "full" else restrained_plan(base, size)
+    return dict(height=size[0], width=size[1], preset=chosen, ndcfg=True, family=family, base=tuple(base))
+
+
+def cascade_flops(
+    unet: torch.nn.Module,
+    target: tuple[int, int],
+    frames: int,
+    timesteps: Sequence[float],
+    steps: int,
+    config: CascadeConfig,
+    family: str | None,
+    dtype: torch.dtype = torch.float16,
+    vae_scale_factor: int = 8,
+    tokens: int = 77,
+) -> list[StageCount]:
+    """The UNet work of every stage of a cascade from the model's base size to `target` = (height,
+    width) in pixels (`jobs.cascade.cascade_sizes`), `unet` on the meta device, a CFG batch of one
+    prompt (`tokens` of text context) at each stage's size; the run's FLOPs are the stages' sum.
+
+    Raises:
+        ScaleCrafterError: the target is not above the base size.
+    """
+    holder = UNetHolder(unet, vae_scale_factor)
+    base = base_size(unet, holder, family, None)[0]
+    sizes = cascade_sizes(base, tuple(target), size_multiple(check_unet(unet), vae_scale_factor))
+    counts = []
+    for k, size in enumerate(sizes):
+        run_at = stage_timesteps(timesteps, steps, config, k)
+        apply = None if k == 0 else stage_apply(config.stage_plan, base, size, family)
+        inputs = unet_inputs(unet, size[0], size[1], frames, "meta", dtype, vae_scale_factor, tokens=tokens)
+        run = whole_run_flops(unet, inputs, run_at, apply, vae_scale_factor)
+        start = 0 if k == 0 else len(timesteps) - len(run_at)
+        counts.append(StageCount(tuple(size), start, len(run_at), run.plan, run.flops, run.cache_bytes))
+    return counts

@@ -186,10 +186,12 @@ def unet_inputs(
     vae_scale_factor: int = 8,
     batch: int = 2,
     seed: int = 0,
+    tokens: int = 77,
 ) -> dict:
     """A CFG batch [uncond; cond] for a `height` x `width` pixel sample as the family's pipeline
     passes it to its UNet: per-frame text context for UNetMotionModel, once per video for
-    UNet3DConditionModel, SDXL's added conditions (text embeddings and size ids)."""
+    UNet3DConditionModel, SDXL's added conditions (text embeddings and size ids). `tokens`: the
+    text context's length (77 for the CLIP encoders; the tiny pipelines' tokenizer pads to 32)."""
     g = torch.Generator().manual_seed(seed)
     config = unet.config
     h, w = height // vae_scale_factor, width // vae_scale_factor
@@ -197,7 +199,9 @@ def unet_inputs(
     context_rows = batch * frames if type(unet).__name__ == "UNetMotionModel" else batch
     kwargs = dict(
         sample=torch.randn(shape, generator=g).to(device, dtype),
-        encoder_hidden_states=torch.randn(context_rows, 77, config.cross_attention_dim, generator=g).to(device, dtype),
+        encoder_hidden_states=torch.randn(context_rows, tokens, config.cross_attention_dim, generator=g).to(
+            device, dtype
+        ),
     )
     if getattr(config, "addition_embed_type", None) == "text_time":
         text_dim = config.projection_class_embeddings_input_dim - 6 * config.addition_time_embed_dim

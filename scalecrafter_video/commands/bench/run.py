@@ -8,10 +8,13 @@ from collections.abc import Callable, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from ...engine.errors import ScaleCrafterError
+from ...engine.sizing import base_size
+from ...jobs.cascade import CascadeConfig, within
 from ...jobs.sampling import sampler_timesteps
-from . import VARIANTS
-from .flops import whole_run_flops
-from .models import bench_model, build_pipeline, meta_copy, unet_inputs
+from . import CASCADES, VARIANTS
+from .flops import StageCount, cascade_flops, whole_run_flops
+from .models import UNetHolder, bench_model, build_pipeline, meta_copy, unet_inputs
 from .report import environment
 from .timing import Case, computed_whole_run, reset_peak, time_step, time_whole_run
 
@@ -43,6 +46,23 @@ def meta_unet_for(name: str) -> torch.nn.Module:
     return meta_unet(name)
 
 
+def _stages_cell(stages: list[StageCount]) -> str:
+    """A cascade row's plan: every stage's size, plan and steps."""
+    return " > ".join(f"{s.size[1]}x{s.size[0]} {s.plan or 'direct'} ({s.steps} steps)" for s in stages)
+
+
+def _check_cascades(unets: dict[str, torch.nn.Module], sizes: dict[str, list[tuple[int, int]]]) -> None:
+    """Every size is above its model's base size (a cascade starts there), before anything is counted."""
+    for family, unet in unets.items():
+        base = base_size(unet, UNetHolder(unet), bench_model(family).family, None)[0]
+        for width, height in sizes[family]:
+            if within((height, width), base):
+                raise ScaleCrafterError(
+                    f"the cascade variants need sizes above the base size: {family} is {base[1]}x{base[0]}, "
+                    f"got {width}x{height} (leave out that size or the cascade variants)"
+                )
+
+
 def flop_rows(
     families: Sequence[str],
     sizes: dict[str, list[tuple[int, int]]],
@@ -51,35 +71,65 @@ def flop_rows(
     scheduler: str,
     variants: Sequence[str],
     progress: bool = False,
+    restart: float = 0.3,
 ) -> list[dict]:
-    """Whole-run FLOPs per family, size and variant, with the ratio to direct inference."""
+    """Whole-run FLOPs per family, size and variant, with the ratio to direct inference at that
+    size. Cascade variants (`CASCADES`) sum their stages (`flops.cascade_flops`), each row listing
+    them; `restart` is their `CascadeConfig.restart`."""
     timesteps = sampler_timesteps(steps, scheduler)
     jobs = [(f, size) for f in families for size in sizes[f]]
+    unets = {f: meta_unet_for(f).to(torch.float16) for f in families}  # float16: the reuse cache's bytes as on a GPU
+    if any(v in CASCADES for v in variants):
+        _check_cascades(unets, sizes)
     rows = []
     bar = tqdm(total=len(jobs) * len(variants), desc="flops", unit="run", disable=not progress, leave=False)
     for family in families:
-        unet = meta_unet_for(family).to(torch.float16)  # float16: the reuse cache's bytes as on a GPU
+        unet = unets[family]
         model = bench_model(family)
         n_frames = frames if model.video else 0
         for width, height in sizes[family]:
             inputs = unet_inputs(unet, height, width, n_frames, "meta", torch.float16)
             direct = whole_run_flops(unet, inputs, timesteps, None)
             for variant in variants:
-                options = VARIANTS[variant]
-                apply = None if options is None else dict(height=height, width=width, family=model.family, **options)
-                run = direct if apply is None else whole_run_flops(unet, inputs, timesteps, apply)
+                extra: dict = {}
+                if variant in CASCADES:
+                    config = CascadeConfig(restart=restart, stage_plan=CASCADES[variant])
+                    stages = cascade_flops(unet, (height, width), n_frames, timesteps, steps, config, model.family)
+                    plan, flops = _stages_cell(stages), sum(s.flops for s in stages)
+                    cache = max(s.cache_bytes for s in stages)
+                    extra = {
+                        "restart": restart,
+                        "stages": [
+                            {
+                                "res": f"{s.size[1]}x{s.size[0]}",
+                                "plan": s.plan,
+                                "start_step": s.start_step,
+                                "steps": s.steps,
+                                "flops": s.flops,
+                            }
+                            for s in stages
+                        ],
+                    }
+                else:
+                    options = VARIANTS[variant]
+                    apply = (
+                        None if options is None else dict(height=height, width=width, family=model.family, **options)
+                    )
+                    run = direct if apply is None else whole_run_flops(unet, inputs, timesteps, apply)
+                    plan, flops, cache = run.plan, run.flops, run.cache_bytes
                 rows.append(
                     {
                         "family": family,
                         "res": f"{width}x{height}",
                         "frames": n_frames,
                         "variant": variant,
-                        "plan": run.plan,
-                        "flops": run.flops,
-                        "ratio": round(run.flops / direct.flops, 4),
-                        "cache_gib": round(run.cache_bytes / 2**30, 3),
+                        "plan": plan,
+                        "flops": flops,
+                        "ratio": round(flops / direct.flops, 4),
+                        "cache_gib": round(cache / 2**30, 3),
                         "steps": steps,
                         "scheduler": scheduler,
+                        **extra,
                     }
                 )
                 bar.update()
