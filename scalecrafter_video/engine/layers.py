@@ -17,10 +17,12 @@ import difflib
 import re
 import sys
 from collections import defaultdict
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from .errors import ScaleCrafterError
+
+if TYPE_CHECKING:  # torch loads where a UNet is read: plans and scv's parser work without it
+    from torch import nn
 
 _ROOTS = ("down_blocks.", "mid_block.", "up_blocks.")
 _EXCLUDED_PARTS = {"motion_modules", "temp_convs", "temp_attentions", "transformer_in", "attentions"}
@@ -43,6 +45,8 @@ def unwrap_compiled(module: nn.Module) -> nn.Module:
 def find_unet(pipe_or_unet) -> tuple[nn.Module, object | None]:
     """(the UNet, the pipeline or None) of a diffusers pipeline with a `.unet`, or of a bare UNet;
     a compiled UNet (`torch.compile`) is looked through to the module it wraps."""
+    from torch import nn
+
     unet = getattr(pipe_or_unet, "unet", None)
     if isinstance(unet, nn.Module):
         return unwrap_compiled(unet), pipe_or_unet
@@ -56,6 +60,8 @@ def find_unet(pipe_or_unet) -> tuple[nn.Module, object | None]:
 def check_unet(unet: nn.Module) -> int:
     """The UNet's number of down blocks (its levels); a one-line error for a model without the
     down_blocks / mid_block / up_blocks layout."""
+    from torch import nn
+
     blocks = getattr(unet, "down_blocks", None)
     if not isinstance(blocks, nn.ModuleList) or not hasattr(unet, "up_blocks"):
         raise ScaleCrafterError(
@@ -71,6 +77,8 @@ def logical_name(name: str) -> str:
 
 
 def is_spatial_conv(name: str, module: nn.Module) -> bool:
+    from torch import nn
+
     if not isinstance(module, nn.Conv2d) or not name.startswith(_ROOTS):
         return False
     return min(module.kernel_size) > 1 and not (_EXCLUDED_PARTS & set(name.split(".")))

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from .errors import ScaleCrafterError
 from .families import ambiguous_family_error, get_family, layout_families
 from .plan import Plan
 from .presets import load_preset, resolve_plan
+
+if TYPE_CHECKING:  # torch loads where a UNet is patched: scv's parser reads DEFAULT_MAX_SCALE without it
+    from torch import nn
 
 DEFAULT_MAX_SCALE = 8.0
 
