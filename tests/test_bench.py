@@ -164,7 +164,7 @@ def test_cascade_count_is_what_a_real_cascade_runs():
             pipe,
             "a",
             sizes,
-            config=CascadeConfig(),
+            config=CascadeConfig(restart=0.3),
             method=engine_stages("full", base=(64, 64)),
             steps=10,
             guidance_scale=7.5,
@@ -174,7 +174,7 @@ def test_cascade_count_is_what_a_real_cascade_runs():
     finally:
         pipe.unet.__class__ = plain
     unet = meta_unet_for("tiny-sd").to(torch.float16)
-    stages = cascade_flops(unet, (256, 256), 0, sampler_timesteps(10), 10, CascadeConfig(), None, tokens=32)
+    stages = cascade_flops(unet, (256, 256), 0, sampler_timesteps(10), 10, CascadeConfig(restart=0.3), None, tokens=32)
     assert [s["unet_calls"] for s in result.stages] == [s.steps for s in stages] == [10, 7, 7]
     assert result.stages[-1]["damped_passes"] > 0
     calls = iter(live)

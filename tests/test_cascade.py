@@ -90,7 +90,7 @@ def test_cascade_settings_name_only_cascade_jobs():
         == GenerateOptions(prompts=["x"], height=128, width=128, restart=0.7, stage_plan="none").output_settings()
     )
     on = GenerateOptions(prompts=["x"], height=128, width=128, cascade=True)
-    assert on.output_settings()["cascade"] == {"restart": 0.3, "skip_exponent": 2.0, "stage_plan": "full"}
+    assert on.output_settings()["cascade"] == {"restart": 0.5, "skip_exponent": 2.0, "stage_plan": "full"}
     assert on.method_name == "cascade" and plain.method_name == "scalecrafter"
 
 

@@ -312,7 +312,7 @@ def _add_cascade_options(group, d: GenerateOptions, needs: str = "") -> None:
         default=None,
         metavar="FRACTION",
         help=f"the fraction of the schedule each stage skips: it is re-noised to step "
-        f"int(FRACTION * steps) and denoised from there (default {d.restart}, FreeScale's{needs})",
+        f"int(FRACTION * steps) and denoised from there (default {d.restart}; FreeScale 0.3{needs})",
     )
     group.add_argument(
         "--skip-exponent",

@@ -49,7 +49,7 @@ from .frames import (
     resize_frames,
     to_pil,
 )
-from .options import STAGE_PLANS
+from .options import DEFAULT_RESTART, STAGE_PLANS
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class CascadeConfig:
 
     Attributes:
         restart: the fraction of the schedule each stage skips: it is re-noised to the timestep of
-            step int(restart * steps) and denoised from there (FreeScale: 0.3). Above 0 and below 1.
+            step int(restart * steps) and denoised from there (default 0.5; FreeScale: 0.3). Above 0 and below 1.
         skip_exponent: the exponent of the skip residual's cosine weight (FreeScale 2, DemoFusion 3);
             larger values let go of the stage input sooner. Positive.
         stage_plan: the method of every stage above the base: "full" (the engine's plan for the
@@ -94,7 +94,7 @@ class CascadeConfig:
         ScaleCrafterError: a value out of range, one line.
     """
 
-    restart: float = 0.3
+    restart: float = DEFAULT_RESTART
     skip_exponent: float = 2.0
     stage_plan: str = "full"
 
@@ -620,7 +620,7 @@ def cascade(
     eta: float | None = None,
     negative_prompt: str | None = None,
     generator=None,
-    restart: float = 0.3,
+    restart: float = DEFAULT_RESTART,
     skip_exponent: float = 2.0,
     stage_plan: str = "full",
     image=None,

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from ...engine.errors import ScaleCrafterError
+from ...jobs.options import DEFAULT_RESTART
 from . import CASCADES, VARIANTS
 
 REAL = ("sd15", "sd21", "sdxl", "animatediff", "modelscope")
@@ -111,10 +112,10 @@ def add_bench_parser(sub) -> argparse.ArgumentParser:
     what.add_argument(
         "--restart",
         type=_fraction("restart"),
-        default=0.3,
+        default=DEFAULT_RESTART,
         metavar="FRACTION",
         help="--flops, cascade variants: the fraction of the schedule each stage above the base skips "
-        "(default 0.3, as scv generate --cascade)",
+        f"(default {DEFAULT_RESTART}, as scv generate --cascade)",
     )
 
     timing = p.add_argument_group("timing")

@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 from ...engine.errors import ScaleCrafterError
 from ...engine.sizing import base_size
 from ...jobs.cascade import CascadeConfig, within
+from ...jobs.options import DEFAULT_RESTART
 from ...jobs.sampling import sampler_timesteps
 from . import CASCADES, VARIANTS
 from .flops import StageCount, cascade_flops, whole_run_flops
@@ -71,7 +72,7 @@ def flop_rows(
     scheduler: str,
     variants: Sequence[str],
     progress: bool = False,
-    restart: float = 0.3,
+    restart: float = DEFAULT_RESTART,
 ) -> list[dict]:
     """Whole-run FLOPs per family, size and variant, with the ratio to direct inference at that
     size. Cascade variants (`CASCADES`) sum their stages (`flops.cascade_flops`), each row listing
