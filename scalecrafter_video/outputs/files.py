@@ -13,6 +13,7 @@ is written into a system folder (`SYSTEM_FOLDERS`), even by root.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -320,14 +321,20 @@ def _json_default(obj: Any) -> Any:
 
 
 def versions(packages: Sequence[str] = ("scalecrafter_video", "torch", "diffusers", "transformers")) -> dict[str, str]:
-    """Installed versions of the packages that decide what a sidecar's output looks like."""
+    """Installed versions of the packages that decide what a sidecar's output looks like (read once per
+    process: every output's sidecar records them)."""
+    return dict(_versions(tuple(packages)))
+
+
+@functools.cache
+def _versions(packages: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     out: dict[str, str] = {"python": platform.python_version()}
     for name in packages:
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             out[name] = _module_version(name)
-    return out
+    return tuple(out.items())
 
 
 def _module_version(name: str) -> str:
