@@ -82,45 +82,20 @@ def sample_shapes_cascade(
     seed: int,
     batch: int = 8,
     frames: int | None = None,
-    stage_plan: str,
-    restart: float,
-    skip_exponent: float = 2.0,
+    **settings,
 ) -> tuple[np.ndarray, dict]:
-    """Each base sample i refined up to `height` x `width` by `scalecrafter_video.jobs.cascade.cascade`
-    (as `scv upscale` refines a user's file), with its own generator (seed, i).
+    """Each base sample i refined up to `height` x `width` by the cascade (`scv demo`'s
+    sampling.cascade_sample: `scalecrafter_video.jobs.cascade.cascade` per sample, as `scv upscale`
+    refines a user's file, generator (seed, i)); `settings`: a CASCADE_VARIANTS entry.
 
     Returns:
         (samples in base's layout at the target size, {"unet_calls": over all samples and stages}).
     """
-    from scalecrafter_video.jobs.cascade import cascade
-    from scalecrafter_video.models.shapes.data import CLASS_NAMES
-    from scalecrafter_video.models.shapes.pipeline import ShapesPipeline
+    from scalecrafter_video.commands.demo.sampling import cascade_sample
 
-    pipe = ShapesPipeline.from_model(model)
-    pipe.set_progress_bar_config(disable=True)
-    video = base.ndim == 5
-    out, calls = [], 0
-    for i, label in enumerate(labels.tolist()):
-        generator = torch.Generator().manual_seed(seed * 1_000_003 + i)
-        start = base[i] if video else base[i][None]
-        result = cascade(
-            pipe,
-            CLASS_NAMES[label],
-            height,
-            width,
-            num_inference_steps=steps,
-            guidance_scale=guidance,
-            eta=eta,
-            generator=generator,
-            image=start,
-            restart=restart,
-            skip_exponent=skip_exponent,
-            stage_plan=stage_plan,
-        )
-        got = result.frames.permute(0, 2, 3, 1).numpy()
-        out.append(got if video else got[0])
-        calls += sum(stage.get("unet_calls", 0) for stage in result.stages)
-    return np.stack(out).astype(np.float32), {"unet_calls": calls}
+    return cascade_sample(
+        model, labels, base, height, width, steps=steps, guidance=guidance, eta=eta, seed=seed, **settings
+    )
 
 
 def load_cascade():

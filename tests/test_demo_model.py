@@ -83,6 +83,27 @@ def test_reduced_demo_shows_the_effect_at_4x(model):
     assert held["single"] >= direct["single"] + 0.5, rows
 
 
+@pytest.mark.slow
+def test_reduced_demo_cascade_keeps_one_object_at_4x(model):
+    """The demo's cascade row: each base sample refined to 4x keeps one object (direct repeats it)."""
+    from scalecrafter_video.commands.demo.run import Case, benchmark
+
+    cases = [Case("direct", 1), Case("direct", 4), Case("cascade", 4)]
+    rows, images = benchmark(model, samples=4, steps=10, seed=0, batch=4, cases=cases, progress_bar=False)
+    base, direct, cascade = rows
+    assert images["cascade 4x"].shape == (4, 128, 128, 3)
+    assert cascade["single"] == 1.0 and cascade["repetition"] == 0, rows
+    assert direct["repetition"] >= 0.75, rows
+    assert cascade["cascade"] == {"restart": 0.5, "stage_plan": "full"} and cascade["unet_calls"] > 0, rows
+
+
+def test_the_cascade_case_needs_the_base_samples(model):
+    from scalecrafter_video.commands.demo.run import Case, run_case
+
+    with pytest.raises(ValueError, match="base case first"):
+        run_case(model, Case("cascade", 2), torch.tensor([0]), steps=2, guidance=3.0, eta=1.0, seed=0, batch=1)
+
+
 def test_demo_declares_its_cfg_layout_so_ndcfg_runs(model):
     """The demo samples its bare UNet with [uncond; cond] batches and says so: the damped pass runs."""
     from scalecrafter_video.commands.demo.run import Case, run_case

@@ -45,10 +45,11 @@ def test_reduced_video_demo_writes_everything(scv, tmp_path, adapter_file):
         "--no-progress",
     )
     assert code == 0, err
-    assert "| direct | 1x |" in stdout and "| scalecrafter | 2x |" in stdout
+    assert "| direct | 1x |" in stdout and "| scalecrafter | 2x |" in stdout and "| cascade | 2x |" in stdout
     names = sorted(p.name for p in out.iterdir())
     assert names == [
         "attn-sf-2x.mp4",
+        "cascade-2x.mp4",
         "contact_sheet.png",
         "direct-1x.mp4",
         "direct-2x.mp4",
@@ -59,9 +60,10 @@ def test_reduced_video_demo_writes_everything(scv, tmp_path, adapter_file):
     video = read_video(out / "scalecrafter-2x.mp4")
     assert video.shape == (3, 128, 2 * 128 + 4, 3)  # 3 frames; the 2 clips side by side at 128 px
     doc = json.loads(js.read_text(), parse_constant=lambda c: pytest.fail(f"non-strict JSON {c}"))
-    assert [c["method"] for c in doc["cases"]] == ["direct", "direct", "attn-sf", "scalecrafter"]
+    assert [c["method"] for c in doc["cases"]] == ["direct", "direct", "attn-sf", "scalecrafter", "cascade"]
     for case in doc["cases"]:
-        assert {"method", "scale", "single", "repetition", "consistent", "motion_ratio", "clean"} <= set(case)
+        keys = {"method", "scale", "single", "repetition", "consistent", "motion_ratio", "net_ratio", "fit_ratio"}
+        assert keys | {"followed", "clean"} <= set(case)
         assert "per_sample" not in case
     base = doc["cases"][0]  # motion ratio 1 by definition, or null where no clip had an object to follow
     assert (base["motion"] is None and base["motion_ratio"] is None) or base["motion_ratio"] == pytest.approx(1.0)

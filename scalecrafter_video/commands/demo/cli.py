@@ -12,14 +12,15 @@ from pathlib import Path
 def add_demo_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "demo",
-        help="repetition benchmark on the shipped small model (direct vs Attn-SF vs ScaleCrafter)",
+        help="repetition benchmark on the shipped small model (direct vs Attn-SF vs ScaleCrafter vs the cascade)",
         description="Sample the shipped 32x32 shapes model at 32, 64 and 128 px per side, directly, "
-        "with Attn-SF and with ScaleCrafter (re-dilation, NDCFG, dispersion; from 3x also with the "
-        "progressive decay held off), and print per "
+        "with Attn-SF, with ScaleCrafter (re-dilation, NDCFG, dispersion; from 3x also with the "
+        "progressive decay held off) and with the base-guided cascade (each base-size sample refined "
+        "up to the size, as scv generate --cascade does), and print per "
         "case the share of samples with exactly one well-formed object, the share with "
         "repeated objects, and background cleanliness relative to base-size samples. With --video, "
         "clips from the motion model on top of it, also scored for consistency across frames and "
-        "motion relative to base size.",
+        "motion relative to base size (per frame, net first-to-last and fitted).",
     )
     p.add_argument(
         "--out",

@@ -2,7 +2,8 @@
 Attn-SF, and with ScaleCrafter (re-dilation; + NDCFG; + dispersion; from 3x also re-dilation and
 + NDCFG with the progressive decay held off), all from the engine's derived plan for this model
 (`apply_scalecrafter(unet, height=H, width=W, preset="auto", batch_layout="uncond,cond")` on the
-bare UNet, sizes in sample units)."""
+bare UNet, sizes in sample units), and the base-guided cascade (each base-size sample refined up
+to the size with the cascade's defaults)."""
 
 from __future__ import annotations
 
@@ -14,16 +15,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ...jobs.options import DEFAULT_RESTART
 from ...models.shapes import metrics, video_metrics
 from ...models.shapes.model import DemoModel
 from ...models.shapes.motion_model import DemoVideoModel
 from ...outputs import files as outputs
-from .sampling import BATCH_LAYOUT, sample
+from .sampling import BATCH_LAYOUT, cascade_sample, sample
 
 
 @dataclass(frozen=True)
 class Case:
-    method: str  # direct | attn-sf | scalecrafter[-redilate|-dispersion][-nodecay]
+    method: str  # direct | attn-sf | scalecrafter[-redilate|-dispersion][-nodecay] | cascade
     scale: int  # per side
     ndcfg: bool = False
     dispersion: bool = False
@@ -36,7 +38,7 @@ class Case:
 
 def default_cases(scales=(2, 4), variants: bool = True) -> list[Case]:
     """Base size, then per scale direct, Attn-SF and ScaleCrafter; from 3x re-dilation alone and
-    with NDCFG, and with `variants` also dispersion and the decay held off."""
+    with NDCFG, and with `variants` also dispersion and the decay held off; last the cascade."""
     cases = [Case("direct", 1)]
     for s in scales:
         cases += [Case("direct", s), Case("attn-sf", s)]
@@ -50,7 +52,13 @@ def default_cases(scales=(2, 4), variants: bool = True) -> list[Case]:
                 ]
         else:
             cases += [Case("scalecrafter", s, ndcfg=True)]
+        cases.append(Case("cascade", s))
     return cases
+
+
+def cascade_steps(steps: int) -> int:
+    """For the progress bar: the steps of one cascade stage, counted once per sample at the target size."""
+    return max(1, int(steps * (1 - DEFAULT_RESTART)))
 
 
 def run_case(
@@ -65,7 +73,10 @@ def run_case(
     batch: int,
     frames: int | None = None,
     progress=None,
+    base_samples: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict]:
+    """Sample one case: `sample` at the case's size under its method, or for the cascade
+    `cascade_sample` from `base_samples` (the base-size case's samples, same labels)."""
     from ...engine.patch import (
         apply_attn_sf,
         remove_attn_sf,
@@ -77,7 +88,16 @@ def run_case(
     size = base * case.scale
     info: dict = {}
     kw = dict(steps=steps, guidance=guidance, eta=eta, seed=seed, batch=batch, frames=frames, progress=progress)
-    if case.method.startswith("scalecrafter"):
+    if case.method == "cascade":
+        if base_samples is None:
+            raise ValueError("the cascade case refines the base-size samples: run the base case first")
+        remove_scalecrafter(model.unet)
+        tick = None if progress is None else (lambda k: progress(k * cascade_steps(steps)))
+        images, info = cascade_sample(
+            model, labels, base_samples, size, size, steps=steps, guidance=guidance, eta=eta, seed=seed, progress=tick
+        )
+        info["cascade"] = {"restart": DEFAULT_RESTART, "stage_plan": "full"}
+    elif case.method.startswith("scalecrafter"):
         with scalecrafter(
             model.unet,
             height=size,
@@ -130,7 +150,12 @@ def benchmark(
     n_classes = len(model.class_names)
     labels = torch.arange(samples) % n_classes
     # progress in base-size UNet frame-steps: a 4x step counts 16 (its pixel count) per frame
-    total = sum(steps * -(-samples // batch) * c.scale**2 * (frames or 1) for c in cases)
+    total = sum(
+        (cascade_steps(steps) * samples if c.method == "cascade" else steps * -(-samples // batch))
+        * c.scale**2
+        * (frames or 1)
+        for c in cases
+    )
     bar = tqdm(total=total, desc="scv demo", unit="step", disable=not progress_bar, leave=False)
     rows, images = [], {}
     base = None
@@ -150,10 +175,13 @@ def benchmark(
                 batch=batch,
                 frames=frames,
                 progress=lambda k, w=weight: bar.update(k * w),
+                base_samples=images.get("direct 1x"),
             )
             if video:
                 summary = video_metrics.summarize_clips(imgs, case.scale)
                 summary["per_sample"] = summary.pop("per_clip")
+                paths = video_metrics.trajectory_stats(imgs, case.scale)
+                summary.update(followed=paths["followed_clips"], net=paths["net"], fit=paths["fit"])
             else:
                 summary = metrics.summarize(imgs, case.scale)
             if case.scale == 1 and case.method == "direct":
@@ -173,11 +201,17 @@ def benchmark(
     finally:
         bar.close()
     if base is None:
-        base = {"bg_noise": min(r["bg_noise"] for r in rows), "motion": float("nan")}
+        base = {"bg_noise": min(r["bg_noise"] for r in rows), "motion": float("nan"), "net": None, "fit": None}
+    nan = float("nan")
     for r in rows:
         r["clean"] = metrics.cleanliness(r["bg_noise"], base["bg_noise"])
-        if video:
+        if video:  # motion relative to the base clips: per frame (counts jitter), net and fitted (do not)
             r["motion_ratio"] = video_metrics.motion_ratio(r["motion"], base["motion"])
+            for key in ("net", "fit"):
+                mine, theirs = r[key], base[key]
+                r[f"{key}_ratio"] = video_metrics.motion_ratio(
+                    nan if mine is None else mine, nan if theirs is None else theirs
+                )
     return rows, images
 
 

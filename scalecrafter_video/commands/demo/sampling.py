@@ -79,3 +79,59 @@ def sample(
         )
         outs.append(out.frames if pipe.is_video else out.images)
     return np.concatenate(outs)
+
+
+@torch.no_grad()
+def cascade_sample(
+    model,
+    labels: torch.Tensor,
+    base: np.ndarray,
+    height: int,
+    width: int,
+    *,
+    steps: int = 50,
+    guidance: float = 3.0,
+    eta: float = 1.0,
+    seed: int = 0,
+    progress=None,
+    **settings,
+) -> tuple[np.ndarray, dict]:
+    """Each base sample i (images (N, h, w, 3) or clips (N, F, h, w, 3) in [0, 1], as `sample`
+    returns them) refined up to `height` x `width` by the cascade (`scalecrafter_video.jobs.cascade.cascade`,
+    as `scv upscale` refines a user's file), with its own generator (seed, i).
+
+    Args:
+        settings: the cascade's restart, skip_exponent, stage_plan, motion_exponent (its defaults otherwise).
+        progress: called with 1 after each sample.
+
+    Returns:
+        (the samples in `base`'s layout at the target size, {"unet_calls": over all samples and stages}).
+    """
+    from ...jobs.cascade import cascade
+
+    pipe = ShapesPipeline.from_model(model)
+    pipe.set_progress_bar_config(disable=True)
+    video = base.ndim == 5
+    names = pipe.config.class_names
+    out, calls = [], 0
+    for i, label in enumerate(labels.tolist()):
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + i)
+        start = base[i] if video else base[i][None]  # (F, h, w, 3) frames, as a user's file reads
+        result = cascade(
+            pipe,
+            names[label],
+            height,
+            width,
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+            eta=eta,
+            generator=generator,
+            image=start,
+            **settings,
+        )
+        got = result.frames.permute(0, 2, 3, 1).numpy()
+        out.append(got if video else got[0])
+        calls += sum(stage.get("unet_calls", 0) for stage in result.stages)
+        if progress is not None:
+            progress(1)
+    return np.stack(out).astype(np.float32), {"unet_calls": calls}

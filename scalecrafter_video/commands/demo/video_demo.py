@@ -1,7 +1,7 @@
 """`scv demo --video`: the shapes32 motion model at base size, 2x and 4x per side, directly, with
-Attn-SF and with ScaleCrafter (the engine's derived plan for the bare motion UNet, with and without
-NDCFG), scored with the video metrics. Writes one MP4 per case (its clips side by side), a PNG
-contact sheet (frames across, cases down), the table and JSON."""
+Attn-SF, with ScaleCrafter (the engine's derived plan for the bare motion UNet, with and without
+NDCFG) and with the base-guided cascade, scored with the video metrics. Writes one MP4 per case
+(its clips side by side), a PNG contact sheet (frames across, cases down), the table and JSON."""
 
 from __future__ import annotations
 
@@ -22,14 +22,16 @@ PAD = 4
 def format_video_table(rows: list[dict]) -> str:
     head = (
         "| method | scale (per side) | size | n | single (frames) | repetition (clips) | consistent | "
-        "motion (base px/frame) | motion ratio | background noise | clean (base = 1) |"
+        "motion (base px/frame) | motion ratio | net ratio | fit ratio | followed | background noise | "
+        "clean (base = 1) |"
     )
-    lines = [head, "|" + "---|" * 11]
+    lines = [head, "|" + "---|" * 14]
     for r in rows:
         size = 32 * r["scale"]
         lines.append(
             f"| {r['method']} | {r['scale']}x | {size}x{size} | {r['n']} | {r['single']:.0%} | "
             f"{r['repetition']:.0%} | {r['consistent']:.0%} | {r['motion']:.2f} | {r['motion_ratio']:.2f} | "
+            f"{r['net_ratio']:.2f} | {r['fit_ratio']:.2f} | {r['followed']}/{r['n']} | "
             f"{r['bg_noise']:.4f} | {r['clean']:.2f} |"
         )
     return "\n".join(lines)
@@ -39,7 +41,7 @@ def video_caption(row: dict) -> str:
     return (
         f"{row['method']}\n{row['scale']}x ({32 * row['scale']}px)\n"
         f"single {row['single']:.0%}  rep {row['repetition']:.0%}\n"
-        f"consistent {row['consistent']:.0%}\nmotion ratio {row['motion_ratio']:.2f}"
+        f"consistent {row['consistent']:.0%}\nmotion {row['motion_ratio']:.2f}  net {row['net_ratio']:.2f}"
     )
 
 
