@@ -54,6 +54,8 @@ def test_stages_at_most_2x_per_side_from_the_base():
         ({"skip_exponent": 0}, "skip exponent must be above 0"),
         ({"skip_exponent": -2}, "skip exponent must be above 0"),
         ({"stage_plan": "half"}, "unknown stage plan 'half': choose one of full, restrained, none"),
+        ({"motion_exponent": 0}, "motion exponent must be above 0"),
+        ({"motion_exponent": float("inf")}, "motion exponent must be above 0"),
     ],
 )
 def test_bad_settings_are_one_line_errors(kwargs, message):
@@ -153,6 +155,45 @@ def test_a_stage_is_freescales_loop(shapes32):
     expected = _freescale_by_hand(shapes32, frames * 2 - 1, 10, 0.3, 2.0, seed=5)
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
     assert (record["start_step"], record["steps"], record["unet_calls"], record["start_timestep"]) == (3, 7, 7, 601)
+
+
+def _mixed(motion_exponent, latents, original, noise, exponent=2.0):
+    from types import SimpleNamespace
+
+    from diffusers import DDIMScheduler
+
+    from scalecrafter_video.jobs.cascade import SkipResidual
+
+    scheduler = DDIMScheduler(num_train_timesteps=1000)
+    scheduler.set_timesteps(10)
+    skip = SkipResidual(SimpleNamespace(scheduler=scheduler), exponent, 3, 10, motion_exponent)
+    skip.capture.original, skip.capture.noise = original, noise
+    t, t_next = scheduler.timesteps[3], scheduler.timesteps[4:5]
+    noised = skip.noiser.add_noise(original, noise, t_next)
+    return skip.mix(scheduler, 0, t, latents), noised, float(t_next[0])
+
+
+def test_motion_exponent_mixes_the_frames_mean_and_their_differences_apart():
+    g = torch.Generator().manual_seed(0)
+    latents, original, noise = (torch.randn(2, 3, 5, 4, 4, generator=g, dtype=torch.float64) for _ in range(3))
+    plain, noised, t = _mixed(None, latents, original, noise)
+    c1, c2 = skip_weight(t, 2.0), skip_weight(t, 0.5)
+    assert torch.equal(plain, latents * (1 - c1) + noised * c1)  # FreeScale's residual, bit for bit
+    assert torch.equal(_mixed(2.0, latents, original, noise)[0], plain)  # the same exponent changes nothing
+    held, _, _ = _mixed(0.5, latents, original, noise)
+
+    def mean(x):
+        return x.mean(dim=2, keepdim=True)
+
+    torch.testing.assert_close(mean(held), mean(latents) * (1 - c1) + mean(noised) * c1)  # appearance: c1
+    torch.testing.assert_close(
+        held - mean(held), (latents - mean(latents)) * (1 - c2) + (noised - mean(noised)) * c2
+    )  # motion: c2 > c1, more of the stage input's frame-to-frame differences
+    images = latents[:, :, 0]  # images (no frame axis): one weight whatever the motion exponent
+    assert torch.equal(
+        _mixed(0.5, images, original[:, :, 0], noise[:, :, 0])[0],
+        _mixed(None, images, original[:, :, 0], noise[:, :, 0])[0],
+    )
 
 
 # ---- every family, through scv generate --cascade --------------------------------------------------

@@ -10,7 +10,10 @@ stage's plan, mixing the noised stage input back in before every step (the skip 
     x = x * (1 - c1) + noised_input_t * c1,    c1 = (0.5 * (1 + cos(pi * (1000 - t) / 1000))) ** exponent
 
 where noised_input_t = scheduler.add_noise(stage input, noise, t) with the one noise draw the stage
-restarted from. The frame count and the temporal layers are untouched.
+restarted from. A clip's skip residual can hold its motion longer than its appearance: with a
+motion exponent, the frames' mean is mixed with weight c1 and each frame's difference from that mean
+(where the objects are in that frame) with c2 = cos_factor ** motion_exponent. The frame count and
+the temporal layers are untouched.
 
 Stock pipelines refine through their img2img / video-to-video siblings (`from_pipe`: the same
 modules, no copy): `strength` gives the restart, `callback_on_step_end` (VideoToVideoSDPipeline:
@@ -89,6 +92,9 @@ class CascadeConfig:
         stage_plan: the method of every stage above the base: "full" (the engine's plan for the
             stage's size), "restrained" (FreeScale's subset: `RESTRAINED_LAYERS`, first 35 of 50
             reference steps, factor = stage size / base size) or "none" (direct).
+        motion_exponent: clips only: the exponent of the weight that mixes back each frame's
+            difference from the frames' mean (the motion); None: `skip_exponent` (one weight for all).
+            Smaller than `skip_exponent` holds the stage input's motion longer. Positive.
 
     Raises:
         ScaleCrafterError: a value out of range, one line.
@@ -97,6 +103,7 @@ class CascadeConfig:
     restart: float = DEFAULT_RESTART
     skip_exponent: float = 2.0
     stage_plan: str = "full"
+    motion_exponent: float | None = None
 
     def __post_init__(self):
         if not _number(self.restart) or not 0 < self.restart < 1:
@@ -111,6 +118,13 @@ class CascadeConfig:
             )
         if self.stage_plan not in STAGE_PLANS:
             raise ScaleCrafterError(f"unknown stage plan {self.stage_plan!r}: choose one of {', '.join(STAGE_PLANS)}")
+        if self.motion_exponent is not None and (
+            not _number(self.motion_exponent) or not 0 < self.motion_exponent <= 100
+        ):
+            raise ScaleCrafterError(
+                f"motion exponent must be above 0 and at most 100 (the weight of the frames' differences "
+                f"is cos_factor ** exponent), got {self.motion_exponent!r}"
+            )
 
     def start_step(self, steps: int) -> int:
         """The step each stage restarts at: int(restart * steps), as FreeScale counts it."""
@@ -122,7 +136,10 @@ class CascadeConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as sidecars record them."""
-        return {"restart": self.restart, "skip_exponent": self.skip_exponent, "stage_plan": self.stage_plan}
+        out = {"restart": self.restart, "skip_exponent": self.skip_exponent, "stage_plan": self.stage_plan}
+        if self.motion_exponent is not None:
+            out["motion_exponent"] = self.motion_exponent
+        return out
 
 
 def skip_weight(timestep: float, exponent: float, num_train_timesteps: int = 1000) -> float:
@@ -304,9 +321,10 @@ class SkipResidual:
     That is FreeScale's mix before step i + 1; before the first step the latents are that noised
     input already."""
 
-    def __init__(self, refiner, exponent: float, start_step: int, steps: int):
+    def __init__(self, refiner, exponent: float, start_step: int, steps: int, motion_exponent: float | None = None):
         scheduler = refiner.scheduler
         self.exponent = exponent
+        self.motion_exponent = motion_exponent
         self.layout = NOISE_LAYOUTS.get(type(refiner).__name__)
         self.first = start_step * getattr(scheduler, "order", 1)
         self.num_train_timesteps = int(scheduler.config.num_train_timesteps)
@@ -341,9 +359,15 @@ class SkipResidual:
         noised = self._as_latents(
             self.noiser.add_noise(original, self.capture.noise, t_next.to(original.device)), latents
         )
+        noised = noised.to(latents.dtype)
         c1 = skip_weight(float(t_next[0]), self.exponent, self.num_train_timesteps)
         self.weights.append(c1)
-        return latents * (1 - c1) + noised.to(latents.dtype) * c1
+        if self.motion_exponent is None or self.motion_exponent == self.exponent or latents.ndim != 5:
+            return latents * (1 - c1) + noised * c1
+        # (B, C, F, h, w): the frames' mean mixed by c1, each frame's difference from it by c2
+        c2 = skip_weight(float(t_next[0]), self.motion_exponent, self.num_train_timesteps)
+        mean_gap = latents.mean(dim=2, keepdim=True) - noised.mean(dim=2, keepdim=True)
+        return latents * (1 - c2) + noised * c2 + (c2 - c1) * mean_gap
 
     def _as_latents(self, noised: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
         if self.layout == "bfchw":
@@ -509,7 +533,7 @@ def refine(
         return_dict=False,
     )
     required["video" if video else "image"] = frames.unsqueeze(0) if video else frames
-    skip = SkipResidual(refiner, config.skip_exponent, config.start_step(steps), steps)
+    skip = SkipResidual(refiner, config.skip_exponent, config.start_step(steps), steps, config.motion_exponent)
     accepted = _parameters(refiner)
     if "callback_on_step_end" in accepted:
         required["callback_on_step_end"] = skip.on_step_end
@@ -539,6 +563,7 @@ def refine(
         "unet_calls": calls[0],
         "damped_passes": fields.get("damped_passes", 0),
         "skip_exponent": config.skip_exponent,
+        **({"motion_exponent": config.motion_exponent} if config.motion_exponent is not None else {}),
         "skip_weights": [round(skip.weights[0], 6), round(skip.weights[-1], 6)] if skip.weights else [],
         "seconds": round(time.perf_counter() - start, 3),
     }
@@ -623,6 +648,7 @@ def cascade(
     restart: float = DEFAULT_RESTART,
     skip_exponent: float = 2.0,
     stage_plan: str = "full",
+    motion_exponent: float | None = None,
     image=None,
     preset="auto",
     ndcfg: bool = True,
@@ -651,6 +677,7 @@ def cascade(
         restart: the fraction of the schedule each stage skips (`CascadeConfig`).
         skip_exponent: the skip residual's exponent.
         stage_plan: "full", "restrained" or "none".
+        motion_exponent: clips: the exponent of the motion's skip residual (`CascadeConfig`).
         image: start from this image or clip instead of a base sample: a PIL image, a list of
             PIL frames, (F, H, W, 3) arrays or an (N, 3, H, W) tensor in [0, 1]; its sides must be
             multiples of what the model needs.
@@ -666,7 +693,7 @@ def cascade(
     Raises:
         ScaleCrafterError: a bad size or setting, a pipeline with no refining sibling.
     """
-    config = CascadeConfig(restart, skip_exponent, stage_plan)
+    config = CascadeConfig(restart, skip_exponent, stage_plan, motion_exponent)
     unet, _ = find_unet(pipe)
     multiple = size_multiple(check_unet(unet), pixels_per_sample(pipe))
     _check_multiple(height, width, multiple)
