@@ -60,12 +60,14 @@ PAIRED = {"base": True, "upsampled": True, "direct": False, "scalecrafter": Fals
 SETTINGS = ("samples", "seed", "guidance", "eta")  # a resumed run must match these
 
 
-# The cascade variants measured: the stage plan and the restart (FreeScale's skip exponent 2 throughout).
+# The cascade variants measured: the stage plan, the restart and the colour fix (FreeScale's skip
+# exponent 2 throughout). The default cascade is full-r0.5-adain.
 CASCADE_VARIANTS = {
-    "full-r0.3": dict(stage_plan="full", restart=0.3),
-    "full-r0.5": dict(stage_plan="full", restart=0.5),
-    "restrained-r0.3": dict(stage_plan="restrained", restart=0.3),
-    "none-r0.3": dict(stage_plan="none", restart=0.3),
+    "full-r0.3": dict(stage_plan="full", restart=0.3, color_fix="none"),
+    "full-r0.5": dict(stage_plan="full", restart=0.5, color_fix="none"),
+    "restrained-r0.3": dict(stage_plan="restrained", restart=0.3, color_fix="none"),
+    "none-r0.3": dict(stage_plan="none", restart=0.3, color_fix="none"),
+    "full-r0.5-adain": dict(stage_plan="full", restart=0.5, color_fix="adain"),
 }
 
 

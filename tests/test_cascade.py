@@ -55,6 +55,7 @@ def test_stages_at_most_2x_per_side_from_the_base():
         ({"skip_exponent": -2}, "skip exponent must be above 0"),
         ({"stage_plan": "half"}, "unknown stage plan 'half': choose one of full, restrained, none"),
         ({"motion_exponent": 0}, "motion exponent must be above 0"),
+        ({"color_fix": "wavelet"}, "unknown colour fix 'wavelet': choose one of adain, none"),
         ({"motion_exponent": float("inf")}, "motion exponent must be above 0"),
     ],
 )
@@ -92,7 +93,12 @@ def test_cascade_settings_name_only_cascade_jobs():
         == GenerateOptions(prompts=["x"], height=128, width=128, restart=0.7, stage_plan="none").output_settings()
     )
     on = GenerateOptions(prompts=["x"], height=128, width=128, cascade=True)
-    assert on.output_settings()["cascade"] == {"restart": 0.5, "skip_exponent": 2.0, "stage_plan": "full"}
+    assert on.output_settings()["cascade"] == {
+        "restart": 0.5,
+        "skip_exponent": 2.0,
+        "stage_plan": "full",
+        "color_fix": "adain",
+    }
     assert on.method_name == "cascade" and plain.method_name == "scalecrafter"
 
 
@@ -133,7 +139,7 @@ def _freescale_by_hand(pipe, x0, steps, restart, exponent, seed, guidance=3.0, e
 
 def test_a_stage_is_freescales_loop(shapes32):
     frames = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
-    config = CascadeConfig(restart=0.3, skip_exponent=2.0, stage_plan="none")
+    config = CascadeConfig(restart=0.3, skip_exponent=2.0, stage_plan="none", color_fix="none")
 
     def direct(refiner, size, final):
         import contextlib
@@ -194,6 +200,48 @@ def test_motion_exponent_mixes_the_frames_mean_and_their_differences_apart():
         _mixed(0.5, images, original[:, :, 0], noise[:, :, 0])[0],
         _mixed(None, images, original[:, :, 0], noise[:, :, 0])[0],
     )
+
+
+def test_color_fix_gives_each_frame_its_inputs_colour_statistics():
+    from scalecrafter_video.jobs.frames import match_colors
+
+    g = torch.Generator().manual_seed(0)
+    reference = torch.rand(3, 3, 16, 16, generator=g) * 0.5 + 0.25
+    shifted = (reference * 1.3 - 0.1).clamp(0, 1)  # more saturated, darker
+    fixed = match_colors(shifted, reference)
+    torch.testing.assert_close(fixed.mean(dim=(2, 3)), reference.mean(dim=(2, 3)), atol=1e-5, rtol=0)
+    torch.testing.assert_close(fixed.std(dim=(2, 3)), reference.std(dim=(2, 3)), atol=1e-5, rtol=0)
+    torch.testing.assert_close(fixed, reference, atol=1e-5, rtol=0)  # a per-channel affine change is undone
+    flat = torch.full((1, 3, 4, 4), 0.3)
+    torch.testing.assert_close(match_colors(flat, flat), flat)  # no spread: nothing divided by zero
+    with pytest.raises(ValueError, match="differ"):
+        match_colors(shifted, reference[:1])
+
+
+def test_a_stage_matches_its_inputs_colours_unless_told_not_to(shapes32):
+    frames = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+
+    def direct(refiner, size, final):
+        import contextlib
+
+        return contextlib.nullcontext({"plan": None})
+
+    kw = dict(steps=4, guidance_scale=3.0, method=direct, final=True, eta=1.0)
+    raw, record = refine(
+        shapes32,
+        "circle",
+        frames,
+        config=CascadeConfig(color_fix="none"),
+        generator=torch.Generator().manual_seed(5),
+        **kw,
+    )
+    fixed, fixed_record = refine(
+        shapes32, "circle", frames, config=CascadeConfig(), generator=torch.Generator().manual_seed(5), **kw
+    )
+    assert (record["color_fix"], fixed_record["color_fix"]) == ("none", "adain")
+    from scalecrafter_video.jobs.frames import match_colors
+
+    torch.testing.assert_close(fixed, match_colors(raw, frames))
 
 
 # ---- every family, through scv generate --cascade --------------------------------------------------

@@ -21,6 +21,7 @@ from ..engine.errors import ScaleCrafterError, one_line
 from ..engine.families import FAMILIES
 from ..jobs.family import SAMPLING
 from ..jobs.options import (
+    COLOR_FIXES,
     DTYPES,
     METHODS,
     SCHEDULERS,
@@ -330,6 +331,13 @@ def _add_cascade_options(group, d: GenerateOptions, needs: str = "") -> None:
         f"(FreeScale's: down_blocks.1 downsampler, down_blocks.2 and mid-block resnets, 35 of 50 "
         f"steps) or none (direct) (default {d.stage_plan}{needs})",
     )
+    group.add_argument(
+        "--color-fix",
+        default=None,
+        choices=COLOR_FIXES,
+        help=f"adain: each stage's frames keep their input's colours (per-channel mean and spread, "
+        f"as diffusion upscalers fix colour shifts); none: as denoised (default {d.color_fix}{needs})",
+    )
 
 
 def _add_sampling(samp, d: GenerateOptions) -> None:
@@ -481,7 +489,7 @@ def _add_package_command(sub, add_parser, handler) -> None:
 
 # ---- commands -------------------------------------------------------------------------------
 VIDEO_ONLY_FLAGS = ("frames", "fps", "motion_adapter", "save_frames", "compare")
-CASCADE_FLAGS = ("restart", "skip_exponent", "stage_plan")
+CASCADE_FLAGS = ("restart", "skip_exponent", "stage_plan", "color_fix")
 
 
 def _flags(args: argparse.Namespace, names) -> list[str]:
@@ -522,6 +530,7 @@ def _job_options(args: argparse.Namespace, argv: list[str], **fields) -> Generat
         restart=d.restart if args.restart is None else args.restart,
         skip_exponent=d.skip_exponent if args.skip_exponent is None else args.skip_exponent,
         stage_plan=args.stage_plan or d.stage_plan,
+        color_fix=args.color_fix or d.color_fix,
         **fields,
     )
 

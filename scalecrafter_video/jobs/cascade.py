@@ -10,10 +10,13 @@ stage's plan, mixing the noised stage input back in before every step (the skip 
     x = x * (1 - c1) + noised_input_t * c1,    c1 = (0.5 * (1 + cos(pi * (1000 - t) / 1000))) ** exponent
 
 where noised_input_t = scheduler.add_noise(stage input, noise, t) with the one noise draw the stage
-restarted from. A clip's skip residual can hold its motion longer than its appearance: with a
-motion exponent, the frames' mean is mixed with weight c1 and each frame's difference from that mean
-(where the objects are in that frame) with c2 = cos_factor ** motion_exponent. The frame count and
-the temporal layers are untouched.
+restarted from. After each stage, each frame's colours (per-channel mean and standard deviation)
+are matched to its stage input's (the AdaIN colour fix of diffusion upscalers; `color_fix="none"`
+leaves them): denoising at a size the model was not trained at shifts colours (the shipped shapes
+model's objects came out more saturated with every stage). A clip's skip residual can hold its
+motion longer than its appearance: with a motion exponent, the frames' mean is mixed with weight c1
+and each frame's difference from that mean (where the objects are in that frame) with
+c2 = cos_factor ** motion_exponent. The frame count and the temporal layers are untouched.
 
 Stock pipelines refine through their img2img / video-to-video siblings (`from_pipe`: the same
 modules, no copy): `strength` gives the restart, `callback_on_step_end` (VideoToVideoSDPipeline:
@@ -49,10 +52,11 @@ from .frames import (
     as_frames,
     decode_chunk_frames,
     decode_latents,
+    match_colors,
     resize_frames,
     to_pil,
 )
-from .options import DEFAULT_RESTART, STAGE_PLANS
+from .options import COLOR_FIXES, DEFAULT_RESTART, STAGE_PLANS
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +99,8 @@ class CascadeConfig:
         motion_exponent: clips only: the exponent of the weight that mixes back each frame's
             difference from the frames' mean (the motion); None: `skip_exponent` (one weight for all).
             Smaller than `skip_exponent` holds the stage input's motion longer. Positive.
+        color_fix: "adain" (each stage's frames get their input's per-channel colour mean and
+            spread, `frames.match_colors`) or "none".
 
     Raises:
         ScaleCrafterError: a value out of range, one line.
@@ -104,6 +110,12 @@ class CascadeConfig:
     skip_exponent: float = 2.0
     stage_plan: str = "full"
     motion_exponent: float | None = None
+    color_fix: str = "adain"
+
+    @classmethod
+    def of(cls, opts) -> CascadeConfig:
+        """The cascade settings of a job's `GenerateOptions`."""
+        return cls(opts.restart, opts.skip_exponent, opts.stage_plan, color_fix=opts.color_fix)
 
     def __post_init__(self):
         if not _number(self.restart) or not 0 < self.restart < 1:
@@ -118,6 +130,8 @@ class CascadeConfig:
             )
         if self.stage_plan not in STAGE_PLANS:
             raise ScaleCrafterError(f"unknown stage plan {self.stage_plan!r}: choose one of {', '.join(STAGE_PLANS)}")
+        if self.color_fix not in COLOR_FIXES:
+            raise ScaleCrafterError(f"unknown colour fix {self.color_fix!r}: choose one of {', '.join(COLOR_FIXES)}")
         if self.motion_exponent is not None and (
             not _number(self.motion_exponent) or not 0 < self.motion_exponent <= 100
         ):
@@ -136,7 +150,12 @@ class CascadeConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as sidecars record them."""
-        out = {"restart": self.restart, "skip_exponent": self.skip_exponent, "stage_plan": self.stage_plan}
+        out = {
+            "restart": self.restart,
+            "skip_exponent": self.skip_exponent,
+            "stage_plan": self.stage_plan,
+            "color_fix": self.color_fix,
+        }
         if self.motion_exponent is not None:
             out["motion_exponent"] = self.motion_exponent
         return out
@@ -552,6 +571,8 @@ def refine(
     with skip.installed(), _counting(refiner.unet) as calls, method(refiner, size, final) as fields:
         out = refiner(**kwargs)[0]
     refined = _frames_of(refiner, out, video, size, progress)
+    if config.color_fix == "adain":
+        refined = match_colors(refined, frames)
     first = config.start_step(steps) * getattr(refiner.scheduler, "order", 1)
     record = {
         "size": [size[1], size[0]],
@@ -565,6 +586,7 @@ def refine(
         "skip_exponent": config.skip_exponent,
         **({"motion_exponent": config.motion_exponent} if config.motion_exponent is not None else {}),
         "skip_weights": [round(skip.weights[0], 6), round(skip.weights[-1], 6)] if skip.weights else [],
+        "color_fix": config.color_fix,
         "seconds": round(time.perf_counter() - start, 3),
     }
     return refined, record
@@ -649,6 +671,7 @@ def cascade(
     skip_exponent: float = 2.0,
     stage_plan: str = "full",
     motion_exponent: float | None = None,
+    color_fix: str = "adain",
     image=None,
     preset="auto",
     ndcfg: bool = True,
@@ -678,6 +701,7 @@ def cascade(
         skip_exponent: the skip residual's exponent.
         stage_plan: "full", "restrained" or "none".
         motion_exponent: clips: the exponent of the motion's skip residual (`CascadeConfig`).
+        color_fix: "adain" (each stage keeps its input's colours) or "none".
         image: start from this image or clip instead of a base sample: a PIL image, a list of
             PIL frames, (F, H, W, 3) arrays or an (N, 3, H, W) tensor in [0, 1]; its sides must be
             multiples of what the model needs.
@@ -693,7 +717,7 @@ def cascade(
     Raises:
         ScaleCrafterError: a bad size or setting, a pipeline with no refining sibling.
     """
-    config = CascadeConfig(restart, skip_exponent, stage_plan, motion_exponent)
+    config = CascadeConfig(restart, skip_exponent, stage_plan, motion_exponent, color_fix)
     unet, _ = find_unet(pipe)
     multiple = size_multiple(check_unet(unet), pixels_per_sample(pipe))
     _check_multiple(height, width, multiple)

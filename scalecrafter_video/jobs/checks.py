@@ -145,7 +145,7 @@ def check_freeu(opts: GenerateOptions, family: str) -> None:
 def _check_cascade(opts: GenerateOptions) -> None:
     from .cascade import CascadeConfig
 
-    CascadeConfig(opts.restart, opts.skip_exponent, opts.stage_plan)
+    CascadeConfig.of(opts)
     if opts.method != "scalecrafter":
         raise ScaleCrafterError(
             f"--cascade sets the method of each stage with --stage-plan (full, restrained, none); "

@@ -66,6 +66,18 @@ def to_pil(frames: torch.Tensor) -> list:
     return [Image.fromarray(f) for f in a]
 
 
+def match_colors(frames: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """`frames` (N, 3, H, W) in [0, 1] with each frame's per-channel mean and standard deviation
+    made those of the same frame of `reference` (same shape), clamped to [0, 1]: the AdaIN colour
+    fix of diffusion upscalers (StableSR), which keeps a refined frame's detail and its input's colours."""
+    if frames.shape != reference.shape:
+        raise ValueError(f"frames {tuple(frames.shape)} and reference {tuple(reference.shape)} differ")
+    x, ref = frames.double(), reference.double()
+    mean, std = x.mean(dim=(2, 3), keepdim=True), x.std(dim=(2, 3), keepdim=True).clamp_min(1e-4)
+    ref_mean, ref_std = ref.mean(dim=(2, 3), keepdim=True), ref.std(dim=(2, 3), keepdim=True)
+    return ((x - mean) / std * ref_std + ref_mean).clamp(0, 1).to(frames.dtype)
+
+
 def resize_frames(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Bicubic resize of (N, 3, H, W) frames in [0, 1] to `size` = (height, width), clamped to [0, 1]
     (bicubic overshoots at edges); antialiased where a side shrinks."""

@@ -290,7 +290,7 @@ class Runner:
         """The cascade settings of `opts`."""
         from .cascade import CascadeConfig
 
-        return CascadeConfig(opts.restart, opts.skip_exponent, opts.stage_plan)
+        return CascadeConfig.of(opts)
 
     def _cascade(self, opts: GenerateOptions, prompt: str, seed: int) -> tuple[Any, dict[str, Any]]:
         """A cascade of `opts` in memory: (the output, its sidecar fields)."""

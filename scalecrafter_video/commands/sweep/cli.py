@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ...engine.errors import ScaleCrafterError
 from ...jobs.family import SAMPLING
-from ...jobs.options import DTYPES, SCHEDULERS, STAGE_PLANS, GenerateOptions
+from ...jobs.options import COLOR_FIXES, DTYPES, SCHEDULERS, STAGE_PLANS, GenerateOptions
 from ..arguments import max_scale_argument, parse_res, read_prompts
 
 SWEEP_EXAMPLES = """\
@@ -95,6 +95,12 @@ def add_sweep_parser(sub) -> argparse.ArgumentParser:
         choices=STAGE_PLANS,
         help=f"the cascade method's plan per stage (default {d.stage_plan})",
     )
+    samp.add_argument(
+        "--color-fix",
+        default=d.color_fix,
+        choices=COLOR_FIXES,
+        help=f"the cascade method's colour fix per stage (default {d.color_fix})",
+    )
     samp.add_argument("--dtype", default=d.dtype, choices=DTYPES)
     samp.add_argument("--device", default="auto", help="auto (each process its own GPU, else CPU), cpu, cuda")
     video = p.add_argument_group("video")
@@ -163,6 +169,7 @@ def run_sweep_command(args: argparse.Namespace, argv: list[str]) -> int:
         restart=args.restart,
         skip_exponent=args.skip_exponent,
         stage_plan=args.stage_plan,
+        color_fix=args.color_fix,
     )
     cfg = SweepConfig(
         template, prompts, args.seeds, methods, sizes, Path(args.out), include_base=args.base, progress=args.progress

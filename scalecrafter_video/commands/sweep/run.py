@@ -217,7 +217,12 @@ def with_method(opts: GenerateOptions, method: str) -> GenerateOptions:
 
 def cascade_settings(opts: GenerateOptions) -> dict[str, Any]:
     """The cascade settings a sweep with the cascade method records."""
-    return {"restart": opts.restart, "skip_exponent": opts.skip_exponent, "stage_plan": opts.stage_plan}
+    return {
+        "restart": opts.restart,
+        "skip_exponent": opts.skip_exponent,
+        "stage_plan": opts.stage_plan,
+        "color_fix": opts.color_fix,
+    }
 
 
 def _process_state(device: str):
