@@ -68,6 +68,8 @@ CASCADE_VARIANTS = {
     "restrained-r0.3": dict(stage_plan="restrained", restart=0.3, color_fix="none"),
     "none-r0.3": dict(stage_plan="none", restart=0.3, color_fix="none"),
     "full-r0.5-adain": dict(stage_plan="full", restart=0.5, color_fix="adain"),
+    "full-r0.7-adain": dict(stage_plan="full", restart=0.7, color_fix="adain"),
+    "full-r0.5-wavelet": dict(stage_plan="full", restart=0.5, color_fix="wavelet"),
 }
 
 

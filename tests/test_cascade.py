@@ -55,7 +55,7 @@ def test_stages_at_most_2x_per_side_from_the_base():
         ({"skip_exponent": -2}, "skip exponent must be above 0"),
         ({"stage_plan": "half"}, "unknown stage plan 'half': choose one of full, restrained, none"),
         ({"motion_exponent": 0}, "motion exponent must be above 0"),
-        ({"color_fix": "wavelet"}, "unknown colour fix 'wavelet': choose one of adain, none"),
+        ({"color_fix": "haar"}, "unknown colour fix 'haar': choose one of adain, wavelet, none"),
         ({"motion_exponent": float("inf")}, "motion exponent must be above 0"),
     ],
 )
@@ -216,6 +216,21 @@ def test_color_fix_gives_each_frame_its_inputs_colour_statistics():
     torch.testing.assert_close(match_colors(flat, flat), flat)  # no spread: nothing divided by zero
     with pytest.raises(ValueError, match="differ"):
         match_colors(shifted, reference[:1])
+
+
+def test_wavelet_fix_takes_the_coarse_band_from_the_input_and_the_detail_from_the_frames():
+    from scalecrafter_video.jobs.frames import low_band, match_low_band
+
+    g = torch.Generator().manual_seed(0)
+    reference = low_band(torch.rand(2, 3, 64, 64, generator=g, dtype=torch.float64)) * 0.6 + 0.2
+    shifted = reference + torch.tensor([0.1, -0.05, 0.08], dtype=torch.float64).view(1, 3, 1, 1)  # colours only
+    torch.testing.assert_close(match_low_band(shifted, reference), reference)  # taken back to the input's
+    checker = ((torch.arange(64).view(64, 1) + torch.arange(64)) % 2 * 2 - 1).to(torch.float64) * 0.05
+    detailed = reference + checker  # detail only: the finest band, which the binomial blur removes
+    inner = (..., slice(16, -16), slice(16, -16))  # the blurs reach 15 pixels: the padded edges differ
+    torch.testing.assert_close(match_low_band(detailed, reference)[inner], detailed[inner])
+    with pytest.raises(ValueError, match="differ"):
+        match_low_band(detailed, reference[:1])
 
 
 def test_a_stage_matches_its_inputs_colours_unless_told_not_to(shapes32):

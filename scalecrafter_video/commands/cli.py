@@ -336,7 +336,8 @@ def _add_cascade_options(group, d: GenerateOptions, needs: str = "") -> None:
         default=None,
         choices=COLOR_FIXES,
         help=f"adain: each stage's frames keep their input's colours (per-channel mean and spread, "
-        f"as diffusion upscalers fix colour shifts); none: as denoised (default {d.color_fix}{needs})",
+        f"as diffusion upscalers fix colour shifts); wavelet: their input's coarse band (colours and "
+        f"layout coarser than about 30 px); none: as denoised (default {d.color_fix}{needs})",
     )
 
 

@@ -53,6 +53,7 @@ from .frames import (
     decode_chunk_frames,
     decode_latents,
     match_colors,
+    match_low_band,
     resize_frames,
     to_pil,
 )
@@ -100,7 +101,8 @@ class CascadeConfig:
             difference from the frames' mean (the motion); None: `skip_exponent` (one weight for all).
             Smaller than `skip_exponent` holds the stage input's motion longer. Positive.
         color_fix: "adain" (each stage's frames get their input's per-channel colour mean and
-            spread, `frames.match_colors`) or "none".
+            spread, `frames.match_colors`), "wavelet" (their input's coarse band,
+            `frames.match_low_band`) or "none".
 
     Raises:
         ScaleCrafterError: a value out of range, one line.
@@ -573,6 +575,8 @@ def refine(
     refined = _frames_of(refiner, out, video, size, progress)
     if config.color_fix == "adain":
         refined = match_colors(refined, frames)
+    elif config.color_fix == "wavelet":
+        refined = match_low_band(refined, frames)
     first = config.start_step(steps) * getattr(refiner.scheduler, "order", 1)
     record = {
         "size": [size[1], size[0]],
@@ -701,7 +705,7 @@ def cascade(
         skip_exponent: the skip residual's exponent.
         stage_plan: "full", "restrained" or "none".
         motion_exponent: clips: the exponent of the motion's skip residual (`CascadeConfig`).
-        color_fix: "adain" (each stage keeps its input's colours) or "none".
+        color_fix: "adain" (each stage keeps its input's colours), "wavelet" (its coarse band) or "none".
         image: start from this image or clip instead of a base sample: a PIL image, a list of
             PIL frames, (F, H, W, 3) arrays or an (N, 3, H, W) tensor in [0, 1]; its sides must be
             multiples of what the model needs.

@@ -78,6 +78,33 @@ def match_colors(frames: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     return ((x - mean) / std * ref_std + ref_mean).clamp(0, 1).to(frames.dtype)
 
 
+WAVELET_LEVELS = 4  # blurs of dilation 1, 2, 4, 8: the low band holds what is coarser than about 30 pixels
+
+
+def _blur(x: torch.Tensor, dilation: int) -> torch.Tensor:
+    kernel = torch.tensor([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]], dtype=x.dtype) / 16
+    kernel = kernel.expand(x.shape[1], 1, 3, 3)
+    padded = torch.nn.functional.pad(x, (dilation,) * 4, mode="replicate")
+    return torch.nn.functional.conv2d(padded, kernel, groups=x.shape[1], dilation=dilation)
+
+
+def low_band(frames: torch.Tensor, levels: int = WAVELET_LEVELS) -> torch.Tensor:
+    """What `levels` a-trous blurs (3x3 binomial, dilation 1, 2, 4, ...) leave of (N, C, H, W) frames."""
+    for level in range(levels):
+        frames = _blur(frames, 2**level)
+    return frames
+
+
+def match_low_band(frames: torch.Tensor, reference: torch.Tensor, levels: int = WAVELET_LEVELS) -> torch.Tensor:
+    """`frames` (N, 3, H, W) in [0, 1] with their low band replaced by that of the same frame of
+    `reference` (same shape), clamped to [0, 1]: the wavelet colour fix of diffusion upscalers
+    (StableSR), which keeps a refined frame's detail and its input's colours and coarse layout."""
+    if frames.shape != reference.shape:
+        raise ValueError(f"frames {tuple(frames.shape)} and reference {tuple(reference.shape)} differ")
+    x, ref = frames.double(), reference.double()
+    return (x - low_band(x, levels) + low_band(ref, levels)).clamp(0, 1).to(frames.dtype)
+
+
 def resize_frames(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Bicubic resize of (N, 3, H, W) frames in [0, 1] to `size` = (height, width), clamped to [0, 1]
     (bicubic overshoots at edges); antialiased where a side shrinks."""

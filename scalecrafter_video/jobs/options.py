@@ -16,7 +16,7 @@ DEFAULT_RESTART = 0.5
 
 METHODS = ("scalecrafter", "direct", "attn-sf")
 STAGE_PLANS = ("full", "restrained", "none")  # --stage-plan: the method of each cascade stage above the base
-COLOR_FIXES = ("adain", "none")  # --color-fix: each cascade stage's colours matched to its input's, or not
+COLOR_FIXES = ("adain", "wavelet", "none")  # --color-fix: each cascade stage's colours matched to its input's
 SCHEDULERS: dict[str, str] = {  # --scheduler -> diffusers class
     "ddim": "DDIMScheduler",
     "dpm++": "DPMSolverMultistepScheduler",
