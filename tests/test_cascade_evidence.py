@@ -98,3 +98,17 @@ def test_the_real_cascade_refines_each_base_clip(script, tmp_path):
     run = doc["runs"]["shapes32-motion ddim4 2x cascade:full-r0.3"]
     assert run["paired"] and run["info"]["unet_calls"] > 0
     assert run["evidence"]["single"]["n"] == 16  # 2 clips x 8 frames
+
+
+def test_upscale_evidence_runs_scv_upscale_through_files(tmp_path):
+    spec = importlib.util.spec_from_file_location("upscale_evidence", ROOT / "scripts" / "upscale_evidence.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--samples", "2", "--steps", "2", "--out", str(tmp_path)]) == 0
+    doc = json.loads((tmp_path / "results.json").read_text(), parse_constant=lambda c: pytest.fail(c))
+    assert list(doc["cases"]) == ["read back", "upscaled"] and doc["settings"]["samples"] == 2
+    for case in doc["cases"].values():
+        assert case["single"]["n"] == 16 and len(case["single"]["ci95"]) == 2  # 2 clips of 8 frames
+    outputs = sorted(p.name for p in (tmp_path / "upscaled").rglob("*.mp4"))
+    assert len(outputs) == 2 and all("64x64-upscale" in name for name in outputs)
+    assert "| upscaled |" in (tmp_path / "table.md").read_text()
