@@ -233,6 +233,19 @@ def test_wavelet_fix_takes_the_coarse_band_from_the_input_and_the_detail_from_th
         match_low_band(detailed, reference[:1])
 
 
+def test_every_colour_fix_the_options_offer_has_a_fixer():
+    from scalecrafter_video.jobs.frames import COLOR_FIXERS, fix_colors, match_colors
+    from scalecrafter_video.jobs.options import COLOR_FIXES
+
+    assert tuple(COLOR_FIXERS) == COLOR_FIXES
+    g = torch.Generator().manual_seed(0)
+    frames, reference = torch.rand(2, 3, 8, 8, generator=g), torch.rand(2, 3, 8, 8, generator=g)
+    assert fix_colors(frames, reference, "none") is frames
+    assert torch.equal(fix_colors(frames, reference, "adain"), match_colors(frames, reference))
+    with pytest.raises(ValueError, match="unknown colour fix 'hsv'"):
+        fix_colors(frames, reference, "hsv")
+
+
 def test_a_stage_matches_its_inputs_colours_unless_told_not_to(shapes32):
     frames = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
 

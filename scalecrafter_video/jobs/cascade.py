@@ -52,8 +52,7 @@ from .frames import (
     as_frames,
     decode_chunk_frames,
     decode_latents,
-    match_colors,
-    match_low_band,
+    fix_colors,
     resize_frames,
     to_pil,
 )
@@ -573,10 +572,7 @@ def refine(
     with skip.installed(), _counting(refiner.unet) as calls, method(refiner, size, final) as fields:
         out = refiner(**kwargs)[0]
     refined = _frames_of(refiner, out, video, size, progress)
-    if config.color_fix == "adain":
-        refined = match_colors(refined, frames)
-    elif config.color_fix == "wavelet":
-        refined = match_low_band(refined, frames)
+    refined = fix_colors(refined, frames, config.color_fix)
     first = config.start_step(steps) * getattr(refiner.scheduler, "order", 1)
     record = {
         "size": [size[1], size[0]],

@@ -66,16 +66,24 @@ def to_pil(frames: torch.Tensor) -> list:
     return [Image.fromarray(f) for f in a]
 
 
+def _matched(frames: torch.Tensor, reference: torch.Tensor, transform) -> torch.Tensor:
+    """`transform(x, ref)` on `frames` and `reference` (same shape) in float64, clamped to [0, 1],
+    back in `frames`' dtype."""
+    if frames.shape != reference.shape:
+        raise ValueError(f"frames {tuple(frames.shape)} and reference {tuple(reference.shape)} differ")
+    return transform(frames.double(), reference.double()).clamp(0, 1).to(frames.dtype)
+
+
+def _adain(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    mean, std = x.mean(dim=(2, 3), keepdim=True), x.std(dim=(2, 3), keepdim=True).clamp_min(1e-4)
+    return (x - mean) / std * ref.std(dim=(2, 3), keepdim=True) + ref.mean(dim=(2, 3), keepdim=True)
+
+
 def match_colors(frames: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     """`frames` (N, 3, H, W) in [0, 1] with each frame's per-channel mean and standard deviation
     made those of the same frame of `reference` (same shape), clamped to [0, 1]: the AdaIN colour
     fix of diffusion upscalers (StableSR), which keeps a refined frame's detail and its input's colours."""
-    if frames.shape != reference.shape:
-        raise ValueError(f"frames {tuple(frames.shape)} and reference {tuple(reference.shape)} differ")
-    x, ref = frames.double(), reference.double()
-    mean, std = x.mean(dim=(2, 3), keepdim=True), x.std(dim=(2, 3), keepdim=True).clamp_min(1e-4)
-    ref_mean, ref_std = ref.mean(dim=(2, 3), keepdim=True), ref.std(dim=(2, 3), keepdim=True)
-    return ((x - mean) / std * ref_std + ref_mean).clamp(0, 1).to(frames.dtype)
+    return _matched(frames, reference, _adain)
 
 
 WAVELET_LEVELS = 4  # blurs of dilation 1, 2, 4, 8: the low band holds what is coarser than about 30 pixels
@@ -99,10 +107,23 @@ def match_low_band(frames: torch.Tensor, reference: torch.Tensor, levels: int = 
     """`frames` (N, 3, H, W) in [0, 1] with their low band replaced by that of the same frame of
     `reference` (same shape), clamped to [0, 1]: the wavelet colour fix of diffusion upscalers
     (StableSR), which keeps a refined frame's detail and its input's colours and coarse layout."""
-    if frames.shape != reference.shape:
-        raise ValueError(f"frames {tuple(frames.shape)} and reference {tuple(reference.shape)} differ")
-    x, ref = frames.double(), reference.double()
-    return (x - low_band(x, levels) + low_band(ref, levels)).clamp(0, 1).to(frames.dtype)
+    return _matched(frames, reference, lambda x, ref: x - low_band(x, levels) + low_band(ref, levels))
+
+
+# The colour fixes by name (`options.COLOR_FIXES`, `--color-fix`): "none" keeps the frames as they are.
+COLOR_FIXERS = {"adain": match_colors, "wavelet": match_low_band, "none": lambda frames, reference: frames}
+
+
+def fix_colors(frames: torch.Tensor, reference: torch.Tensor, how: str) -> torch.Tensor:
+    """`frames` with the colour fix named `how` (a key of `COLOR_FIXERS`) against `reference`.
+
+    Raises:
+        ValueError: an unknown name.
+    """
+    fixer = COLOR_FIXERS.get(how)
+    if fixer is None:
+        raise ValueError(f"unknown colour fix {how!r}: choose one of {', '.join(COLOR_FIXERS)}")
+    return fixer(frames, reference)
 
 
 def resize_frames(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

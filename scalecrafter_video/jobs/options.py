@@ -16,7 +16,11 @@ DEFAULT_RESTART = 0.5
 
 METHODS = ("scalecrafter", "direct", "attn-sf")
 STAGE_PLANS = ("full", "restrained", "none")  # --stage-plan: the method of each cascade stage above the base
-COLOR_FIXES = ("adain", "wavelet", "none")  # --color-fix: each cascade stage's colours matched to its input's
+COLOR_FIXES = (
+    "adain",
+    "wavelet",
+    "none",
+)  # --color-fix: each cascade stage's colours matched to its input's (frames.COLOR_FIXERS)
 SCHEDULERS: dict[str, str] = {  # --scheduler -> diffusers class
     "ddim": "DDIMScheduler",
     "dpm++": "DPMSolverMultistepScheduler",
@@ -76,7 +80,7 @@ class GenerateOptions:
     restart: float = DEFAULT_RESTART  # the fraction of the schedule each stage skips (FreeScale: 0.3)
     skip_exponent: float = 2.0  # the skip residual's weight is cos_factor ** skip_exponent
     stage_plan: str = "full"  # full | restrained | none: the method of each stage above the base
-    color_fix: str = "adain"  # adain | none: each stage's colours matched to its input's (per frame and channel)
+    color_fix: str = "adain"  # adain | wavelet | none: each stage's colours matched to its input's (per frame)
 
     @property
     def method_name(self) -> str:
