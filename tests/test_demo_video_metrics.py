@@ -89,6 +89,7 @@ def test_motion_is_measured_in_base_pixels():
     assert motion_ratio(big.motion, base.motion) == pytest.approx(1.0, abs=0.03)
     assert motion_ratio(still.motion, base.motion) == pytest.approx(0.0, abs=1e-6)
     assert math.isnan(motion_ratio(1.0, 0.0)) and math.isnan(motion_ratio(float("nan"), 1.0))
+    assert math.isnan(motion_ratio(None, 1.0)) and math.isnan(motion_ratio(1.0, None))  # no clip followed
 
 
 def test_object_missing_in_a_frame_is_not_consistent():

@@ -202,16 +202,12 @@ def benchmark(
         bar.close()
     if base is None:
         base = {"bg_noise": min(r["bg_noise"] for r in rows), "motion": float("nan"), "net": None, "fit": None}
-    nan = float("nan")
     for r in rows:
         r["clean"] = metrics.cleanliness(r["bg_noise"], base["bg_noise"])
         if video:  # motion relative to the base clips: per frame (counts jitter), net and fitted (do not)
             r["motion_ratio"] = video_metrics.motion_ratio(r["motion"], base["motion"])
             for key in ("net", "fit"):
-                mine, theirs = r[key], base[key]
-                r[f"{key}_ratio"] = video_metrics.motion_ratio(
-                    nan if mine is None else mine, nan if theirs is None else theirs
-                )
+                r[f"{key}_ratio"] = video_metrics.motion_ratio(r[key], base[key])
     return rows, images
 
 

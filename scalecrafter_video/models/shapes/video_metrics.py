@@ -144,9 +144,12 @@ def summarize_clips(clips, scale: float, prompts: list[str] | None = None, backg
     return out
 
 
-def motion_ratio(motion: float, base_motion: float) -> float:
-    """Motion relative to base size (both in base pixels per frame): 1.0 = kept, < 1 = suppressed."""
-    if not (np.isfinite(motion) and np.isfinite(base_motion)) or base_motion <= 0:
+def motion_ratio(motion: float | None, base_motion: float | None) -> float:
+    """Motion relative to base size (both in base pixels per frame): 1.0 = kept, < 1 = suppressed;
+    NaN where either is unknown (None or NaN: no clip followed) or base did not move."""
+    if motion is None or base_motion is None or not (np.isfinite(motion) and np.isfinite(base_motion)):
+        return float("nan")
+    if base_motion <= 0:  # base did not move: no ratio
         return float("nan")
     return float(motion / base_motion)
 
