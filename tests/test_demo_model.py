@@ -94,7 +94,10 @@ def test_reduced_demo_cascade_keeps_one_object_at_4x(model):
     assert images["cascade 4x"].shape == (4, 128, 128, 3)
     assert cascade["single"] == 1.0 and cascade["repetition"] == 0, rows
     assert direct["repetition"] >= 0.75, rows
-    assert cascade["cascade"] == {"restart": 0.5, "stage_plan": "full"} and cascade["unet_calls"] > 0, rows
+    assert (
+        cascade["cascade"] == {"restart": 0.5, "skip_exponent": 2.0, "stage_plan": "full", "color_fix": "adain"}
+        and cascade["unet_calls"] > 0
+    ), rows
 
 
 def test_the_cascade_case_needs_the_base_samples(model):

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...jobs.options import DEFAULT_RESTART
+from ...jobs.cascade import CascadeConfig
 from ...models.shapes import metrics, video_metrics
 from ...models.shapes.model import DemoModel
 from ...models.shapes.motion_model import DemoVideoModel
@@ -58,7 +58,7 @@ def default_cases(scales=(2, 4), variants: bool = True) -> list[Case]:
 
 def cascade_steps(steps: int) -> int:
     """For the progress bar: the steps of one cascade stage, counted once per sample at the target size."""
-    return max(1, int(steps * (1 - DEFAULT_RESTART)))
+    return max(1, steps - CascadeConfig().start_step(steps))
 
 
 def run_case(
@@ -96,7 +96,7 @@ def run_case(
         images, info = cascade_sample(
             model, labels, base_samples, size, size, steps=steps, guidance=guidance, eta=eta, seed=seed, progress=tick
         )
-        info["cascade"] = {"restart": DEFAULT_RESTART, "stage_plan": "full"}
+        info["cascade"] = CascadeConfig().to_dict()
     elif case.method.startswith("scalecrafter"):
         with scalecrafter(
             model.unet,
