@@ -340,7 +340,8 @@ def test_upscale_box_runs_scv_upscales_job(app, shared_tiny_sd, tmp_path):
     side = updates[5]["upscaled (cascade)"]
     assert side["method"] == "upscale" and side["input"]["path"] == str(photo) and side["command"][1] == "upscale"
     assert files_in(Path(app.out_dir)) == sorted([right.name, right.with_suffix(".json").name])
-    with pytest.raises(gr.Error, match="no file to upscale"):
+    with pytest.raises(gr.Error, match="no file to upscale") as caught:
         app.upscale(None, "a red fox", None, "tiny-sd", "128x128", True, False, float(STEPS), 0.0, app.out_dir, False)
+    assert caught.value.duration is None  # shown until closed, as generate's errors are
     with pytest.raises(gr.Error, match="an image needs an image model; 'tiny-video' is not one"):
         app.upscale(str(photo), "x", None, "tiny-video", "128x128", True, False, float(STEPS), 0.0, app.out_dir, False)

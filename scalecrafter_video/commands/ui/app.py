@@ -178,11 +178,10 @@ class App:
                 shown = _copy(probe.path, stage)
                 output, sidecar = _copy(result.path, stage), _copy(result.sidecar_path, stage)
         except ScaleCrafterError as exc:
-            raise gr.Error(one_line(exc), print_exception=False) from None
+            raise _error(str(exc)) from None
         except Exception as exc:
             logger.exception("the upscale failed")
-            message = f"unexpected {type(exc).__name__}: {exc} (the server's log has the traceback)"
-            raise gr.Error(one_line(message), print_exception=False) from None
+            raise _error(f"unexpected {type(exc).__name__}: {exc} (the server's log has the traceback)") from None
         video, label = opts.video, jobs.METHOD_LABELS["upscale"]
         updates = []
         for media, name in ((shown, "input"), (output, label)):
