@@ -70,6 +70,8 @@ CASCADE_VARIANTS = {
     "full-r0.5-adain": dict(stage_plan="full", restart=0.5, color_fix="adain"),
     "full-r0.7-adain": dict(stage_plan="full", restart=0.7, color_fix="adain"),
     "full-r0.5-wavelet": dict(stage_plan="full", restart=0.5, color_fix="wavelet"),
+    "restrained-r0.5-adain": dict(stage_plan="restrained", restart=0.5, color_fix="adain"),
+    "none-r0.5-adain": dict(stage_plan="none", restart=0.5, color_fix="adain"),
 }
 
 
