@@ -1,5 +1,5 @@
 """Command-line values several of scv's commands read: sizes (WIDTHxHEIGHT) and prompt files, each
-refused with a one-line `ScaleCrafterError`."""
+refused with a one-line `ScaleCrafterError`, and the cascade's flags (`scv generate`, `upscale`, `sweep`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from ..engine.errors import ScaleCrafterError
-from ..jobs.options import MAX_SIDE
+from ..jobs.options import COLOR_FIXES, MAX_SIDE, STAGE_PLANS, GenerateOptions
 
 
 def parse_res(text: str) -> tuple[int, int]:
@@ -70,3 +70,45 @@ def read_prompts(path: str | Path) -> list[str]:
     if not prompts:
         raise ScaleCrafterError(f"{where} has no prompts (one per line; '#' starts a comment)")
     return prompts
+
+
+def add_cascade_options(group, d: GenerateOptions, needs: str = "", *, defaults: bool = False) -> None:
+    """The cascade's flags (--restart, --skip-exponent, --stage-plan, --color-fix) on `group`: each
+    defaults to None (the command tells a flag given from one left out, `needs` saying what it needs)
+    or, with `defaults`, to `d`'s value."""
+
+    def default(name: str):
+        return getattr(d, name) if defaults else None
+
+    group.add_argument(
+        "--restart",
+        type=float,
+        default=default("restart"),
+        metavar="FRACTION",
+        help=f"the fraction of the schedule each stage skips: it is re-noised to step "
+        f"int(FRACTION * steps) and denoised from there (default {d.restart}; FreeScale 0.3{needs})",
+    )
+    group.add_argument(
+        "--skip-exponent",
+        type=float,
+        default=default("skip_exponent"),
+        metavar="E",
+        help=f"the skip residual mixes the noised stage input in with weight cos_factor ** E "
+        f"(default {d.skip_exponent:g}, FreeScale's{needs})",
+    )
+    group.add_argument(
+        "--stage-plan",
+        default=default("stage_plan"),
+        choices=STAGE_PLANS,
+        help=f"each stage's method: full (ScaleCrafter's plan for the stage's size), restrained "
+        f"(FreeScale's: down_blocks.1 downsampler, down_blocks.2 and mid-block resnets, 35 of 50 "
+        f"steps) or none (direct) (default {d.stage_plan}{needs})",
+    )
+    group.add_argument(
+        "--color-fix",
+        default=default("color_fix"),
+        choices=COLOR_FIXES,
+        help=f"adain: each stage's frames keep their input's colours (per-channel mean and spread, "
+        f"as diffusion upscalers fix colour shifts); wavelet: their input's coarse band (colours and "
+        f"layout coarser than about 30 px); none: as denoised (default {d.color_fix}{needs})",
+    )

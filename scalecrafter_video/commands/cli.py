@@ -21,16 +21,14 @@ from ..engine.errors import ScaleCrafterError, one_line
 from ..engine.families import FAMILIES
 from ..jobs.family import SAMPLING
 from ..jobs.options import (
-    COLOR_FIXES,
     DTYPES,
     METHODS,
     SCHEDULERS,
-    STAGE_PLANS,
     VAE_TILING,
     GenerateOptions,
 )
 from ..outputs.files import path_argument
-from .arguments import max_scale_argument, parse_res, read_prompts
+from .arguments import add_cascade_options, max_scale_argument, parse_res, read_prompts
 from .bench.cli import add_bench_parser, run_bench
 from .demo.cli import add_demo_parser, run_demo
 from .evaluation.cli import add_eval_parser, run_eval_command
@@ -199,7 +197,7 @@ def _add_generate(sub) -> None:
         action="store_true",
         help="sample by a cascade (its stages' method: --stage-plan; the plan options above apply to the full plan)",
     )
-    _add_cascade_options(cascade, d, "; needs --cascade")
+    add_cascade_options(cascade, d, "; needs --cascade")
 
     samp = p.add_argument_group("sampling")
     _add_sampling(samp, d)
@@ -306,41 +304,6 @@ def _add_plan_options(method, d: GenerateOptions) -> None:
     )
 
 
-def _add_cascade_options(group, d: GenerateOptions, needs: str = "") -> None:
-    group.add_argument(
-        "--restart",
-        type=float,
-        default=None,
-        metavar="FRACTION",
-        help=f"the fraction of the schedule each stage skips: it is re-noised to step "
-        f"int(FRACTION * steps) and denoised from there (default {d.restart}; FreeScale 0.3{needs})",
-    )
-    group.add_argument(
-        "--skip-exponent",
-        type=float,
-        default=None,
-        metavar="E",
-        help=f"the skip residual mixes the noised stage input in with weight cos_factor ** E "
-        f"(default {d.skip_exponent:g}, FreeScale's{needs})",
-    )
-    group.add_argument(
-        "--stage-plan",
-        default=None,
-        choices=STAGE_PLANS,
-        help=f"each stage's method: full (ScaleCrafter's plan for the stage's size), restrained "
-        f"(FreeScale's: down_blocks.1 downsampler, down_blocks.2 and mid-block resnets, 35 of 50 "
-        f"steps) or none (direct) (default {d.stage_plan}{needs})",
-    )
-    group.add_argument(
-        "--color-fix",
-        default=None,
-        choices=COLOR_FIXES,
-        help=f"adain: each stage's frames keep their input's colours (per-channel mean and spread, "
-        f"as diffusion upscalers fix colour shifts); wavelet: their input's coarse band (colours and "
-        f"layout coarser than about 30 px); none: as denoised (default {d.color_fix}{needs})",
-    )
-
-
 def _add_sampling(samp, d: GenerateOptions) -> None:
     samp.add_argument(
         "--steps", type=_positive_int("steps"), default=d.steps, help=f"sampling steps (default {d.steps})"
@@ -402,7 +365,7 @@ def _add_upscale(sub) -> None:
         help="AnimateDiff motion adapter (hub id or folder; AnimateDiff models, clips only)",
     )
     cascade = p.add_argument_group("stages")
-    _add_cascade_options(cascade, d)
+    add_cascade_options(cascade, d)
     _add_plan_options(cascade, d)
     samp = p.add_argument_group("sampling")
     _add_sampling(samp, d)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from ...engine.errors import ScaleCrafterError
 from ...jobs.family import SAMPLING
-from ...jobs.options import COLOR_FIXES, DTYPES, SCHEDULERS, STAGE_PLANS, GenerateOptions
-from ..arguments import max_scale_argument, parse_res, read_prompts
+from ...jobs.options import DTYPES, SCHEDULERS, GenerateOptions
+from ..arguments import add_cascade_options, max_scale_argument, parse_res, read_prompts
 
 SWEEP_EXAMPLES = """\
 examples:
@@ -75,32 +75,7 @@ def add_sweep_parser(sub) -> argparse.ArgumentParser:
         metavar="X",
         help=f"the largest scale per side over the base size ScaleCrafter accepts (default {d.max_scale:g})",
     )
-    samp.add_argument(
-        "--restart",
-        type=float,
-        default=d.restart,
-        metavar="FRACTION",
-        help=f"the cascade method's restart (default {d.restart})",
-    )
-    samp.add_argument(
-        "--skip-exponent",
-        type=float,
-        default=d.skip_exponent,
-        metavar="E",
-        help=f"the cascade method's skip-residual exponent (default {d.skip_exponent:g})",
-    )
-    samp.add_argument(
-        "--stage-plan",
-        default=d.stage_plan,
-        choices=STAGE_PLANS,
-        help=f"the cascade method's plan per stage (default {d.stage_plan})",
-    )
-    samp.add_argument(
-        "--color-fix",
-        default=d.color_fix,
-        choices=COLOR_FIXES,
-        help=f"the cascade method's colour fix per stage (default {d.color_fix})",
-    )
+    add_cascade_options(samp, d, "; the cascade method", defaults=True)
     samp.add_argument("--dtype", default=d.dtype, choices=DTYPES)
     samp.add_argument("--device", default="auto", help="auto (each process its own GPU, else CPU), cpu, cuda")
     video = p.add_argument_group("video")
