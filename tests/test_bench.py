@@ -176,6 +176,9 @@ def test_cascade_count_is_what_a_real_cascade_runs():
     unet = meta_unet_for("tiny-sd").to(torch.float16)
     stages = cascade_flops(unet, (256, 256), 0, sampler_timesteps(10), 10, CascadeConfig(restart=0.3), None, tokens=32)
     assert [s["unet_calls"] for s in result.stages] == [s.steps for s in stages] == [10, 7, 7]
+    per_stage = CascadeConfig(restart=(0.3, 0.7))
+    later = cascade_flops(unet, (256, 256), 0, sampler_timesteps(10), 10, per_stage, None, tokens=32)
+    assert [(s.start_step, s.steps) for s in later] == [(0, 10), (3, 7), (7, 3)]
     assert result.stages[-1]["damped_passes"] > 0
     calls = iter(live)
     assert [sum(next(calls) for _ in range(s.steps)) for s in stages] == [s.flops for s in stages]
@@ -269,6 +272,7 @@ def test_tiny_gpu_suite_writes_results_and_checks(tmp_path):
         (["--tiny", "--variants", "ndcfg", "cascade"], "cascade: the cascade variants are counted by --flops only"),
         (["--flops", "--family", "sd15", "--res", "512x512", "--variants", "cascade"], "above the base size"),
         (["--flops", "--restart", "1"], "restart must be above 0 and below 1"),
+        (["--flops", "--restart", "0.5,"], "restart must be a fraction or fractions separated by commas"),
     ],
 )
 def test_bad_input_is_one_line_error(scv, argv, message):

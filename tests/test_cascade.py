@@ -57,6 +57,8 @@ def test_stages_at_most_2x_per_side_from_the_base():
         ({"motion_exponent": 0}, "motion exponent must be above 0"),
         ({"color_fix": "haar"}, "unknown colour fix 'haar': choose one of adain, wavelet, none"),
         ({"motion_exponent": float("inf")}, "motion exponent must be above 0"),
+        ({"restart": (0.5, 1.0)}, "restart must be above 0 and below 1"),
+        ({"restart": ()}, "restart is an empty sequence"),
     ],
 )
 def test_bad_settings_are_one_line_errors(kwargs, message):
@@ -75,6 +77,16 @@ def test_restart_is_freescales_step_and_diffusers_strength_reaches_it():
     assert skip_weight(681, 2) == pytest.approx(0.59, abs=0.01)
     assert skip_weight(381, 2) == pytest.approx(0.10, abs=0.01)
     assert skip_weight(1000, 3) == 1 and skip_weight(0, 2) == 0
+
+
+def test_a_restart_per_stage_the_last_serving_the_stages_beyond():
+    config = CascadeConfig(restart=[0.5, 0.8])
+    assert config.restart == (0.5, 0.8) and config.restarts == (0.5, 0.8)
+    assert [config.restart_at(k) for k in (1, 2, 3)] == [0.5, 0.8, 0.8]
+    assert [config.start_step(25, k) for k in (1, 2, 3)] == [12, 20, 20]
+    assert config.to_dict()["restart"] == [0.5, 0.8]
+    assert CascadeConfig(restart=[0.3]).restart == 0.3 and CascadeConfig(restart=0.3).restarts == (0.3,)
+    assert CascadeConfig(restart=0.3).start_step(25, 2) == CascadeConfig(restart=0.3).start_step(25) == 7
 
 
 def test_restrained_plan_is_freescales_subset():
@@ -345,6 +357,20 @@ def test_cascade_refusals_before_any_weights(scv, tmp_path, no_weights_or_networ
     code, out, err = scv(*GEN, "--model", "tiny-sd", "--res", "128x128", *args, "--out", tmp_path)
     assert code == 2 and message in err and err.count("\n") == 1, err
     assert not any(tmp_path.iterdir())
+
+
+def test_a_restart_per_stage_from_the_command_line(scv, tmp_path, monkeypatch, tiny_sd):
+    monkeypatch.setattr(tiny, "tiny_pipeline", lambda name: tiny_sd)
+    args = ("generate", "--no-progress", "--cascade", "--steps", "4", "--model", "tiny-sd", "--res", "256x256")
+    code, out, err = scv(*args, "--restart", "0.3,0.7", "--out", tmp_path)
+    assert code == 0, err
+    meta = _sidecar(Path(out.strip()))
+    assert meta["output_settings"]["cascade"]["restart"] == [0.3, 0.7]
+    stages = meta["cascade"]["stages"][1:]
+    assert [(s["restart"], s["start_step"], s["steps"]) for s in stages] == [(0.3, 1, 3), (0.7, 2, 2)]
+    code, out, err = scv(*args, "--restart", "0.5,x", "--out", tmp_path / "bad")
+    assert code == 2 and "restart must be a fraction or fractions separated by commas" in err
+    assert err.count("\n") == 1 and not (tmp_path / "bad").exists()
 
 
 def test_cascade_options_need_cascade(scv, tmp_path, no_weights_or_network):

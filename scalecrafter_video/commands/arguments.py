@@ -72,6 +72,23 @@ def read_prompts(path: str | Path) -> list[str]:
     return prompts
 
 
+def restart_argument(text: str) -> float | tuple[float, ...]:
+    """--restart: one fraction for every cascade stage ("0.5") or one per stage in order ("0.5,0.8";
+    the last serves the stages beyond), each above 0 and below 1."""
+    values = []
+    for part in text.split(","):
+        try:
+            value = float(part)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"restart must be a fraction or fractions separated by commas (0.5 or 0.5,0.8), got {text!r}"
+            ) from None
+        if not 0 < value < 1:
+            raise argparse.ArgumentTypeError(f"each restart must be above 0 and below 1, got {part.strip()}")
+        values.append(value)
+    return values[0] if len(values) == 1 else tuple(values)
+
+
 def add_cascade_options(group, d: GenerateOptions, needs: str = "", *, defaults: bool = False) -> None:
     """The cascade's flags (--restart, --skip-exponent, --stage-plan, --color-fix) on `group`: each
     defaults to None (the command tells a flag given from one left out, `needs` saying what it needs)
@@ -82,11 +99,12 @@ def add_cascade_options(group, d: GenerateOptions, needs: str = "", *, defaults:
 
     group.add_argument(
         "--restart",
-        type=float,
+        type=restart_argument,
         default=default("restart"),
         metavar="FRACTION",
         help=f"the fraction of the schedule each stage skips: it is re-noised to step "
-        f"int(FRACTION * steps) and denoised from there (default {d.restart}; FreeScale 0.3{needs})",
+        f"int(FRACTION * steps) and denoised from there; FRACTION,FRACTION,...: one per stage, the "
+        f"last for the stages beyond (default {d.restart}; FreeScale 0.3{needs})",
     )
     group.add_argument(
         "--skip-exponent",

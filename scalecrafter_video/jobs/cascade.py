@@ -90,7 +90,9 @@ class CascadeConfig:
 
     Attributes:
         restart: the fraction of the schedule each stage skips: it is re-noised to the timestep of
-            step int(restart * steps) and denoised from there (default 0.5; FreeScale: 0.3). Above 0 and below 1.
+            step int(restart * steps) and denoised from there (default 0.5; FreeScale: 0.3). Above 0
+            and below 1. A sequence gives one per refining stage in order, its last value for the
+            stages beyond it: (0.5, 0.8) lets a 4x cascade's second stage (2x -> 4x) keep more of its input.
         skip_exponent: the exponent of the skip residual's cosine weight (FreeScale 2, DemoFusion 3);
             larger values let go of the stage input sooner. Positive.
         stage_plan: the method of every stage above the base: "full" (the engine's plan for the
@@ -107,7 +109,7 @@ class CascadeConfig:
         ScaleCrafterError: a value out of range, one line.
     """
 
-    restart: float = DEFAULT_RESTART
+    restart: float | tuple[float, ...] = DEFAULT_RESTART
     skip_exponent: float = 2.0
     stage_plan: str = "full"
     motion_exponent: float | None = None
@@ -119,11 +121,16 @@ class CascadeConfig:
         return cls(opts.restart, opts.skip_exponent, opts.stage_plan, color_fix=opts.color_fix)
 
     def __post_init__(self):
-        if not _number(self.restart) or not 0 < self.restart < 1:
-            raise ScaleCrafterError(
-                f"restart must be above 0 and below 1 (the fraction of the schedule each stage "
-                f"skips; 0 would restart from pure noise), got {self.restart!r}"
-            )
+        if isinstance(self.restart, (list, tuple)):
+            if not self.restart:
+                raise ScaleCrafterError("restart is an empty sequence: give one fraction, or one per stage")
+            object.__setattr__(self, "restart", self.restart[0] if len(self.restart) == 1 else tuple(self.restart))
+        for value in self.restarts:
+            if not _number(value) or not 0 < value < 1:
+                raise ScaleCrafterError(
+                    f"restart must be above 0 and below 1 (the fraction of the schedule each stage "
+                    f"skips; 0 would restart from pure noise), got {value!r}"
+                )
         if not _number(self.skip_exponent) or not 0 < self.skip_exponent <= 100:
             raise ScaleCrafterError(
                 f"skip exponent must be above 0 and at most 100 (the skip residual's weight is "
@@ -141,18 +148,27 @@ class CascadeConfig:
                 f"is cos_factor ** exponent), got {self.motion_exponent!r}"
             )
 
-    def start_step(self, steps: int) -> int:
-        """The step each stage restarts at: int(restart * steps), as FreeScale counts it."""
-        return int(self.restart * steps)
+    @property
+    def restarts(self) -> tuple[float, ...]:
+        """The restart of each refining stage given (one value: every stage's)."""
+        return self.restart if isinstance(self.restart, tuple) else (self.restart,)
 
-    def strength(self, steps: int) -> float:
+    def restart_at(self, stage: int) -> float:
+        """The restart of refining stage `stage` (1: the first above the base)."""
+        return self.restarts[min(max(stage, 1), len(self.restarts)) - 1]
+
+    def start_step(self, steps: int, stage: int = 1) -> int:
+        """The step refining stage `stage` restarts at: int(restart * steps), as FreeScale counts it."""
+        return int(self.restart_at(stage) * steps)
+
+    def strength(self, steps: int, stage: int = 1) -> float:
         """The img2img `strength` that starts at `start_step` (diffusers runs int(steps * strength) steps)."""
-        return min(1.0, (steps - self.start_step(steps) + 0.5) / steps)
+        return min(1.0, (steps - self.start_step(steps, stage) + 0.5) / steps)
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as sidecars record them."""
         out = {
-            "restart": self.restart,
+            "restart": list(self.restart) if isinstance(self.restart, tuple) else self.restart,
             "skip_exponent": self.skip_exponent,
             "stage_plan": self.stage_plan,
             "color_fix": self.color_fix,
@@ -516,6 +532,7 @@ def refine(
     guidance_scale: float,
     method: StageMethod,
     final: bool,
+    stage: int = 1,
     eta: float | None = None,
     negative_prompt: str | None = None,
     generator=None,
@@ -533,6 +550,7 @@ def refine(
         guidance_scale: the CFG scale.
         method: `method(refiner, size, final)`, the context the stage samples in.
         final: whether this is the last stage (the user's preset applies there).
+        stage: which refining stage this is (1: the first above the base): picks its restart.
         eta: DDIM eta, where the pipeline takes it.
         negative_prompt: the negative prompt, where given.
         generator: the noise generator (the restart's noise is its next draw).
@@ -545,7 +563,7 @@ def refine(
     size = tuple(frames.shape[-2:])
     required = dict(
         prompt=prompt,
-        strength=config.strength(steps),
+        strength=config.strength(steps, stage),
         num_inference_steps=steps,
         guidance_scale=guidance_scale,
         generator=generator,
@@ -553,7 +571,8 @@ def refine(
         return_dict=False,
     )
     required["video" if video else "image"] = frames.unsqueeze(0) if video else frames
-    skip = SkipResidual(refiner, config.skip_exponent, config.start_step(steps), steps, config.motion_exponent)
+    start_step = config.start_step(steps, stage)
+    skip = SkipResidual(refiner, config.skip_exponent, start_step, steps, config.motion_exponent)
     accepted = _parameters(refiner)
     if "callback_on_step_end" in accepted:
         required["callback_on_step_end"] = skip.on_step_end
@@ -573,12 +592,12 @@ def refine(
         out = refiner(**kwargs)[0]
     refined = _frames_of(refiner, out, video, size, progress)
     refined = fix_colors(refined, frames, config.color_fix)
-    first = config.start_step(steps) * getattr(refiner.scheduler, "order", 1)
+    first = start_step * getattr(refiner.scheduler, "order", 1)
     record = {
         "size": [size[1], size[0]],
         **fields,
-        "restart": config.restart,
-        "start_step": config.start_step(steps),
+        "restart": config.restart_at(stage),
+        "start_step": start_step,
         "start_timestep": float(refiner.scheduler.timesteps[first]),
         "steps": skip.steps,
         "unet_calls": calls[0],
@@ -649,7 +668,7 @@ def run_stages(
     for k, size in enumerate(sizes[1:], 1):
         upsampled = resize_frames(frames, size)
         frames, record = refine(
-            refiner, prompt, upsampled, config=config, method=method, final=k == len(sizes) - 1, **common
+            refiner, prompt, upsampled, config=config, method=method, final=k == len(sizes) - 1, stage=k, **common
         )
         stages.append({"stage": k, **record})
     return CascadeResult(frames, stages)
@@ -667,7 +686,7 @@ def cascade(
     eta: float | None = None,
     negative_prompt: str | None = None,
     generator=None,
-    restart: float = DEFAULT_RESTART,
+    restart: float | tuple[float, ...] = DEFAULT_RESTART,
     skip_exponent: float = 2.0,
     stage_plan: str = "full",
     motion_exponent: float | None = None,
@@ -697,7 +716,7 @@ def cascade(
         eta: DDIM eta (default the pipeline's).
         negative_prompt: the negative prompt.
         generator: one torch.Generator for the base sample and every stage.
-        restart: the fraction of the schedule each stage skips (`CascadeConfig`).
+        restart: the fraction of the schedule each stage skips, or one per stage (`CascadeConfig`).
         skip_exponent: the skip residual's exponent.
         stage_plan: "full", "restrained" or "none".
         motion_exponent: clips: the exponent of the motion's skip residual (`CascadeConfig`).

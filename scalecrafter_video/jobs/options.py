@@ -77,7 +77,9 @@ class GenerateOptions:
     compare: bool = False
     # cascade (--cascade): the base-size sample refined in stages of at most 2x per side (jobs.cascade)
     cascade: bool = False
-    restart: float = DEFAULT_RESTART  # the fraction of the schedule each stage skips (FreeScale: 0.3)
+    restart: float | tuple[float, ...] = (
+        DEFAULT_RESTART  # the fraction of the schedule each stage skips, or one per stage
+    )
     skip_exponent: float = 2.0  # the skip residual's weight is cos_factor ** skip_exponent
     stage_plan: str = "full"  # full | restrained | none: the method of each stage above the base
     color_fix: str = "adain"  # adain | wavelet | none: each stage's colours matched to its input's (per frame)

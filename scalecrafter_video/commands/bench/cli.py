@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ...engine.errors import ScaleCrafterError
 from ...jobs.options import DEFAULT_RESTART
+from ..arguments import restart_argument
 from . import CASCADES, VARIANTS
 
 REAL = ("sd15", "sd21", "sdxl", "animatediff", "modelscope")
@@ -41,19 +42,6 @@ def _positive(name: str, kind=int):
             raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
         if value <= 0:
             raise argparse.ArgumentTypeError(f"{name} must be positive, got {text}")
-        return value
-
-    return parse
-
-
-def _fraction(name: str):
-    def parse(text: str):
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
-        if not 0 < value < 1:
-            raise argparse.ArgumentTypeError(f"{name} must be above 0 and below 1, got {text}")
         return value
 
     return parse
@@ -111,11 +99,11 @@ def add_bench_parser(sub) -> argparse.ArgumentParser:
     )
     what.add_argument(
         "--restart",
-        type=_fraction("restart"),
+        type=restart_argument,
         default=DEFAULT_RESTART,
         metavar="FRACTION",
-        help="--flops, cascade variants: the fraction of the schedule each stage above the base skips "
-        f"(default {DEFAULT_RESTART}, as scv generate --cascade)",
+        help="--flops, cascade variants: the fraction of the schedule each stage above the base skips, "
+        f"or one per stage (0.5,0.8) (default {DEFAULT_RESTART}, as scv generate --cascade)",
     )
 
     timing = p.add_argument_group("timing")

@@ -150,12 +150,12 @@ class StageCount:
 
 def stage_timesteps(timesteps: Sequence[float], steps: int, config: CascadeConfig, stage: int) -> list:
     """The timesteps stage `stage` runs: the base stage the whole schedule; a later stage what its
-    img2img / video-to-video call keeps at `config.strength(steps)` (diffusers' `get_timesteps`:
+    img2img / video-to-video call keeps at `config.strength(steps, stage)` (diffusers' `get_timesteps`:
     init = min(int(steps * strength), steps), the timesteps from step steps - init on, i.e. from
-    `config.start_step(steps)`; every scheduler `scv bench` offers has order 1)."""
+    `config.start_step(steps, stage)`; every scheduler `scv bench` offers has order 1)."""
     if stage == 0:
         return list(timesteps)
-    init = min(int(steps * config.strength(steps)), steps)
+    init = min(int(steps * config.strength(steps, stage)), steps)
     return list(timesteps[max(steps - init, 0) :])
 
 

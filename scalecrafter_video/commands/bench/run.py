@@ -72,7 +72,7 @@ def flop_rows(
     scheduler: str,
     variants: Sequence[str],
     progress: bool = False,
-    restart: float = DEFAULT_RESTART,
+    restart: float | tuple[float, ...] = DEFAULT_RESTART,
 ) -> list[dict]:
     """Whole-run FLOPs per family, size and variant, with the ratio to direct inference at that
     size. Cascade variants (`CASCADES`) sum their stages (`flops.cascade_flops`), each row listing
