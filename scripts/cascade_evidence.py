@@ -60,8 +60,9 @@ PAIRED = {"base": True, "upsampled": True, "direct": False, "scalecrafter": Fals
 SETTINGS = ("samples", "seed", "guidance", "eta")  # a resumed run must match these
 
 
-# The cascade variants measured: the stage plan, the restart and the colour fix (FreeScale's skip
-# exponent 2 throughout). The default cascade is full-r0.5-adain.
+# The cascade variants measured: the stage plan, the restart (two values: the first stage's, then
+# the later stages') and the colour fix (FreeScale's skip exponent 2 throughout). The default
+# cascade is full-r0.5-adain.
 CASCADE_VARIANTS = {
     "full-r0.3": dict(stage_plan="full", restart=0.3, color_fix="none"),
     "full-r0.5": dict(stage_plan="full", restart=0.5, color_fix="none"),
@@ -72,6 +73,7 @@ CASCADE_VARIANTS = {
     "full-r0.5-wavelet": dict(stage_plan="full", restart=0.5, color_fix="wavelet"),
     "restrained-r0.5-adain": dict(stage_plan="restrained", restart=0.5, color_fix="adain"),
     "none-r0.5-adain": dict(stage_plan="none", restart=0.5, color_fix="adain"),
+    "full-r0.5-0.8-adain": dict(stage_plan="full", restart=(0.5, 0.8), color_fix="adain"),
 }
 
 
