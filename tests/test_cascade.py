@@ -106,7 +106,7 @@ def test_cascade_settings_name_only_cascade_jobs():
     )
     on = GenerateOptions(prompts=["x"], height=128, width=128, cascade=True)
     assert on.output_settings()["cascade"] == {
-        "restart": 0.5,
+        "restart": (0.5, 0.8),
         "skip_exponent": 2.0,
         "stage_plan": "full",
         "color_fix": "adain",

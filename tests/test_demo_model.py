@@ -95,7 +95,7 @@ def test_reduced_demo_cascade_keeps_one_object_at_4x(model):
     assert cascade["single"] == 1.0 and cascade["repetition"] == 0, rows
     assert direct["repetition"] >= 0.75, rows
     assert (
-        cascade["cascade"] == {"restart": 0.5, "skip_exponent": 2.0, "stage_plan": "full", "color_fix": "adain"}
+        cascade["cascade"] == {"restart": [0.5, 0.8], "skip_exponent": 2.0, "stage_plan": "full", "color_fix": "adain"}
         and cascade["unet_calls"] > 0
     ), rows
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from ..engine.errors import ScaleCrafterError
-from ..jobs.options import COLOR_FIXES, MAX_SIDE, STAGE_PLANS, GenerateOptions
+from ..jobs.options import COLOR_FIXES, MAX_SIDE, STAGE_PLANS, GenerateOptions, restart_text
 
 
 def parse_res(text: str) -> tuple[int, int]:
@@ -104,7 +104,7 @@ def add_cascade_options(group, d: GenerateOptions, needs: str = "", *, defaults:
         metavar="FRACTION",
         help=f"the fraction of the schedule each stage skips: it is re-noised to step "
         f"int(FRACTION * steps) and denoised from there; FRACTION,FRACTION,...: one per stage, the "
-        f"last for the stages beyond (default {d.restart}; FreeScale 0.3{needs})",
+        f"last for the stages beyond (default {restart_text(d.restart)}; FreeScale 0.3{needs})",
     )
     group.add_argument(
         "--skip-exponent",

@@ -90,9 +90,10 @@ class CascadeConfig:
 
     Attributes:
         restart: the fraction of the schedule each stage skips: it is re-noised to the timestep of
-            step int(restart * steps) and denoised from there (default 0.5; FreeScale: 0.3). Above 0
-            and below 1. A sequence gives one per refining stage in order, its last value for the
-            stages beyond it: (0.5, 0.8) lets a 4x cascade's second stage (2x -> 4x) keep more of its input.
+            step int(restart * steps) and denoised from there (FreeScale: 0.3). Above 0 and below 1.
+            A sequence gives one per refining stage in order, its last value for the stages beyond
+            it. Default (0.5, 0.8): the first stage (base -> 2x) at 0.5, the later ones, which
+            only add detail, at 0.8, keeping more of the motion and objects their input has.
         skip_exponent: the exponent of the skip residual's cosine weight (FreeScale 2, DemoFusion 3);
             larger values let go of the stage input sooner. Positive.
         stage_plan: the method of every stage above the base: "full" (the engine's plan for the

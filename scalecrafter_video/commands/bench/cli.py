@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from ...engine.errors import ScaleCrafterError
-from ...jobs.options import DEFAULT_RESTART
+from ...jobs.options import DEFAULT_RESTART, restart_text
 from ..arguments import restart_argument
 from . import CASCADES, VARIANTS
 
@@ -103,7 +103,7 @@ def add_bench_parser(sub) -> argparse.ArgumentParser:
         default=DEFAULT_RESTART,
         metavar="FRACTION",
         help="--flops, cascade variants: the fraction of the schedule each stage above the base skips, "
-        f"or one per stage (0.5,0.8) (default {DEFAULT_RESTART}, as scv generate --cascade)",
+        f"or one per stage (default {restart_text(DEFAULT_RESTART)}, as scv generate --cascade)",
     )
 
     timing = p.add_argument_group("timing")
