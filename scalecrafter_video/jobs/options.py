@@ -24,11 +24,8 @@ def restart_text(restart: float | tuple[float, ...]) -> str:
 
 METHODS = ("scalecrafter", "direct", "attn-sf")
 STAGE_PLANS = ("full", "restrained", "none")  # --stage-plan: the method of each cascade stage above the base
-COLOR_FIXES = (
-    "adain",
-    "wavelet",
-    "none",
-)  # --color-fix: each cascade stage's colours matched to its input's (frames.COLOR_FIXERS)
+# --color-fix: each cascade stage's colours matched to its input's (frames.COLOR_FIXERS)
+COLOR_FIXES = ("adain", "wavelet", "none")
 SCHEDULERS: dict[str, str] = {  # --scheduler -> diffusers class
     "ddim": "DDIMScheduler",
     "dpm++": "DPMSolverMultistepScheduler",
@@ -85,9 +82,7 @@ class GenerateOptions:
     compare: bool = False
     # cascade (--cascade): the base-size sample refined in stages of at most 2x per side (jobs.cascade)
     cascade: bool = False
-    restart: float | tuple[float, ...] = (
-        DEFAULT_RESTART  # the fraction of the schedule each stage skips, or one per stage
-    )
+    restart: float | tuple[float, ...] = DEFAULT_RESTART  # the fraction of the schedule each stage skips
     skip_exponent: float = 2.0  # the skip residual's weight is cos_factor ** skip_exponent
     stage_plan: str = "full"  # full | restrained | none: the method of each stage above the base
     color_fix: str = "adain"  # adain | wavelet | none: each stage's colours matched to its input's (per frame)

@@ -147,9 +147,8 @@ def summarize_clips(clips, scale: float, prompts: list[str] | None = None, backg
 def motion_ratio(motion: float | None, base_motion: float | None) -> float:
     """Motion relative to base size (both in base pixels per frame): 1.0 = kept, < 1 = suppressed;
     NaN where either is unknown (None or NaN: no clip followed) or base did not move."""
-    if motion is None or base_motion is None or not (np.isfinite(motion) and np.isfinite(base_motion)):
-        return float("nan")
-    if base_motion <= 0:  # base did not move: no ratio
+    unknown = motion is None or base_motion is None or not (np.isfinite(motion) and np.isfinite(base_motion))
+    if unknown or base_motion <= 0:
         return float("nan")
     return float(motion / base_motion)
 
