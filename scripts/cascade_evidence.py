@@ -25,20 +25,24 @@ mean) over base's, bootstrap likewise; clean.
 
 Writes DIR/results.json (every number with its n and interval; compact per-sample values) and
 DIR/table.md (DIR: --out, default samples/cascade_evidence/full) after every case; a rerun with the
-same settings skips the cases already in results.json (resume), so a long run can be stopped and
-continued (the base samples are drawn again on resuming). The reduced harness check of 2026-12-06 is
+same settings skips the cases already in results.json and, within a case, the batches (cascade:
+samples) a stopped run finished, kept under DIR/.partial until the case is done (so a case longer
+than a sitting is measured across several; --batch must match). The reduced harness check of 2026-12-06 is
 in samples/cascade_evidence/reduced/.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import importlib
 import json
 import os
+import shutil
 import sys
 import time
+from collections.abc import MutableMapping
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -58,6 +62,7 @@ MODELS = ("shapes32-motion", "shapes32")
 BASIC_CASES = ("base", "upsampled", "direct", "scalecrafter")
 PAIRED = {"base": True, "upsampled": True, "direct": False, "scalecrafter": False}  # cascade cases: paired
 SETTINGS = ("samples", "seed", "guidance", "eta")  # a resumed run must match these
+PARTIAL = ".partial"  # DIR/.partial/<case>-b<batch>/: batches of a case not finished yet
 
 
 # The cascade variants measured: the stage plan, the restart (two values: the first stage's, then
@@ -75,6 +80,7 @@ CASCADE_VARIANTS = {
     "none-r0.5-adain": dict(stage_plan="none", restart=0.5, color_fix="adain"),
     "full-r0.5-0.8-adain": dict(stage_plan="full", restart=(0.5, 0.8), color_fix="adain"),
     "restrained-r0.5-0.8-adain": dict(stage_plan="restrained", restart=(0.5, 0.8), color_fix="adain"),
+    "none-r0.5-0.8-adain": dict(stage_plan="none", restart=(0.5, 0.8), color_fix="adain"),
 }
 
 
@@ -91,6 +97,7 @@ def sample_shapes_cascade(
     seed: int,
     batch: int = 8,
     frames: int | None = None,
+    done: MutableMapping | None = None,
     **settings,
 ) -> tuple[np.ndarray, dict]:
     """Each base sample i refined up to `height` x `width` by the cascade (`scv demo`'s
@@ -103,7 +110,7 @@ def sample_shapes_cascade(
     from scalecrafter_video.commands.demo.sampling import cascade_sample
 
     return cascade_sample(
-        model, labels, base, height, width, steps=steps, guidance=guidance, eta=eta, seed=seed, **settings
+        model, labels, base, height, width, steps=steps, guidance=guidance, eta=eta, seed=seed, done=done, **settings
     )
 
 
@@ -162,6 +169,60 @@ def load_model(name: str):
     from scalecrafter_video.models.shapes.model import load_demo_model
 
     return load_demo_model()
+
+
+class BatchStore(MutableMapping):
+    """A case's finished batches (or cascade samples) on disk, one .npz each under `folder`, so a
+    stopped run resumes where it stopped (`sampling.sample`'s and `cascade_sample`'s `done`). A value
+    is an array, or (array, UNet calls) for the cascade. Written atomically; removed by `clear_dir`
+    once the case is in results.json."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def _path(self, key: int) -> Path:
+        return self.folder / f"{int(key):05d}.npz"
+
+    def __contains__(self, key) -> bool:
+        return isinstance(key, int) and self._path(key).exists()
+
+    def __getitem__(self, key: int):
+        if key not in self:
+            raise KeyError(key)
+        with np.load(self._path(key)) as f:
+            parts = [f[f"arr_{i}"] for i in range(len(f.files))]
+        return parts[0] if len(parts) == 1 else (parts[0], int(parts[1]))
+
+    def __setitem__(self, key: int, value) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        parts = value if isinstance(value, tuple) else (value,)
+        tmp = self._path(key).with_suffix(".tmp.npz")
+        np.savez(tmp, *parts)
+        os.replace(tmp, self._path(key))
+
+    def __delitem__(self, key: int) -> None:
+        if key not in self:
+            raise KeyError(key)
+        self._path(key).unlink()
+
+    def __iter__(self):
+        paths = sorted(self.folder.glob("[0-9]*.npz")) if self.folder.is_dir() else []
+        return iter(int(p.name.split(".")[0]) for p in paths)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def clear_dir(self) -> None:
+        """Remove the stored batches and the folder (and PARTIAL above it once empty)."""
+        if self.folder.is_dir():
+            shutil.rmtree(self.folder)
+        with contextlib.suppress(OSError):
+            self.folder.parent.rmdir()
+
+
+def store_for(out: Path, key: str, batch: int) -> BatchStore:
+    """The resumable store of case `key` (batches of `batch`, which fixes each batch's noise)."""
+    return BatchStore(out / PARTIAL / f"{key.replace(' ', '_').replace(':', '-')}-b{batch}")
 
 
 def compact(described: list[dict], video: bool) -> dict:
@@ -327,6 +388,8 @@ def main(argv=None) -> int:
     )
     doc.setdefault("commands", []).append(command)
     doc["environment"] = {"torch_threads": torch.get_num_threads(), **outputs.versions(("torch", "diffusers"))}
+    if not (out / "results.json").exists():
+        save(doc, out)  # the settings first: the stores under DIR/.partial belong to them
     t_all, ran = time.time(), False
     for model_name in a.models:
         model = load_model(model_name)
@@ -348,7 +411,8 @@ def main(argv=None) -> int:
                 continue
             # every case is compared with the base samples: sample them first (again, when resuming)
             t0 = time.time()
-            base, _ = run_case(model, Case("direct", 1), labels, steps=steps, **kw)
+            base_store = store_for(out, base_key, a.batch)
+            base, _ = run_case(model, Case("direct", 1), labels, steps=steps, done=base_store, **kw)
             base_desc = describe(base, 1)
             if base_key not in doc["runs"]:
                 todo.insert(0, (1, "base"))
@@ -359,12 +423,13 @@ def main(argv=None) -> int:
                     described = base_desc
                 else:
                     t0 = time.time()
+                    store = store_for(out, key, a.batch)
+                    reused = len(store)  # batches (cascade: samples) from a stopped run; `seconds` excludes them
                     if case == "upsampled":
                         samples = upsample(base, scale)
                     elif case in ("direct", "scalecrafter"):
-                        samples, info = run_case(
-                            model, Case(case, scale, ndcfg=case == "scalecrafter"), labels, steps=steps, **kw
-                        )
+                        case_ = Case(case, scale, ndcfg=case == "scalecrafter")
+                        samples, info = run_case(model, case_, labels, steps=steps, done=store, **kw)
                     else:
                         variants, sampler = cascade
                         got = sampler(
@@ -374,10 +439,13 @@ def main(argv=None) -> int:
                             32 * scale,
                             32 * scale,
                             steps=steps,
+                            done=store,
                             **kw,
                             **variants[case.split(":", 1)[1]],
                         )
                         samples, info = got if isinstance(got, tuple) else (got, {})
+                    if reused:
+                        info = {**info, "reused_from_earlier_runs": reused}
                     described = describe(samples, scale)
                 paired = PAIRED.get(case, True)
                 ev = evidence(described, base_desc, paired=paired, seed=a.seed)
@@ -395,6 +463,8 @@ def main(argv=None) -> int:
                     "per_sample": compact(described, video),
                 }
                 save(doc, out)
+                if case != "base":
+                    store.clear_dir()
                 ran = True
                 brief = (
                     f"net {fmt_ratio(ev['net_ratio'])}, fit {fmt_ratio(ev['fit_ratio'])}"
@@ -404,6 +474,7 @@ def main(argv=None) -> int:
                 print(
                     f"{key}: single {fmt_share(ev['single'])}, {brief}, {seconds:.0f} s", file=sys.stderr, flush=True
                 )
+            base_store.clear_dir()
     wall = time.time() - t_all
     if ran:
         doc.setdefault("invocations", []).append(

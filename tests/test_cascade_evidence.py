@@ -65,7 +65,7 @@ def test_control_reads_one_and_cascade_variants_are_discovered(script, tmp_path,
     calls = []
 
     def sample_shapes_cascade(
-        model, labels, base, height, width, *, steps, guidance, eta, seed, batch, frames, restart
+        model, labels, base, height, width, *, steps, guidance, eta, seed, batch, frames, done, restart
     ):
         calls.append((height, width, steps, frames, restart, len(labels)))
         return script.upsample(base, height // base.shape[-2]), {"stages": [32, height], "restart": restart}
@@ -98,6 +98,48 @@ def test_the_real_cascade_refines_each_base_clip(script, tmp_path):
     run = doc["runs"]["shapes32-motion ddim4 2x cascade:full-r0.3"]
     assert run["paired"] and run["info"]["unet_calls"] > 0
     assert run["evidence"]["single"]["n"] == 16  # 2 clips x 8 frames
+
+
+def test_a_stopped_case_resumes_from_its_stored_batches(script, tmp_path, monkeypatch):
+    """Stopped after its first batch, a case keeps that batch under DIR/.partial; the rerun samples
+    only the rest and measures exactly what an unbroken run measures, then removes the store."""
+    args = ("--steps", "2", "--cases", "direct", "--batch", "1")
+    whole = _run(script, tmp_path / "whole", *args)["runs"]
+    real_run_case, sampled = script.run_case, []
+
+    class StopAfterOne(dict):
+        def __init__(self, store):
+            super().__init__()
+            self.store = store
+
+        def __contains__(self, key):
+            return key in self.store
+
+        def __getitem__(self, key):
+            return self.store[key]
+
+        def __setitem__(self, key, value):
+            self.store[key] = value
+            sampled.append(key)
+            raise KeyboardInterrupt
+
+    def stopping_run_case(model, case, labels, *, done, **kw):
+        if case.method == "direct" and case.scale == 2:
+            done = StopAfterOne(done)
+        return real_run_case(model, case, labels, done=done, **kw)
+
+    monkeypatch.setattr(script, "run_case", stopping_run_case)
+    with pytest.raises(KeyboardInterrupt):
+        _run(script, tmp_path / "cut", *args)
+    assert sampled == [0] and len(list((tmp_path / "cut" / script.PARTIAL).glob("*/*.npz"))) == 3  # base 2 + 1
+    monkeypatch.setattr(script, "run_case", real_run_case)
+    resumed = _run(script, tmp_path / "cut", *args)["runs"]
+    key = "shapes32-motion ddim2 2x direct"
+    assert resumed[key]["info"] == {"reused_from_earlier_runs": 1}
+    for name in whole:
+        assert resumed[name]["per_sample"] == whole[name]["per_sample"], name
+        assert resumed[name]["evidence"] == whole[name]["evidence"], name
+    assert not (tmp_path / "cut" / script.PARTIAL).exists()
 
 
 def test_upscale_evidence_runs_scv_upscale_through_files(tmp_path):

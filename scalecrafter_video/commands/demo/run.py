@@ -74,9 +74,11 @@ def run_case(
     frames: int | None = None,
     progress=None,
     base_samples: np.ndarray | None = None,
+    done=None,
 ) -> tuple[np.ndarray, dict]:
     """Sample one case: `sample` at the case's size under its method, or for the cascade
-    `cascade_sample` from `base_samples` (the base-size case's samples, same labels)."""
+    `cascade_sample` from `base_samples` (the base-size case's samples, same labels). `done`: the
+    resumable store of finished batches (`sample`'s, or per sample `cascade_sample`'s)."""
     from ...engine.patch import (
         apply_attn_sf,
         remove_attn_sf,
@@ -87,14 +89,26 @@ def run_case(
     base = int(model.unet.config.sample_size)
     size = base * case.scale
     info: dict = {}
-    kw = dict(steps=steps, guidance=guidance, eta=eta, seed=seed, batch=batch, frames=frames, progress=progress)
+    kw = dict(
+        steps=steps, guidance=guidance, eta=eta, seed=seed, batch=batch, frames=frames, progress=progress, done=done
+    )
     if case.method == "cascade":
         if base_samples is None:
             raise ValueError("the cascade case refines the base-size samples: run the base case first")
         remove_scalecrafter(model.unet)
         tick = None if progress is None else (lambda k: progress(k * cascade_steps(steps)))
         images, info = cascade_sample(
-            model, labels, base_samples, size, size, steps=steps, guidance=guidance, eta=eta, seed=seed, progress=tick
+            model,
+            labels,
+            base_samples,
+            size,
+            size,
+            steps=steps,
+            guidance=guidance,
+            eta=eta,
+            seed=seed,
+            progress=tick,
+            done=done,
         )
         info["cascade"] = CascadeConfig().to_dict()
     elif case.method.startswith("scalecrafter"):

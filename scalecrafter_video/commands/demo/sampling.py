@@ -3,6 +3,8 @@ batch [uncond; cond], so the engine's NDCFG hook applies unchanged)."""
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
+
 import numpy as np
 import torch
 
@@ -49,10 +51,13 @@ def sample(
     batch: int = 8,
     frames: int | None = None,
     progress=None,
+    done: MutableMapping[int, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Images (N, H, W, 3) from a DemoModel, or clips (N, frames, H, W, 3) from a DemoVideoModel,
     in [0, 1] as float32. `progress` is called with the number of UNet steps done after each step
-    (e.g. a tqdm bar's update)."""
+    (e.g. a tqdm bar's update). `done`: batches already sampled, keyed by their first index (each
+    batch's noise and generator depend only on that index, `seed` and `batch`), which are reused;
+    every batch sampled is stored in it as it finishes, so a long run can stop and resume."""
     pipe = ShapesPipeline.from_model(model)
     pipe.set_progress_bar_config(disable=True)
     if pipe.is_video and frames is None:
@@ -64,6 +69,9 @@ def sample(
     step_done = None if progress is None else _step_callback(progress)
     outs = []
     for lo in range(0, n, batch):
+        if done is not None and lo in done:
+            outs.append(done[lo])
+            continue
         g = torch.Generator().manual_seed(seed * 7919 + lo + 1)
         out = pipe(
             [names[int(i)] for i in labels[lo : lo + batch]],
@@ -78,6 +86,8 @@ def sample(
             callback_on_step_end=step_done,
         )
         outs.append(out.frames if pipe.is_video else out.images)
+        if done is not None:
+            done[lo] = outs[-1]
     return np.concatenate(outs)
 
 
@@ -94,6 +104,7 @@ def cascade_sample(
     eta: float = 1.0,
     seed: int = 0,
     progress=None,
+    done: MutableMapping[int, tuple[np.ndarray, int]] | None = None,
     **settings,
 ) -> tuple[np.ndarray, dict]:
     """Each base sample i (images (N, h, w, 3) or clips (N, F, h, w, 3) in [0, 1], as `sample`
@@ -103,6 +114,8 @@ def cascade_sample(
     Args:
         settings: the cascade's restart, skip_exponent, stage_plan, motion_exponent (its defaults otherwise).
         progress: called with 1 after each sample.
+        done: samples already refined, keyed by index, as (sample, UNet calls); reused, and every
+            sample refined is stored in it (a resumable run's store, as `sample`'s).
 
     Returns:
         (the samples in `base`'s layout at the target size, {"unet_calls": over all samples and stages}).
@@ -115,6 +128,11 @@ def cascade_sample(
     names = pipe.config.class_names
     out, calls = [], 0
     for i, label in enumerate(labels.tolist()):
+        if done is not None and i in done:
+            got, n_calls = done[i]
+            out.append(got)
+            calls += n_calls
+            continue
         generator = torch.Generator().manual_seed(seed * 1_000_003 + i)
         start = base[i] if video else base[i][None]  # (F, h, w, 3) frames, as a user's file reads
         result = cascade(
@@ -131,7 +149,10 @@ def cascade_sample(
         )
         got = result.frames.permute(0, 2, 3, 1).numpy()
         out.append(got if video else got[0])
-        calls += sum(stage.get("unet_calls", 0) for stage in result.stages)
+        n_calls = sum(stage.get("unet_calls", 0) for stage in result.stages)
+        calls += n_calls
+        if done is not None:
+            done[i] = (out[-1], n_calls)
         if progress is not None:
             progress(1)
     return np.stack(out).astype(np.float32), {"unet_calls": calls}
