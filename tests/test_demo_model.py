@@ -86,7 +86,7 @@ def test_reduced_demo_shows_the_effect_at_4x(model):
 @pytest.mark.slow
 def test_reduced_demo_cascade_keeps_one_object_at_4x(model):
     """The demo's cascade row: each base sample refined to 4x keeps one object (direct repeats it)."""
-    from scalecrafter_video.commands.demo.run import Case, benchmark
+    from scalecrafter_video.commands.demo.run import Case, benchmark, cascade_work
 
     cases = [Case("direct", 1), Case("direct", 4), Case("cascade", 4)]
     rows, images = benchmark(model, samples=4, steps=10, seed=0, batch=4, cases=cases, progress_bar=False)
@@ -98,6 +98,10 @@ def test_reduced_demo_cascade_keeps_one_object_at_4x(model):
         cascade["cascade"] == {"restart": [0.5, 0.8], "skip_exponent": 2.0, "stage_plan": "full", "color_fix": "adain"}
         and cascade["unet_calls"] > 0
     ), rows
+    # the progress bar counts the steps the stages really run (2x from step 5, 4x from step 8 of
+    # 10), each weighted by its pixel count over the base's
+    first, second = 10 - 5, 10 - 8
+    assert cascade["unet_calls"] == 4 * (first + second) and cascade_work(10, 4) == 4 * first + 16 * second
 
 
 def test_the_cascade_case_needs_the_base_samples(model):

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...jobs.cascade import CascadeConfig
+from ...jobs.cascade import CascadeConfig, stage_sizes
 from ...models.shapes import metrics, video_metrics
 from ...models.shapes.model import DemoModel
 from ...models.shapes.motion_model import DemoVideoModel
@@ -56,9 +56,13 @@ def default_cases(scales=(2, 4), variants: bool = True) -> list[Case]:
     return cases
 
 
-def cascade_steps(steps: int) -> int:
-    """For the progress bar: the steps of one cascade stage, counted once per sample at the target size."""
-    return max(1, steps - CascadeConfig().start_step(steps))
+def cascade_work(steps: int, scale: int) -> int:
+    """For the progress bar: one sample's refining steps over every cascade stage (its restart
+    each), a step weighted by the stage's pixel count over the base size's."""
+    config, side = CascadeConfig(), 64
+    sizes = stage_sizes((side, side), (side * scale, side * scale), 1)[1:]
+    work = sum((steps - config.start_step(steps, k)) * h * w / side**2 for k, (h, w) in enumerate(sizes, 1))
+    return max(1, round(work))
 
 
 def run_case(
@@ -96,7 +100,7 @@ def run_case(
         if base_samples is None:
             raise ValueError("the cascade case refines the base-size samples: run the base case first")
         remove_scalecrafter(model.unet)
-        tick = None if progress is None else (lambda k: progress(k * cascade_steps(steps)))
+        tick = None if progress is None else (lambda k: progress(k * cascade_work(steps, case.scale)))
         images, info = cascade_sample(
             model,
             labels,
@@ -163,13 +167,14 @@ def benchmark(
         frames = int(model.config["frames"])
     n_classes = len(model.class_names)
     labels = torch.arange(samples) % n_classes
+
     # progress in base-size UNet frame-steps: a 4x step counts 16 (its pixel count) per frame
-    total = sum(
-        (cascade_steps(steps) * samples if c.method == "cascade" else steps * -(-samples // batch))
-        * c.scale**2
-        * (frames or 1)
-        for c in cases
-    )
+    def work(c: Case) -> int:
+        if c.method == "cascade":
+            return cascade_work(steps, c.scale) * samples
+        return steps * -(-samples // batch) * c.scale**2
+
+    total = sum(work(c) for c in cases) * (frames or 1)
     bar = tqdm(total=total, desc="scv demo", unit="step", disable=not progress_bar, leave=False)
     rows, images = [], {}
     base = None
@@ -177,7 +182,7 @@ def benchmark(
         for case in cases:
             bar.set_postfix_str(case.label)
             t0 = time.time()
-            weight = case.scale**2 * (frames or 1)
+            weight = (1 if case.method == "cascade" else case.scale**2) * (frames or 1)  # cascade_work weighs its own
             imgs, info = run_case(
                 model,
                 case,
