@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from ..engine.errors import ScaleCrafterError
-from ..jobs.options import COLOR_FIXES, MAX_SIDE, STAGE_PLANS, GenerateOptions, restart_text
+from ..jobs.options import COLOR_FIXES, MAX_SIDE, STAGE_PLANS, GenerateOptions, restart_problem, restart_text
 
 
 def parse_res(text: str) -> tuple[int, int]:
@@ -83,8 +83,8 @@ def restart_argument(text: str) -> float | tuple[float, ...]:
             raise argparse.ArgumentTypeError(
                 f"restart must be a fraction or fractions separated by commas (0.5 or 0.5,0.8), got {text!r}"
             ) from None
-        if not 0 < value < 1:
-            raise argparse.ArgumentTypeError(f"each restart must be above 0 and below 1, got {part.strip()}")
+        if problem := restart_problem(value):
+            raise argparse.ArgumentTypeError(problem)
         values.append(value)
     return values[0] if len(values) == 1 else tuple(values)
 

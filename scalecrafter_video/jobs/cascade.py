@@ -56,7 +56,7 @@ from .frames import (
     resize_frames,
     to_pil,
 )
-from .options import COLOR_FIXES, DEFAULT_RESTART, STAGE_PLANS
+from .options import COLOR_FIXES, DEFAULT_RESTART, STAGE_PLANS, restart_problem
 
 logger = logging.getLogger(__name__)
 
@@ -127,11 +127,8 @@ class CascadeConfig:
                 raise ScaleCrafterError("restart is an empty sequence: give one fraction, or one per stage")
             object.__setattr__(self, "restart", self.restart[0] if len(self.restart) == 1 else tuple(self.restart))
         for value in self.restarts:
-            if not _number(value) or not 0 < value < 1:
-                raise ScaleCrafterError(
-                    f"restart must be above 0 and below 1 (the fraction of the schedule each stage "
-                    f"skips; 0 would restart from pure noise), got {value!r}"
-                )
+            if problem := restart_problem(value):
+                raise ScaleCrafterError(problem)
         if not _number(self.skip_exponent) or not 0 < self.skip_exponent <= 100:
             raise ScaleCrafterError(
                 f"skip exponent must be above 0 and at most 100 (the skip residual's weight is "

@@ -17,6 +17,18 @@ from ..engine.sizing import DEFAULT_MAX_SCALE
 DEFAULT_RESTART = (0.5, 0.8)
 
 
+def restart_problem(value) -> str | None:
+    """Why `value` is no restart (None when it is one: a finite fraction above 0 and below 1), as the
+    one line that --restart and CascadeConfig both report."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1  # NaN fails too
+    if ok:
+        return None
+    return (
+        f"restart must be above 0 and below 1 (the fraction of the schedule each stage skips; "
+        f"0 would restart from pure noise), got {value!r}"
+    )
+
+
 def restart_text(restart: float | tuple[float, ...]) -> str:
     """A restart as --restart takes it: "0.5", or "0.5,0.8" for one per stage."""
     return ",".join(f"{v:g}" for v in (restart if isinstance(restart, (tuple, list)) else (restart,)))
