@@ -243,3 +243,31 @@ def test_cpu_launch_processes_reads_the_launchers_process_count():
     assert cpu_launch_processes({"MASTER_ADDR": "127.0.0.1"}, parent) is None  # not a CPU launch
     assert cpu_launch_processes(env, ["/bin/bash", "run.sh", "--num_processes", "4"]) is None  # not accelerate
     assert cpu_launch_processes(env, [*parent, "--mpirun_hostfile", "hosts"]) is None  # MPI forks by itself
+
+
+@pytest.mark.parametrize("recorded", [False, True])
+def test_a_failed_launch_takes_back_only_settings_nothing_was_recorded_with(
+    scv, prompts, tmp_path, monkeypatch, recorded
+):
+    """--num-processes N: when the processes fail, the launcher removes the settings file the main
+    process wrote if no item was recorded (the folder takes other settings again), and keeps a sweep
+    that recorded something (it resumes)."""
+    from scalecrafter_video.commands.sweep import launch as launch_module
+    from scalecrafter_video.commands.sweep.manifest import MANIFEST_DIR, SETTINGS_FILE
+
+    out = tmp_path / "sweep"
+
+    def failing_processes(argv, processes):
+        assert processes == 2 and argv[0] == "sweep"
+        out.mkdir()
+        (out / SETTINGS_FILE).write_text("{}\n")  # the main process's check_settings
+        (out / MANIFEST_DIR).mkdir()
+        line = json.dumps({"key": "x", "status": "ok"}) + "\n" if recorded else ""
+        (out / MANIFEST_DIR / "rank0.jsonl").write_text(line)
+        return 1
+
+    monkeypatch.setattr(launch_module, "launch", failing_processes)
+    code, _, err = scv(*_sweep_args(prompts, out), "--num-processes", 2)
+    assert code == 1 and "a process failed (exit 1)" in err
+    assert (out / SETTINGS_FILE).exists() == recorded
+    assert (out / MANIFEST_DIR).exists() == recorded
