@@ -81,6 +81,7 @@ CASCADE_VARIANTS = {
     "full-r0.5-0.8-adain": dict(stage_plan="full", restart=(0.5, 0.8), color_fix="adain"),
     "restrained-r0.5-0.8-adain": dict(stage_plan="restrained", restart=(0.5, 0.8), color_fix="adain"),
     "none-r0.5-0.8-adain": dict(stage_plan="none", restart=(0.5, 0.8), color_fix="adain"),
+    "full-r0.5-0.8-none": dict(stage_plan="full", restart=(0.5, 0.8), color_fix="none"),
 }
 
 
