@@ -22,9 +22,10 @@ MARKER = "<!-- The sections below are rebuilt by scripts/cascade_results_page.py
 SECTIONS = (  # (title, folder under samples/cascade_evidence)
     ("Clips, 24 per case", "motion-24"),
     ("Clips at 4x: every stage plan, 24 per case", "motion-24-plans-4x"),
-    ("Clips at 4x: a later restart for the second stage, 24 per case", "motion-24-restart-4x"),
+    ("Clips at 4x: the default restarts (0.5, then 0.8) and the colour fix, 24 per case", "motion-24-restart-4x"),
     ("Clips, 24 per case, DDIM 50", "motion-24-ddim50"),
     ("Clips at 4x, 24 per case, DDIM 50", "motion-24-ddim50-4x"),
+    ("Clips at 4x, DDIM 50: the restrained and no-plan stages, 24 per case", "motion-24-ddim50-4x-plans"),
     ("Clips at 4x: direct sampling, 12 clips", "motion-12-4x"),
     ("scv upscale, 24 clips", "upscale-24"),
     ("Images, 24 per case", "images-24"),
