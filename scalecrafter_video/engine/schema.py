@@ -18,7 +18,8 @@ MAX_FACTOR = 64.0
 UNITS = ("pixels", "samples")
 
 
-def _number(value) -> bool:
+def is_number(value) -> bool:
+    """A finite int or float (not a bool): what a numeric setting may be."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -28,7 +29,7 @@ def _positive_int(value) -> bool:
 
 def _factor(value) -> bool:
     sides = value if isinstance(value, (list, tuple)) and len(value) == 2 else [value]
-    return all(_number(f) and 1 <= f <= MAX_FACTOR for f in sides)
+    return all(is_number(f) and 1 <= f <= MAX_FACTOR for f in sides)
 
 
 def _names(value) -> bool:
@@ -52,7 +53,7 @@ NAME = Field("a non-empty string", lambda v: isinstance(v, str) and bool(v.strip
 BOOL = Field("true or false", lambda v: isinstance(v, bool))
 STOP = Field(
     f"a number of reference DDIM-50 steps in [0, {REFERENCE_STEPS}]",
-    lambda v: _number(v) and 0 <= v <= REFERENCE_STEPS,
+    lambda v: is_number(v) and 0 <= v <= REFERENCE_STEPS,
 )
 PIXELS = Field("a positive integer (pixels)", _positive_int)
 POSITIVE = Field("a positive integer", _positive_int)

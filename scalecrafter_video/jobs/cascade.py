@@ -47,6 +47,7 @@ from ..engine.layers import check_unet, find_unet
 from ..engine.overrides import Override
 from ..engine.patch import apply_scalecrafter
 from ..engine.plan import Plan, Rule
+from ..engine.schema import is_number
 from ..engine.sizing import base_size, check_size, pixels_per_sample
 from .frames import (
     as_frames,
@@ -80,10 +81,6 @@ StageMethod = Callable[[Any, tuple[int, int], bool], AbstractContextManager]
 
 
 # ---- settings ---------------------------------------------------------------------------------
-def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 @dataclass(frozen=True)
 class CascadeConfig:
     """How each stage of a cascade refines.
@@ -129,7 +126,7 @@ class CascadeConfig:
         for value in self.restarts:
             if problem := restart_problem(value):
                 raise ScaleCrafterError(problem)
-        if not _number(self.skip_exponent) or not 0 < self.skip_exponent <= 100:
+        if not is_number(self.skip_exponent) or not 0 < self.skip_exponent <= 100:
             raise ScaleCrafterError(
                 f"skip exponent must be above 0 and at most 100 (the skip residual's weight is "
                 f"cos_factor ** exponent), got {self.skip_exponent!r}"
@@ -139,7 +136,7 @@ class CascadeConfig:
         if self.color_fix not in COLOR_FIXES:
             raise ScaleCrafterError(f"unknown colour fix {self.color_fix!r}: choose one of {', '.join(COLOR_FIXES)}")
         if self.motion_exponent is not None and (
-            not _number(self.motion_exponent) or not 0 < self.motion_exponent <= 100
+            not is_number(self.motion_exponent) or not 0 < self.motion_exponent <= 100
         ):
             raise ScaleCrafterError(
                 f"motion exponent must be above 0 and at most 100 (the weight of the frames' differences "

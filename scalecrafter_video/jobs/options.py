@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..engine.schema import is_number
 from ..engine.sizing import DEFAULT_MAX_SCALE
 
 # The cascade's restarts: the first stage (base -> 2x) at step int(0.5 * steps) of the schedule, every
@@ -20,8 +21,7 @@ DEFAULT_RESTART = (0.5, 0.8)
 def restart_problem(value) -> str | None:
     """Why `value` is no restart (None when it is one: a finite fraction above 0 and below 1), as the
     one line that --restart and CascadeConfig both report."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1  # NaN fails too
-    if ok:
+    if is_number(value) and 0 < value < 1:
         return None
     return (
         f"restart must be above 0 and below 1 (the fraction of the schedule each stage skips; "
