@@ -422,3 +422,18 @@ def test_system_folders_and_the_folders_that_are_never_refused(tmp_path, monkeyp
     # running in / protects nothing less
     monkeypatch.setattr(files.Path, "cwd", classmethod(lambda cls: Path("/")))
     assert files.system_folder(Path("/etc/x")) == "/etc"
+
+
+def test_sigterm_ends_a_command_as_ctrl_c_does():
+    """Schedulers, and the sweep's launcher when one process fails, stop a command with SIGTERM: inside
+    a command it raises KeyboardInterrupt (so the output being written removes what it wrote); the old
+    handler returns after."""
+    import signal
+
+    from scalecrafter_video.commands.cli import terminate_as_interrupt
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt, match="signal"), terminate_as_interrupt():
+        os.kill(os.getpid(), signal.SIGTERM)  # the handler runs as soon as kill returns
+        pytest.fail("SIGTERM did not interrupt")
+    assert signal.getsignal(signal.SIGTERM) is before

@@ -271,18 +271,3 @@ def test_a_failed_launch_takes_back_only_settings_nothing_was_recorded_with(
     assert code == 1 and "a process failed (exit 1)" in err
     assert (out / SETTINGS_FILE).exists() == recorded
     assert (out / MANIFEST_DIR).exists() == recorded
-
-
-def test_sigterm_ends_a_sweep_as_ctrl_c_does():
-    """The launcher stops the other processes with SIGTERM when one fails: inside the sweep it raises
-    KeyboardInterrupt (so the item being written removes what it wrote); the old handler returns after."""
-    import os
-    import signal
-
-    from scalecrafter_video.commands.sweep.run import _terminate_as_interrupt
-
-    before = signal.getsignal(signal.SIGTERM)
-    with pytest.raises(KeyboardInterrupt, match="signal"), _terminate_as_interrupt():
-        os.kill(os.getpid(), signal.SIGTERM)  # the handler runs as soon as kill returns
-        pytest.fail("SIGTERM did not interrupt")
-    assert signal.getsignal(signal.SIGTERM) is before

@@ -9,10 +9,13 @@ the parsed arguments, so tests can call `main([...])` in-process.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
 
@@ -670,6 +673,26 @@ def _err(message: str) -> None:
     print(f"scv: error: {one_line(message)}", file=sys.stderr)
 
 
+@contextlib.contextmanager
+def terminate_as_interrupt():
+    """SIGTERM ends a command as Ctrl-C does (KeyboardInterrupt), so the output being written removes
+    what it wrote (`Runner.write`): job schedulers stop jobs with SIGTERM, and the sweep's launcher
+    stops the other processes with it when one fails. Only in the main thread, where Python runs
+    signal handlers; the previous handler returns afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"stopped by signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run `scv` with `argv` (default sys.argv[1:]); returns the exit code."""
     try:
@@ -698,7 +721,8 @@ def _main(argv: list[str] | None) -> int:
         _err(f"choose a command: {', '.join(_commands(parser))} (see `scv --help`)")
         return 2
     try:
-        return int(args._handler(args, argv) or 0)
+        with terminate_as_interrupt():
+            return int(args._handler(args, argv) or 0)
     except BrokenPipeError as exc:
         if _stdout_closed():
             raise  # main() stops quietly

@@ -8,9 +8,7 @@ import json
 import logging
 import os
 import shutil
-import signal
 import socket
-import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -140,8 +138,7 @@ def run_sweep(cfg: SweepConfig) -> SweepResult:
         if state.is_main_process:
             created = check_settings(out_dir, cfg.settings(), write=True)
         try:
-            with _terminate_as_interrupt():
-                return _run_share(cfg, state, runner, items, pending, out_dir)
+            return _run_share(cfg, state, runner, items, pending, out_dir)
         except BaseException:
             # alone, a run that created the settings and recorded nothing takes them back (several
             # processes: the launcher does, once every process has stopped)
@@ -306,25 +303,6 @@ def _sidecar_matches(side: Path, item: SweepItem) -> bool:
         "height": item.height,
     }
     return all(meta.get(k) == v for k, v in want.items())
-
-
-@contextmanager
-def _terminate_as_interrupt():
-    """SIGTERM ends the sweep as Ctrl-C does (KeyboardInterrupt), so the item being written removes
-    what it wrote (`Runner.write`): the launcher stops the other processes with SIGTERM when one
-    fails, as job schedulers do. Only in the main thread, where Python runs signal handlers."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt(f"stopped by signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _remove_stale_temps(out_dir: Path) -> None:
