@@ -262,6 +262,11 @@ def fmt_share(s: dict | None) -> str:
     return f"{s['value']:.0%} [{lo:.0%}, {hi:.0%}] ({s['k']}/{s['n']})"
 
 
+def fmt_seconds(r: dict) -> str:
+    reused = r.get("info", {}).get("reused_from_earlier_runs")
+    return f"{r['seconds']:.0f}" + (f" + {reused} stored" if reused else "")
+
+
 def markdown(doc: dict) -> str:
     """One table per (model, steps, scale), cases down."""
     groups: dict[tuple, list[dict]] = {}
@@ -279,7 +284,8 @@ def markdown(doc: dict) -> str:
             "control and cascades, unpaired for direct and ScaleCrafter), n = samples measured (motion: clips "
             "with one object in every frame). Shares: 95 % Wilson interval (k/n; single counts frames, which are "
             "correlated within a clip, so its interval is optimistic). Content kept for unpaired cases is the "
-            "chance agreement (same label, independent noise). s: wall seconds of the case."
+            "chance agreement (same label, independent noise). s: wall seconds of the case in the run that "
+            "finished it (+ k stored: k batches of a stopped earlier run, or cascade samples, reused)."
         ),
         "",
     ]
@@ -312,13 +318,13 @@ def markdown(doc: dict) -> str:
                         f"{fmt_ratio(ev['step_ratio'])} | {fmt_ratio(ev['net_ratio'])} | "
                         f"{fmt_ratio(ev['fit_ratio'])} | {fmt_ratio(ev['color_spread_ratio'])} | "
                         f"{fmt_share(ev['content_kept'])} | "
-                        f"{ev['clean']:.2f} | {r['seconds']:.0f} |"
+                        f"{ev['clean']:.2f} | {fmt_seconds(r)} |"
                     )
                 else:
                     lines.append(
                         f"| {r['case']} | {fmt_share(ev['single'])} | {fmt_share(ev['repetition'])} | "
                         f"{fmt_ratio(ev['color_spread_ratio'])} | {fmt_share(ev['content_kept'])} | "
-                        f"{ev['clean']:.2f} | {r['seconds']:.0f} |"
+                        f"{ev['clean']:.2f} | {fmt_seconds(r)} |"
                     )
             lines.append("")
     for inv in doc.get("invocations", []):

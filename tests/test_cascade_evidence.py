@@ -136,6 +136,8 @@ def test_a_stopped_case_resumes_from_its_stored_batches(script, tmp_path, monkey
     resumed = _run(script, tmp_path / "cut", *args)["runs"]
     key = "shapes32-motion ddim2 2x direct"
     assert resumed[key]["info"] == {"reused_from_earlier_runs": 1}
+    row = next(line for line in (tmp_path / "cut" / "table.md").read_text().splitlines() if "| direct |" in line)
+    assert row.endswith(" + 1 stored |")  # its seconds count only the rerun
     for name in whole:
         assert resumed[name]["per_sample"] == whole[name]["per_sample"], name
         assert resumed[name]["evidence"] == whole[name]["evidence"], name
