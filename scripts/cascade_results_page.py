@@ -27,6 +27,7 @@ SECTIONS = (  # (title, folder under samples/cascade_evidence)
     ("Clips at 4x, 24 per case, DDIM 50", "motion-24-ddim50-4x"),
     ("Clips at 4x, DDIM 50: the restrained and no-plan stages, 24 per case", "motion-24-ddim50-4x-plans"),
     ("Clips at 4x, DDIM 50: plain ScaleCrafter, 24 per case", "motion-24-ddim50-4x-unpaired"),
+    ("Clips at 4x, DDIM 50: direct sampling, 24 per case", "motion-24-ddim50-4x-direct"),
     ("Clips at 4x: direct sampling, 24 per case", "motion-24-4x-direct"),
     ("Clips at 4x: direct sampling, 12 clips (the first run)", "motion-12-4x"),
     ("scv upscale, 24 clips", "upscale-24"),
