@@ -437,3 +437,14 @@ def test_sigterm_ends_a_command_as_ctrl_c_does():
         os.kill(os.getpid(), signal.SIGTERM)  # the handler runs as soon as kill returns
         pytest.fail("SIGTERM did not interrupt")
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+@pytest.mark.parametrize("fps", [True, 0, -8, float("nan"), float("inf"), "8"])
+def test_a_clip_rate_that_is_no_positive_number_is_refused(fps):
+    from scalecrafter_video.engine.errors import ScaleCrafterError
+    from scalecrafter_video.jobs.checks import validate_options
+
+    opts = GenerateOptions(prompts=["circle"], height=64, width=64, model="shapes32-motion", video=True, fps=fps)
+    with pytest.raises(ScaleCrafterError, match="fps must be a positive number"):
+        validate_options(opts)
+    validate_options(replace(opts, fps=29.97))  # an upscaled clip keeps its own rate

@@ -5,11 +5,11 @@ model takes (class prompts, FreeU), sizes and steps, and the memory estimate, ea
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any
 
 from ..engine import families, sizing
 from ..engine.errors import ScaleCrafterError
+from ..engine.schema import is_number
 from .family import IMAGE_FAMILIES, VIDEO_FAMILIES, sampling_defaults
 from .options import (
     DTYPES,
@@ -101,7 +101,7 @@ def validate_options(opts: GenerateOptions) -> None:
         if isinstance(opts.frames, bool) or not isinstance(opts.frames, int) or opts.frames < 1:
             raise ScaleCrafterError(f"frames must be a whole number of at least 1, got {opts.frames!r}")
         fps = opts.fps  # whole for `scv generate`; an upscaled clip keeps its own, 29.97 too
-        if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps) or fps <= 0:
+        if not is_number(fps) or fps <= 0:
             raise ScaleCrafterError(f"fps must be a positive number, got {fps!r}")
         if opts.compare and opts.method == "direct":
             logger.warning("--compare compares a method with direct sampling; with --method direct it is ignored")
