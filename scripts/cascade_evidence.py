@@ -285,7 +285,7 @@ def markdown(doc: dict) -> str:
             "with one object in every frame). Shares: 95 % Wilson interval (k/n; single counts frames, which are "
             "correlated within a clip, so its interval is optimistic). Content kept for unpaired cases is the "
             "chance agreement (same label, independent noise). s: wall seconds of the case in the run that "
-            "finished it (+ k stored: k batches of a stopped earlier run, or cascade samples, reused)."
+            "finished it (+ k stored: k batches, for a cascade k samples, reused from a stopped earlier run)."
         ),
         "",
     ]
